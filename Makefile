@@ -1,0 +1,56 @@
+# Accrual developer entry points. Every target installs what it needs first.
+SHELL := /bin/bash
+PY ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+RUN := $(UV) run --frozen
+PROTO_FILES := $(shell find proto -name '*.proto' | sort)
+GEN := libs/contracts/src
+
+.PHONY: setup proto proto-check run up migrate test test-unit lint bench fuzz clean
+
+$(UV):
+	$(PY) -m pip install --user --quiet uv
+
+.venv/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+	$(UV) sync --frozen --all-packages
+	@touch $@
+
+setup: .venv/.synced
+
+## Regenerate the Python code of the contracts (checked fresh by CI).
+proto: setup
+	rm -rf $(GEN)/accrual
+	$(RUN) python -m accrual_platform.protogen proto $(GEN)
+
+## Fail when the generated code is not what `make proto` produces.
+proto-check: setup
+	$(RUN) python -m accrual_platform.protogen proto $(GEN) --check
+
+## The whole suite in one process: SQLite under ./var/, in-process broker.
+run: setup
+	$(RUN) accrual run
+
+## Apply every service's migrations to DATABASE_URL.
+migrate: setup
+	$(RUN) accrual migrate
+
+## Per-service deployment (one process per service, worker and gateway) from the Procfile.
+up: setup migrate
+	$(RUN) honcho start -f Procfile
+
+test: setup proto-check
+	$(RUN) pytest
+
+test-unit: setup
+	$(RUN) pytest -m "not integration and not e2e"
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) mypy libs/platform/src services/*/src
+	npx --yes @bufbuild/buf@1.47.2 lint
+
+bench: setup
+	$(RUN) python -m bench
+
+clean:
+	rm -rf var .venv

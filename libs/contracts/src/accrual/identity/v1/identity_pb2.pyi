@@ -1,0 +1,152 @@
+import datetime
+
+from accrual.options.v1 import options_pb2 as _options_pb2
+from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IdentityType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IDENTITY_TYPE_UNSPECIFIED: _ClassVar[IdentityType]
+    IDENTITY_TYPE_EXTERNAL: _ClassVar[IdentityType]
+    IDENTITY_TYPE_EMAIL: _ClassVar[IdentityType]
+    IDENTITY_TYPE_PHONE: _ClassVar[IdentityType]
+    IDENTITY_TYPE_DEVICE_KEY: _ClassVar[IdentityType]
+
+class UnknownParticipantPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UNKNOWN_PARTICIPANT_POLICY_UNSPECIFIED: _ClassVar[UnknownParticipantPolicy]
+    UNKNOWN_PARTICIPANT_POLICY_CREATE: _ClassVar[UnknownParticipantPolicy]
+    UNKNOWN_PARTICIPANT_POLICY_REJECT: _ClassVar[UnknownParticipantPolicy]
+
+class EnrollmentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENROLLMENT_STATUS_UNSPECIFIED: _ClassVar[EnrollmentStatus]
+    ENROLLMENT_STATUS_ACTIVE: _ClassVar[EnrollmentStatus]
+    ENROLLMENT_STATUS_FROZEN: _ClassVar[EnrollmentStatus]
+    ENROLLMENT_STATUS_LOCKED: _ClassVar[EnrollmentStatus]
+    ENROLLMENT_STATUS_CLOSED: _ClassVar[EnrollmentStatus]
+
+class EnrollmentChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENROLLMENT_CHANGE_UNSPECIFIED: _ClassVar[EnrollmentChange]
+    ENROLLMENT_CHANGE_NONE: _ClassVar[EnrollmentChange]
+    ENROLLMENT_CHANGE_CREATED: _ClassVar[EnrollmentChange]
+    ENROLLMENT_CHANGE_REACTIVATED: _ClassVar[EnrollmentChange]
+IDENTITY_TYPE_UNSPECIFIED: IdentityType
+IDENTITY_TYPE_EXTERNAL: IdentityType
+IDENTITY_TYPE_EMAIL: IdentityType
+IDENTITY_TYPE_PHONE: IdentityType
+IDENTITY_TYPE_DEVICE_KEY: IdentityType
+UNKNOWN_PARTICIPANT_POLICY_UNSPECIFIED: UnknownParticipantPolicy
+UNKNOWN_PARTICIPANT_POLICY_CREATE: UnknownParticipantPolicy
+UNKNOWN_PARTICIPANT_POLICY_REJECT: UnknownParticipantPolicy
+ENROLLMENT_STATUS_UNSPECIFIED: EnrollmentStatus
+ENROLLMENT_STATUS_ACTIVE: EnrollmentStatus
+ENROLLMENT_STATUS_FROZEN: EnrollmentStatus
+ENROLLMENT_STATUS_LOCKED: EnrollmentStatus
+ENROLLMENT_STATUS_CLOSED: EnrollmentStatus
+ENROLLMENT_CHANGE_UNSPECIFIED: EnrollmentChange
+ENROLLMENT_CHANGE_NONE: EnrollmentChange
+ENROLLMENT_CHANGE_CREATED: EnrollmentChange
+ENROLLMENT_CHANGE_REACTIVATED: EnrollmentChange
+
+class Identity(_message.Message):
+    __slots__ = ("type", "value")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    type: IdentityType
+    value: str
+    def __init__(self, type: _Optional[_Union[IdentityType, str]] = ..., value: _Optional[str] = ...) -> None: ...
+
+class Participant(_message.Message):
+    __slots__ = ("participant_id", "identities", "attributes", "created_at")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    identities: _containers.RepeatedCompositeFieldContainer[Identity]
+    attributes: _struct_pb2.Struct
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, participant_id: _Optional[str] = ..., identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateParticipantRequest(_message.Message):
+    __slots__ = ("identities", "attributes")
+    IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    identities: _containers.RepeatedCompositeFieldContainer[Identity]
+    attributes: _struct_pb2.Struct
+    def __init__(self, identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class GetParticipantRequest(_message.Message):
+    __slots__ = ("participant_id",)
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    def __init__(self, participant_id: _Optional[str] = ...) -> None: ...
+
+class AuthenticateApiKeyRequest(_message.Message):
+    __slots__ = ("api_key",)
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    api_key: str
+    def __init__(self, api_key: _Optional[str] = ...) -> None: ...
+
+class AuthenticateApiKeyResponse(_message.Message):
+    __slots__ = ("tenant_id", "key_id", "scopes")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    key_id: str
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant_id: _Optional[str] = ..., key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ResolveItem(_message.Message):
+    __slots__ = ("program_id", "on_unknown_participant", "participant_id", "identities")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    on_unknown_participant: UnknownParticipantPolicy
+    participant_id: str
+    identities: _containers.RepeatedCompositeFieldContainer[Identity]
+    def __init__(self, program_id: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[UnknownParticipantPolicy, str]] = ..., participant_id: _Optional[str] = ..., identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ...) -> None: ...
+
+class ResolveResult(_message.Message):
+    __slots__ = ("participant_id", "participant_created", "enrollment_change", "error_code", "error_message", "attributes")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_CREATED_FIELD_NUMBER: _ClassVar[int]
+    ENROLLMENT_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    participant_created: bool
+    enrollment_change: EnrollmentChange
+    error_code: str
+    error_message: str
+    attributes: _struct_pb2.Struct
+    def __init__(self, participant_id: _Optional[str] = ..., participant_created: _Optional[bool] = ..., enrollment_change: _Optional[_Union[EnrollmentChange, str]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ResolveParticipantsRequest(_message.Message):
+    __slots__ = ("tenant_id", "items")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    items: _containers.RepeatedCompositeFieldContainer[ResolveItem]
+    def __init__(self, tenant_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ResolveItem, _Mapping]]] = ...) -> None: ...
+
+class ResolveParticipantsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ResolveResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ResolveResult, _Mapping]]] = ...) -> None: ...
