@@ -1,0 +1,162 @@
+"""Database engines and column types shared by the services.
+
+Each service owns one schema. On PostgreSQL that is a real schema in DATABASE_URL's database;
+on the embedded SQLite default it is a database file attached under the schema's name
+(``ATTACH 'var/ingest.db' AS ingest``), so the same table names, queries and Alembic
+migrations work on both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import decimal
+import pathlib
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
+
+from accrual_platform.errors import Unavailable
+
+
+def _sqlite_path(url: str, schema: str) -> pathlib.Path:
+    raw = url.split(":///", 1)[1] if ":///" in url else ""
+    if not raw:
+        raise ValueError(f"SQLite DATABASE_URL needs a file path: {url!r}")
+    if "{schema}" in raw:
+        return pathlib.Path(raw.format(schema=schema))
+    path = pathlib.Path(raw)
+    return path.with_name(f"{path.stem}_{schema}{path.suffix or '.db'}")
+
+
+def make_engine(url: str, schema: str, *, pool_size: int = 10) -> sa.Engine:
+    """Engine for one service schema; creates the schema (or its SQLite file) if missing."""
+    if url.startswith("sqlite"):
+        path = _sqlite_path(url, schema)
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(":memory:", check_same_thread=False, timeout=30,
+                                   isolation_level=None)
+            conn.execute(f"ATTACH DATABASE ? AS {schema}", (str(path),))
+            conn.execute(f"PRAGMA {schema}.journal_mode=WAL")
+            conn.execute(f"PRAGMA {schema}.synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            return conn
+
+        engine = sa.create_engine("sqlite+pysqlite://", creator=connect, poolclass=QueuePool,
+                                  pool_size=pool_size, max_overflow=pool_size)
+
+        @sa_event.listens_for(engine, "begin")
+        def _begin_immediate(conn: sa.Connection) -> None:
+            # Writers queue on the file lock up front instead of failing on upgrade.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                              pool_pre_ping=True, pool_recycle=1800)
+    return engine
+
+
+def ensure_schema(engine: sa.Engine, schema: str) -> None:
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+class Database:
+    """One service's engine and session factory."""
+
+    def __init__(self, url: str, schema: str, *, pool_size: int = 10) -> None:
+        self.schema = schema
+        self.engine = make_engine(url, schema, pool_size=pool_size)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error.
+
+        Connection-level failures surface as Unavailable so callers answer 503 and clients
+        retry; nothing is acknowledged that was not committed.
+        """
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            if isinstance(exc, sa_exc.OperationalError) and "locked" in str(exc.orig):
+                raise Unavailable("database is busy, retry") from exc
+            raise Unavailable("database unavailable, retry") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
+
+
+class ExactDecimal(sa.types.TypeDecorator[decimal.Decimal]):
+    """Exact decimals: NUMERIC on PostgreSQL, text on SQLite (whose NUMERIC is a float)."""
+
+    impl = sa.Numeric(30, 10)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(64))
+        return dialect.type_descriptor(sa.Numeric(30, 10))
+
+    def process_bind_param(self, value: decimal.Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> decimal.Decimal | None:
+        if value is None:
+            return None
+        return decimal.Decimal(str(value))
+
+
+JsonType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def decimal_str(value: decimal.Decimal) -> str:
+    """Plain decimal text without exponent or trailing zeros: 125, 187.5, -3."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,111 @@
+"""The suite's one error tree and its mapping to google.rpc.Status.
+
+Domain code raises these; the gRPC error interceptor turns them into a rich status
+(ErrorInfo reason + BadRequest field violations), which the REST shim maps to HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+DOMAIN = "accrual.dev"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class AppError(Exception):
+    """Base of every error a client may see."""
+
+    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = "internal"
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 violations: Sequence[FieldViolation] = (),
+                 metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason:
+            self.reason = reason
+        self.violations = tuple(violations)
+        self.metadata = dict(metadata or {})
+
+    def to_status(self) -> status_pb2.Status:
+        details: list[any_pb2.Any] = []
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(
+            reason=self.reason.upper(), domain=DOMAIN, metadata=self.metadata))
+        details.append(info)
+        if self.violations:
+            bad = any_pb2.Any()
+            bad.Pack(error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in self.violations]))
+            details.append(bad)
+        return status_pb2.Status(
+            code=getattr(code_pb2, self.grpc_code.name), message=self.message, details=details)
+
+
+class InvalidArgument(AppError):
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "invalid_argument"
+
+    @classmethod
+    def field(cls, field: str, description: str, *, reason: str = "invalid_argument") -> InvalidArgument:
+        return cls(f"{field}: {description}", reason=reason,
+                   violations=[FieldViolation(field, description)])
+
+
+class Unauthenticated(AppError):
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "unauthenticated"
+
+
+class PermissionDenied(AppError):
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "permission_denied"
+
+
+class NotFound(AppError):
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    reason = "not_found"
+
+
+class Conflict(AppError):
+    grpc_code = grpc.StatusCode.ABORTED
+    reason = "conflict"
+
+
+class AlreadyExists(AppError):
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "already_exists"
+
+
+class FailedPrecondition(AppError):
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "failed_precondition"
+
+
+class ResourceExhausted(AppError):
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "rate_limited"
+
+
+class Unavailable(AppError):
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    reason = "unavailable"
+
+
+def collect(violations: list[FieldViolation], *, reason: str = "invalid_argument") -> None:
+    """Raise one InvalidArgument naming every violation, if there are any."""
+    if violations:
+        message = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        raise InvalidArgument(message, reason=reason, violations=violations)

@@ -1,0 +1,199 @@
+"""gRPC server bootstrap: health, reflection, interceptors and graceful stop.
+
+The interceptor does, per RPC: bind request id and tenant to the log context, authenticate
+(API key or the internal token) against the method's ``required_scope`` option, and turn
+the error tree into rich ``google.rpc.Status`` answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import descriptor_pool
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from sqlalchemy import exc as sa_exc
+
+from accrual.options.v1 import options_pb2
+from accrual_platform import auth
+from accrual_platform.errors import (
+    AppError,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+
+log = structlog.get_logger("accrual.grpc")
+
+_scope_cache: dict[str, str | None] = {}
+
+
+def required_scope(full_method: str) -> str | None:
+    """The method's required_scope option, or None for methods outside our contracts."""
+    if full_method in _scope_cache:
+        return _scope_cache[full_method]
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    scope: str | None
+    try:
+        desc = descriptor_pool.Default().FindMethodByName(f"{service}.{method}")
+        scope = desc.GetOptions().Extensions[options_pb2.required_scope] or None
+    except KeyError:
+        scope = None
+    if service.startswith("accrual.") and scope is None:
+        scope = auth.ADMIN_SCOPE  # an accrual method without a declared scope is admin-only
+    _scope_cache[full_method] = scope
+    return scope
+
+
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
+
+
+def api_key_from_metadata(md: dict[str, str]) -> str | None:
+    key = md.get("x-api-key")
+    if key:
+        return key.strip()
+    authz = md.get("authorization", "")
+    scheme, _, value = authz.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, authenticator: auth.Authenticator, internal_token: str) -> None:
+        self._authenticate = authenticator
+        self._internal_token = internal_token
+
+    def intercept_service(self, continuation: Callable[[Any], Any],
+                          details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method: str = details.method
+        scope = required_scope(method)
+        if scope is None:
+            return handler
+        inner = handler.unary_unary
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            md = _metadata(context)
+            request_id = md.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+            token = auth.current_principal.set(None)
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                principal = self._principal(md, scope)
+                auth.current_principal.set(principal)
+                structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
+                return inner(request, context)
+            except AppError as exc:
+                code = exc.grpc_code.name
+                context.abort_with_status(rpc_status.to_status(exc.to_status()))
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                code = "UNAVAILABLE"
+                log.warning("database_unavailable", error=str(exc).splitlines()[0])
+                err = Unavailable("database unavailable, retry")
+                context.abort_with_status(rpc_status.to_status(err.to_status()))
+            except Exception as exc:
+                if isinstance(exc, grpc.RpcError) or getattr(context, "_state", None) is None:
+                    raise
+                code = "INTERNAL"
+                log.exception("rpc_failed")
+                context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            finally:
+                auth.current_principal.reset(token)
+                log.debug("rpc_done", code=code, ms=round((time.perf_counter() - started) * 1e3, 2))
+            return None
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _principal(self, md: dict[str, str], scope: str) -> auth.Principal:
+        token = md.get("x-internal-token")
+        if token is not None:
+            if not hmac.compare_digest(token, self._internal_token):
+                raise Unauthenticated("invalid internal token", reason="unauthenticated")
+            tenant = md.get("x-tenant-id", "")
+            return auth.Principal(tenant_id=tenant, key_id="internal",
+                                  scopes=frozenset(), internal=True)
+        key = api_key_from_metadata(md)
+        if not key:
+            raise Unauthenticated("missing API key: send X-API-Key or Authorization: Bearer",
+                                  reason="unauthenticated")
+        principal = self._authenticate(key)
+        if principal is None:
+            raise Unauthenticated("unknown or revoked API key", reason="unauthenticated")
+        if not principal.allows(scope):
+            raise PermissionDenied(f"API key lacks scope {scope}", reason="permission_denied",
+                                   metadata={"required_scope": scope})
+        return principal
+
+
+Registrar = Callable[[grpc.Server], None]
+
+
+def build_server(registrars: Sequence[tuple[str, Registrar]], address: str,
+                 interceptor: ServiceInterceptor, *, max_workers: int = 32) -> tuple[grpc.Server, int]:
+    """A server with the given services plus grpc.health.v1 and reflection, bound to address."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=[interceptor],
+        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                 ("grpc.so_reuseport", 0)],
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = []
+    for name, register in registrars:
+        register(server)
+        names.append(name)
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot bind gRPC server to {address}")
+    return server, port
+
+
+def wait_for_termination(stoppers: Iterable[Callable[[], None]]) -> None:
+    """Block until SIGTERM/SIGINT, then run the stoppers (each stops gracefully)."""
+    done = threading.Event()
+
+    def _handler(signum: int, _frame: Any) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        done.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    done.wait()
+    for stop in stoppers:
+        stop()
+
+
+def internal_metadata(token: str, tenant_id: str = "") -> list[tuple[str, str]]:
+    md = [("x-internal-token", token)]
+    if tenant_id:
+        md.append(("x-tenant-id", tenant_id))
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if request_id:
+        md.append(("x-request-id", str(request_id)))
+    return md

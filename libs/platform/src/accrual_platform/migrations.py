@@ -1,0 +1,73 @@
+"""Alembic, one migration history per service schema.
+
+Each service keeps its history in ``accrual_<service>/migrations`` with an ``env.py`` that
+calls :func:`run_env`. :func:`upgrade` applies it to DATABASE_URL (PostgreSQL schema or the
+attached SQLite file), with the version table inside the service's own schema.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from accrual_platform.db import ensure_schema, make_engine
+
+
+def _config(script_location: pathlib.Path, schema: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.attributes["schema"] = schema
+    return cfg
+
+
+def upgrade(database_url: str, schema: str, script_location: pathlib.Path) -> None:
+    engine = make_engine(database_url, schema, pool_size=1)
+    try:
+        ensure_schema(engine, schema)
+        with engine.begin() as conn:
+            cfg = _config(script_location, schema)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()
+
+
+def revision(database_url: str, schema: str, script_location: pathlib.Path, message: str) -> None:
+    """Autogenerate a new revision against an up-to-date database (a developer tool)."""
+    engine = make_engine(database_url, schema, pool_size=1)
+    try:
+        ensure_schema(engine, schema)
+        with engine.begin() as conn:
+            cfg = _config(script_location, schema)
+            cfg.attributes["connection"] = conn
+            command.revision(cfg, message=message, autogenerate=True)
+    finally:
+        engine.dispose()
+
+
+def run_env(context: Any, metadata: sa.MetaData) -> None:
+    """Body of every service's migrations/env.py."""
+    config = context.config
+    schema: str = config.attributes["schema"]
+    connection: sa.Connection = config.attributes["connection"]
+
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        if type_ == "schema":
+            return name == schema
+        return True
+
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table_schema=schema,
+        include_schemas=True,
+        include_name=include_name,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

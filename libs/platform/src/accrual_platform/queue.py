@@ -1,0 +1,66 @@
+"""Dramatiq broker selection and proto-JSON messages.
+
+Queue payloads are proto messages sent as proto-JSON dicts. Producers enqueue by queue and
+actor name, so a service can hand work to another service's worker without importing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+M = TypeVar("M", bound=Message)
+
+RULES_QUEUE = "rules"
+INGEST_QUEUE = "ingest"
+NOTIFY_QUEUE = "notify"
+
+
+def make_broker(url: str) -> dramatiq.Broker:
+    """StubBroker for ``stub://``, RabbitMQ for ``amqp://``, Redis for ``redis://``."""
+    broker: dramatiq.Broker
+    if url.startswith("stub"):
+        broker = StubBroker()
+        broker.emit_after("process_boot")
+    elif url.startswith(("amqp://", "amqps://")):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        # Publisher confirms: an outbox row is deleted only once the broker has the message.
+        broker = RabbitmqBroker(url=url, confirm_delivery=True)
+    elif url.startswith(("redis://", "rediss://")):
+        from dramatiq.brokers.redis import RedisBroker
+
+        broker = RedisBroker(url=url)
+    else:
+        raise ValueError(f"unsupported BROKER_URL scheme: {url!r}")
+    return broker
+
+
+def to_payload(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def from_payload(payload: dict[str, Any], cls: type[M]) -> M:
+    return json_format.ParseDict(payload, cls(), ignore_unknown_fields=True)
+
+
+def enqueue(broker: dramatiq.Broker, queue: str, actor_name: str, message: Message,
+            *, delay_ms: int | None = None) -> None:
+    if queue not in broker.get_declared_queues():
+        broker.declare_queue(queue)
+    options: dict[str, Any] = {}
+    msg = dramatiq.Message(queue_name=queue, actor_name=actor_name,
+                           args=(to_payload(message),), kwargs={}, options=options)
+    broker.enqueue(msg, delay=delay_ms)
+
+
+def declare_actor(broker: dramatiq.Broker, fn: Callable[..., Any], *, queue: str, name: str,
+                  **options: Any) -> dramatiq.Actor[Any, Any]:
+    """Register ``fn`` as actor ``name`` on ``queue`` of this broker (no global broker)."""
+    return dramatiq.Actor(fn, broker=broker, actor_name=name, queue_name=queue, priority=0,
+                          options=options)

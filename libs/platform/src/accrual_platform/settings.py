@@ -1,0 +1,111 @@
+"""Configuration, read only from the environment.
+
+Per-service processes fail fast when a peer address they need is missing, so a mistyped
+deployment stops at start-up instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import secrets
+from dataclasses import dataclass, field
+
+EMBEDDED_VAR_DIR = pathlib.Path(os.environ.get("ACCRUAL_VAR_DIR", "var"))
+
+PEERS = {
+    "ingest": "INGEST_ADDR",
+    "identity": "IDENTITY_ADDR",
+    "rules": "RULES_ADDR",
+    "notify": "NOTIFY_ADDR",
+}
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+def _retry_schedule(raw: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in raw.split(",") if x.strip())
+    except ValueError as exc:
+        raise ConfigError(f"WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds: {raw!r}") from exc
+    if not values:
+        raise ConfigError("WEBHOOK_RETRY_SCHEDULE is empty")
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    broker_url: str
+    redis_url: str | None
+    internal_token: str
+    peers: dict[str, str] = field(default_factory=dict)
+    log_format: str = "console"
+    log_level: str = "INFO"
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    worker_threads: int = 8
+    webhook_retry_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_timeout_seconds: float = 15.0
+    webhook_allow_private: bool = False
+    api_key_cache_seconds: float = 30.0
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def peer(self, name: str) -> str:
+        """Address of a peer service; raises ConfigError naming the variable when unset."""
+        try:
+            return self.peers[name]
+        except KeyError:
+            raise ConfigError(f"{PEERS[name]} is not set (address of the {name} service)") from None
+
+    @classmethod
+    def from_env(cls, *, require_peers: tuple[str, ...] = (), embedded: bool = False) -> Settings:
+        env = os.environ
+        if embedded:
+            EMBEDDED_VAR_DIR.mkdir(parents=True, exist_ok=True)
+            database_url = env.get("DATABASE_URL", f"sqlite:///{EMBEDDED_VAR_DIR}/{{schema}}.db")
+            broker_url = env.get("BROKER_URL", "stub://")
+            token_file = EMBEDDED_VAR_DIR / "internal_token"
+            if "INTERNAL_TOKEN" in env:
+                token = env["INTERNAL_TOKEN"]
+            elif token_file.exists():
+                token = token_file.read_text().strip()
+            else:
+                token = secrets.token_urlsafe(32)
+                token_file.write_text(token)
+        else:
+            missing = [v for v in ("DATABASE_URL", "BROKER_URL", "INTERNAL_TOKEN") if not env.get(v)]
+            if missing:
+                raise ConfigError(f"missing environment variables: {', '.join(missing)}")
+            database_url, broker_url, token = (
+                env["DATABASE_URL"], env["BROKER_URL"], env["INTERNAL_TOKEN"])
+        peers = {name: env[var] for name, var in PEERS.items() if env.get(var)}
+        settings = cls(
+            database_url=database_url,
+            broker_url=broker_url,
+            redis_url=env.get("REDIS_URL") or None,
+            internal_token=token,
+            peers=peers,
+            log_format=env.get("LOG_FORMAT", "console" if embedded else "json"),
+            log_level=env.get("LOG_LEVEL", "INFO"),
+            grpc_host=env.get("GRPC_HOST", "127.0.0.1"),
+            grpc_port=int(env.get("GRPC_PORT", "50051")),
+            gateway_host=env.get("GATEWAY_HOST", "127.0.0.1"),
+            gateway_port=int(env.get("GATEWAY_PORT", "8080")),
+            worker_threads=int(env.get("WORKER_THREADS", "8")),
+            webhook_retry_schedule=_retry_schedule(
+                env.get("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000")),
+            webhook_timeout_seconds=float(env.get("WEBHOOK_TIMEOUT_SECONDS", "15")),
+            webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),
+            api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS", "30")),
+        )
+        for name in require_peers:
+            settings.peer(name)
+        return settings
