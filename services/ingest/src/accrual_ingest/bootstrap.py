@@ -1,0 +1,51 @@
+"""Wires the ingest service: database, outbox relay, servicer and actors."""
+
+from __future__ import annotations
+
+import dramatiq
+import grpc
+
+from accrual.ingest.v1 import ingest_pb2_grpc
+from accrual_ingest import storage
+from accrual_ingest.api import IngestServicer, record_outcomes_actor
+from accrual_ingest.service import IngestService
+from accrual_platform import queue
+from accrual_platform.auth import Authenticator
+from accrual_platform.db import Database
+from accrual_platform.outbox import OutboxRelay
+from accrual_platform.runtime import migrations_dir
+from accrual_platform.settings import Settings
+
+MIGRATIONS = migrations_dir(__file__)
+SCHEMA = storage.SCHEMA
+
+
+class IngestRuntime:
+    name = "ingest"
+    service_full_name = "accrual.ingest.v1.IngestService"
+    schema = SCHEMA
+    queues = (queue.INGEST_QUEUE,)
+
+    def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
+        self.db = Database(settings.database_url, SCHEMA, pool_size=20)
+        self.relay = OutboxRelay(self.db, storage.outbox, broker)
+        self.service = IngestService(self.db, self.relay.notify)
+
+    def register(self, server: grpc.Server) -> None:
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(self.service), server)
+
+    def declare_actors(self, broker: dramatiq.Broker) -> None:
+        queue.declare_actor(broker, record_outcomes_actor(self.service),
+                            queue=queue.INGEST_QUEUE, name="record_outcomes")
+
+    def start(self) -> None:
+        self.relay.start()
+
+    def stop(self) -> None:
+        self.relay.stop()
+        self.db.dispose()
+
+
+def build(settings: Settings, broker: dramatiq.Broker,
+          authenticator: Authenticator | None = None) -> IngestRuntime:
+    return IngestRuntime(settings, broker)

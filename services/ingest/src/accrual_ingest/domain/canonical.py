@@ -1,0 +1,40 @@
+"""Canonical form of an event payload, for idempotency comparison.
+
+Two submissions with the same idempotency key are "the same" when their canonical digests
+match: key order, whitespace, ``125`` vs ``125.0`` and equivalent timestamp spellings do not
+matter. A timestamp the client did not send is left out (its default is the receipt time,
+which differs on every retry).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+from typing import Any
+
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float | decimal.Decimal):
+        d = decimal.Decimal(repr(value)) if isinstance(value, float) else decimal.Decimal(value)
+        if not d.is_finite():
+            return str(d)
+        text = format(d.normalize(), "f")
+        return {"$num": "0" if text in ("-0", "0") else text}
+    if isinstance(value, dict):
+        return {str(k): _canonical_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical_value(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return {"$ts": value.astimezone(dt.UTC).isoformat(timespec="microseconds")}
+    raise TypeError(f"not canonicalisable: {type(value).__name__}")
+
+
+def payload_digest(fields: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``fields`` (None values are dropped)."""
+    body = _canonical_value({k: v for k, v in fields.items() if v is not None})
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,118 @@
+"""Validation of submitted events (SPEC section 3), independent of the wire format."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from accrual_ingest.domain.canonical import payload_digest
+
+MAX_EVENT_DATA_BYTES = 32 * 1024
+MAX_FUTURE = dt.timedelta(minutes=5)
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Violation:
+    field: str
+    description: str
+
+
+@dataclass(frozen=True)
+class EventInput:
+    """What a partner sent, before validation; None means absent."""
+
+    program_id: str
+    idempotency_key: str
+    event_type: str
+    event_timestamp: dt.datetime | None
+    external_id: str | None
+    participant_id: str | None
+    recipient_external_id: str | None
+    recipient_id: str | None
+    event_data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ValidEvent:
+    program_id: str
+    idempotency_key: str
+    event_type: str
+    event_timestamp: dt.datetime
+    external_id: str | None
+    participant_id: str | None
+    recipient_external_id: str | None
+    recipient_id: str | None
+    event_data: dict[str, Any]
+    digest: str
+
+
+def _uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError):
+        return None
+
+
+def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple[ValidEvent | None, list[Violation]]:
+    """Check one event; returns the normalised event or every violation found."""
+    v: list[Violation] = []
+
+    def bad(field: str, description: str) -> None:
+        v.append(Violation(prefix + field, description))
+
+    program_id = _uuid(raw.program_id) if raw.program_id else None
+    if not raw.program_id:
+        bad("program_id", "is required")
+    elif program_id is None:
+        bad("program_id", "must be a UUID")
+    if not raw.idempotency_key:
+        bad("idempotency_key", "is required")
+    elif len(raw.idempotency_key) > 255:
+        bad("idempotency_key", "must be at most 255 characters")
+    if len(raw.event_type) > 255:
+        bad("event_type", "must be at most 255 characters")
+    if raw.external_id is not None and raw.participant_id is not None:
+        bad("external_id", "external_id and participant_id are mutually exclusive; send exactly one")
+    elif raw.external_id is None and raw.participant_id is None:
+        bad("external_id", "one of external_id or participant_id is required")
+    if raw.external_id is not None and not (1 <= len(raw.external_id) <= 255):
+        bad("external_id", "must be 1 to 255 characters")
+    participant_id = None
+    if raw.participant_id is not None:
+        participant_id = _uuid(raw.participant_id)
+        if participant_id is None:
+            bad("participant_id", "must be a UUID")
+    if raw.recipient_external_id is not None and raw.recipient_id is not None:
+        bad("recipient_id", "recipient_id and recipient_external_id are mutually exclusive")
+    if raw.recipient_external_id is not None and not (1 <= len(raw.recipient_external_id) <= 255):
+        bad("recipient_external_id", "must be 1 to 255 characters")
+    recipient_id = None
+    if raw.recipient_id is not None:
+        recipient_id = _uuid(raw.recipient_id)
+        if recipient_id is None:
+            bad("recipient_id", "must be a UUID")
+    ts = raw.event_timestamp
+    if ts is not None and ts > now + MAX_FUTURE:
+        bad("event_timestamp", "must not be more than 5 minutes in the future")
+    size = len(json.dumps(raw.event_data, separators=(",", ":")).encode())
+    if size > MAX_EVENT_DATA_BYTES:
+        bad("event_data", f"must be at most {MAX_EVENT_DATA_BYTES} bytes of JSON (got {size})")
+    if v:
+        return None, v
+    assert program_id is not None
+    digest = payload_digest({
+        "program_id": program_id, "event_type": raw.event_type, "event_timestamp": ts,
+        "external_id": raw.external_id, "participant_id": participant_id,
+        "recipient_external_id": raw.recipient_external_id, "recipient_id": recipient_id,
+        "event_data": raw.event_data,
+    })
+    return ValidEvent(
+        program_id=program_id, idempotency_key=raw.idempotency_key, event_type=raw.event_type,
+        event_timestamp=ts or now, external_id=raw.external_id, participant_id=participant_id,
+        recipient_external_id=raw.recipient_external_id, recipient_id=recipient_id,
+        event_data=raw.event_data, digest=digest,
+    ), []
