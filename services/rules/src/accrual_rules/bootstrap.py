@@ -1,0 +1,68 @@
+"""Wires the rules service: database, servicer, and the evaluate_events actor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+import grpc
+
+from accrual.rules.v1 import rules_pb2_grpc
+from accrual_platform import clients, queue
+from accrual_platform.auth import Authenticator
+from accrual_platform.db import Database
+from accrual_platform.runtime import migrations_dir
+from accrual_platform.settings import Settings
+from accrual_rules import storage
+from accrual_rules.api import RulesServicer
+from accrual_rules.processing import Processor
+from accrual_rules.service import RulesService
+
+MIGRATIONS = migrations_dir(__file__)
+SCHEMA = storage.SCHEMA
+
+
+class RulesRuntime:
+    name = "rules"
+    service_full_name = "accrual.rules.v1.RulesService"
+    schema = SCHEMA
+    queues = (queue.RULES_QUEUE,)
+
+    def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url, SCHEMA, pool_size=20)
+        self.service = RulesService(self.db)
+        self._broker = broker
+        self._processor: Processor | None = None
+
+    def processor(self) -> Processor:
+        """Built on first use: only workers need the peer channels."""
+        if self._processor is None:
+            self._processor = Processor(
+                self.db, self._broker, clients.channel(self.settings.peer("ingest")),
+                clients.channel(self.settings.peer("identity")), self.settings.internal_token)
+        return self._processor
+
+    def register(self, server: grpc.Server) -> None:
+        rules_pb2_grpc.add_RulesServiceServicer_to_server(RulesServicer(self.service), server)
+
+    def declare_actors(self, broker: dramatiq.Broker) -> None:
+        def evaluate_events(payload: dict[str, Any]) -> None:
+            from accrual.messages.v1 import messages_pb2
+
+            msg = queue.from_payload(payload, messages_pb2.EventsAccepted)
+            self.processor().process(msg.tenant_id, list(msg.event_ids))
+
+        queue.declare_actor(broker, evaluate_events, queue=queue.RULES_QUEUE,
+                            name="evaluate_events")
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.db.dispose()
+
+
+def build(settings: Settings, broker: dramatiq.Broker,
+          authenticator: Authenticator | None = None) -> RulesRuntime:
+    return RulesRuntime(settings, broker)

@@ -1,0 +1,77 @@
+"""ZEN expressions: compile and validate on save, evaluate compiled on every event.
+
+zen-engine evaluates with exact decimals internally and hands back floats; the shortest
+float repr is turned back into a Decimal, so ``120.5 * 1`` gives exactly ``120.5``.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import zen
+
+
+class ExpressionError(ValueError):
+    """An expression that does not parse, or fails on a given event."""
+
+    def __init__(self, message: str, position: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.position = position
+
+
+_POS = re.compile(r"at \((\d+), (\d+)\)")
+
+
+def _error(exc: Exception) -> ExpressionError:
+    first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+    try:
+        body = json.loads(first)
+        message = str(body.get("source") or body)
+    except (ValueError, AttributeError):
+        message = first
+    m = _POS.search(message)
+    return ExpressionError(message, (int(m.group(1)), int(m.group(2))) if m else None)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    source: str
+    program: Any
+
+    def evaluate(self, context: dict[str, Any]) -> Any:
+        try:
+            return self.program.evaluate(context)
+        except RuntimeError as exc:
+            raise _error(exc) from None
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(source: str) -> Compiled:
+    """Compile once per distinct source (rule versions share their compiled form)."""
+    try:
+        return Compiled(source, zen.compile_expression(source))
+    except RuntimeError as exc:
+        raise _error(exc) from None
+
+
+def to_decimal(value: Any) -> decimal.Decimal:
+    if isinstance(value, bool) or value is None:
+        raise ExpressionError(f"formula must give a number, got {json.dumps(value)}")
+    if isinstance(value, int):
+        return decimal.Decimal(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ExpressionError("formula gave a non-finite number")
+        return decimal.Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            return decimal.Decimal(value)
+        except decimal.InvalidOperation:
+            pass
+    raise ExpressionError(f"formula must give a number, got {json.dumps(value, default=str)}")

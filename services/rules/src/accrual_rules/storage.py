@@ -1,0 +1,94 @@
+"""Tables of the rules schema: programs, rules and their versions, the ledger."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from accrual_platform.db import ExactDecimal, JsonType, UtcDateTime
+
+SCHEMA = "rules"
+metadata = sa.MetaData(schema=SCHEMA)
+
+programs = sa.Table(
+    "programs", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("on_unknown_participant", sa.String(16), nullable=False),
+    sa.Column("tiers", JsonType, nullable=False),
+    sa.Column("rounding_mode", sa.String(16), nullable=False),
+    sa.Column("rounding_precision", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+RULE_FIELDS = ("name", "event_type", "condition", "formula", "apply_tier_multiplier", "order",
+               "stop_after_match", "active_from", "active_to", "status")
+
+rules = sa.Table(
+    "rules", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("program_id", sa.String(36), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("event_type", sa.String(255), nullable=False),
+    sa.Column("condition", sa.Text, nullable=False),
+    sa.Column("formula", sa.Text, nullable=False),
+    sa.Column("apply_tier_multiplier", sa.Boolean, nullable=False),
+    sa.Column("order", sa.Integer, nullable=False),
+    sa.Column("stop_after_match", sa.Boolean, nullable=False),
+    sa.Column("active_from", UtcDateTime()),
+    sa.Column("active_to", UtcDateTime()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_rules_program", "tenant_id", "program_id"),
+)
+
+rule_versions = sa.Table(
+    "rule_versions", metadata,
+    sa.Column("rule_id", sa.String(36), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("snapshot", JsonType, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+ledger = sa.Table(
+    "ledger_entries", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("program_id", sa.String(36), nullable=False),
+    sa.Column("participant_id", sa.String(36), nullable=False),
+    sa.Column("amount", ExactDecimal(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(400), nullable=False),
+    sa.Column("event_id", sa.String(36)),
+    sa.Column("rule_id", sa.String(36)),
+    sa.Column("rule_version", sa.Integer),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant_id", "source", name="uq_ledger_source"),
+    sa.Index("ix_ledger_account", "tenant_id", "program_id", "participant_id", "created_at"),
+)
+
+balances = sa.Table(
+    "balances", metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("program_id", sa.String(36), primary_key=True),
+    sa.Column("participant_id", sa.String(36), primary_key=True),
+    sa.Column("available", ExactDecimal(), nullable=False),
+    sa.Column("lifetime_earned", ExactDecimal(), nullable=False),
+    sa.Column("tier", sa.String(200)),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# The evaluation an event got, written in the same transaction as its ledger entries: a
+# redelivered message finds it and re-announces the same outcome instead of re-evaluating.
+event_evaluations = sa.Table(
+    "event_evaluations", metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("outcome", JsonType, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
