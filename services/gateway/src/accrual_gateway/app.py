@@ -1,0 +1,208 @@
+"""The gateway application: generated routes plus operations endpoints."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+import structlog
+import swagger_ui_bundle
+from google.protobuf.descriptor import FileDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route as StarletteRoute
+from starlette.staticfiles import StaticFiles
+
+from accrual.identity.v1 import identity_pb2
+from accrual.ingest.v1 import ingest_pb2
+from accrual.notify.v1 import notify_pb2
+from accrual.rules.v1 import rules_pb2
+from accrual_gateway import shim
+from accrual_gateway.openapi import build_openapi
+
+log = structlog.get_logger("accrual.gateway")
+DEFAULT_FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
+                 notify_pb2.DESCRIPTOR)
+FORWARD_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
+
+DOCS_HTML = """<!doctype html><html><head><title>Accrual API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head><body><div id="ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script></body></html>"""
+
+
+def create_app(channels: Mapping[str, Any], files: Sequence[FileDescriptor] | None = None, *,
+               call_timeout: float = 10.0, max_body_bytes: int = 16 * 1024 * 1024) -> Starlette:
+    routes = shim.build_routes(files or DEFAULT_FILES)
+    spec = shim.dumps(build_openapi(routes))
+    registry = CollectorRegistry()
+    requests = Counter("accrual_http_requests", "HTTP requests", ["route", "method", "status"],
+                       registry=registry)
+    latency = Histogram("accrual_http_request_seconds", "HTTP latency", ["route", "method"],
+                        registry=registry)
+    callables: dict[str, Any] = {}
+    for r in routes:
+        if r.full_method not in callables:
+            ch = shim.channel_for(channels, r)
+            callables[r.full_method] = ch.unary_unary(
+                r.full_method, request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=shim.response_class(r.method).FromString)
+
+    def error(status: int, body: dict[str, Any], request_id: str,
+              headers: dict[str, str] | None = None) -> Response:
+        body.setdefault("request_id", request_id)
+        return Response(shim.dumps({"error": body} if "error" not in body else body), status,
+                        media_type="application/json",
+                        headers={"X-Request-Id": request_id, **(headers or {})})
+
+    async def dispatch(request: Request) -> Response:
+        started = time.perf_counter()
+        request_id = shim.new_request_id(request.headers.get("x-request-id"))
+        path = request.url.path
+        verb = request.method
+        matched: shim.Route | None = None
+        match = None
+        allowed = False
+        for r in routes:
+            m = r.regex.match(path)
+            if m is None:
+                continue
+            allowed = True
+            if r.verb == verb:
+                matched, match = r, m
+                break
+        if matched is None or match is None:
+            status = 405 if allowed else 404
+            return error(status, {"code": "method_not_allowed" if allowed else "not_found",
+                                  "message": f"{verb} {path} is not a route", "details": []},
+                         request_id)
+        response = await _call(request, matched, match, request_id)
+        requests.labels(matched.template, verb, str(response.status_code)).inc()
+        latency.labels(matched.template, verb).observe(time.perf_counter() - started)
+        return response
+
+    async def _call(request: Request, route: shim.Route, match: Any, request_id: str) -> Response:
+        try:
+            message = shim.request_class(route.method)()
+            data: dict[str, Any] = {}
+            if route.body:
+                raw = await request.body()
+                if len(raw) > max_body_bytes:
+                    raise shim.ShimError(400, "body_too_large",
+                                         f"request body exceeds {max_body_bytes} bytes")
+                try:
+                    parsed = shim.orjson.loads(raw) if raw.strip() else {}
+                except shim.orjson.JSONDecodeError as exc:
+                    raise shim.ShimError(400, "invalid_json", f"malformed JSON: {exc}") from None
+                if route.body == "*":
+                    if not isinstance(parsed, dict):
+                        raise shim.ShimError(400, "invalid_json", "request body must be a JSON object")
+                    data = parsed
+                else:
+                    data = {route.body: parsed}
+            else:
+                data = shim.query_to_dict(route.method.input_type,
+                                          list(request.query_params.multi_items()),
+                                          set(route.path_fields))
+            for i, name in enumerate(route.path_fields):
+                shim.set_path(data, name, match.group(f"f{i}"))
+            shim.parse_into(message, data)
+        except shim.ShimError as exc:
+            status = route.invalid_status if exc.status == 400 and exc.code == "invalid_argument" else exc.status
+            return Response(shim.dumps(exc.body(request_id)), status, media_type="application/json",
+                            headers={"X-Request-Id": request_id})
+        metadata = [("x-request-id", request_id)]
+        key = request.headers.get("x-api-key")
+        if not key:
+            scheme, _, value = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "bearer":
+                key = value.strip()
+        if key:
+            metadata.append(("x-api-key", key))
+        call = callables[route.full_method](message, metadata=metadata, timeout=call_timeout)
+        try:
+            reply = await call
+        except grpc.aio.AioRpcError as exc:
+            status, body = shim.error_from_rpc(exc, route.invalid_status)
+            headers = _forward(exc.initial_metadata(), exc.trailing_metadata())
+            if status >= 500:
+                log.warning("upstream_error", code=exc.code().name, details=exc.details(),
+                            request_id=request_id)
+            return error(status, body, request_id, headers)
+        headers = _forward(await call.initial_metadata(), await call.trailing_metadata())
+        body = shim.to_json(reply)
+        if route.response_body:
+            body = body[route.response_body]
+        return Response(shim.dumps(body), 200, media_type="application/json",
+                        headers={"X-Request-Id": request_id, **headers})
+
+    def _forward(*mds: Any) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for md in mds:
+            for k, v in md or ():
+                if k in FORWARD_HEADERS:
+                    out["-".join(p.capitalize() for p in k.split("-")).replace("Ratelimit", "RateLimit")] = str(v)
+        return out
+
+    async def openapi(_: Request) -> Response:
+        return Response(spec, media_type="application/json")
+
+    async def docs(_: Request) -> Response:
+        return HTMLResponse(DOCS_HTML)
+
+    async def healthz(_: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def readyz(_: Request) -> Response:
+        failures: dict[str, str] = {}
+        for name, ch in channels.items():
+            try:
+                resp = await health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service=name), timeout=2)
+                if resp.status != health_pb2.HealthCheckResponse.SERVING:
+                    failures[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+            except grpc.aio.AioRpcError as exc:
+                failures[name] = exc.code().name
+        body = {"status": "ok" if not failures else "unavailable", "failures": failures}
+        return Response(shim.dumps(body), 200 if not failures else 503, media_type="application/json")
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(routes=[
+        StarletteRoute("/openapi.json", openapi), StarletteRoute("/docs", docs),
+        Mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path)),
+        StarletteRoute("/healthz", healthz), StarletteRoute("/readyz", readyz),
+        StarletteRoute("/metrics", metrics),
+        StarletteRoute("/{path:path}", dispatch,
+                       methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    ])
+    return app
+
+
+def serve_app(app: Starlette, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
+                loop="uvloop", http="httptools")
+
+
+def main() -> None:
+    from accrual_platform.settings import PEERS
+
+    missing = [v for v in PEERS.values() if not os.environ.get(v)]
+    if missing:
+        raise SystemExit(f"missing environment variables: {', '.join(missing)}")
+    names = {"ingest": "accrual.ingest.v1.IngestService",
+             "identity": "accrual.identity.v1.IdentityService",
+             "rules": "accrual.rules.v1.RulesService", "notify": "accrual.notify.v1.NotifyService"}
+    channels = {full: grpc.aio.insecure_channel(os.environ[PEERS[short]]) for short, full in names.items()}
+    serve_app(create_app(channels), os.environ.get("GATEWAY_HOST", "127.0.0.1"),
+              int(os.environ.get("GATEWAY_PORT", "8080")))
+

@@ -1,0 +1,353 @@
+"""The REST/JSON shim, generated at start-up from ``google.api.http`` annotations.
+
+Every annotated method of the given proto files becomes a route; nothing here names an RPC.
+JSON uses proto field names (snake_case) on output, accepts those or lowerCamelCase on input,
+and spells enum values without their type prefix (``PENDING`` for ``EVENT_STATUS_PENDING``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import orjson
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import json_format
+from google.protobuf.descriptor import (
+    Descriptor,
+    EnumDescriptor,
+    FieldDescriptor,
+    FileDescriptor,
+    MethodDescriptor,
+)
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from google.rpc import error_details_pb2, status_pb2
+
+from accrual.options.v1 import options_pb2
+
+HTTP_STATUS = {
+    grpc.StatusCode.OK: 200, grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+WKT_PASSTHROUGH = {"google.protobuf.Timestamp", "google.protobuf.Struct", "google.protobuf.Value",
+                   "google.protobuf.ListValue", "google.protobuf.Duration",
+                   "google.protobuf.FieldMask"}
+
+
+class ShimError(Exception):
+    """An error answered by the shim itself (before or instead of a gRPC call)."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 violations: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.violations = list(violations)
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message,
+                          "details": [{"field": f, "description": d} for f, d in self.violations],
+                          "request_id": request_id}}
+
+
+def enum_prefix(enum: EnumDescriptor) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
+
+
+# -- JSON <-> proto ------------------------------------------------------------------------
+
+def _out(value: Any, field: FieldDescriptor) -> Any:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        def name(v: Any) -> Any:
+            if not isinstance(v, str) or v.endswith("_UNSPECIFIED"):
+                return None
+            return v.removeprefix(enum_prefix(field.enum_type))
+        return [name(v) for v in value] if isinstance(value, list) else name(value)
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name not in WKT_PASSTHROUGH:
+        if field.message_type.GetOptions().map_entry:
+            return value
+        if isinstance(value, list):
+            return [shape_output(v, field.message_type) for v in value]
+        return shape_output(value, field.message_type)
+    return value
+
+
+def shape_output(data: dict[str, Any], desc: Descriptor) -> dict[str, Any]:
+    """Every field present (null when unset), enums unprefixed."""
+    out: dict[str, Any] = {}
+    for field in desc.fields:
+        if field.name in data:
+            out[field.name] = _out(data[field.name], field)
+        elif field.is_repeated:
+            out[field.name] = {} if field.message_type and field.message_type.GetOptions().map_entry else []
+        else:
+            out[field.name] = None
+    return out
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    data = json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+    return shape_output(data, message.DESCRIPTOR)
+
+
+def _in(value: Any, field: FieldDescriptor, path: str) -> Any:
+    if value is None:
+        return None
+    if field.is_repeated and not (
+            field.message_type and field.message_type.GetOptions().map_entry):
+        if not isinstance(value, list):
+            raise ShimError(400, "invalid_argument", f"{path}: must be a list", [(path, "must be a list")])
+        return [_in_one(v, field, f"{path}[{i}]") for i, v in enumerate(value)]
+    return _in_one(value, field, path)
+
+
+def _in_one(value: Any, field: FieldDescriptor, path: str) -> Any:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        enum = field.enum_type
+        if isinstance(value, str):
+            full = value if value in enum.values_by_name else enum_prefix(enum) + value
+            if full in enum.values_by_name and not full.endswith("_UNSPECIFIED"):
+                return full
+        allowed = [v.name.removeprefix(enum_prefix(enum)) for v in enum.values if v.number]
+        raise ShimError(400, "invalid_argument", f"{path}: must be one of {', '.join(allowed)}",
+                        [(path, f"must be one of {', '.join(allowed)}")])
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        full_name = field.message_type.full_name
+        if full_name == "google.protobuf.Struct" and not isinstance(value, dict):
+            raise ShimError(400, "invalid_argument", f"{path}: must be a JSON object",
+                            [(path, "must be a JSON object")])
+        if full_name in WKT_PASSTHROUGH or field.message_type.GetOptions().map_entry:
+            return value
+        if not isinstance(value, dict):
+            raise ShimError(400, "invalid_argument", f"{path}: must be a JSON object",
+                            [(path, "must be a JSON object")])
+        return shape_input(value, field.message_type, path + ".")
+    return value
+
+
+def shape_input(data: dict[str, Any], desc: Descriptor, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        field = desc.fields_by_name.get(key) or _by_json_name(desc).get(key)
+        if field is None:
+            raise ShimError(400, "invalid_argument", f"{prefix}{key}: unknown field",
+                            [(prefix + key, "unknown field")])
+        shaped = _in(value, field, prefix + field.name)
+        if shaped is not None:
+            out[field.name] = shaped
+    return out
+
+
+_json_names: dict[str, dict[str, FieldDescriptor]] = {}
+
+
+def _by_json_name(desc: Descriptor) -> dict[str, FieldDescriptor]:
+    names = _json_names.get(desc.full_name)
+    if names is None:
+        names = _json_names[desc.full_name] = {f.json_name: f for f in desc.fields}
+    return names
+
+
+def parse_into(message: Message, data: dict[str, Any], prefix: str = "") -> None:
+    shaped = shape_input(data, message.DESCRIPTOR, prefix)
+    try:
+        json_format.ParseDict(shaped, message)
+    except json_format.ParseError as exc:
+        text = str(exc)
+        m = re.search(r'Failed to parse (\w+) field', text)
+        field = prefix + (m.group(1) if m else "body")
+        raise ShimError(400, "invalid_argument", f"{field}: {text}", [(field, text)]) from None
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Route:
+    method: MethodDescriptor
+    verb: str
+    template: str
+    regex: re.Pattern[str]
+    path_fields: tuple[str, ...]
+    body: str
+    response_body: str
+    literal_weight: int
+    invalid_status: int
+
+    @property
+    def full_method(self) -> str:
+        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+
+
+_SEGMENT = re.compile(r"\{([a-zA-Z0-9_.]+)(?:=([^}]*))?\}")
+
+
+def compile_template(template: str) -> tuple[re.Pattern[str], tuple[str, ...], int]:
+    fields: list[str] = []
+    pattern = ""
+    pos = 0
+    for m in _SEGMENT.finditer(template):
+        pattern += re.escape(template[pos:m.start()])
+        sub = m.group(2)
+        if sub and sub not in ("*",):
+            inner = re.escape(sub).replace(r"\*\*", ".+").replace(r"\*", "[^/:]+")
+            pattern += f"(?P<f{len(fields)}>{inner})"
+        else:
+            pattern += f"(?P<f{len(fields)}>[^/:]+)"
+        fields.append(m.group(1))
+        pos = m.end()
+    pattern += re.escape(template[pos:])
+    literal = len(_SEGMENT.sub("", template))
+    return re.compile(f"^{pattern}$"), tuple(fields), literal
+
+
+def _bindings(rule: http_pb2.HttpRule) -> list[http_pb2.HttpRule]:
+    return [rule, *[b for extra in rule.additional_bindings for b in _bindings(extra)]]
+
+
+def build_routes(files: Sequence[FileDescriptor]) -> list[Route]:
+    routes: list[Route] = []
+    for file in files:
+        for service in file.services_by_name.values():
+            for method in service.methods:
+                options = method.GetOptions()
+                if not options.HasExtension(annotations_pb2.http):
+                    continue
+                invalid = options.Extensions[options_pb2.invalid_argument_http_status] or 400
+                for rule in _bindings(options.Extensions[annotations_pb2.http]):
+                    kind = rule.WhichOneof("pattern")
+                    if kind is None:
+                        continue
+                    if kind == "custom":
+                        verb, template = rule.custom.kind.upper(), rule.custom.path
+                    else:
+                        verb, template = kind.upper(), getattr(rule, kind)
+                    regex, fields, literal = compile_template(template)
+                    routes.append(Route(method, verb, template, regex, fields, rule.body,
+                                        rule.response_body, literal, invalid))
+    routes.sort(key=lambda r: (-r.literal_weight, len(r.path_fields)))
+    return routes
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        data = data.setdefault(part, {})
+    data[parts[-1]] = value
+
+
+def query_to_dict(desc: Descriptor, items: Sequence[tuple[str, str]], skip: set[str]) -> dict[str, Any]:
+    """Query parameters into a request dict, converting scalars by field type."""
+    out: dict[str, Any] = {}
+    for key, raw in items:
+        if key in skip:
+            continue
+        d: Descriptor | None = desc
+        field: FieldDescriptor | None = None
+        for part in key.split("."):
+            if d is None:
+                field = None
+                break
+            field = d.fields_by_name.get(part) or _by_json_name(d).get(part)
+            d = field.message_type if field is not None and field.message_type and \
+                field.message_type.full_name not in WKT_PASSTHROUGH else None
+        if field is None:
+            raise ShimError(400, "invalid_argument", f"{key}: unknown query parameter",
+                            [(key, "unknown query parameter")])
+        value: Any = raw
+        if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32,
+                          FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_INT64,
+                          FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64):
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ShimError(400, "invalid_argument", f"{key}: must be an integer",
+                                [(key, "must be an integer")]) from None
+        elif field.type == FieldDescriptor.TYPE_BOOL:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ShimError(400, "invalid_argument", f"{key}: must be true or false",
+                                [(key, "must be true or false")])
+            value = raw.lower() in ("true", "1")
+        elif field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ShimError(400, "invalid_argument", f"{key}: must be a number",
+                                [(key, "must be a number")]) from None
+        if field.is_repeated:
+            existing = out
+            for part in key.split(".")[:-1]:
+                existing = existing.setdefault(part, {})
+            existing.setdefault(key.split(".")[-1], []).append(value)
+        else:
+            set_path(out, key, value)
+    return out
+
+
+def request_class(method: MethodDescriptor) -> type[Message]:
+    return GetMessageClass(method.input_type)
+
+
+def response_class(method: MethodDescriptor) -> type[Message]:
+    return GetMessageClass(method.output_type)
+
+
+# -- errors --------------------------------------------------------------------------------
+
+def error_from_rpc(exc: grpc.aio.AioRpcError | grpc.RpcError, invalid_status: int
+                   ) -> tuple[int, dict[str, Any]]:
+    code = exc.code()
+    status = HTTP_STATUS.get(code, 500)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        status = invalid_status
+    body: dict[str, Any] = {"code": code.name.lower(), "message": exc.details() or code.name,
+                            "details": []}
+    raw = None
+    for key, value in (exc.trailing_metadata() or ()):
+        if key == "grpc-status-details-bin":
+            raw = value
+    if raw:
+        rich = status_pb2.Status.FromString(raw)
+        for detail in rich.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                body["code"] = info.reason.lower()
+                if info.metadata:
+                    body["details"].append({"reason": info.reason.lower(), "domain": info.domain,
+                                            "metadata": dict(info.metadata)})
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                body["details"].extend({"field": v.field, "description": v.description}
+                                       for v in bad.field_violations)
+            else:
+                body["details"].append({"type": detail.type_url})
+    if code == grpc.StatusCode.UNAVAILABLE and body["code"] == "unavailable":
+        body["message"] = exc.details() or "service unavailable, retry"
+    if status == 500:
+        body["message"] = "internal error"
+    return status, body
+
+
+def new_request_id(incoming: str | None) -> str:
+    if incoming and re.fullmatch(r"[A-Za-z0-9_.:\-]{1,128}", incoming):
+        return incoming
+    return f"req_{uuid.uuid4().hex}"
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data)
+
+
+def channel_for(channels: Mapping[str, Any], route: Route) -> Any:
+    return channels[route.method.containing_service.full_name]

@@ -1,0 +1,196 @@
+"""The ``accrual`` command: run the suite, serve one service, run workers, migrate, keys."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import threading
+
+import structlog
+
+from accrual_platform import auth, queue
+from accrual_platform.db import Database
+from accrual_platform.grpc_server import wait_for_termination
+from accrual_platform.logging import configure_logging
+from accrual_platform.settings import ConfigError, Settings
+from accrual_suite import hosting
+
+log = structlog.get_logger("accrual.suite")
+
+PEERS_NEEDED = {"identity": (), "ingest": ("identity",), "rules": ("identity", "ingest"),
+                "notify": ("identity",)}
+
+
+def _settings(embedded: bool, peers: tuple[str, ...] = ()) -> Settings:
+    try:
+        return Settings.from_env(embedded=embedded, require_peers=peers)
+    except ConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+
+
+def cmd_run(_: argparse.Namespace) -> None:
+    """Everything in one process on SQLite + the in-process broker."""
+    settings = _settings(embedded=True)
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    settings = dataclasses.replace(settings, peers={n: address for n in hosting.SERVICES},
+                                   webhook_allow_private=True)
+    configure_logging("suite", fmt=settings.log_format, level=settings.log_level)
+    hosting.migrate(settings)
+    broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
+    runtimes, authenticator = hosting.build_runtimes(settings, broker, hosting.SERVICES)
+    server, port = hosting.start_server(settings, runtimes, authenticator)
+    worker = hosting.start_worker(settings, broker, runtimes)
+    for r in runtimes:
+        r.start()
+    key = _embedded_admin_key(settings)
+    from accrual_gateway.app import create_app, serve_app
+
+    channels = _channels(settings)
+    app = create_app(channels)
+    print(f"""
+Accrual is running (embedded: SQLite under {hosting_var()}, in-process broker)
+  REST:  http://{settings.gateway_host}:{settings.gateway_port}   (docs: /docs, spec: /openapi.json)
+  gRPC:  {settings.grpc_host}:{port}   (health + reflection enabled)
+  admin API key (tenant "default"): {key}
+Try:  curl -H "X-API-Key: {key}" http://{settings.gateway_host}:{settings.gateway_port}/v1/programs
+""", flush=True)
+    try:
+        serve_app(app, settings.gateway_host, settings.gateway_port)
+    finally:
+        log.info("stopping")
+        server.stop(10).wait()
+        worker.stop()
+        for r in runtimes:
+            r.stop()
+
+
+def hosting_var() -> str:
+    from accrual_platform.settings import EMBEDDED_VAR_DIR
+
+    return str(EMBEDDED_VAR_DIR.resolve())
+
+
+def _channels(settings: Settings) -> dict[str, object]:
+    import grpc
+
+    names = {"ingest": "accrual.ingest.v1.IngestService",
+             "identity": "accrual.identity.v1.IdentityService",
+             "rules": "accrual.rules.v1.RulesService",
+             "notify": "accrual.notify.v1.NotifyService"}
+    by_address: dict[str, object] = {}
+    channels: dict[str, object] = {}
+    for short, full in names.items():
+        address = settings.peer(short)
+        if address not in by_address:
+            by_address[address] = grpc.aio.insecure_channel(address)
+        channels[full] = by_address[address]
+    return channels
+
+
+def _embedded_admin_key(settings: Settings) -> str:
+    """The embedded demo keeps its admin key in var/ so every start can print it."""
+    from accrual_identity import keys
+    from accrual_platform.settings import EMBEDDED_VAR_DIR
+
+    path = EMBEDDED_VAR_DIR / "admin_key"
+    if path.exists():
+        return path.read_text().strip()
+    db = Database(settings.database_url, "identity", pool_size=1)
+    try:
+        _, key = keys.create_api_key(db, "default", frozenset({auth.ADMIN_SCOPE}))
+    finally:
+        db.dispose()
+    path.write_text(key)
+    os.chmod(path, 0o600)
+    return key
+
+
+def cmd_serve(ns: argparse.Namespace) -> None:
+    """One service's gRPC server (plus its outbox relay), configured by the environment."""
+    settings = _settings(embedded=False, peers=PEERS_NEEDED[ns.service])
+    configure_logging(ns.service, fmt=settings.log_format, level=settings.log_level)
+    broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
+    runtimes, authenticator = hosting.build_runtimes(settings, broker, [ns.service])
+    server, port = hosting.start_server(settings, runtimes, authenticator)
+    for r in runtimes:
+        r.start()
+    log.info("serving", service=ns.service, port=port)
+    wait_for_termination([lambda: server.stop(10).wait(), *[r.stop for r in runtimes]])
+
+
+def cmd_worker(ns: argparse.Namespace) -> None:
+    """Dramatiq workers for the queues of the named services."""
+    needed = tuple(sorted({p for s in ns.services for p in PEERS_NEEDED[s]} - set()))
+    settings = _settings(embedded=False, peers=needed)
+    configure_logging("worker-" + "-".join(ns.services), fmt=settings.log_format,
+                      level=settings.log_level)
+    broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
+    runtimes, _ = hosting.build_runtimes(settings, broker, ns.services)
+    worker = hosting.start_worker(settings, broker, runtimes)
+    for r in runtimes:
+        r.start()
+    log.info("worker_started", queues=[q for r in runtimes for q in r.queues])
+    wait_for_termination([worker.stop, *[r.stop for r in runtimes]])
+
+
+def cmd_gateway(_: argparse.Namespace) -> None:
+    settings = _settings(embedded=False, peers=tuple(hosting.SERVICES))
+    configure_logging("gateway", fmt=settings.log_format, level=settings.log_level)
+    from accrual_gateway.app import create_app, serve_app
+
+    serve_app(create_app(_channels(settings)), settings.gateway_host, settings.gateway_port)
+
+
+def cmd_migrate(_: argparse.Namespace) -> None:
+    embedded = not os.environ.get("DATABASE_URL")
+    settings = _settings(embedded=embedded) if embedded else Settings(
+        database_url=os.environ["DATABASE_URL"], broker_url="", redis_url=None, internal_token="")
+    configure_logging("migrate", fmt="console")
+    hosting.migrate(settings)
+
+
+def cmd_keys_create(ns: argparse.Namespace) -> None:
+    from accrual_identity import keys
+
+    try:
+        scopes = auth.parse_scopes(ns.scopes)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    url = os.environ.get("DATABASE_URL") or _settings(embedded=True).database_url
+    db = Database(url, "identity", pool_size=1)
+    try:
+        key_id, key = keys.create_api_key(db, ns.tenant, scopes)
+    finally:
+        db.dispose()
+    print(key)
+    print(f"key id {key_id}, tenant {ns.tenant}, scopes {' '.join(sorted(scopes))} "
+          "(the key is shown only once)", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="accrual", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="whole suite in one process (SQLite, in-process broker)"
+                   ).set_defaults(fn=cmd_run)
+    p = sub.add_parser("serve", help="one service's gRPC server")
+    p.add_argument("service", choices=hosting.SERVICES)
+    p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("worker", help="Dramatiq workers of services")
+    p.add_argument("services", nargs="+", choices=hosting.SERVICES)
+    p.set_defaults(fn=cmd_worker)
+    sub.add_parser("gateway", help="REST/JSON gateway").set_defaults(fn=cmd_gateway)
+    sub.add_parser("migrate", help="apply every service's migrations to DATABASE_URL"
+                   ).set_defaults(fn=cmd_migrate)
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("create", help="create an API key and print it (shown once)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--scopes", required=True, help="comma or space separated, e.g. admin")
+    p.set_defaults(fn=cmd_keys_create)
+    ns = parser.parse_args(argv)
+    ns.fn(ns)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Host service runtimes in a process: migrations, gRPC server, workers, relays."""
+
+from __future__ import annotations
+
+import importlib
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import dramatiq
+import structlog
+from dramatiq.middleware import CurrentMessage
+
+from accrual_platform import auth, clients, migrations
+from accrual_platform.grpc_server import ServiceInterceptor, build_server
+from accrual_platform.runtime import Runtime
+from accrual_platform.settings import Settings
+
+SERVICES = ("identity", "ingest", "rules", "notify")
+log = structlog.get_logger("accrual.suite")
+
+
+def bootstrap_module(name: str) -> types.ModuleType:
+    if name not in SERVICES:
+        raise SystemExit(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    return importlib.import_module(f"accrual_{name}.bootstrap")
+
+
+def migrate(settings: Settings, names: Sequence[str] = SERVICES) -> None:
+    for name in names:
+        module = bootstrap_module(name)
+        migrations.upgrade(settings.database_url, module.SCHEMA, module.MIGRATIONS)
+        log.info("migrated", service=name, schema=module.SCHEMA)
+
+
+class LoggingMiddleware(dramatiq.Middleware):  # type: ignore[misc]
+    """Binds message and actor ids to the log context of each message."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(message_id=message.message_id,
+                                               actor=message.actor_name)
+
+
+def prepare_broker(broker: dramatiq.Broker) -> dramatiq.Broker:
+    broker.add_middleware(LoggingMiddleware())
+    if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
+        broker.add_middleware(CurrentMessage())
+    return broker
+
+
+def build_runtimes(settings: Settings, broker: dramatiq.Broker,
+                   names: Sequence[str]) -> tuple[list[Runtime], auth.Authenticator]:
+    """Build the named runtimes; the authenticator is identity's own when it is hosted here,
+    else a cached client of IdentityService."""
+    runtimes: list[Any] = []
+    authenticator: auth.Authenticator | None = None
+    if "identity" in names:
+        identity = bootstrap_module("identity").build(settings, broker)
+        authenticator = identity.authenticator
+        runtimes.append(identity)
+    if authenticator is None:
+        authenticator = auth.CachedAuthenticator(
+            clients.IdentityAuthenticator(clients.channel(settings.peer("identity")),
+                                          settings.internal_token),
+            ttl=settings.api_key_cache_seconds)
+    for name in names:
+        if name != "identity":
+            runtimes.append(bootstrap_module(name).build(settings, broker, authenticator))
+    return runtimes, authenticator
+
+
+def start_server(settings: Settings, runtimes: Sequence[Runtime],
+                 authenticator: auth.Authenticator) -> tuple[Any, int]:
+    interceptor = ServiceInterceptor(authenticator, settings.internal_token)
+    server, port = build_server([(r.service_full_name, r.register) for r in runtimes],
+                                f"{settings.grpc_host}:{settings.grpc_port}", interceptor)
+    server.start()
+    return server, port
+
+
+def start_worker(settings: Settings, broker: dramatiq.Broker,
+                 runtimes: Sequence[Runtime]) -> dramatiq.Worker:
+    queues: set[str] = set()
+    for r in runtimes:
+        r.declare_actors(broker)
+        queues.update(r.queues)
+    worker = dramatiq.Worker(broker, queues=queues or None, worker_threads=settings.worker_threads)
+    worker.start()
+    return worker
