@@ -37,7 +37,7 @@ DOCS_HTML = """<!doctype html><html><head><title>Accrual API</title>
 <script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script></body></html>"""
 
 
-def create_app(channels: Mapping[str, Any], files: Sequence[FileDescriptor] | None = None, *,
+def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | None = None, *,
                call_timeout: float = 10.0, max_body_bytes: int = 16 * 1024 * 1024) -> Starlette:
     routes = shim.build_routes(files or DEFAULT_FILES)
     spec = shim.dumps(build_openapi(routes))
@@ -47,12 +47,22 @@ def create_app(channels: Mapping[str, Any], files: Sequence[FileDescriptor] | No
     latency = Histogram("accrual_http_request_seconds", "HTTP latency", ["route", "method"],
                         registry=registry)
     callables: dict[str, Any] = {}
-    for r in routes:
-        if r.full_method not in callables:
-            ch = shim.channel_for(channels, r)
-            callables[r.full_method] = ch.unary_unary(
-                r.full_method, request_serializer=lambda m: m.SerializeToString(),
-                response_deserializer=shim.response_class(r.method).FromString)
+    channels: dict[str, Any] = {}
+
+    def connect() -> None:
+        """grpc.aio channels belong to the serving event loop: create them inside it."""
+        by_address: dict[str, Any] = {}
+        for name, address in addresses.items():
+            if address not in by_address:
+                by_address[address] = grpc.aio.insecure_channel(address, options=[
+                    ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+            channels[name] = by_address[address]
+        for r in routes:
+            if r.full_method not in callables:
+                ch = shim.channel_for(channels, r)
+                callables[r.full_method] = ch.unary_unary(
+                    r.full_method, request_serializer=lambda m: m.SerializeToString(),
+                    response_deserializer=shim.response_class(r.method).FromString)
 
     def error(status: int, body: dict[str, Any], request_id: str,
               headers: dict[str, str] | None = None) -> Response:
@@ -117,6 +127,8 @@ def create_app(channels: Mapping[str, Any], files: Sequence[FileDescriptor] | No
             status = route.invalid_status if exc.status == 400 and exc.code == "invalid_argument" else exc.status
             return Response(shim.dumps(exc.body(request_id)), status, media_type="application/json",
                             headers={"X-Request-Id": request_id})
+        if not callables:
+            connect()
         metadata = [("x-request-id", request_id)]
         key = request.headers.get("x-api-key")
         if not key:
@@ -160,6 +172,8 @@ def create_app(channels: Mapping[str, Any], files: Sequence[FileDescriptor] | No
         return Response(b'{"status":"ok"}', media_type="application/json")
 
     async def readyz(_: Request) -> Response:
+        if not channels:
+            connect()
         failures: dict[str, str] = {}
         for name, ch in channels.items():
             try:
@@ -202,7 +216,7 @@ def main() -> None:
     names = {"ingest": "accrual.ingest.v1.IngestService",
              "identity": "accrual.identity.v1.IdentityService",
              "rules": "accrual.rules.v1.RulesService", "notify": "accrual.notify.v1.NotifyService"}
-    channels = {full: grpc.aio.insecure_channel(os.environ[PEERS[short]]) for short, full in names.items()}
-    serve_app(create_app(channels), os.environ.get("GATEWAY_HOST", "127.0.0.1"),
+    addresses = {full: os.environ[PEERS[short]] for short, full in names.items()}
+    serve_app(create_app(addresses), os.environ.get("GATEWAY_HOST", "127.0.0.1"),
               int(os.environ.get("GATEWAY_PORT", "8080")))
 

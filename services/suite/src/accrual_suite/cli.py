@@ -72,21 +72,12 @@ def hosting_var() -> str:
     return str(EMBEDDED_VAR_DIR.resolve())
 
 
-def _channels(settings: Settings) -> dict[str, object]:
-    import grpc
-
+def _channels(settings: Settings) -> dict[str, str]:
     names = {"ingest": "accrual.ingest.v1.IngestService",
              "identity": "accrual.identity.v1.IdentityService",
              "rules": "accrual.rules.v1.RulesService",
              "notify": "accrual.notify.v1.NotifyService"}
-    by_address: dict[str, object] = {}
-    channels: dict[str, object] = {}
-    for short, full in names.items():
-        address = settings.peer(short)
-        if address not in by_address:
-            by_address[address] = grpc.aio.insecure_channel(address)
-        channels[full] = by_address[address]
-    return channels
+    return {full: settings.peer(short) for short, full in names.items()}
 
 
 def _embedded_admin_key(settings: Settings) -> str:
