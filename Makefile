@@ -35,8 +35,9 @@ migrate: setup
 	$(RUN) accrual migrate
 
 ## Per-service deployment (one process per service, worker and gateway) from the Procfile.
-up: setup migrate
-	$(RUN) honcho start -f Procfile
+up: setup
+	set -a && . deploy/local.env && set +a && $(RUN) accrual migrate
+	$(RUN) honcho start -f Procfile -e deploy/local.env
 
 test: setup proto-check
 	$(RUN) pytest

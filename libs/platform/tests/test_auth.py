@@ -1,0 +1,29 @@
+from accrual_platform import auth
+
+
+def test_scopes_write_implies_read_and_admin_implies_all() -> None:
+    p = auth.Principal("t", "k", frozenset({"events:write"}))
+    assert p.allows("events:write") and p.allows("events:read")
+    assert not p.allows("programs:read")
+    assert not p.allows(auth.INTERNAL_SCOPE)
+    admin = auth.Principal("t", "k", frozenset({"admin"}))
+    assert admin.allows("webhooks:write") and not admin.allows(auth.INTERNAL_SCOPE)
+
+
+def test_keys_are_hashed_and_unique() -> None:
+    a, b = auth.new_api_key(), auth.new_api_key()
+    assert a.startswith("sk_") and a != b
+    assert auth.hash_api_key(a) != a and len(auth.hash_api_key(a)) == 64
+
+
+def test_cached_authenticator_calls_inner_once() -> None:
+    calls = []
+
+    def inner(key: str) -> auth.Principal | None:
+        calls.append(key)
+        return auth.Principal("t", "k", frozenset({"admin"})) if key == "good" else None
+
+    cached = auth.CachedAuthenticator(inner, ttl=60)
+    assert cached("good") == cached("good")
+    assert cached("bad") is None
+    assert calls == ["good", "bad"]

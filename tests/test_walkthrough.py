@@ -1,0 +1,179 @@
+"""End to end: start the suite as the README says, drive the walkthrough over REST and gRPC.
+
+The per-service test needs PostgreSQL and RabbitMQ and fails (never skips) without them.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import pytest
+
+from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
+
+BIN = pathlib.Path(sys.executable).parent / "accrual"
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for p in procs:
+            assert p.poll() is None, f"process exited early: {p.args}"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} never became ready")
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def walkthrough(base: str, key: str) -> tuple[str, str]:
+    h = {"X-API-Key": key}
+    program = httpx.post(f"{base}/v1/programs", json={"name": "Demo"}, headers=h).json()
+    pid = program["program_id"]
+    assert program["on_unknown_participant"] == "CREATE"
+    r = httpx.post(f"{base}/v1/programs/{pid}/rules", headers=h, json={
+        "name": "1 point per dollar", "event_type": "purchase",
+        "condition": "properties.amount > 0", "formula": "properties.amount * 1"})
+    assert r.status_code == 200, r.text
+    body = {"program_id": pid, "idempotency_key": f"order-{uuid.uuid4()}", "external_id": "user_abc123",
+            "event_type": "purchase", "event_data": {"amount": 125}}
+    r = httpx.post(f"{base}/v1/events", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    event = r.json()
+    assert event["status"] == "PENDING" and event["deduplicated"] is False
+    assert "X-Request-Id" in r.headers
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        event = httpx.get(f"{base}/v1/events/{event['event_id']}", headers=h).json()
+        if event["status"] == "COMPLETED":
+            break
+        time.sleep(0.2)
+    assert event["status"] == "COMPLETED", event
+    assert event["rule_evaluations"][0]["matched"] is True
+    balance = httpx.get(f"{base}/v1/programs/{pid}/participants/{event['participant_id']}/balance",
+                        headers=h).json()
+    assert balance["available"] == "125" and balance["lifetime_earned"] == "125"
+    again = httpx.post(f"{base}/v1/events", json={**body, "event_data": {"amount": 125.0}}, headers=h).json()
+    assert again["event_id"] == event["event_id"] and again["deduplicated"] is True
+    conflict = httpx.post(f"{base}/v1/events", json={**body, "event_data": {"amount": 1}}, headers=h)
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "idempotency_conflict"
+    assert httpx.post(f"{base}/v1/events", json=body).status_code == 401
+    bad = httpx.post(f"{base}/v1/events", json={**body, "external_id": None, "participant_id": "x"}, headers=h)
+    assert bad.status_code == 400 and bad.json()["error"]["details"][0]["field"] == "participant_id"
+    assert httpx.get(f"{base}/openapi.json").json()["paths"]["/v1/events"]["post"]
+    return pid, event["participant_id"]
+
+
+def grpc_walkthrough(address: str, key: str, pid: str) -> None:
+    md = [("x-api-key", key)]
+    with grpc.insecure_channel(address) as ch:
+        ingest = ingest_pb2_grpc.IngestServiceStub(ch)
+        rules = rules_pb2_grpc.RulesServiceStub(ch)
+        event = ingest.SubmitEvent(ingest_pb2.SubmitEventRequest(
+            program_id=pid, idempotency_key=f"grpc-{uuid.uuid4()}", external_id="grpc_user",
+            event_type="purchase", event_data={"amount": 40}), metadata=md)
+        assert event.status == ingest_pb2.EVENT_STATUS_PENDING
+        deadline = time.time() + 30
+        while event.status != ingest_pb2.EVENT_STATUS_COMPLETED and time.time() < deadline:
+            time.sleep(0.2)
+            event = ingest.GetEvent(ingest_pb2.GetEventRequest(event_id=event.event_id), metadata=md)
+        assert event.status == ingest_pb2.EVENT_STATUS_COMPLETED
+        balance = rules.GetBalance(rules_pb2.GetBalanceRequest(
+            program_id=pid, participant_id=event.participant_id), metadata=md)
+        assert balance.available == "40"
+        with pytest.raises(grpc.RpcError) as info:
+            ingest.GetEvent(ingest_pb2.GetEventRequest(event_id=str(uuid.uuid4())), metadata=md)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.e2e
+def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
+    http_port, grpc_port = free_port(), free_port()
+    env = {**os.environ, "GATEWAY_PORT": str(http_port), "GRPC_PORT": str(grpc_port)}
+    env.pop("DATABASE_URL", None)
+    env.pop("BROKER_URL", None)
+    proc = subprocess.Popen([str(BIN), "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{http_port}/readyz", [proc])
+        key = (tmp_path / "var" / "admin_key").read_text().strip()
+        pid, _ = walkthrough(f"http://127.0.0.1:{http_port}", key)
+        grpc_walkthrough(f"127.0.0.1:{grpc_port}", key, pid)
+        assert (tmp_path / "var" / "ingest.db").exists()
+    finally:
+        stop([proc])
+
+
+@pytest.fixture
+def per_service(tmp_path: pathlib.Path) -> Iterator[tuple[str, str, str]]:
+    ports = {name: free_port() for name in ("identity", "ingest", "rules", "notify", "gateway")}
+    env = {**os.environ, "DATABASE_URL": PG, "BROKER_URL": AMQP,
+           "INTERNAL_TOKEN": uuid.uuid4().hex, "LOG_FORMAT": "json",
+           "IDENTITY_ADDR": f"127.0.0.1:{ports['identity']}", "INGEST_ADDR": f"127.0.0.1:{ports['ingest']}",
+           "RULES_ADDR": f"127.0.0.1:{ports['rules']}", "NOTIFY_ADDR": f"127.0.0.1:{ports['notify']}",
+           "GATEWAY_PORT": str(ports["gateway"])}
+    subprocess.run([str(BIN), "migrate"], env=env, check=True)
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    key = subprocess.run([str(BIN), "keys", "create", "--tenant", tenant, "--scopes", "admin"],
+                         env=env, check=True, capture_output=True, text=True).stdout.strip()
+    procs = []
+    logs = []
+    commands: list[tuple[list[str], dict[str, str]]] = [
+        (["serve", s], {"GRPC_PORT": str(ports[s])}) for s in ("identity", "ingest", "rules", "notify")]
+    commands += [(["worker", q], {}) for q in ("rules", "ingest", "notify")]
+    commands += [(["gateway"], {})]
+    for args, extra in commands:
+        log = open(tmp_path / f"{'-'.join(args)}.log", "wb")
+        logs.append(log)
+        procs.append(subprocess.Popen([str(BIN), *args], env={**env, **extra}, stdout=log,
+                                      stderr=subprocess.STDOUT))
+    try:
+        wait_http(f"http://127.0.0.1:{ports['gateway']}/readyz", procs)
+        yield f"http://127.0.0.1:{ports['gateway']}", key, f"127.0.0.1:{ports['ingest']}"
+    finally:
+        stop(procs)
+        for log in logs:
+            log.close()
+
+
+@pytest.mark.integration
+def test_per_service_on_postgres_and_rabbitmq(per_service: tuple[str, str, str]) -> None:
+    base, key, ingest_address = per_service
+    pid, _ = walkthrough(base, key)
+    md = [("x-api-key", key)]
+    with grpc.insecure_channel(ingest_address) as ch:
+        events = ingest_pb2_grpc.IngestServiceStub(ch).ListEvents(
+            ingest_pb2.ListEventsRequest(program_id=pid), metadata=md)
+        assert len(events.events) == 1 and events.events[0].status == ingest_pb2.EVENT_STATUS_COMPLETED
