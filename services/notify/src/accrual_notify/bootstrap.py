@@ -1,24 +1,31 @@
-"""Wires the notify service: endpoints API, publish and deliver actors."""
+"""The one place that wires the notify service: database, HTTP client, actors, servicer.
+
+Nothing is created at import time, so tests build a runtime with their own settings (a
+compressed retry schedule, a short timeout) and broker.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import pathlib
 
 import dramatiq
 import grpc
-
-from accrual.messages.v1 import messages_pb2
 from accrual.notify.v1 import notify_pb2_grpc
-from accrual_notify import storage
-from accrual_notify.api import NotifyServicer
-from accrual_notify.service import NotifyService
 from accrual_platform import queue
 from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
 
-MIGRATIONS = migrations_dir(__file__)
+from accrual_notify import storage, worker
+from accrual_notify.api import NotifyServicer
+from accrual_notify.delivery import Deliverer, Publisher, Scheduler
+from accrual_notify.endpoints import Endpoints
+from accrual_notify.storage import NotifyStore
+from accrual_notify.sweeper import StalledDeliverySweeper
+from accrual_notify.transport import WebhookClient
+
+MIGRATIONS: pathlib.Path = migrations_dir(__file__)
 SCHEMA = storage.SCHEMA
 
 
@@ -26,36 +33,36 @@ class NotifyRuntime:
     name = "notify"
     service_full_name = "accrual.notify.v1.NotifyService"
     schema = SCHEMA
-    queues = (queue.NOTIFY_QUEUE,)
+    queues: tuple[str, ...] = (queue.NOTIFY_QUEUE,)
 
     def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
+        self.settings = settings
         self.db = Database(settings.database_url, SCHEMA, pool_size=10)
-        self.service = NotifyService(self.db, settings, broker)
+        self.store = NotifyStore(self.db)
+        self.client = WebhookClient(settings.webhook_timeout_seconds)
+        self.scheduler = Scheduler(broker)
+        self.endpoints = Endpoints(self.store, settings)
+        self.publisher = Publisher(self.store, self.scheduler, settings)
+        self.deliverer = Deliverer(self.store, self.client, self.scheduler, settings)
+        self.sweeper = StalledDeliverySweeper(self.store, self.scheduler)
 
     def register(self, server: grpc.Server) -> None:
-        notify_pb2_grpc.add_NotifyServiceServicer_to_server(NotifyServicer(self.service), server)
+        notify_pb2_grpc.add_NotifyServiceServicer_to_server(NotifyServicer(self.endpoints), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
-        def publish_notifications(payload: dict[str, Any]) -> None:
-            msg = queue.from_payload(payload, messages_pb2.Notifications)
-            self.service.publish(list(msg.notifications))
-
-        def deliver_webhook(payload: dict[str, Any]) -> None:
-            msg = queue.from_payload(payload, messages_pb2.DeliveryRequested)
-            self.service.deliver(msg.delivery_id)
-
-        queue.declare_actor(broker, publish_notifications, queue=queue.NOTIFY_QUEUE,
-                            name="publish_notifications")
-        queue.declare_actor(broker, deliver_webhook, queue=queue.NOTIFY_QUEUE,
-                            name="deliver_webhook", max_retries=3)
+        worker.declare_actors(broker, self.publisher, self.deliverer)
 
     def start(self) -> None:
-        pass
+        self.sweeper.start()
 
     def stop(self) -> None:
+        self.sweeper.stop()
+        self.client.close()
         self.db.dispose()
 
 
 def build(settings: Settings, broker: dramatiq.Broker,
           authenticator: Authenticator | None = None) -> NotifyRuntime:
+    """The notify runtime; API keys are checked by the hosting server's interceptor, so the
+    authenticator is not needed here."""
     return NotifyRuntime(settings, broker)

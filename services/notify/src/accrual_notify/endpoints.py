@@ -1,0 +1,114 @@
+"""Endpoint management and the delivery log, as the API offers them.
+
+Validation names the offending field so the REST shim can answer a 400 that says what to
+fix; another tenant's endpoint is indistinguishable from a missing one (404), so ids leak
+nothing across tenants.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from accrual_platform import errors
+from accrual_platform.db import utcnow
+from accrual_platform.settings import Settings
+
+from accrual_notify.domain import events, signing, urls
+from accrual_notify.storage import Delivery, Endpoint, NotifyStore
+from accrual_notify.transport import resolve_host
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+#: how long the previous secret keeps signing after a rotation
+ROTATION_GRACE = dt.timedelta(hours=24)
+
+
+def parse_id(value: str, field: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise errors.InvalidArgument.field(field, "must be a UUID") from None
+
+
+def encode_cursor(created_at: dt.datetime, row_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
+
+
+def decode_cursor(token: str) -> tuple[dt.datetime, str]:
+    try:
+        at_raw, _, row_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+        at = dt.datetime.fromisoformat(at_raw)
+        if at.tzinfo is None:
+            raise ValueError("naive cursor")
+        return at, str(uuid.UUID(row_id))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise errors.InvalidArgument.field(
+            "page_token", "is not a token from a previous page") from None
+
+
+class Endpoints:
+    def __init__(self, store: NotifyStore, settings: Settings, *,
+                 resolve: urls.Resolver = resolve_host) -> None:
+        self._store = store
+        self._settings = settings
+        self._resolve = resolve
+
+    def create(self, tenant_id: str, url: str, enabled_events: Sequence[str],
+               description: str) -> tuple[Endpoint, str]:
+        """A new enabled endpoint and its secret, which is returned here and never again."""
+        url = url.strip()
+        subscribed, violations = events.validate_enabled_events(enabled_events)
+        violations = [*urls.check_url(url, allow_private=self._settings.webhook_allow_private,
+                                      resolve=self._resolve),
+                      *violations, *events.validate_description(description)]
+        errors.collect([errors.FieldViolation(f, d) for f, d in violations])
+        secret = signing.new_secret()
+        endpoint = self._store.insert_endpoint(
+            tenant_id=tenant_id, url=url, enabled_events=subscribed,
+            description=description.strip(), secret=secret, now=utcnow())
+        return endpoint, secret
+
+    def list_endpoints(self, tenant_id: str) -> list[Endpoint]:
+        return self._store.list_endpoints(tenant_id)
+
+    def get(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        endpoint_id = parse_id(endpoint_id, "endpoint_id")
+        endpoint = self._store.get_endpoint(tenant_id, endpoint_id)
+        if endpoint is None:
+            raise errors.NotFound(f"webhook endpoint {endpoint_id} not found",
+                                  reason="endpoint_not_found")
+        return endpoint
+
+    def delete(self, tenant_id: str, endpoint_id: str) -> None:
+        endpoint_id = parse_id(endpoint_id, "endpoint_id")
+        if not self._store.soft_delete_endpoint(tenant_id, endpoint_id, utcnow()):
+            raise errors.NotFound(f"webhook endpoint {endpoint_id} not found",
+                                  reason="endpoint_not_found")
+
+    def rotate_secret(self, tenant_id: str, endpoint_id: str,
+                      grace: dt.timedelta = ROTATION_GRACE) -> str:
+        """A new current secret; the old one keeps signing (a second signature) for ``grace``."""
+        endpoint_id = parse_id(endpoint_id, "endpoint_id")
+        secret, now = signing.new_secret(), utcnow()
+        if not self._store.rotate_secret(tenant_id, endpoint_id, secret, now + grace, now):
+            raise errors.NotFound(f"webhook endpoint {endpoint_id} not found",
+                                  reason="endpoint_not_found")
+        return secret
+
+    def deliveries(self, tenant_id: str, endpoint_id: str, page_size: int,
+                   page_token: str) -> tuple[list[Delivery], str]:
+        """One page of the endpoint's deliveries, newest first, and the next page's token."""
+        endpoint = self.get(tenant_id, endpoint_id)
+        if page_size < 0:
+            raise errors.InvalidArgument.field("page_size", "must not be negative")
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = decode_cursor(page_token) if page_token else None
+        rows = self._store.list_deliveries(tenant_id, endpoint.id, size + 1, after)
+        if len(rows) <= size:
+            return rows, ""
+        last = rows[size - 1]
+        return rows[:size], encode_cursor(last.created_at, last.id)
