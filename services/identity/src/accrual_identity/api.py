@@ -1,69 +1,110 @@
-"""IdentityService servicer."""
+"""IdentityService over gRPC: requests in, use cases called, messages out, nothing else.
+
+Authentication and scopes are checked by the platform interceptor from the contract's
+``required_scope`` options; the errors raised below become rich statuses there. Public
+RPCs act for the caller's tenant; internal ones name the tenant in the request.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
-import sqlalchemy as sa
-from google.protobuf import json_format
-
 from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
-from accrual_identity import keys
-from accrual_identity.service import IdentityService, ResolveInput
 from accrual_platform import auth, errors
+from accrual_platform.db import Database
+from google.protobuf import json_format, struct_pb2
+
+from accrual_identity import keys
+from accrual_identity.domain.enrollments import EnrollmentChange
+from accrual_identity.domain.identities import IdentityType
+from accrual_identity.participants import (
+    Participants,
+    ParticipantView,
+    RawIdentity,
+    ResolveItem,
+)
+
+_TYPES = {identity_pb2.IdentityType.Value(f"IDENTITY_TYPE_{t.value}"): t for t in IdentityType}
+_TYPE_VALUES = {t: v for v, t in _TYPES.items()}
+_CHANGES = {c: identity_pb2.EnrollmentChange.Value(f"ENROLLMENT_CHANGE_{c.value}")
+            for c in EnrollmentChange}
 
 
-def _kind(value: int) -> str:
-    return identity_pb2.IdentityType.Name(value).removeprefix("IDENTITY_TYPE_")
+#: tenant ids are UUIDs; anything longer cannot be one and would not fit the columns
+MAX_TENANT_ID = 36
 
 
-def participant_message(row: sa.Row[Any], idents: list[sa.Row[Any]]) -> identity_pb2.Participant:
-    msg = identity_pb2.Participant(participant_id=row.id, identities=[
-        identity_pb2.Identity(type=identity_pb2.IdentityType.Value(f"IDENTITY_TYPE_{i.type}"),
-                              value=i.value) for i in idents])
-    msg.attributes.update(row.attributes or {})
-    msg.created_at.FromDatetime(row.created_at)
+def _tenant() -> str:
+    tenant: str = auth.tenant_id()
+    if not tenant or len(tenant) > MAX_TENANT_ID:
+        raise errors.InvalidArgument("the call carries no tenant", reason="tenant_required")
+    return tenant
+
+
+def _attributes(struct: struct_pb2.Struct) -> dict[str, Any]:
+    try:
+        return json_format.MessageToDict(struct)
+    except ValueError:  # NaN or Infinity, which JSON cannot carry
+        raise errors.InvalidArgument.field("attributes", "numbers must be finite") from None
+
+
+def _identities(messages: Iterable[identity_pb2.Identity]) -> list[RawIdentity]:
+    """Unknown and UNSPECIFIED types map to None, which validation names as a bad type."""
+    return [(_TYPES.get(m.type), m.value) for m in messages]
+
+
+def participant_message(view: ParticipantView) -> identity_pb2.Participant:
+    msg = identity_pb2.Participant(participant_id=view.id, identities=[
+        identity_pb2.Identity(type=_TYPE_VALUES[i.type], value=i.value) for i in view.identities])
+    msg.attributes.update(view.attributes)
+    msg.created_at.FromDatetime(view.created_at)
     return msg
 
 
-class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, service: IdentityService) -> None:
-        self._svc = service
+class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):  # type: ignore[misc]
+    def __init__(self, db: Database, participants: Participants) -> None:
+        self._db = db
+        self._participants = participants
 
     def CreateParticipant(self, request: identity_pb2.CreateParticipantRequest,
                           context: grpc.ServicerContext) -> identity_pb2.Participant:
-        row, idents = self._svc.create_participant(
-            auth.tenant_id(), [(_kind(i.type), i.value) for i in request.identities],
-            json_format.MessageToDict(request.attributes))
-        return participant_message(row, idents)
+        return participant_message(self._participants.create(
+            _tenant(), _identities(request.identities),
+            _attributes(request.attributes)))
 
     def GetParticipant(self, request: identity_pb2.GetParticipantRequest,
                        context: grpc.ServicerContext) -> identity_pb2.Participant:
-        row, idents = self._svc.get_participant(auth.tenant_id(), request.participant_id)
-        return participant_message(row, idents)
+        return participant_message(self._participants.get(_tenant(), request.participant_id))
 
-    def AuthenticateApiKey(self, request: identity_pb2.AuthenticateApiKeyRequest,
-                           context: grpc.ServicerContext) -> identity_pb2.AuthenticateApiKeyResponse:
-        principal = keys.authenticate(self._svc.db, request.api_key)
+    def AuthenticateApiKey(
+            self, request: identity_pb2.AuthenticateApiKeyRequest,
+            context: grpc.ServicerContext) -> identity_pb2.AuthenticateApiKeyResponse:
+        principal = keys.authenticate(self._db, request.api_key)
         if principal is None:
             raise errors.Unauthenticated("unknown or revoked API key")
         return identity_pb2.AuthenticateApiKeyResponse(
-            tenant_id=principal.tenant_id, key_id=principal.key_id, scopes=sorted(principal.scopes))
+            tenant_id=principal.tenant_id, key_id=principal.key_id,
+            scopes=sorted(principal.scopes))
 
-    def ResolveParticipants(self, request: identity_pb2.ResolveParticipantsRequest,
-                            context: grpc.ServicerContext) -> identity_pb2.ResolveParticipantsResponse:
-        items = [ResolveInput(
-            program_id=i.program_id,
-            create_unknown=i.on_unknown_participant != identity_pb2.UNKNOWN_PARTICIPANT_POLICY_REJECT,
-            participant_id=i.participant_id,
-            identities=[(_kind(x.type), x.value) for x in i.identities]) for i in request.items]
-        resp = identity_pb2.ResolveParticipantsResponse()
-        for r in self._svc.resolve(request.tenant_id, items):
-            out = resp.results.add(
-                participant_id=r.participant_id, participant_created=r.participant_created,
-                enrollment_change=identity_pb2.EnrollmentChange.Value(
-                    f"ENROLLMENT_CHANGE_{r.enrollment_change}"),
-                error_code=r.error_code, error_message=r.error_message)
-            out.attributes.update(r.attributes)
-        return resp
+    def ResolveParticipants(
+            self, request: identity_pb2.ResolveParticipantsRequest,
+            context: grpc.ServicerContext) -> identity_pb2.ResolveParticipantsResponse:
+        if not request.tenant_id or len(request.tenant_id) > MAX_TENANT_ID:
+            raise errors.InvalidArgument.field("tenant_id", "is required (a tenant id)")
+        reject = identity_pb2.UNKNOWN_PARTICIPANT_POLICY_REJECT
+        outcomes = self._participants.resolve(request.tenant_id, [ResolveItem(
+            program_id=item.program_id, participant_id=item.participant_id,
+            identities=_identities(item.identities),
+            create_unknown=item.on_unknown_participant != reject) for item in request.items])
+        response = identity_pb2.ResolveParticipantsResponse()
+        for outcome in outcomes:
+            result = response.results.add(
+                participant_id=outcome.participant_id,
+                participant_created=outcome.participant_created,
+                error_code=outcome.error_code, error_message=outcome.error_message)
+            if outcome.enrollment_change is not None:
+                result.enrollment_change = _CHANGES[outcome.enrollment_change]
+            result.attributes.update(outcome.attributes)
+        return response

@@ -1,22 +1,30 @@
-"""Wires the identity service; it also authenticates API keys for its own server."""
+"""The one place that wires the identity service: database, relay, use cases, servicer.
+
+Identity also authenticates API keys: its own server checks them against its database
+(cached), and the other services reach the same check through AuthenticateApiKey. Nothing
+is created at import time, so tests build a runtime with their own settings and broker.
+"""
 
 from __future__ import annotations
 
+import functools
+import pathlib
+
 import dramatiq
 import grpc
-
 from accrual.identity.v1 import identity_pb2_grpc
-from accrual_identity import keys, storage
-from accrual_identity.api import IdentityServicer
-from accrual_identity.service import IdentityService
 from accrual_platform import auth
 from accrual_platform.db import Database
 from accrual_platform.outbox import OutboxRelay
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
 
-MIGRATIONS = migrations_dir(__file__)
-SCHEMA = storage.SCHEMA
+from accrual_identity import keys, storage
+from accrual_identity.api import IdentityServicer
+from accrual_identity.participants import Participants
+
+MIGRATIONS: pathlib.Path = migrations_dir(__file__)
+SCHEMA = storage.SCHEMA  # "identity"
 
 
 class IdentityRuntime:
@@ -26,17 +34,19 @@ class IdentityRuntime:
     queues: tuple[str, ...] = ()
 
     def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
-        self.db = Database(settings.database_url, SCHEMA, pool_size=20)
-        self.service = IdentityService(self.db)
+        self.settings = settings
+        self.db = Database(settings.database_url, SCHEMA, pool_size=10)
         self.relay = OutboxRelay(self.db, storage.outbox, broker)
-        self.authenticator = auth.CachedAuthenticator(
-            lambda key: keys.authenticate(self.db, key), ttl=settings.api_key_cache_seconds)
+        self.participants = Participants(self.db, on_commit=self.relay.notify)
+        self.authenticator: auth.Authenticator = auth.CachedAuthenticator(
+            functools.partial(keys.authenticate, self.db), ttl=settings.api_key_cache_seconds)
 
     def register(self, server: grpc.Server) -> None:
-        identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(self.service), server)
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(
+            IdentityServicer(self.db, self.participants), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
-        pass
+        """Identity consumes no queue; it only produces notifications (via its outbox)."""
 
     def start(self) -> None:
         self.relay.start()
@@ -48,4 +58,6 @@ class IdentityRuntime:
 
 def build(settings: Settings, broker: dramatiq.Broker,
           authenticator: auth.Authenticator | None = None) -> IdentityRuntime:
+    """The identity runtime; ``authenticator`` is ignored because identity is the one that
+    checks keys (the hosting process uses ``runtime.authenticator``)."""
     return IdentityRuntime(settings, broker)

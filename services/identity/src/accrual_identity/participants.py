@@ -1,0 +1,275 @@
+"""Participant use cases: create, get, and resolve the people behind a batch of events.
+
+Resolution is the hot path (the rules worker calls it once per batch of events), so it
+reads everything a batch needs in a few set-based queries, plans the batch in memory with
+the pure rules of ``domain.resolution``, and writes in a few multi-row statements. Races
+with concurrent batches are settled by the unique keys: when an identity this batch meant
+to claim was committed by someone else first, the whole transaction is rolled back and the
+batch planned again against the new truth, so concurrent workers never create two
+participants for one person and never leave a half-written one behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from accrual.messages.v1 import messages_pb2
+from accrual_platform import errors
+from accrual_platform.db import Database, utcnow
+from sqlalchemy.orm import Session
+
+from accrual_identity import notifications, storage
+from accrual_identity.domain import resolution
+from accrual_identity.domain.attributes import InvalidAttribute, validate_attributes
+from accrual_identity.domain.enrollments import INACTIVE, EnrollmentChange, Pair, changes
+from accrual_identity.domain.identities import (
+    DEFAULT_REGION,
+    Identity,
+    IdentityType,
+    InvalidIdentity,
+    by_precedence,
+    normalize,
+)
+
+#: attempts of a batch that keeps losing identities to concurrent writers
+MAX_ATTEMPTS = 5
+MAX_ITEMS = 5000
+#: PostgreSQL codes of a transaction that lost a race and may simply be run again
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+RawIdentity = tuple[IdentityType | None, str]
+log = structlog.get_logger("accrual.identity")
+
+
+@dataclass(frozen=True)
+class ParticipantView:
+    id: str
+    identities: list[Identity]
+    attributes: dict[str, Any]
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ResolveItem:
+    program_id: str
+    participant_id: str
+    identities: Sequence[RawIdentity]
+    create_unknown: bool
+
+
+@dataclass(frozen=True)
+class ResolveOutcome:
+    participant_id: str = ""
+    participant_created: bool = False
+    enrollment_change: EnrollmentChange | None = None
+    error_code: str = ""
+    error_message: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class _LostRace(Exception):
+    """A concurrent writer claimed an identity this batch planned to claim."""
+
+
+def canonical_uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+class Participants:
+    def __init__(self, db: Database, on_commit: Callable[[], None] = lambda: None) -> None:
+        """``on_commit`` runs after a transaction that wrote outbox rows (wakes the relay)."""
+        self._db = db
+        self._on_commit = on_commit
+        self._regions: dict[str, str] = {}
+
+    def region(self, tenant_id: str) -> str:
+        """The tenant's default phone region, cached: no API changes it once created."""
+        cached = self._regions.get(tenant_id)
+        if cached is not None:
+            return cached
+        with self._db.transaction() as session:
+            region = storage.tenant_region(session, tenant_id)
+        if region is None:
+            return DEFAULT_REGION  # not cached: the tenant may be created later
+        self._regions[tenant_id] = region
+        return region
+
+    # -- create and get -----------------------------------------------------------------------
+
+    def create(self, tenant_id: str, identities: Sequence[RawIdentity],
+               attributes: dict[str, Any]) -> ParticipantView:
+        """All or nothing: a participant with every identity, or an error and no row."""
+        region = self.region(tenant_id)
+        violations: list[errors.FieldViolation] = []
+        if not identities:
+            violations.append(errors.FieldViolation(
+                "identities", "at least one identity is required"))
+        fields: dict[Identity, str] = {}
+        for index, (kind, value) in enumerate(identities):
+            try:
+                fields.setdefault(normalize(kind, value, region), f"identities[{index}].value")
+            except InvalidIdentity as exc:
+                violations.append(errors.FieldViolation(
+                    f"identities[{index}].{exc.field}", exc.message))
+        try:
+            attributes, birth_date = validate_attributes(attributes, utcnow().date())
+        except InvalidAttribute as exc:
+            violations.append(errors.FieldViolation(exc.field, exc.message))
+        errors.collect(violations)
+
+        participant_id, now = str(uuid.uuid4()), utcnow()
+        with self._db.transaction() as session:
+            storage.insert_participants(session, [{
+                "id": participant_id, "tenant_id": tenant_id, "attributes": attributes,
+                "birth_date": birth_date, "status": storage.ACTIVE, "created_at": now}])
+            claimed = storage.claim_identities(
+                session, tenant_id, [(ident, participant_id) for ident in fields], now)
+            taken = [ident for ident in fields if ident not in claimed]
+            if taken:
+                where = fields[taken[0]]
+                raise errors.AlreadyExists(
+                    f"{where}: this {taken[0].type.value} identity already belongs to another "
+                    "participant", reason="identity_taken", metadata={"field": where})
+            notifications.write(session, [
+                notifications.participant_created(tenant_id, participant_id, now)])
+        self._on_commit()
+        return ParticipantView(participant_id, by_precedence(fields), attributes, now)
+
+    def get(self, tenant_id: str, participant_id: str) -> ParticipantView:
+        """The participant (its survivor if merged); another tenant's is not found."""
+        canonical = canonical_uuid(participant_id)
+        if canonical is None:
+            raise errors.InvalidArgument.field("participant_id", "must be a UUID")
+        with self._db.transaction() as session:
+            record = storage.survivors(session, tenant_id, [canonical]).get(canonical)
+            if record is None:
+                raise errors.NotFound(f"participant {canonical} not found",
+                                      reason="participant_not_found")
+            idents = storage.identities_of(session, tenant_id, record.id)
+        return ParticipantView(record.id, by_precedence(sorted(idents)), record.attributes,
+                               record.created_at)
+
+    # -- resolve ------------------------------------------------------------------------------
+
+    def resolve(self, tenant_id: str, items: Sequence[ResolveItem]) -> list[ResolveOutcome]:
+        """One outcome per item, in order; per-item failures are outcomes, not errors."""
+        if len(items) > MAX_ITEMS:
+            raise errors.InvalidArgument.field("items", f"at most {MAX_ITEMS} items per call")
+        region = self.region(tenant_id)
+        prepared = [_prepare(item, region) for item in items]
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self._db.transaction() as session:
+                    outcomes, wrote = self._resolve_in(session, tenant_id, items, prepared)
+                break
+            except _LostRace:
+                log.debug("resolve_lost_race", attempt=attempt, items=len(items))
+            except errors.Unavailable as exc:
+                if attempt == MAX_ATTEMPTS or not _retryable(exc):
+                    raise
+                log.info("resolve_retry_after_conflict", attempt=attempt, error=str(exc.__cause__))
+        else:
+            raise errors.Unavailable("identities are contended by concurrent writers, retry",
+                                     reason="contention")
+        if wrote:
+            self._on_commit()
+        return outcomes
+
+    def _resolve_in(self, session: Session, tenant_id: str, items: Sequence[ResolveItem],
+                    prepared: Sequence[resolution.Subject | ResolveOutcome],
+                    ) -> tuple[list[ResolveOutcome], bool]:
+        subjects = [p for p in prepared if isinstance(p, resolution.Subject)]
+        wanted = {ident for s in subjects for ident in s.identities}
+        owners = storage.identity_owners(session, tenant_id, wanted)
+        explicit = {s.participant_id for s in subjects if s.participant_id is not None}
+        people = storage.survivors(session, tenant_id, explicit | set(owners.values()))
+        decisions = iter(resolution.plan(
+            subjects,
+            participants={pid: people[pid].id for pid in explicit if pid in people},
+            owners={ident: people[pid].id for ident, pid in owners.items() if pid in people},
+            new_id=lambda: str(uuid.uuid4())))
+        planned = [p if isinstance(p, ResolveOutcome) else next(decisions) for p in prepared]
+
+        now = utcnow()
+        notes: list[messages_pb2.Notification] = []
+        created = [d.participant_id for d in planned
+                   if isinstance(d, resolution.Decision) and d.created]
+        storage.insert_participants(session, [
+            {"id": pid, "tenant_id": tenant_id, "attributes": {}, "birth_date": None,
+             "status": storage.ACTIVE, "created_at": now} for pid in created])
+        notes += [notifications.participant_created(tenant_id, pid, now) for pid in created]
+        claims = [(ident, d.participant_id) for d in planned
+                  if isinstance(d, resolution.Decision) for ident in d.attach]
+        if len(storage.claim_identities(session, tenant_id, claims, now)) != len(claims):
+            raise _LostRace()
+
+        pairs: list[Pair | None] = [
+            (item.program_id, d.participant_id)
+            if isinstance(d, resolution.Decision) and d.ok else None
+            for item, d in zip(items, planned, strict=True)]
+        wanted_pairs = {p for p in pairs if p is not None}
+        statuses = storage.enrollment_statuses(session, tenant_id, wanted_pairs)
+        missing = wanted_pairs - statuses.keys()
+        enrolled = storage.create_enrollments(session, tenant_id, missing, now)
+        # A pair another writer enrolled meanwhile is ACTIVE unless it was closed since.
+        inactive = {p for p, s in statuses.items() if s in INACTIVE} | (missing - enrolled)
+        reactivated = storage.reactivate_enrollments(session, tenant_id, inactive, now)
+        for program, participant in sorted(enrolled):
+            notes.append(notifications.enrollment_created(tenant_id, program, participant, now))
+        for program, participant in sorted(reactivated):
+            previous = statuses.get((program, participant))
+            notes.append(notifications.enrollment_reactivated(
+                tenant_id, program, participant, previous.value if previous else None, now))
+        wrote = notifications.write(session, notes)
+
+        by_id = {record.id: record for record in people.values()}
+        outcomes = []
+        for decision, change in zip(planned, changes(pairs, enrolled, reactivated), strict=True):
+            if isinstance(decision, ResolveOutcome):
+                outcomes.append(decision)
+            elif not decision.ok:
+                outcomes.append(ResolveOutcome(error_code=decision.error_code,
+                                               error_message=decision.error_message))
+            else:
+                person = by_id.get(decision.participant_id)
+                outcomes.append(ResolveOutcome(
+                    participant_id=decision.participant_id,
+                    participant_created=decision.created, enrollment_change=change,
+                    attributes=dict(person.attributes) if person else {}))
+        return outcomes, wrote
+
+
+def _prepare(item: ResolveItem, region: str) -> resolution.Subject | ResolveOutcome:
+    """The item's normalised subject, or the outcome that rejects it before any query."""
+    if not item.program_id or len(item.program_id) > 36:
+        return ResolveOutcome(error_code=resolution.INVALID_ARGUMENT,
+                              error_message="program_id is required (at most 36 characters)")
+    participant_id: str | None = None
+    if item.participant_id:
+        participant_id = canonical_uuid(item.participant_id)
+        if participant_id is None:
+            return ResolveOutcome(error_code=resolution.PARTICIPANT_NOT_FOUND,
+                                  error_message=f"participant_id {item.participant_id!r} "
+                                                "is not a UUID")
+    identities = []
+    for index, (kind, value) in enumerate(item.identities):
+        try:
+            identities.append(normalize(kind, value, region))
+        except InvalidIdentity as exc:
+            return ResolveOutcome(error_code=resolution.INVALID_IDENTITY,
+                                  error_message=f"identities[{index}].{exc.field}: {exc.message}")
+    return resolution.Subject(participant_id, tuple(identities), item.create_unknown)
+
+
+def _retryable(exc: errors.Unavailable) -> bool:
+    """A deadlock or serialization failure between batches: running again will succeed."""
+    orig = getattr(exc.__cause__, "orig", None)
+    return getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES

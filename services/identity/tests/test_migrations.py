@@ -1,0 +1,70 @@
+"""The Alembic history builds exactly the tables the code uses, on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import sqlalchemy as sa
+from accrual_identity import bootstrap, storage
+from accrual_platform import migrations
+from accrual_platform.db import make_engine
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+
+def _differences(url: str) -> list[object]:
+    engine = make_engine(url, bootstrap.SCHEMA, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={
+                "include_schemas": True, "compare_type": True,
+                "version_table_schema": bootstrap.SCHEMA,
+                "include_name": lambda name, type_, _: type_ != "schema"
+                or name == bootstrap.SCHEMA})
+            return list(compare_metadata(context, storage.metadata))
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_matches_the_tables(database_url: str) -> None:
+    assert _differences(database_url) == []
+
+
+def test_upgrade_is_repeatable(database_url: str) -> None:
+    migrations.upgrade(database_url, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
+    engine = make_engine(database_url, bootstrap.SCHEMA, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(sa.text(
+                f"SELECT version_num FROM {bootstrap.SCHEMA}.alembic_version")).scalar_one()
+    finally:
+        engine.dispose()
+    assert version == "0001"
+
+
+def test_downgrade_and_upgrade_on_a_fresh_sqlite_file(tmp_path: pathlib.Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path}/{{schema}}.db"
+    migrations.upgrade(url, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
+    engine = make_engine(url, bootstrap.SCHEMA, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(bootstrap.MIGRATIONS))
+            cfg.attributes.update(schema=bootstrap.SCHEMA, connection=conn)
+            command.downgrade(cfg, "base")
+            tables = sa.inspect(conn).get_table_names(schema=bootstrap.SCHEMA)
+        assert tables == ["alembic_version"]
+    finally:
+        engine.dispose()
+    migrations.upgrade(url, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
+    assert _differences(url) == []
+
+
+@pytest.mark.parametrize("name", ["tenants", "api_keys", "participants", "identities",
+                                  "enrollments", "outbox"])
+def test_every_table_lives_in_the_identity_schema(name: str) -> None:
+    assert storage.metadata.tables[f"identity.{name}"].schema == "identity"
