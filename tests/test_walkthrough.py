@@ -18,13 +18,12 @@ from collections.abc import Iterator
 import grpc
 import httpx
 import pytest
-
 from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
+from accrual_platform.testing import AMQP_URL as AMQP
+from accrual_platform.testing import PG_URL as PG
 
 BIN = pathlib.Path(sys.executable).parent / "accrual"
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
 def free_port() -> int:

@@ -26,11 +26,11 @@ from accrual_identity.bootstrap import IdentityRuntime
 from accrual_platform import migrations, queue
 from accrual_platform.grpc_server import ServiceInterceptor, build_server, internal_metadata
 from accrual_platform.settings import Settings
+from accrual_platform.testing import PG_URL
 from dramatiq.brokers.stub import StubBroker
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TOKEN = "test-internal-token"
 BACKENDS = [pytest.param("sqlite", id="sqlite"),
             pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration)]

@@ -1,10 +1,9 @@
 import datetime as dt
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from accrual_ingest.domain.canonical import payload_digest
 from accrual_ingest.domain.validation import EventInput, validate_event
+from hypothesis import given
+from hypothesis import strategies as st
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PROGRAM = "550e8400-e29b-41d4-a716-446655440000"

@@ -26,9 +26,9 @@ from accrual_notify.bootstrap import NotifyRuntime
 from accrual_platform import migrations, queue
 from accrual_platform.db import utcnow
 from accrual_platform.settings import Settings
+from accrual_platform.testing import PG_URL
 from standardwebhooks import Webhook
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FAST_SCHEDULE = (0.0, 0.2, 0.2, 0.2)
 
 

@@ -2,7 +2,6 @@ import datetime as dt
 import decimal
 
 import pytest
-
 from accrual_rules.domain.evaluation import EventFacts, ProgramPolicy, RuleSpec, Tier, evaluate
 from accrual_rules.domain.expressions import ExpressionError, compile_expression
 

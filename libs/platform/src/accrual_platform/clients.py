@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-
 from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
+
 from accrual_platform import auth
 from accrual_platform.grpc_server import internal_metadata
 

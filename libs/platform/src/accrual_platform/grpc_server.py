@@ -18,13 +18,13 @@ from typing import Any
 
 import grpc
 import structlog
+from accrual.options.v1 import options_pb2
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
 
-from accrual.options.v1 import options_pb2
 from accrual_platform import auth
 from accrual_platform.errors import (
     AppError,

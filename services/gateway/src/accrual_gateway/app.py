@@ -10,19 +10,20 @@ from typing import Any
 import grpc
 import structlog
 import swagger_ui_bundle
+from accrual.identity.v1 import identity_pb2
+from accrual.ingest.v1 import ingest_pb2
+from accrual.notify.v1 import notify_pb2
+from accrual.rules.v1 import rules_pb2
 from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route as StarletteRoute
+from starlette.routing import Mount
+from starlette.routing import Route as StarletteRoute
 from starlette.staticfiles import StaticFiles
 
-from accrual.identity.v1 import identity_pb2
-from accrual.ingest.v1 import ingest_pb2
-from accrual.notify.v1 import notify_pb2
-from accrual.rules.v1 import rules_pb2
 from accrual_gateway import shim
 from accrual_gateway.openapi import build_openapi
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import orjson
+from accrual.options.v1 import options_pb2
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import (
@@ -27,8 +28,6 @@ from google.protobuf.descriptor import (
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from google.rpc import error_details_pb2, status_pb2
-
-from accrual.options.v1 import options_pb2
 
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200, grpc.StatusCode.INVALID_ARGUMENT: 400,

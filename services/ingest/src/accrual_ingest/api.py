@@ -7,14 +7,14 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
-
 from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
-from accrual_ingest.domain.validation import EventInput
-from accrual_ingest.service import IngestService
 from accrual_platform import auth, errors
 from accrual_platform.db import decimal_str
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from accrual_ingest.domain.validation import EventInput
+from accrual_ingest.service import IngestService
 
 _STATUS = {name: ingest_pb2.EventStatus.Value(f"EVENT_STATUS_{name}")
            for name in ("PENDING", "PROCESSING", "COMPLETED", "FAILED")}

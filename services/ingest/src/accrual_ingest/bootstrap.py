@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dramatiq
 import grpc
-
 from accrual.ingest.v1 import ingest_pb2_grpc
-from accrual_ingest import storage
-from accrual_ingest.api import IngestServicer, record_outcomes_actor
-from accrual_ingest.service import IngestService
 from accrual_platform import queue
 from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database
 from accrual_platform.outbox import OutboxRelay
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
+
+from accrual_ingest import storage
+from accrual_ingest.api import IngestServicer, record_outcomes_actor
+from accrual_ingest.service import IngestService
 
 MIGRATIONS = migrations_dir(__file__)
 SCHEMA = storage.SCHEMA

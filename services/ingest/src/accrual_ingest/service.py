@@ -12,13 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-
 from accrual.messages.v1 import messages_pb2
-from accrual_ingest import storage
-from accrual_ingest.domain.validation import MAX_BATCH, EventInput, ValidEvent, validate_event
 from accrual_platform import errors, queue
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.outbox import outbox_row
+
+from accrual_ingest import storage
+from accrual_ingest.domain.validation import MAX_BATCH, EventInput, ValidEvent, validate_event
 
 log = structlog.get_logger("accrual.ingest")
 
@@ -262,7 +262,8 @@ def event_summary(row: sa.Row[Any]) -> dict[str, Any]:
         "event_id": row.id, "idempotency_key": row.idempotency_key, "program_id": row.program_id,
         "event_type": row.event_type, "external_id": row.external_id,
         "participant_id": row.participant_id, "recipient_id": row.recipient_id,
-        "status": row.status, "points_awarded": decimal_str(row.points_awarded) if row.points_awarded is not None else None,
+        "status": row.status,
+        "points_awarded": decimal_str(row.points_awarded) if row.points_awarded is not None else None,
         "error_code": row.error_code, "error_message": row.error_message,
         "rule_evaluations": row.rule_evaluations or [],
     }

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from accrual_platform.db import ExactDecimal, JsonType, UtcDateTime
+from accrual_platform.outbox import outbox_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from accrual_ingest.domain.validation import ValidEvent
-from accrual_platform.db import ExactDecimal, JsonType, UtcDateTime
-from accrual_platform.outbox import outbox_table
 
 SCHEMA = "ingest"
 metadata = sa.MetaData(schema=SCHEMA)

@@ -7,11 +7,11 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
-
 from accrual.identity.v1 import identity_pb2
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
 from accrual_platform import auth
 from accrual_platform.db import decimal_str
+
 from accrual_rules.service import RulesService
 
 

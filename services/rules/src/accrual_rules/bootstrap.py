@@ -6,13 +6,13 @@ from typing import Any
 
 import dramatiq
 import grpc
-
 from accrual.rules.v1 import rules_pb2_grpc
 from accrual_platform import clients, queue
 from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
+
 from accrual_rules import storage
 from accrual_rules.api import RulesServicer
 from accrual_rules.processing import Processor

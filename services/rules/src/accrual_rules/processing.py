@@ -20,16 +20,16 @@ import dramatiq
 import grpc
 import sqlalchemy as sa
 import structlog
-from google.protobuf import json_format
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-
 from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
 from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import queue
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.grpc_server import internal_metadata
+from google.protobuf import json_format
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
 from accrual_rules import storage
 from accrual_rules.domain.evaluation import (
     EventFacts,

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-
 from accrual_platform import errors
 from accrual_platform.db import Database, utcnow
+
 from accrual_rules import storage
 from accrual_rules.domain.evaluation import ROUNDINGS
 from accrual_rules.domain.expressions import ExpressionError, compile_expression

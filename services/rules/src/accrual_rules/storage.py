@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-
 from accrual_platform.db import ExactDecimal, JsonType, UtcDateTime
 
 SCHEMA = "rules"

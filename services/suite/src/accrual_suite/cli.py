@@ -6,15 +6,14 @@ import argparse
 import dataclasses
 import os
 import sys
-import threading
 
 import structlog
-
 from accrual_platform import auth, queue
 from accrual_platform.db import Database
 from accrual_platform.grpc_server import wait_for_termination
 from accrual_platform.logging import configure_logging
 from accrual_platform.settings import ConfigError, Settings
+
 from accrual_suite import hosting
 
 log = structlog.get_logger("accrual.suite")

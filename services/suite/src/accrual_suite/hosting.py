@@ -9,12 +9,11 @@ from typing import Any
 
 import dramatiq
 import structlog
-from dramatiq.middleware import CurrentMessage
-
 from accrual_platform import auth, clients, migrations
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.runtime import Runtime
 from accrual_platform.settings import Settings
+from dramatiq.middleware import CurrentMessage
 
 SERVICES = ("identity", "ingest", "rules", "notify")
 log = structlog.get_logger("accrual.suite")

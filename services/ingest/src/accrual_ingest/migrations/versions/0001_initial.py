@@ -6,10 +6,9 @@ Create Date: 2026-11-22 13:55:09.993549
 """
 from collections.abc import Sequence
 
+import accrual_platform.db
 import sqlalchemy as sa
 from alembic import op
-
-import accrual_platform.db
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0001'

@@ -6,10 +6,9 @@ Create Date: 2026-11-22 13:57:09.772413
 """
 from collections.abc import Sequence
 
+import accrual_platform.db
 import sqlalchemy as sa
 from alembic import op
-
-import accrual_platform.db
 from sqlalchemy.dialects import postgresql
 
 revision: str = '0001'
