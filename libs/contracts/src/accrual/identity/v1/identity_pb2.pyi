@@ -122,20 +122,22 @@ class ResolveItem(_message.Message):
     def __init__(self, program_id: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[UnknownParticipantPolicy, str]] = ..., participant_id: _Optional[str] = ..., identities: _Optional[_Iterable[_Union[Identity, _Mapping]]] = ...) -> None: ...
 
 class ResolveResult(_message.Message):
-    __slots__ = ("participant_id", "participant_created", "enrollment_change", "error_code", "error_message", "attributes")
+    __slots__ = ("participant_id", "participant_created", "enrollment_change", "error_code", "error_message", "attributes", "active_program_ids")
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANT_CREATED_FIELD_NUMBER: _ClassVar[int]
     ENROLLMENT_CHANGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_PROGRAM_IDS_FIELD_NUMBER: _ClassVar[int]
     participant_id: str
     participant_created: bool
     enrollment_change: EnrollmentChange
     error_code: str
     error_message: str
     attributes: _struct_pb2.Struct
-    def __init__(self, participant_id: _Optional[str] = ..., participant_created: _Optional[bool] = ..., enrollment_change: _Optional[_Union[EnrollmentChange, str]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    active_program_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, participant_id: _Optional[str] = ..., participant_created: _Optional[bool] = ..., enrollment_change: _Optional[_Union[EnrollmentChange, str]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., active_program_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ResolveParticipantsRequest(_message.Message):
     __slots__ = ("tenant_id", "items")

@@ -21,14 +21,23 @@ class EventStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_STATUS_PROCESSING: _ClassVar[EventStatus]
     EVENT_STATUS_COMPLETED: _ClassVar[EventStatus]
     EVENT_STATUS_FAILED: _ClassVar[EventStatus]
+
+class EventOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_ORIGIN_UNSPECIFIED: _ClassVar[EventOrigin]
+    EVENT_ORIGIN_EXTERNAL: _ClassVar[EventOrigin]
+    EVENT_ORIGIN_SYSTEM: _ClassVar[EventOrigin]
 EVENT_STATUS_UNSPECIFIED: EventStatus
 EVENT_STATUS_PENDING: EventStatus
 EVENT_STATUS_PROCESSING: EventStatus
 EVENT_STATUS_COMPLETED: EventStatus
 EVENT_STATUS_FAILED: EventStatus
+EVENT_ORIGIN_UNSPECIFIED: EventOrigin
+EVENT_ORIGIN_EXTERNAL: EventOrigin
+EVENT_ORIGIN_SYSTEM: EventOrigin
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "program_id", "idempotency_key", "event_type", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data", "event_timestamp", "received_at", "status", "deduplicated", "rule_evaluations", "points_awarded", "error_code", "error_message", "processed_at")
+    __slots__ = ("event_id", "program_id", "idempotency_key", "event_type", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data", "event_timestamp", "received_at", "status", "deduplicated", "rule_evaluations", "points_awarded", "error_code", "error_message", "processed_at", "origin", "cdp_source", "cdp_identities")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +56,9 @@ class Event(_message.Message):
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PROCESSED_AT_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    CDP_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CDP_IDENTITIES_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     program_id: str
     idempotency_key: str
@@ -65,7 +77,18 @@ class Event(_message.Message):
     error_code: str
     error_message: str
     processed_at: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., program_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_type: _Optional[str] = ..., external_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., recipient_external_id: _Optional[str] = ..., recipient_id: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[EventStatus, str]] = ..., deduplicated: _Optional[bool] = ..., rule_evaluations: _Optional[_Iterable[_Union[_messages_pb2.RuleEvaluation, _Mapping]]] = ..., points_awarded: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., processed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    origin: EventOrigin
+    cdp_source: str
+    cdp_identities: _containers.RepeatedCompositeFieldContainer[CdpIdentityValue]
+    def __init__(self, event_id: _Optional[str] = ..., program_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_type: _Optional[str] = ..., external_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., recipient_external_id: _Optional[str] = ..., recipient_id: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[EventStatus, str]] = ..., deduplicated: _Optional[bool] = ..., rule_evaluations: _Optional[_Iterable[_Union[_messages_pb2.RuleEvaluation, _Mapping]]] = ..., points_awarded: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., processed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[EventOrigin, str]] = ..., cdp_source: _Optional[str] = ..., cdp_identities: _Optional[_Iterable[_Union[CdpIdentityValue, _Mapping]]] = ...) -> None: ...
+
+class CdpIdentityValue(_message.Message):
+    __slots__ = ("type", "value")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    value: str
+    def __init__(self, type: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class SubmitEventRequest(_message.Message):
     __slots__ = ("program_id", "idempotency_key", "event_type", "event_timestamp", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data")

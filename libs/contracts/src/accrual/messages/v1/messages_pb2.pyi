@@ -92,6 +92,20 @@ class Notification(_message.Message):
     data: _struct_pb2.Struct
     def __init__(self, tenant_id: _Optional[str] = ..., type: _Optional[str] = ..., fact_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
+class ParticipantsMerged(_message.Message):
+    __slots__ = ("tenant_id", "merge_id", "merged_participant_id", "survivor_participant_id", "merged_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGED_PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SURVIVOR_PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    merge_id: str
+    merged_participant_id: str
+    survivor_participant_id: str
+    merged_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant_id: _Optional[str] = ..., merge_id: _Optional[str] = ..., merged_participant_id: _Optional[str] = ..., survivor_participant_id: _Optional[str] = ..., merged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class Notifications(_message.Message):
     __slots__ = ("notifications",)
     NOTIFICATIONS_FIELD_NUMBER: _ClassVar[int]
