@@ -61,8 +61,12 @@ def make_engine(url: str, schema: str, *, pool_size: int = 10) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                              pool_pre_ping=True, pool_recycle=1800)
+    # No pre-ping: it costs a round trip per transaction. A connection that died (database
+    # restart) raises a disconnect error, which invalidates the whole pool, and transaction()
+    # answers Unavailable; the next transaction reconnects. Overflow is kept small so that
+    # every process of the suite together stays under PostgreSQL's default 100 connections.
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max(2, pool_size // 4),
+                              pool_pre_ping=False, pool_recycle=1800)
     return engine
 
 

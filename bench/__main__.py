@@ -1,0 +1,257 @@
+"""`make bench`: start the per-service deployment on PostgreSQL + RabbitMQ, measure, and
+print each figure beside a baseline of the same run and the SPEC section 9 goal.
+
+Results go to stdout and to bench/results/<timestamp>.{json,md} (and latest.{json,md}).
+Environment: BENCH_ADMIN_URL (libpq URL of a PostgreSQL database the run may use to create
+its own `accrual_bench` database), BENCH_BROKER_URL (RabbitMQ; the suite's queues in it are
+purged). `--quick` shortens every phase for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+import psycopg
+
+from bench import baselines, load
+from bench.deploy import Deployment, fresh_database, purge_broker
+
+RESULTS = pathlib.Path(__file__).with_name("results")
+
+SEED_RULES = [
+    {"name": "1 point per dollar", "event_type": "purchase", "condition": "properties.amount > 0",
+     "formula": "properties.amount * 1", "order": 1},
+    {"name": "Big order bonus", "event_type": "purchase", "condition": "properties.amount > 100",
+     "formula": "50", "order": 2},
+    {"name": "Electronics double", "event_type": "purchase", "condition": 'properties.category == "electronics"',
+     "formula": "properties.amount * 2", "order": 3},
+]
+
+
+def setup_program(base: str, key: str) -> str:
+    h = {"X-API-Key": key}
+    r = httpx.post(f"{base}/v1/programs", json={"name": "Bench"}, headers=h, timeout=30)
+    r.raise_for_status()
+    pid: str = r.json()["program_id"]
+    for rule in SEED_RULES:
+        httpx.post(f"{base}/v1/programs/{pid}/rules", json=rule, headers=h, timeout=30).raise_for_status()
+    return pid
+
+
+def pending(libpq: str) -> int:
+    with psycopg.connect(libpq) as conn:
+        row = conn.execute("SELECT count(*) FROM ingest.events WHERE status IN ('PENDING', 'PROCESSING')").fetchone()
+        return int(row[0]) if row else 0
+
+
+def wait_drained(libpq: str, timeout: float) -> float:
+    """Seconds until no event is PENDING or PROCESSING (or the timeout)."""
+    t0 = time.perf_counter()
+    while pending(libpq) and time.perf_counter() - t0 < timeout:
+        time.sleep(0.25)
+    return time.perf_counter() - t0
+
+
+def completion_column(libpq: str) -> str:
+    with psycopg.connect(libpq) as conn:
+        cols = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema='ingest' AND table_name='events'")}
+    return "completed_at" if "completed_at" in cols else "processed_at"
+
+
+def e2e_latencies(libpq: str, run: str) -> tuple[int, int, list[float], float]:
+    """(completed, total, accept-to-completed ms of each, span seconds first accept → last completion)."""
+    col = completion_column(libpq)
+    with psycopg.connect(libpq) as conn:
+        rows = conn.execute(
+            f"SELECT status, EXTRACT(EPOCH FROM ({col} - received_at)) * 1000, "
+            f"EXTRACT(EPOCH FROM received_at), EXTRACT(EPOCH FROM {col}) "
+            "FROM ingest.events WHERE idempotency_key LIKE %s", (f"{run}-%",)).fetchall()
+    done = [r for r in rows if r[0] == "COMPLETED"]
+    lat = [float(r[1]) for r in done if r[1] is not None]
+    span = (max(float(r[3]) for r in done) - min(float(r[2]) for r in rows)) if done else 0.0
+    return len(done), len(rows), lat, span
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    data = sorted(values)
+    return data[min(len(data) - 1, int(round(p / 100 * (len(data) - 1))))]
+
+
+def rule_micro() -> dict[str, Any] | None:
+    try:
+        from accrual_rules import bench as rules_bench  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    result: dict[str, Any] = rules_bench.measure(n_rules=100)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="short phases (smoke run)")
+    parser.add_argument("--rules-workers", type=int, default=int(os.environ.get("BENCH_RULES_WORKERS", "1")))
+    ns = parser.parse_args()
+    secs = 3 if ns.quick else 10
+    admin = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    broker = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    libpq = fresh_database(admin, "accrual_bench")
+    purge_broker(broker)
+    sa_url = libpq.replace("postgresql://", "postgresql+psycopg://", 1)
+    workdir = pathlib.Path("var/bench") / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    dep = Deployment(sa_url, broker, workdir, rules_workers=ns.rules_workers)
+    figures: dict[str, Any] = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                    "note": "suite, PostgreSQL, RabbitMQ and load generators share the same cores"},
+    }
+    print(f"cores: {os.cpu_count()} (suite, PostgreSQL, RabbitMQ and the load generators share them)", flush=True)
+    dep.start()
+    try:
+        pid = setup_program(dep.base_url, dep.api_key)
+        print("baseline: pgbench, ingest insert (event + outbox row, one commit each), 16 clients ...", flush=True)
+        figures["pgbench_tps"] = baselines.pgbench(libpq, seconds=secs)
+        print(f"  {figures['pgbench_tps']:,.0f} tx/s", flush=True)
+        print("baseline: COPY of the same rows, 1,000-row batches ...", flush=True)
+        figures["copy_rows_per_s"] = baselines.copy_rows(libpq, total=20_000 if ns.quick else 100_000)
+        print(f"  {figures['copy_rows_per_s']:,.0f} rows/s", flush=True)
+        baselines.drop(libpq)
+
+        load.open_loop(dep.base_url, dep.api_key, pid, rate=200, seconds=1, processes=1)  # warm-up
+        wait_drained(libpq, 60)
+
+        if load.have_wrk():
+            print(f"REST single-event accept, closed loop (wrk, 64 connections, {secs}s) ...", flush=True)
+            res = load.wrk(dep.base_url, dep.api_key, pid, seconds=secs, connections=64)
+            figures["rest_accept"] = {"per_s": res.rate, "p50_ms": res.latencies_ms[0],
+                                      "p99_ms": res.latencies_ms[1], "errors": res.errors, "generator": "wrk"}
+        else:
+            print("REST single-event accept, wrk not installed: open-loop Python generator at 3,000/s ...", flush=True)
+            res = load.open_loop(dep.base_url, dep.api_key, pid, rate=3000, seconds=secs)
+            figures["rest_accept"] = {"per_s": res.rate, "p50_ms": res.pct(50), "p99_ms": res.pct(99),
+                                      "errors": res.errors, "generator": "python-open-loop"}
+        print(f"  {figures['rest_accept']['per_s']:,.0f}/s, p99 {figures['rest_accept']['p99_ms']:.1f} ms, "
+              f"errors {figures['rest_accept']['errors']}", flush=True)
+        drain = wait_drained(libpq, 600)
+        print(f"  (rules drained the backlog in {drain:.1f}s)", flush=True)
+
+        half = max(50.0, figures["rest_accept"]["per_s"] / 2)
+        print(f"REST latency at half that load ({half:,.0f}/s offered, open loop, {secs}s) ...", flush=True)
+        res = load.open_loop(dep.base_url, dep.api_key, pid, rate=half, seconds=secs)
+        figures["rest_half_load"] = {"offered_per_s": half, "per_s": res.rate, "p50_ms": res.pct(50),
+                                     "p99_ms": res.pct(99), "errors": res.errors}
+        print(f"  {load.summary(res)}", flush=True)
+        wait_drained(libpq, 600)
+
+        print(f"gRPC single-event accept, closed loop (2 processes x 32 in flight, {secs}s) ...", flush=True)
+        res = load.grpc_closed_loop(dep.ingest_address, dep.api_key, pid, seconds=secs)
+        figures["grpc_accept"] = {"per_s": res.rate, "p50_ms": res.pct(50), "p99_ms": res.pct(99), "errors": res.errors}
+        print(f"  {load.summary(res)}", flush=True)
+        wait_drained(libpq, 600)
+
+        total = 20_000 if ns.quick else 100_000
+        run = "e2eb" + uuid.uuid4().hex[:6]
+        print(f"batch accept: {total:,} events in 1,000-event batches, 4 in flight ...", flush=True)
+        res = load.batches(dep.base_url, dep.api_key, pid, total=total, run=run)
+        figures["batch_accept"] = {"per_s": res.rate, "p50_batch_ms": res.pct(50), "errors": res.errors}
+        print(f"  {res.rate:,.0f} events/s, batch p50 {res.pct(50):.0f} ms, errors {res.errors}", flush=True)
+        print("end to end: the batch backlog through rules → ledger → COMPLETED ...", flush=True)
+        wait_drained(libpq, 900)
+        done, n, _, span = e2e_latencies(libpq, run)
+        figures["e2e_throughput"] = {"per_s": done / span if span else 0.0, "completed": done, "events": n}
+        print(f"  {figures['e2e_throughput']['per_s']:,.0f} events/s ({done:,}/{n:,} completed)", flush=True)
+
+        run = "e2el" + uuid.uuid4().hex[:6]
+        rate = 1000.0
+        print(f"end to end latency at {rate:,.0f} events/s offered for {secs * 2}s ...", flush=True)
+        res = load.open_loop(dep.base_url, dep.api_key, pid, rate=rate, seconds=secs * 2, run=run)
+        wait_drained(libpq, 900)
+        done, n, lat, _ = e2e_latencies(libpq, run)
+        figures["e2e_latency"] = {"offered_per_s": rate, "accept_per_s": res.rate, "accept_p99_ms": res.pct(99),
+                                  "completed": done, "events": n, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+                                  "measured_to": completion_column(libpq)}
+        print(f"  accept-to-completed p50 {pct(lat, 50):.0f} ms, p99 {pct(lat, 99):.0f} ms ({done:,}/{n:,})",
+              flush=True)
+
+        figures["rules"] = rule_micro()
+        figures["peak_rss_mb"] = dep.peak_rss_mb()
+    finally:
+        figures.setdefault("peak_rss_mb", dep.peak_rss_mb())
+        dep.stop()
+    report(figures)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def report(f: dict[str, Any]) -> None:
+    rows: list[tuple[str, str, str, str]] = []
+
+    def fmt(v: float | None, unit: str = "") -> str:
+        return "n/a" if v is None or v != v else f"{v:,.1f}{unit}" if v < 100 else f"{v:,.0f}{unit}"
+
+    ra, half, g = f.get("rest_accept", {}), f.get("rest_half_load", {}), f.get("grpc_accept", {})
+    rows.append(("REST accept (single event)", fmt(ra.get("per_s"), "/s"),
+                 f"pgbench same insert {fmt(f.get('pgbench_tps'), '/s')} → {ratio(ra.get('per_s'), f.get('pgbench_tps'))}",
+                 "≥ 2,000/s"))
+    rows.append(("REST accept p50 / p99 at max load", f"{fmt(ra.get('p50_ms'))} / {fmt(ra.get('p99_ms'))} ms", "", ""))
+    rows.append((f"REST accept p99 at half load ({fmt(half.get('offered_per_s'), '/s')})",
+                 f"{fmt(half.get('p99_ms'))} ms (p50 {fmt(half.get('p50_ms'))})", "", "≤ 25 ms"))
+    rows.append(("gRPC accept (single event)", fmt(g.get("per_s"), "/s"),
+                 f"REST {ratio(g.get('per_s'), ra.get('per_s'))}", ""))
+    b = f.get("batch_accept", {})
+    rows.append(("Batch accept (1,000-event batches)", fmt(b.get("per_s"), " events/s"),
+                 f"COPY {fmt(f.get('copy_rows_per_s'), ' rows/s')} → {ratio(b.get('per_s'), f.get('copy_rows_per_s'))}",
+                 "≥ 20,000/s"))
+    e = f.get("e2e_throughput", {})
+    rows.append(("End to end accept → COMPLETED", fmt(e.get("per_s"), " events/s"),
+                 f"REST accept {ratio(e.get('per_s'), ra.get('per_s'))}", "≥ 3,000/s"))
+    el = f.get("e2e_latency", {})
+    rows.append((f"Accept → COMPLETED p99 at {fmt(el.get('offered_per_s'), '/s')}",
+                 f"{fmt(el.get('p99_ms'))} ms (p50 {fmt(el.get('p50_ms'))})", "", "≤ 1,000 ms"))
+    r = f.get("rules")
+    if r:
+        rows.append(("Rule evaluation, per compiled rule", fmt(r.get("us_per_rule"), " µs"),
+                     f"plain Python {fmt(r.get('python_us_per_rule'), ' µs')}", "≤ 10 µs"))
+        rows.append(("Rule evaluation, per event with 100 rules", fmt(r.get("us_per_event"), " µs"),
+                     f"plain Python {fmt(r.get('python_us_per_event'), ' µs')}", "≤ 1,000 µs"))
+    else:
+        rows.append(("Rule evaluation", "not measured (accrual_rules.bench missing)", "", "≤ 10 µs"))
+    for name, mb in sorted(f.get("peak_rss_mb", {}).items()):
+        rows.append((f"Peak RSS {name}", fmt(mb, " MB"), "", "≤ 150 MB"))
+    head = ("figure", "measured", "baseline (same run)", "goal")
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(4)]
+    lines = [" | ".join(c.ljust(widths[i]) for i, c in enumerate(row)) for row in [head, *rows]]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    text = "\n".join(lines)
+    print()
+    print(f"Accrual bench, {f['when']}, {f['machine']['cores']} cores ({f['machine']['note']})")
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = f["when"].replace(":", "").replace("-", "")
+    md = [f"# Accrual bench {f['when']}", "", f"{f['machine']['cores']} cores; {f['machine']['note']}.", "",
+          "| " + " | ".join(head) + " |", "|" + "---|" * 4]
+    md += ["| " + " | ".join(row) + " |" for row in rows]
+    for name in (stamp, "latest"):
+        (RESULTS / f"{name}.json").write_text(json.dumps(f, indent=2, default=str) + "\n")
+        (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
+    print(f"\nwritten: {RESULTS}/{stamp}.json and .md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

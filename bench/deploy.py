@@ -1,0 +1,141 @@
+"""Start the per-service deployment (one OS process per service, worker and gateway) on
+PostgreSQL + RabbitMQ, exactly as the Procfile does, in a database of its own."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import psycopg
+
+BIN = pathlib.Path(sys.executable).parent / "accrual"
+SERVICES = ("identity", "ingest", "rules", "notify")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    """Drop and create ``name`` on the server of ``admin_url`` (a libpq URL); its libpq URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def purge_broker(broker_url: str) -> None:
+    """Empty the suite's queues so a run never drains an earlier run's leftovers."""
+    import pika
+
+    params = pika.URLParameters(broker_url)
+    connection = pika.BlockingConnection(params)
+    try:
+        channel = connection.channel()
+        for name in ("rules", "ingest", "notify"):
+            for q in (name, f"{name}.DQ", f"{name}.XQ"):
+                try:
+                    channel.queue_delete(q)
+                except Exception:
+                    channel = connection.channel()
+    finally:
+        connection.close()
+
+
+@dataclass
+class Deployment:
+    database_url: str  # SQLAlchemy URL
+    broker_url: str
+    workdir: pathlib.Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    api_key: str = ""
+    rules_workers: int = 1
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def ingest_address(self) -> str:
+        return f"127.0.0.1:{self.ports['ingest']}"
+
+    def env(self) -> dict[str, str]:
+        p = self.ports
+        return {**os.environ, "DATABASE_URL": self.database_url, "BROKER_URL": self.broker_url,
+                "INTERNAL_TOKEN": "bench-" + uuid.uuid4().hex, "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
+                "IDENTITY_ADDR": f"127.0.0.1:{p['identity']}", "INGEST_ADDR": f"127.0.0.1:{p['ingest']}",
+                "RULES_ADDR": f"127.0.0.1:{p['rules']}", "NOTIFY_ADDR": f"127.0.0.1:{p['notify']}",
+                "GATEWAY_PORT": str(p["gateway"]), **self.extra_env}
+
+    def start(self) -> None:
+        self.ports = {name: free_port() for name in (*SERVICES, "gateway")}
+        env = self.env()
+        subprocess.run([str(BIN), "migrate"], env=env, check=True, capture_output=True)
+        self.api_key = subprocess.run(
+            [str(BIN), "keys", "create", "--tenant", "bench", "--scopes", "admin"],
+            env=env, check=True, capture_output=True, text=True).stdout.strip()
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            s: (["serve", s], {"GRPC_PORT": str(self.ports[s])}) for s in SERVICES}
+        for i in range(self.rules_workers):
+            commands[f"worker-rules-{i}"] = (["worker", "rules"], {})
+        commands["worker-ingest"] = (["worker", "ingest"], {})
+        commands["worker-notify"] = (["worker", "notify"], {})
+        commands["gateway"] = (["gateway"], {})
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name, (args, extra) in commands.items():
+            log = (self.workdir / f"{name}.log").open("wb")
+            self.procs[name] = subprocess.Popen([str(BIN), *args], env={**env, **extra}, stdout=log,
+                                                stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited early; see {self.workdir}/{name}.log")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("the gateway never became ready")
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Peak resident set (VmHWM) of every process, in MB."""
+        out: dict[str, float] = {}
+        for name, p in self.procs.items():
+            try:
+                status = pathlib.Path(f"/proc/{p.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    out[name] = int(line.split()[1]) / 1024
+        return out
+
+    def pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p in self.procs.items()}
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -1,0 +1,230 @@
+"""Load generators: wrk (closed loop, max throughput), an asyncio open-loop client (fixed
+offered rate, latency percentiles), a grpc.aio client and a batch client.
+
+Each Python generator runs in processes of its own so it does not share an interpreter
+(and a GIL) with what it measures; all of them share the machine's cores with the suite,
+which the report states."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import pathlib
+import shutil
+import statistics
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+
+LUA = pathlib.Path(__file__).with_name("submit.lua")
+
+
+@dataclass
+class Result:
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        data = sorted(self.latencies_ms)
+        return data[min(len(data) - 1, int(round(p / 100 * (len(data) - 1))))]
+
+
+def event_body(program_id: str, run: str, i: int, participants: int = 200) -> dict[str, object]:
+    return {"program_id": program_id, "idempotency_key": f"{run}-{i}", "external_id": f"user-{i % participants}",
+            "event_type": "purchase", "event_data": {"amount": 10 + i % 90, "sku": "A-1"}}
+
+
+# -- wrk ------------------------------------------------------------------------------------
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def wrk(base_url: str, key: str, program_id: str, seconds: int, connections: int, threads: int = 2) -> Result:
+    """Closed-loop maximum throughput of POST /v1/events with unique keys per request."""
+    env_script = LUA.read_text().replace("__PROGRAM__", program_id).replace("__KEY__", key).replace(
+        "__RUN__", uuid.uuid4().hex[:8])
+    script = pathlib.Path("/tmp") / f"accrual-bench-{uuid.uuid4().hex[:6]}.lua"
+    script.write_text(env_script)
+    try:
+        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+                              "--latency", "-s", str(script), f"{base_url}/v1/events"],
+                             check=True, capture_output=True, text=True).stdout
+    finally:
+        script.unlink(missing_ok=True)
+    line = next(x for x in out.splitlines() if x.startswith("JSON "))
+    data = json.loads(line[5:])
+    lat = [data["p50"] / 1000, data["p99"] / 1000]
+    res = Result(data["requests"], data["errors"], data["seconds"], [])
+    res.latencies_ms = lat  # p50 and p99 only; pct() below is not used for wrk
+    return res
+
+
+# -- open loop over HTTP (aiohttp) ------------------------------------------------------------
+
+def _open_loop_worker(args: tuple[str, str, str, float, float, str, int, int, mp.Queue]) -> None:  # type: ignore[type-arg]
+    base_url, key, program_id, rate, seconds, run, offset, stride, out = args
+    import aiohttp
+
+    async def main() -> tuple[int, int, list[float]]:
+        lat: list[float] = []
+        errors = 0
+        sent = 0
+        conn = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(connector=conn, headers={"X-API-Key": key}) as session:
+            async def one(i: int) -> None:
+                nonlocal errors
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(f"{base_url}/v1/events", json=event_body(program_id, run, i)) as r:
+                        await r.read()
+                        if r.status != 200:
+                            errors += 1
+                except aiohttp.ClientError:
+                    errors += 1
+                lat.append((time.perf_counter() - t0) * 1000)
+
+            tasks = []
+            start = time.perf_counter()
+            interval = 1.0 / rate
+            n = int(rate * seconds)
+            for k in range(n):
+                target = start + k * interval
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(offset + k * stride)))
+                sent += 1
+            await asyncio.gather(*tasks)
+        return sent, errors, lat
+
+    out.put(asyncio.run(main()))
+
+
+def open_loop(base_url: str, key: str, program_id: str, rate: float, seconds: float,
+              processes: int = 2, run: str | None = None) -> Result:
+    """Offer ``rate`` requests/s for ``seconds`` (split over processes); latency of each."""
+    run = run or uuid.uuid4().hex[:8]
+    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    ps = [mp.Process(target=_open_loop_worker, args=((base_url, key, program_id, rate / processes, seconds,
+                                                        run, i, processes, q),)) for i in range(processes)]
+    t0 = time.perf_counter()
+    for p in ps:
+        p.start()
+    parts = [q.get() for _ in ps]
+    for p in ps:
+        p.join()
+    elapsed = time.perf_counter() - t0
+    return Result(sum(p[0] for p in parts), sum(p[1] for p in parts), elapsed,
+                  [x for p in parts for x in p[2]])
+
+
+# -- gRPC -------------------------------------------------------------------------------------
+
+def _grpc_worker(args: tuple[str, str, str, float, int, str, int, mp.Queue]) -> None:  # type: ignore[type-arg]
+    address, key, program_id, seconds, concurrency, run, offset, out = args
+    import grpc
+    from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+    from google.protobuf import struct_pb2
+
+    async def main() -> tuple[int, int, list[float]]:
+        lat: list[float] = []
+        errors = 0
+        count = 0
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            md = (("x-api-key", key),)
+            deadline = time.perf_counter() + seconds
+            counter = iter(range(offset, 10**12, 1))
+
+            async def loop() -> None:
+                nonlocal errors, count
+                while time.perf_counter() < deadline:
+                    i = next(counter)
+                    data = struct_pb2.Struct()
+                    data.update({"amount": 10 + i % 90, "sku": "A-1"})
+                    req = ingest_pb2.SubmitEventRequest(
+                        program_id=program_id, idempotency_key=f"{run}-{i}", external_id=f"user-{i % 200}",
+                        event_type="purchase", event_data=data)
+                    t0 = time.perf_counter()
+                    try:
+                        await stub.SubmitEvent(req, metadata=md, timeout=10)
+                    except grpc.aio.AioRpcError:
+                        errors += 1
+                    count += 1
+                    lat.append((time.perf_counter() - t0) * 1000)
+
+            await asyncio.gather(*(loop() for _ in range(concurrency)))
+        return count, errors, lat
+
+    out.put(asyncio.run(main()))
+
+
+def grpc_closed_loop(address: str, key: str, program_id: str, seconds: float, concurrency: int = 32,
+                     processes: int = 2) -> Result:
+    run = uuid.uuid4().hex[:8]
+    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    ps = [mp.Process(target=_grpc_worker, args=((address, key, program_id, seconds, concurrency, run,
+                                                  i * 10**9, q),)) for i in range(processes)]
+    t0 = time.perf_counter()
+    for p in ps:
+        p.start()
+    parts = [q.get() for _ in ps]
+    for p in ps:
+        p.join()
+    elapsed = time.perf_counter() - t0
+    return Result(sum(p[0] for p in parts), sum(p[1] for p in parts), elapsed, [x for p in parts for x in p[2]])
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+def batches(base_url: str, key: str, program_id: str, total: int, size: int = 1000, concurrency: int = 4,
+            run: str | None = None) -> Result:
+    """POST /v1/events/batch with ``size``-event batches until ``total`` events are accepted."""
+    import aiohttp
+
+    run = run or uuid.uuid4().hex[:8]
+
+    async def main() -> Result:
+        lat: list[float] = []
+        errors = 0
+        accepted = 0
+        async with aiohttp.ClientSession(headers={"X-API-Key": key},
+                                         timeout=aiohttp.ClientTimeout(total=120)) as session:
+            starts = iter(range(0, total, size))
+
+            async def loop() -> None:
+                nonlocal errors, accepted
+                for start in starts:
+                    body = {"events": [event_body(program_id, run, i) for i in range(start, min(start + size, total))]}
+                    t0 = time.perf_counter()
+                    async with session.post(f"{base_url}/v1/events/batch", json=body) as r:
+                        data = await r.json()
+                    lat.append((time.perf_counter() - t0) * 1000)
+                    if r.status != 200:
+                        errors += len(body["events"])
+                        continue
+                    ok = sum(1 for x in data["results"] if x["status"] == "accepted")
+                    accepted += ok
+                    errors += len(body["events"]) - ok
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(loop() for _ in range(concurrency)))
+            return Result(accepted + errors, errors, time.perf_counter() - t0, lat)
+
+    return asyncio.run(main())
+
+
+def summary(res: Result) -> str:
+    return (f"{res.rate:,.0f}/s, p50 {statistics.median(res.latencies_ms):.1f} ms, p99 {res.pct(99):.1f} ms, "
+            f"errors {res.errors}")
