@@ -36,7 +36,7 @@ class Result:
         if not self.latencies_ms:
             return float("nan")
         data = sorted(self.latencies_ms)
-        return data[min(len(data) - 1, int(round(p / 100 * (len(data) - 1))))]
+        return data[min(len(data) - 1, round(p / 100 * (len(data) - 1)))]
 
 
 def event_body(program_id: str, run: str, i: int, participants: int = 200) -> dict[str, object]:
