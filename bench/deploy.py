@@ -59,6 +59,8 @@ class Deployment:
     workdir: pathlib.Path
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    _env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     api_key: str = ""
     rules_workers: int = 1
@@ -94,11 +96,28 @@ class Deployment:
         commands["worker-notify"] = (["worker", "notify"], {})
         commands["gateway"] = (["gateway"], {})
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for name, (args, extra) in commands.items():
-            log = (self.workdir / f"{name}.log").open("wb")
-            self.procs[name] = subprocess.Popen([str(BIN), *args], env={**env, **extra}, stdout=log,
-                                                stderr=subprocess.STDOUT)
+        self._commands = commands
+        self._env = env
+        for name in commands:
+            self.launch(name)
         self._wait_ready()
+
+    def launch(self, name: str) -> None:
+        """(Re)start one process of the deployment; its log is appended to."""
+        args, extra = self._commands[name]
+        with (self.workdir / f"{name}.log").open("ab") as log:
+            self.procs[name] = subprocess.Popen([str(BIN), *args], env={**self._env, **extra}, stdout=log,
+                                                stderr=subprocess.STDOUT)
+
+    def signal(self, name: str, sig: int, wait: float | None = None) -> int | None:
+        """Send ``sig`` to one process; with ``wait``, wait for it to exit and return its code."""
+        p = self.procs[name]
+        if p.poll() is None:
+            p.send_signal(sig)
+        return p.wait(wait) if wait is not None else None
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float = 90) -> None:
         deadline = time.time() + timeout

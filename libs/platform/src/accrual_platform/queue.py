@@ -61,6 +61,12 @@ def enqueue(broker: dramatiq.Broker, queue: str, actor_name: str, message: Messa
 
 def declare_actor(broker: dramatiq.Broker, fn: Callable[..., Any], *, queue: str, name: str,
                   **options: Any) -> dramatiq.Actor[Any, Any]:
-    """Register ``fn`` as actor ``name`` on ``queue`` of this broker (no global broker)."""
+    """Register ``fn`` as actor ``name`` on ``queue`` of this broker (no global broker).
+
+    Retries: Dramatiq's defaults back off exponentially from 15 s towards 7 days, so one
+    deadlock or a database restart would park an event for hours. Our consumers are
+    idempotent, so they retry soon and often (0.25 s doubling to 30 s, for about 30 minutes);
+    beyond that ingest's stale-event sweep announces unfinished events again."""
+    options = {"min_backoff": 250, "max_backoff": 30_000, "max_retries": 60, **options}
     return dramatiq.Actor(fn, broker=broker, actor_name=name, queue_name=queue, priority=0,
                           options=options)

@@ -1,0 +1,286 @@
+"""What the suite must withstand (SPEC section 8), proven against the per-service deployment:
+every service, worker and the gateway a separate OS process on PostgreSQL + RabbitMQ.
+
+- rules workers SIGKILLed over and over while 5,000 events flow: every event COMPLETED once,
+  every balance exactly the sum the rule dictates;
+- RabbitMQ stopped while partners keep submitting: accepts still 200, everything completes
+  once the broker is back, nothing twice;
+- PostgreSQL stopped: accepts answer 503 (never 200 for an event not stored) and the suite
+  recovers by itself when it is back;
+- the webhook receiver down for a while: every notification delivered, each webhook-id once;
+- SIGTERM on every process under load: in-flight work finishes, nothing is lost.
+
+These tests fail (never skip) when PostgreSQL or RabbitMQ are missing. Stopping and starting
+the servers uses the commands of the README (run as the machine's administrator, as CI does).
+"""
+
+from __future__ import annotations
+
+import collections
+import http.server
+import pathlib
+import random
+import signal
+import socketserver
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import httpx
+import psycopg
+import pytest
+from accrual_platform.testing import AMQP_URL, PG_URL
+
+from bench.deploy import Deployment, fresh_database, purge_broker
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(900)]
+
+ADMIN_URL = PG_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+FAST_RETRIES = "0,0.5,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1"
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, str]]:
+    libpq = fresh_database(ADMIN_URL, "accrual_reliability")
+    purge_broker(AMQP_URL)
+    sa_url = libpq.replace("postgresql://", "postgresql+psycopg://", 1)
+    dep = Deployment(sa_url, AMQP_URL, tmp_path_factory.mktemp("suite"), rules_workers=2,
+                     extra_env={"WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_RETRY_SCHEDULE": FAST_RETRIES,
+                                "WEBHOOK_TIMEOUT_SECONDS": "2", "LOG_LEVEL": "INFO"})
+    dep.start()
+    try:
+        yield dep, libpq
+    finally:
+        dep.stop()
+
+
+def program(dep: Deployment) -> str:
+    h = {"X-API-Key": dep.api_key}
+    r = httpx.post(f"{dep.base_url}/v1/programs", json={"name": f"p-{uuid.uuid4().hex[:6]}"}, headers=h, timeout=30)
+    assert r.status_code == 200, r.text
+    pid: str = r.json()["program_id"]
+    r = httpx.post(f"{dep.base_url}/v1/programs/{pid}/rules", headers=h, timeout=30, json={
+        "name": "1 point per dollar", "event_type": "purchase", "formula": "properties.amount * 1"})
+    assert r.status_code == 200, r.text
+    return pid
+
+
+def events(pid: str, run: str, n: int, participants: int) -> list[dict[str, object]]:
+    return [{"program_id": pid, "idempotency_key": f"{run}-{i}", "external_id": f"{run}-user-{i % participants}",
+             "event_type": "purchase", "event_data": {"amount": 1 + i % 97}} for i in range(n)]
+
+
+def submit_batches(dep: Deployment, items: list[dict[str, object]], size: int = 500) -> None:
+    h = {"X-API-Key": dep.api_key}
+    for start in range(0, len(items), size):
+        chunk = items[start:start + size]
+        r = httpx.post(f"{dep.base_url}/v1/events/batch", json={"events": chunk}, headers=h, timeout=120)
+        assert r.status_code == 200, r.text
+        statuses = collections.Counter(x["status"] for x in r.json()["results"])
+        assert statuses["error"] == 0, r.text
+
+
+def wait_terminal(libpq: str, run: str, n: int, timeout: float) -> dict[str, int]:
+    deadline = time.time() + timeout
+    counts: dict[str, int] = {}
+    while time.time() < deadline:
+        with psycopg.connect(libpq) as conn:
+            counts = dict(conn.execute("SELECT status, count(*) FROM ingest.events WHERE idempotency_key LIKE %s "
+                                       "GROUP BY status", (f"{run}-%",)).fetchall())
+        if counts.get("COMPLETED", 0) + counts.get("FAILED", 0) >= n:
+            return counts
+        time.sleep(0.5)
+    return counts
+
+
+def assert_exact_ledger(libpq: str, pid: str, items: list[dict[str, object]]) -> None:
+    """One earn entry per event, and every balance equal to the sum the rule dictates."""
+    expected: dict[str, Decimal] = collections.defaultdict(Decimal)
+    for e in items:
+        expected[str(e["external_id"])] += Decimal(e["event_data"]["amount"])  # type: ignore[index]
+    keys = [str(e["idempotency_key"]) for e in items]
+    with psycopg.connect(libpq) as conn:
+        owners = dict(conn.execute(
+            "SELECT external_id, participant_id FROM ingest.events WHERE program_id = %s AND idempotency_key = ANY(%s)"
+            " GROUP BY external_id, participant_id", (pid, keys)).fetchall())
+        per_event = conn.execute(
+            "SELECT l.event_id, count(*) FROM rules.ledger_entries l JOIN ingest.events e ON e.id = l.event_id "
+            "WHERE l.program_id = %s AND e.idempotency_key = ANY(%s) GROUP BY l.event_id", (pid, keys)).fetchall()
+        balances = {r[0]: Decimal(str(r[1])) for r in conn.execute(
+            "SELECT participant_id, available FROM rules.balances WHERE program_id = %s", (pid,)).fetchall()}
+        sums = {r[0]: Decimal(str(r[1])) for r in conn.execute(
+            "SELECT participant_id, sum(amount) FROM rules.ledger_entries WHERE program_id = %s GROUP BY 1",
+            (pid,)).fetchall()}
+    assert len(owners) == len(expected), "each external_id resolves to exactly one participant"
+    assert len(per_event) == len(items), "every event has ledger entries"
+    assert all(c == 1 for _, c in per_event), "no event awarded twice"
+    for external_id, points in expected.items():
+        participant = owners[external_id]
+        assert balances[participant] == points, external_id
+        assert sums[participant] == points, external_id
+
+
+def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[Deployment, str]) -> None:
+    dep, libpq = suite
+    pid = program(dep)
+    run = f"crash{uuid.uuid4().hex[:6]}"
+    items = events(pid, run, 5000, 200)
+    stop = threading.Event()
+    kills = 0
+
+    def killer() -> None:
+        nonlocal kills
+        rng = random.Random(7)
+        while not stop.is_set():
+            time.sleep(rng.uniform(1.0, 2.0))
+            name = rng.choice(["worker-rules-0", "worker-rules-1"])
+            dep.signal(name, signal.SIGKILL, wait=10)
+            kills += 1
+            dep.launch(name)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        submit_batches(dep, items)
+        counts = wait_terminal(libpq, run, len(items), timeout=420)
+    finally:
+        stop.set()
+        t.join(30)
+    assert kills >= 3
+    assert counts.get("COMPLETED") == len(items), counts
+    assert_exact_ledger(libpq, pid, items)
+
+
+def rabbit(action: str) -> None:
+    subprocess.run(["rabbitmqctl", action], check=True, capture_output=True, timeout=120)
+
+
+def test_broker_outage_does_not_block_acceptance(suite: tuple[Deployment, str]) -> None:
+    dep, libpq = suite
+    pid = program(dep)
+    run = f"broker{uuid.uuid4().hex[:6]}"
+    items = events(pid, run, 300, 30)
+    h = {"X-API-Key": dep.api_key}
+    rabbit("stop_app")
+    try:
+        for e in items:
+            r = httpx.post(f"{dep.base_url}/v1/events", json=e, headers=h, timeout=30)
+            assert r.status_code == 200, r.text
+            assert r.json()["status"] == "PENDING"
+    finally:
+        rabbit("start_app")
+    counts = wait_terminal(libpq, run, len(items), timeout=180)
+    assert counts.get("COMPLETED") == len(items), counts
+    assert_exact_ledger(libpq, pid, items)
+
+
+def postgres(action: str) -> None:
+    version = next(p.name for p in pathlib.Path("/etc/postgresql").iterdir())
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+                   check=True, capture_output=True, timeout=120)
+
+
+def test_database_outage_answers_503_and_recovers(suite: tuple[Deployment, str]) -> None:
+    dep, libpq = suite
+    pid = program(dep)
+    run = f"db{uuid.uuid4().hex[:6]}"
+    items = events(pid, run, 100, 10)
+    h = {"X-API-Key": dep.api_key}
+    accepted: list[str] = []
+    statuses: collections.Counter[int] = collections.Counter()
+    postgres("stop")
+    try:
+        for e in items[:50]:
+            r = httpx.post(f"{dep.base_url}/v1/events", json=e, headers=h, timeout=30)
+            statuses[r.status_code] += 1
+            if r.status_code == 200:
+                accepted.append(str(e["idempotency_key"]))
+            else:
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["code"]
+    finally:
+        postgres("start")
+    assert statuses[503] > 0, statuses
+    # Whatever was answered 200 must be stored; the rest is retried by the partner, as a
+    # partner would on 503, and the suite must accept it without a restart of its own.
+    deadline = time.time() + 60
+    for e in items:
+        while True:
+            r = httpx.post(f"{dep.base_url}/v1/events", json=e, headers=h, timeout=30)
+            if r.status_code == 200 or time.time() > deadline:
+                break
+            assert r.status_code == 503, r.text
+            time.sleep(0.5)
+        assert r.status_code == 200, r.text
+    counts = wait_terminal(libpq, run, len(items), timeout=180)
+    assert counts.get("COMPLETED") == len(items), counts
+    with psycopg.connect(libpq) as conn:
+        stored = {r[0] for r in conn.execute(
+            "SELECT idempotency_key FROM ingest.events WHERE idempotency_key = ANY(%s)", (accepted,)).fetchall()}
+    assert stored == set(accepted)
+    assert_exact_ledger(libpq, pid, items)
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    seen: collections.Counter[str] = collections.Counter()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        self.rfile.read(length)
+        type(self).seen[self.headers["webhook-id"]] += 1
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_webhook_receiver_down_then_up_gets_everything_once(suite: tuple[Deployment, str]) -> None:
+    dep, libpq = suite
+    pid = program(dep)
+    h = {"X-API-Key": dep.api_key}
+    with socketserver.TCPServer(("127.0.0.1", 0), _Receiver) as probe:
+        port = probe.server_address[1]
+    r = httpx.post(f"{dep.base_url}/v1/webhook-endpoints", headers=h, timeout=30, json={
+        "url": f"http://127.0.0.1:{port}/hook", "enabled_events": ["event.completed", "points.awarded"]})
+    assert r.status_code == 200, r.text
+    run = f"hook{uuid.uuid4().hex[:6]}"
+    items = events(pid, run, 40, 5)
+    submit_batches(dep, items)
+    assert wait_terminal(libpq, run, len(items), timeout=120).get("COMPLETED") == len(items)
+    time.sleep(3)  # several attempts fail against the closed port
+    _Receiver.seen.clear()
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        deadline = time.time() + 120
+        while len(_Receiver.seen) < 2 * len(items) and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(_Receiver.seen) == 2 * len(items), len(_Receiver.seen)
+    assert max(_Receiver.seen.values()) == 1
+
+
+def test_sigterm_on_every_process_under_load_loses_nothing(suite: tuple[Deployment, str]) -> None:
+    dep, libpq = suite
+    pid = program(dep)
+    run = f"term{uuid.uuid4().hex[:6]}"
+    items = events(pid, run, 2000, 100)
+    submit_batches(dep, items[:1000])
+    order = ["worker-rules-0", "worker-rules-1", "worker-ingest", "worker-notify", "rules", "identity", "ingest",
+             "notify", "gateway"]
+    for name in order:
+        assert dep.signal(name, signal.SIGTERM, wait=60) == 0, f"{name} did not stop cleanly on SIGTERM"
+        dep.launch(name)
+    dep.wait_ready()
+    submit_batches(dep, items[1000:])
+    counts = wait_terminal(libpq, run, len(items), timeout=300)
+    assert counts.get("COMPLETED") == len(items), counts
+    assert_exact_ledger(libpq, pid, items)
