@@ -197,7 +197,7 @@ def test_secret_rotation_signs_with_both_secrets(
     h = harness_factory()
     endpoint_id = h.endpoint(receiver)
     [old] = receiver.secrets["/hook"]
-    new = h.runtime.endpoints.rotate_secret(h.tenant, endpoint_id)
+    _, new = h.runtime.endpoints.rotate_secret(h.tenant, endpoint_id)
     h.publish(h.notification())
 
     h.wait_final(endpoint_id)

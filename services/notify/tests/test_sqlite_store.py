@@ -137,4 +137,4 @@ def test_private_targets_are_refused_at_delivery_time_too(runtime: NotifyRuntime
     assert d.deliver("t1", delivery.id) == "retry"
     assert fake.sent == []
     [attempt] = runtime.store.list_attempts("t1", delivery.id)
-    assert attempt.status_code == 0 and attempt.error.startswith("refused: url")
+    assert attempt.status_code == 0 and attempt.error.startswith("address_refused: url")
