@@ -4,12 +4,15 @@ Every hop is at-least-once, so both steps are idempotent: a fact is stored once 
 tenant and fact id) and yields one delivery per endpoint, and an attempt first claims its
 delivery with a lease, so duplicate or concurrent ``deliver_webhook`` messages collapse into
 one HTTP request. Each delivery is its own queue message, so a slow receiver holds one
-worker thread for at most the timeout and never delays the other endpoints of a fact.
+worker thread for at most the timeout; and an endpoint may have at most
+``webhook_endpoint_max_in_flight`` attempts running, so even a backlog for one slow receiver
+leaves the other threads to the other endpoints (its further deliveries wait a moment).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Callable, Iterable, Sequence
 
 import dramatiq
@@ -121,7 +124,9 @@ class Deliverer:
         if job is None:
             log.info("delivery_skipped", delivery_id=delivery_id, reason=claim.skipped)
             if claim.skipped == "endpoint_busy":
-                self._scheduler.schedule([Scheduled(tenant_id, delivery_id, BUSY_RETRY_SECONDS)])
+                # jittered, so a backlog for one endpoint does not come back all at once
+                delay = BUSY_RETRY_SECONDS * (1.0 + random.random())
+                self._scheduler.schedule([Scheduled(tenant_id, delivery_id, delay)])
             return claim.skipped
         structlog.contextvars.bind_contextvars(
             tenant_id=job.tenant_id, delivery_id=job.delivery_id, endpoint_id=job.endpoint_id,
