@@ -396,7 +396,7 @@ def test_endpoint_failing_for_the_configured_period_is_disabled(
 
 def test_a_success_ends_the_failure_streak(
         harness_factory: HarnessFactory, receiver: Receiver) -> None:
-    h = harness_factory(webhook_retry_schedule=(0.0, 0.4, 0.4), webhook_disable_after_seconds=0.7)
+    h = harness_factory(webhook_retry_schedule=(0.0, 0.5, 0.5), webhook_disable_after_seconds=1.5)
     receiver.script("/hook", dict(status=500), dict(status=500), dict(status=200),
                     dict(status=500), dict(status=500), dict(status=200))
     endpoint_id = h.endpoint(receiver)
@@ -405,8 +405,8 @@ def test_a_success_ends_the_failure_streak(
     h.publish(h.notification())
     h.wait_final(endpoint_id, count=2)
 
-    # Two failing stretches of ~0.8 s each, but each ended by a success: never 0.7 s of
-    # failures counted from a streak start that survived a success.
+    # Two failing stretches of ~1 s each, together longer than the 1.5 s period, but the
+    # success between them ends the first streak, so they never add up.
     endpoint = h.runtime.endpoints.get(h.tenant, endpoint_id)
     assert first.status == storage.SUCCEEDED
     assert endpoint.status == storage.ENABLED and endpoint.failing_since is None
