@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+import grpc
 import pytest
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
+from accrual.notify.v1 import notify_pb2_grpc
 from accrual_notify import bootstrap, storage
 from accrual_notify.bootstrap import NotifyRuntime
-from accrual_platform import migrations, queue
+from accrual_platform import auth, migrations, queue
 from accrual_platform.db import utcnow
+from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.settings import Settings
 from accrual_platform.testing import PG_URL
 from standardwebhooks import Webhook
@@ -229,3 +232,46 @@ def harness_factory(pg_schema: str) -> Iterator[Callable[..., Harness]]:
     yield make
     for h in made:
         h.close()
+
+
+# -- the gRPC API ----------------------------------------------------------------------------
+
+@dataclass
+class Api:
+    """A real gRPC server with the platform interceptor in front of a Harness; keys:
+    sk_writer_a / sk_reader_a / sk_events_a (tenant_a, the harness's tenant) and
+    sk_writer_b (tenant_b)."""
+
+    stub: notify_pb2_grpc.NotifyServiceStub
+    harness: Harness
+    tenant_a: str
+    tenant_b: str
+
+    def call(self, method: str, request: object, key: str = "sk_writer_a") -> Any:
+        return getattr(self.stub, method)(request, metadata=[("x-api-key", key)], timeout=10)
+
+
+@pytest.fixture
+def api_factory(harness_factory: Callable[..., Harness]) -> Iterator[Callable[..., Api]]:
+    cleanups: list[tuple[grpc.Channel, grpc.Server]] = []
+
+    def make(**overrides: Any) -> Api:
+        h = harness_factory(**overrides)
+        tenant_a, tenant_b = h.tenant, f"b-{uuid.uuid4()}"
+        keys = {
+            "sk_writer_a": auth.Principal(tenant_a, "k1", frozenset({"webhooks:write"})),
+            "sk_reader_a": auth.Principal(tenant_a, "k2", frozenset({"webhooks:read"})),
+            "sk_events_a": auth.Principal(tenant_a, "k3", frozenset({"events:write"})),
+            "sk_writer_b": auth.Principal(tenant_b, "k4", frozenset({"webhooks:write"})),
+        }
+        server, port = build_server([(h.runtime.service_full_name, h.runtime.register)],
+                                    "127.0.0.1:0", ServiceInterceptor(keys.get, "internal"))
+        server.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        cleanups.append((channel, server))
+        return Api(notify_pb2_grpc.NotifyServiceStub(channel), h, tenant_a, tenant_b)
+
+    yield make
+    for channel, server in cleanups:
+        channel.close()
+        server.stop(0)

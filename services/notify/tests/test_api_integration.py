@@ -1,62 +1,39 @@
 """NotifyService through a real gRPC server with the platform interceptor, on PostgreSQL.
 
 Checks what a partner sees: the secret shown once, scopes (403), tenant isolation (404),
-field-naming 400s and cursor pages of the delivery log.
+field-naming 400s, cursor pages of the delivery log, partial updates, secret rotation, the
+attempt log, manual retry and recovery (the last ones against a real loopback receiver).
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import datetime as dt
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from accrual.notify.v1 import notify_pb2, notify_pb2_grpc
+from accrual.notify.v1 import notify_pb2
+from accrual_notify import storage
+from accrual_notify.delivery import Publisher
 from accrual_notify.domain.events import message_id
-from accrual_platform import auth
-from accrual_platform.grpc_server import ServiceInterceptor, build_server
+from accrual_platform.db import utcnow
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 if TYPE_CHECKING:
-    from conftest import Harness
+    from conftest import Api, Receiver
 
 pytestmark = pytest.mark.integration
 PUBLIC_URL = "https://93.184.216.34/webhooks"  # a public address literal: no DNS needed
 
 
-@dataclass
-class Api:
-    stub: notify_pb2_grpc.NotifyServiceStub
-    harness: Harness
-    tenant_a: str
-    tenant_b: str
-
-    def call(self, method: str, request: object, key: str = "sk_writer_a") -> object:
-        return getattr(self.stub, method)(request, metadata=[("x-api-key", key)], timeout=10)
-
-
 @pytest.fixture
-def api(harness_factory: Callable[..., Harness]) -> Iterator[Api]:
-    h = harness_factory(worker=False, webhook_allow_private=False)
-    tenant_a, tenant_b = f"a-{uuid.uuid4()}", f"b-{uuid.uuid4()}"
-    keys = {
-        "sk_writer_a": auth.Principal(tenant_a, "k1", frozenset({"webhooks:write"})),
-        "sk_reader_a": auth.Principal(tenant_a, "k2", frozenset({"webhooks:read"})),
-        "sk_events_a": auth.Principal(tenant_a, "k3", frozenset({"events:write"})),
-        "sk_writer_b": auth.Principal(tenant_b, "k4", frozenset({"webhooks:write"})),
-    }
-    server, port = build_server([(h.runtime.service_full_name, h.runtime.register)],
-                                "127.0.0.1:0", ServiceInterceptor(keys.get, "internal"))
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield Api(notify_pb2_grpc.NotifyServiceStub(channel), h, tenant_a, tenant_b)
-    finally:
-        channel.close()
-        server.stop(0)
+def api(api_factory: Callable[..., Api]) -> Api:
+    return api_factory(worker=False, webhook_allow_private=False)
 
 
 def fails(fn: Callable[[], object]) -> tuple[grpc.StatusCode, list[str]]:
@@ -72,6 +49,20 @@ def fails(fn: Callable[[], object]) -> tuple[grpc.StatusCode, list[str]]:
             detail.Unpack(bad)
             fields += [v.field for v in bad.field_violations]
     return err.code(), fields  # type: ignore[attr-defined]
+
+
+def reason(fn: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    """The status code of a failing call and its ErrorInfo reason."""
+    with pytest.raises(grpc.RpcError) as info:
+        fn()
+    status = rpc_status.from_call(info.value)  # type: ignore[arg-type]
+    found = ""
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            error_info = error_details_pb2.ErrorInfo()
+            detail.Unpack(error_info)
+            found = error_info.reason.lower()  # the gateway answers it lower-cased
+    return info.value.code(), found  # type: ignore[attr-defined]
 
 
 def create(api: Api, key: str = "sk_writer_a", **fields: object) -> notify_pb2.WebhookEndpoint:
@@ -195,3 +186,236 @@ def test_deliveries_are_listed_newest_first_in_pages(api: Api) -> None:
     d = first.deliveries[0]
     assert d.status == notify_pb2.DELIVERY_STATUS_PENDING and d.type == "points.awarded"
     assert d.attempts == 0 and d.HasField("next_attempt_at") and d.HasField("created_at")
+
+
+# -- update, rotation, the attempt log, manual retry and recovery over gRPC ------------------
+
+def created_for(api: Api, receiver: Receiver, path: str = "/hook",
+                events: tuple[str, ...] = ("*",)) -> notify_pb2.WebhookEndpoint:
+    """An endpoint on the loopback receiver, whose secret the receiver then verifies with."""
+    endpoint = create(api, url=receiver.url(path), enabled_events=list(events))
+    receiver.secrets.setdefault(path, []).append(endpoint.secret)
+    return endpoint
+
+
+def test_update_changes_only_the_fields_given(api: Api) -> None:
+    created = create(api, enabled_events=["event.completed"], description="orders")
+    eid = created.endpoint_id
+    request = notify_pb2.UpdateWebhookEndpointRequest(
+        endpoint_id=eid, url="https://93.184.216.35/v2", enabled_events=["event.failed", "*"])
+    updated = api.call("UpdateWebhookEndpoint", request)
+    assert (updated.url, list(updated.enabled_events)) == ("https://93.184.216.35/v2", ["*"])
+    assert updated.description == "orders" and not updated.HasField("secret")
+    request = notify_pb2.UpdateWebhookEndpointRequest(endpoint_id=eid, description="")
+    assert api.call("UpdateWebhookEndpoint", request).description == ""
+    got = api.call("GetWebhookEndpoint", notify_pb2.GetWebhookEndpointRequest(endpoint_id=eid))
+    assert (got.url, list(got.enabled_events), got.description) == (
+        "https://93.184.216.35/v2", ["*"], "")
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"url": "https://127.0.0.1/hook"}, ["url"]),
+    ({"url": "https://169.254.169.254/latest"}, ["url"]),
+    ({"url": "http://93.184.216.34/hook"}, ["url"]),
+    ({"enabled_events": ["points.awarded", "points.spent"]}, ["enabled_events[1]"]),
+    ({"description": "x" * 1001}, ["description"]),
+    ({"status": notify_pb2.ENDPOINT_STATUS_UNSPECIFIED}, ["status"]),
+])
+def test_invalid_updates_are_refused_and_change_nothing(
+        api: Api, fields: dict[str, object], expected: list[str]) -> None:
+    created = create(api)
+    request = notify_pb2.UpdateWebhookEndpointRequest(endpoint_id=created.endpoint_id, **fields)
+    assert fails(lambda: api.call("UpdateWebhookEndpoint", request)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, expected)
+    got = api.call("GetWebhookEndpoint",
+                   notify_pb2.GetWebhookEndpointRequest(endpoint_id=created.endpoint_id))
+    assert (got.url, list(got.enabled_events), got.status) == (
+        PUBLIC_URL, ["*"], notify_pb2.ENDPOINT_STATUS_ENABLED)
+
+
+def test_update_and_rotation_of_another_tenants_endpoint_is_not_found(api: Api) -> None:
+    eid = create(api).endpoint_id
+    for method, request in [
+        ("UpdateWebhookEndpoint", notify_pb2.UpdateWebhookEndpointRequest(
+            endpoint_id=eid, description="mine")),
+        ("RotateWebhookEndpointSecret",
+         notify_pb2.RotateWebhookEndpointSecretRequest(endpoint_id=eid)),
+        ("RecoverWebhookEndpoint", notify_pb2.RecoverWebhookEndpointRequest(
+            endpoint_id=eid, since={"seconds": 0})),
+    ]:
+        code, _ = fails(lambda m=method, r=request: api.call(m, r, "sk_writer_b"))  # type: ignore[misc]
+        assert code == grpc.StatusCode.NOT_FOUND, method
+    update = notify_pb2.UpdateWebhookEndpointRequest(endpoint_id=eid, description="x")
+    assert fails(lambda: api.call("UpdateWebhookEndpoint", update, "sk_reader_a"))[0] == \
+        grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_disable_stops_deliveries_and_enable_clears_the_reason(
+        api_factory: Callable[..., Api], receiver: Receiver) -> None:
+    api = api_factory()
+    eid = created_for(api, receiver).endpoint_id
+    h = api.harness
+    disabled = api.call("UpdateWebhookEndpoint", notify_pb2.UpdateWebhookEndpointRequest(
+        endpoint_id=eid, status=notify_pb2.ENDPOINT_STATUS_DISABLED))
+    assert disabled.status == notify_pb2.ENDPOINT_STATUS_DISABLED
+    assert disabled.disabled_reason.startswith("disabled through the API")
+    h.publish(h.notification())
+    time.sleep(0.5)
+    assert h.deliveries(eid) == [] and receiver.received() == []
+
+    enabled = api.call("UpdateWebhookEndpoint", notify_pb2.UpdateWebhookEndpointRequest(
+        endpoint_id=eid, status=notify_pb2.ENDPOINT_STATUS_ENABLED))
+    assert enabled.status == notify_pb2.ENDPOINT_STATUS_ENABLED
+    assert enabled.disabled_reason == "" and not enabled.HasField("failing_since")
+    h.publish(h.notification())
+    [delivery] = h.wait_final(eid)
+    assert delivery.status == storage.SUCCEEDED
+    assert [r.verified for r in receiver.received()] == [True]
+
+
+def test_rotated_secret_is_shown_once_and_both_sign_during_the_overlap(
+        api_factory: Callable[..., Api], receiver: Receiver) -> None:
+    api = api_factory(webhook_secret_overlap_seconds=1.5)
+    created = created_for(api, receiver)
+    eid, old = created.endpoint_id, created.secret
+    h = api.harness
+    rotated = api.call("RotateWebhookEndpointSecret",
+                       notify_pb2.RotateWebhookEndpointSecretRequest(endpoint_id=eid))
+    new = rotated.secret
+    assert new.startswith("whsec_") and new != old
+    expires = rotated.previous_secret_expires_at.ToDatetime(dt.UTC)
+    assert 1.0 < (expires - utcnow()).total_seconds() <= 1.5
+    got = api.call("GetWebhookEndpoint", notify_pb2.GetWebhookEndpointRequest(endpoint_id=eid))
+    assert not got.HasField("secret")
+
+    h.publish(h.notification())
+    h.wait_final(eid)
+    [during] = receiver.received()
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):  # a partner may verify with either while it switches
+        Webhook(secret).verify(during.body, during.headers)
+
+    time.sleep(max(0.0, (expires - utcnow()).total_seconds()) + 0.1)
+    h.publish(h.notification())
+    h.wait_final(eid, count=2)
+    after = receiver.received()[1]
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+    Webhook(new).verify(after.body, after.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(after.body, after.headers)
+
+
+def test_delivery_and_its_attempt_log(api_factory: Callable[..., Api],
+                                      receiver: Receiver) -> None:
+    api = api_factory()
+    big = "e" * 5000
+    receiver.script("/hook", dict(status=500, body=big), dict(status=200, body="thanks"))
+    eid = created_for(api, receiver).endpoint_id
+    h = api.harness
+    h.publish(h.notification("points.awarded"))
+    [row] = h.wait_final(eid)
+
+    delivery = api.call("GetWebhookDelivery",
+                        notify_pb2.GetWebhookDeliveryRequest(delivery_id=row.id), "sk_reader_a")
+    assert delivery.status == notify_pb2.DELIVERY_STATUS_SUCCEEDED
+    assert (delivery.attempts, delivery.last_status_code, delivery.type) == (
+        2, 200, "points.awarded")
+    assert delivery.HasField("last_attempt_at") and not delivery.HasField("next_attempt_at")
+    log = api.call("ListWebhookDeliveryAttempts",
+                   notify_pb2.ListWebhookDeliveryAttemptsRequest(delivery_id=row.id),
+                   "sk_reader_a").attempts
+    assert [(a.attempt, a.status_code, a.error) for a in log] == [
+        (1, 500, "http_status: 500"), (2, 200, "")]
+    assert log[0].response_excerpt == "e" * 1024  # bounded, not the whole 5,000 bytes
+    assert log[1].response_excerpt == "thanks"
+    assert all(a.latency_ms >= 0 and a.HasField("started_at") for a in log)
+    assert log[0].started_at.ToDatetime() <= log[1].started_at.ToDatetime()
+
+    for method, request in [
+        ("GetWebhookDelivery", notify_pb2.GetWebhookDeliveryRequest(delivery_id=row.id)),
+        ("ListWebhookDeliveryAttempts",
+         notify_pb2.ListWebhookDeliveryAttemptsRequest(delivery_id=row.id)),
+        ("RetryWebhookDelivery", notify_pb2.RetryWebhookDeliveryRequest(delivery_id=row.id)),
+    ]:
+        code, _ = fails(lambda m=method, r=request: api.call(m, r, "sk_writer_b"))  # type: ignore[misc]
+        assert code == grpc.StatusCode.NOT_FOUND, method
+    bad = notify_pb2.GetWebhookDeliveryRequest(delivery_id="nope")
+    assert fails(lambda: api.call("GetWebhookDelivery", bad)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, ["delivery_id"])
+
+
+def test_manual_retry_redelivers_a_failed_delivery_and_refuses_the_others(
+        api_factory: Callable[..., Api], receiver: Receiver) -> None:
+    api = api_factory(webhook_retry_schedule=(0.0,), webhook_timeout_seconds=3.0)
+    receiver.script("/hook", dict(status=500), dict(status=200, sleep=1.0), dict(status=200))
+    eid = created_for(api, receiver).endpoint_id
+    h = api.harness
+    h.publish(h.notification())
+    [failed] = h.wait_final(eid)
+    assert failed.status == storage.FAILED
+
+    retry = notify_pb2.RetryWebhookDeliveryRequest(delivery_id=failed.id)
+    assert reason(lambda: api.call("RetryWebhookDelivery", retry, "sk_reader_a"))[0] == \
+        grpc.StatusCode.PERMISSION_DENIED
+    requeued = api.call("RetryWebhookDelivery", retry)
+    assert requeued.status == notify_pb2.DELIVERY_STATUS_PENDING
+    h.wait_for(lambda: len(receiver.received()) == 2, what="the retried attempt to start")
+    # The receiver is still answering (1 s): the attempt is in flight.
+    assert reason(lambda: api.call("RetryWebhookDelivery", retry)) == (
+        grpc.StatusCode.ABORTED, "delivery_in_progress")
+    [done] = h.wait_final(eid)
+    assert done.status == storage.SUCCEEDED and done.attempts == 2
+    assert reason(lambda: api.call("RetryWebhookDelivery", retry)) == (
+        grpc.StatusCode.ABORTED, "delivery_already_succeeded")
+    time.sleep(0.3)
+    assert len(receiver.received()) == 2 and all(r.verified for r in receiver.received())
+
+
+def test_retry_and_recovery_need_an_enabled_endpoint(
+        api_factory: Callable[..., Api], receiver: Receiver) -> None:
+    api = api_factory(webhook_retry_schedule=(0.0,))
+    receiver.script("/hook", dict(status=410))
+    eid = created_for(api, receiver).endpoint_id
+    h = api.harness
+    h.publish(h.notification())
+    [failed] = h.wait_final(eid)
+    retry = notify_pb2.RetryWebhookDeliveryRequest(delivery_id=failed.id)
+    assert reason(lambda: api.call("RetryWebhookDelivery", retry)) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "endpoint_disabled")
+    recover = notify_pb2.RecoverWebhookEndpointRequest(endpoint_id=eid, since={"seconds": 0})
+    assert reason(lambda: api.call("RecoverWebhookEndpoint", recover)) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "endpoint_disabled")
+    no_since = notify_pb2.RecoverWebhookEndpointRequest(endpoint_id=eid)
+    assert fails(lambda: api.call("RecoverWebhookEndpoint", no_since)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, ["since"])
+
+
+def test_recovery_requeues_failed_deliveries_since_a_time(
+        api_factory: Callable[..., Api], receiver: Receiver) -> None:
+    api = api_factory(webhook_retry_schedule=(0.0,))
+    receiver.script("/hook", dict(status=503))
+    eid = created_for(api, receiver).endpoint_id
+    h = api.harness
+    past = utcnow() - dt.timedelta(hours=2)
+    old_publisher = Publisher(h.store, h.runtime.scheduler, h.settings, clock=lambda: past)
+    old_publisher.publish([h.notification(fact_id="old-fact")])
+    h.wait_final(eid)
+    since = utcnow()
+    h.publish(h.notification(fact_id="new-1"), h.notification(fact_id="new-2"))
+    rows = h.wait_final(eid, count=3)
+    assert all(r.status == storage.FAILED for r in rows)
+    receiver.script("/hook", dict(status=200))
+
+    request = notify_pb2.RecoverWebhookEndpointRequest(endpoint_id=eid)
+    request.since.FromDatetime(since)
+    recovered = api.call("RecoverWebhookEndpoint", request)
+    by_message = {r.message_id: r for r in h.deliveries(eid)}
+    new_ids = {by_message[message_id(h.tenant, f)].id for f in ("new-1", "new-2")}
+    assert recovered.recovered_count == 2 and set(recovered.delivery_ids) == new_ids
+
+    h.wait_for(lambda: sum(r.status == storage.SUCCEEDED for r in h.deliveries(eid)) == 2,
+               what="recovered deliveries")
+    after = {r.message_id: r for r in h.deliveries(eid)}
+    assert after[message_id(h.tenant, "old-fact")].status == storage.FAILED
+    assert all(after[message_id(h.tenant, f)].attempts == 2 for f in ("new-1", "new-2"))
+    assert api.call("RecoverWebhookEndpoint", request).recovered_count == 0

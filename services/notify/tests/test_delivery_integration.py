@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import itertools
 import json
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
+from accrual.messages.v1 import messages_pb2
 from accrual_notify import storage
 from accrual_notify.domain import events
+from accrual_notify.transport import WebhookClient
 from accrual_platform.db import utcnow
+from google.protobuf import json_format
 from standardwebhooks import Webhook
 
 if TYPE_CHECKING:
@@ -197,7 +203,7 @@ def test_secret_rotation_signs_with_both_secrets(
     h = harness_factory()
     endpoint_id = h.endpoint(receiver)
     [old] = receiver.secrets["/hook"]
-    new = h.runtime.endpoints.rotate_secret(h.tenant, endpoint_id)
+    _, new = h.runtime.endpoints.rotate_secret(h.tenant, endpoint_id)
     h.publish(h.notification())
 
     h.wait_final(endpoint_id)
@@ -237,3 +243,212 @@ def test_sweeper_resends_a_delivery_whose_message_was_lost(
     assert delivery.status == storage.SUCCEEDED
     assert len(receiver.received()) == 1
 
+
+
+# -- every type the suite produces, shaped as its producers send it --------------------------
+
+def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
+    """One notification of each type, with the fact ids and data the producing services use
+    (ingest: event.*; rules: points.*, tier.changed; identity: participant.*, enrollment.*)."""
+    event_id, program_id, participant = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    summary = {"event_id": event_id, "idempotency_key": "order-1", "program_id": program_id,
+               "external_id": "user_abc123", "participant_id": participant}
+    return [
+        h.notification("event.completed", f"event.completed:{event_id}:1",
+                       {**summary, "status": "COMPLETED", "points_awarded": "125"}),
+        h.notification("event.failed", f"event.failed:{event_id}:2",
+                       {**summary, "status": "FAILED", "error_code": "program_not_found",
+                        "error_message": "program does not exist"}),
+        h.notification("points.awarded", f"points.awarded:event:{event_id}:rule:r1",
+                       {"program_id": program_id, "participant_id": participant,
+                        "points": "125", "event_id": event_id, "rule_id": "r1"}),
+        h.notification("points.adjusted", f"points.adjusted:{program_id}:adj-1",
+                       {"program_id": program_id, "participant_id": participant,
+                        "points": "-5", "reason": "goodwill"}),
+        h.notification("participant.created", f"participant.created:{participant}",
+                       {"participant_id": participant}),
+        h.notification("enrollment.created", f"enrollment.created:{program_id}:{participant}",
+                       {"program_id": program_id, "participant_id": participant,
+                        "status": "ACTIVE"}),
+        h.notification("enrollment.reactivated",
+                       f"enrollment.reactivated:{program_id}:{participant}:1",
+                       {"program_id": program_id, "participant_id": participant,
+                        "previous_status": "FROZEN", "status": "ACTIVE"}),
+        h.notification("tier.changed", f"tier.changed:{event_id}:{participant}",
+                       {"program_id": program_id, "participant_id": participant,
+                        "previous_tier": None, "tier": "Gold", "event_id": event_id}),
+    ]
+
+
+def test_every_produced_type_is_delivered_and_filtered_by_subscription(
+        harness_factory: HarnessFactory, receiver: Receiver) -> None:
+    h = harness_factory()
+    everything = h.endpoint(receiver, "/all")
+    events_only = h.endpoint(receiver, "/events", events=("event.completed", "event.failed"))
+    points_only = h.endpoint(receiver, "/points", events=("points.awarded", "points.adjusted"))
+    notes = producer_notes(h)
+    h.publish(*notes)
+
+    h.wait_final(everything, count=8)
+    h.wait_final(events_only, count=2)
+    h.wait_final(points_only, count=2)
+    assert sorted(json.loads(r.body)["type"] for r in receiver.received("/all")) == sorted(
+        events.WEBHOOK_TYPES)
+    assert sorted(json.loads(r.body)["type"] for r in receiver.received("/events")) == [
+        "event.completed", "event.failed"]
+    assert sorted(json.loads(r.body)["type"] for r in receiver.received("/points")) == [
+        "points.adjusted", "points.awarded"]
+    assert all(r.verified for r in receiver.received())
+    sent = {n.type: json_format.MessageToDict(n.data) for n in notes}
+    for request in receiver.received("/all"):
+        body = json.loads(request.body)
+        assert body["data"] == sent[body["type"]]  # data arrives exactly as produced
+
+
+def test_one_event_yields_event_completed_and_points_awarded(
+        harness_factory: HarnessFactory, receiver: Receiver) -> None:
+    h = harness_factory()
+    endpoint_id = h.endpoint(receiver, events=("event.completed", "points.awarded"))
+    completed, _, awarded, *_ = producer_notes(h)
+    h.publish(awarded)  # rules announces the award ...
+    h.publish(completed)  # ... and ingest the outcome, each through its own outbox
+
+    h.wait_final(endpoint_id, count=2)
+    bodies = {json.loads(r.body)["type"]: json.loads(r.body) for r in receiver.received()}
+    assert set(bodies) == {"event.completed", "points.awarded"}
+    assert bodies["event.completed"]["data"]["event_id"] == \
+        bodies["points.awarded"]["data"]["event_id"]
+    assert all(r.verified for r in receiver.received())
+
+
+def test_event_failed_carries_what_partners_correlate_on(
+        harness_factory: HarnessFactory, receiver: Receiver) -> None:
+    h = harness_factory()
+    endpoint_id = h.endpoint(receiver, events=("event.failed",))
+    notes = producer_notes(h)
+    h.publish(*notes)
+
+    [delivery] = h.wait_final(endpoint_id)
+    [request] = receiver.received()
+    assert request.verified
+    body = json.loads(request.body)
+    assert body["type"] == "event.failed" and body["id"] == delivery.message_id
+    data = body["data"]
+    assert data["event_id"] == json_format.MessageToDict(notes[1].data)["event_id"]
+    assert (data["idempotency_key"], data["error_code"], data["error_message"]) == (
+        "order-1", "program_not_found", "program does not exist")
+    assert data["program_id"]
+
+
+# -- attempt errors ----------------------------------------------------------------------------
+
+def test_attempt_errors_name_what_went_wrong(
+        harness_factory: HarnessFactory, receiver: Receiver) -> None:
+    h = harness_factory(webhook_retry_schedule=(0.0,), webhook_timeout_seconds=0.3)
+    receiver.script("/redirect", dict(status=307, headers={"location": "https://x.example/"}))
+    receiver.script("/slow", dict(status=200, sleep=1.0))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    refused, _ = h.runtime.endpoints.create(h.tenant, f"http://127.0.0.1:{closed}/hook",
+                                            ["*"], "")
+    redirect = h.endpoint(receiver, "/redirect")
+    slow = h.endpoint(receiver, "/slow")
+    h.publish(h.notification())
+
+    errors_by_endpoint = {}
+    for endpoint_id in (refused.id, redirect, slow):
+        [delivery] = h.wait_final(endpoint_id)
+        assert delivery.status == storage.FAILED
+        [attempt] = h.store.list_attempts(h.tenant, delivery.id)
+        errors_by_endpoint[endpoint_id] = attempt
+    assert errors_by_endpoint[refused.id].error.startswith("connection_refused: ")
+    assert errors_by_endpoint[refused.id].status_code == 0
+    assert errors_by_endpoint[redirect].error == \
+        "redirect: 307 to https://x.example/ not followed"
+    assert errors_by_endpoint[redirect].status_code == 307
+    assert errors_by_endpoint[slow].error.startswith("timeout: ")
+    assert 250 <= errors_by_endpoint[slow].latency_ms < 1000
+
+
+# -- auto-disable and isolation ----------------------------------------------------------------
+
+def test_endpoint_failing_for_the_configured_period_is_disabled(
+        harness_factory: HarnessFactory, receiver: Receiver) -> None:
+    h = harness_factory(webhook_retry_schedule=(0.0,) + (0.2,) * 20,
+                        webhook_disable_after_seconds=0.7)
+    receiver.script("/hook", dict(status=500))
+    endpoint_id = h.endpoint(receiver)
+    h.publish(h.notification())
+
+    [delivery] = h.wait_final(endpoint_id)
+    endpoint = h.runtime.endpoints.get(h.tenant, endpoint_id)
+    assert endpoint.status == storage.DISABLED
+    assert endpoint.disabled_reason.startswith("failing_since ")
+    assert endpoint.failing_since is not None
+    attempts = h.store.list_attempts(h.tenant, delivery.id)
+    assert 3 <= len(attempts) < 20  # stopped by the disable, not by the schedule
+    assert (attempts[-1].started_at - endpoint.failing_since).total_seconds() >= 0.5
+    h.publish(h.notification())
+    time.sleep(0.5)
+    assert len(h.deliveries(endpoint_id)) == 1
+
+
+def test_a_success_ends_the_failure_streak(
+        harness_factory: HarnessFactory, receiver: Receiver) -> None:
+    h = harness_factory(webhook_retry_schedule=(0.0, 0.5, 0.5), webhook_disable_after_seconds=1.5)
+    receiver.script("/hook", dict(status=500), dict(status=500), dict(status=200),
+                    dict(status=500), dict(status=500), dict(status=200))
+    endpoint_id = h.endpoint(receiver)
+    h.publish(h.notification())
+    [first] = h.wait_final(endpoint_id)
+    h.publish(h.notification())
+    h.wait_final(endpoint_id, count=2)
+
+    # Two failing stretches of ~1 s each, together longer than the 1.5 s period, but the
+    # success between them ends the first streak, so they never add up.
+    endpoint = h.runtime.endpoints.get(h.tenant, endpoint_id)
+    assert first.status == storage.SUCCEEDED
+    assert endpoint.status == storage.ENABLED and endpoint.failing_since is None
+    assert [d.status for d in h.deliveries(endpoint_id)] == [storage.SUCCEEDED] * 2
+
+
+def test_a_receiver_sleeping_to_the_timeout_does_not_delay_other_endpoints(
+        harness_factory: HarnessFactory, receiver: Receiver) -> None:
+    # Two worker threads; the slow endpoint has three deliveries that each hold a thread for
+    # the whole timeout. At most one may run at a time, so the other thread stays free.
+    h = harness_factory(webhook_timeout_seconds=1.0, webhook_endpoint_max_in_flight=1,
+                        webhook_retry_schedule=(0.0, 30.0))
+    receiver.script("/slow", dict(status=200, sleep=5.0))
+    slow = h.endpoint(receiver, "/slow", events=("points.awarded",))
+    fast = h.endpoint(receiver, "/fast", events=("event.completed",))
+    h.publish(*[h.notification("points.awarded") for _ in range(3)])
+    h.wait_for(lambda: len(receiver.received("/slow")) >= 1, what="the slow receiver")
+    published = time.monotonic()
+    h.publish(h.notification("event.completed"))
+
+    [delivered] = h.wait_final(fast, timeout=5.0)
+    [request] = receiver.received("/fast")
+    assert delivered.status == storage.SUCCEEDED and request.verified
+    assert request.at - published < 0.6  # the slow one holds its thread for 1 s
+    assert len(receiver.received("/slow")) <= 2  # never more than one attempt at a time
+    h.wait_for(lambda: all(d.attempts == 1 for d in h.deliveries(slow)), timeout=10.0,
+               what="every slow delivery attempted once")
+    attempts = [h.store.list_attempts(h.tenant, d.id)[0] for d in h.deliveries(slow)]
+    assert all(a.error.startswith("timeout: ") for a in attempts)
+    starts = sorted(a.started_at for a in attempts)
+    assert all((b - a).total_seconds() >= 0.9 for a, b in itertools.pairwise(starts))
+
+
+def test_pinned_request_reaches_the_checked_address_with_the_original_host(
+        receiver: Receiver) -> None:
+    client = WebhookClient(2.0)
+    try:
+        port = int(receiver.url().rsplit(":", 1)[1].split("/")[0])
+        response = client.post(f"http://hooks.partner.example:{port}/pinned", "{}",
+                               {"content-type": "application/json"}, address="127.0.0.1")
+    finally:
+        client.close()
+    assert (response.status_code, response.error) == (200, "")
+    [request] = receiver.received("/pinned")
+    assert request.headers["host"] == f"hooks.partner.example:{port}"

@@ -26,9 +26,12 @@ class FakeClient:
     def __init__(self, *statuses: int) -> None:
         self.statuses = list(statuses)
         self.sent: list[tuple[str, str, dict[str, str]]] = []
+        self.addresses: list[str | None] = []
 
-    def post(self, url: str, body: str, headers: Mapping[str, str]) -> Response:
+    def post(self, url: str, body: str, headers: Mapping[str, str], *,
+             address: str | None = None) -> Response:
         self.sent.append((url, body, dict(headers)))
+        self.addresses.append(address)
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
         return Response(status, 3, "fake", "")
 
@@ -54,10 +57,17 @@ def enqueued(rt: NotifyRuntime) -> int:
     return sum(broker.queues[q].qsize() for q in ("notify", "notify.DQ") if q in broker.queues)
 
 
-def deliverer(rt: NotifyRuntime, client: FakeClient, **overrides: Any) -> Deliverer:
-    """The runtime's wiring with a fake HTTP client (and optionally other settings)."""
+def deliverer(rt: NotifyRuntime, client: FakeClient, *, resolve: Any = None,
+              clock: Any = None, **overrides: Any) -> Deliverer:
+    """The runtime's wiring with a fake HTTP client (and optionally other settings, a fake
+    resolver and a fake clock)."""
     settings = dataclasses.replace(rt.settings, **overrides)
-    return Deliverer(rt.store, client, rt.scheduler, settings)  # type: ignore[arg-type]
+    extra: dict[str, Any] = {}
+    if resolve is not None:
+        extra["resolve"] = resolve
+    if clock is not None:
+        extra["clock"] = clock
+    return Deliverer(rt.store, client, rt.scheduler, settings, **extra)  # type: ignore[arg-type]
 
 
 def note(tenant: str, fact_id: str, type_: str = "event.completed") -> messages_pb2.Notification:
@@ -137,4 +147,99 @@ def test_private_targets_are_refused_at_delivery_time_too(runtime: NotifyRuntime
     assert d.deliver("t1", delivery.id) == "retry"
     assert fake.sent == []
     [attempt] = runtime.store.list_attempts("t1", delivery.id)
-    assert attempt.status_code == 0 and attempt.error.startswith("refused: url")
+    assert attempt.status_code == 0 and attempt.error.startswith("address_refused: url")
+
+
+def test_delivery_connects_to_the_address_it_checked(runtime: NotifyRuntime) -> None:
+    """DNS rebinding: the host is resolved once per attempt, every address is checked, and
+    the request goes to a checked address; a host that now resolves privately is refused."""
+    answers = [["93.184.216.34"], ["10.0.0.7", "93.184.216.34"]]
+    asked: list[tuple[str, int]] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        return answers.pop(0)
+
+    fake = FakeClient(500)
+    d = deliverer(runtime, fake, resolve=resolve, webhook_allow_private=False)
+    endpoint, _ = runtime.endpoints.create("t1", "http://127.0.0.1:9/a", ["*"], "")
+    runtime.store.update_endpoint("t1", endpoint.id, now=utcnow(),
+                                  url="https://hooks.partner.example/in")
+    runtime.publisher.publish([note("t1", "f1")])
+    [delivery] = runtime.store.list_deliveries("t1", endpoint.id, 10, None)
+
+    assert d.deliver("t1", delivery.id) == "retry"
+    assert fake.sent[0][0] == "https://hooks.partner.example/in"
+    assert fake.addresses == ["93.184.216.34"]
+    runtime.store.reschedule("t1", delivery.id, utcnow())
+    assert d.deliver("t1", delivery.id) == "retry"
+    assert len(fake.sent) == 1  # the rebound answer was never contacted
+    assert asked == [("hooks.partner.example", 443)] * 2
+    last = runtime.store.list_attempts("t1", delivery.id)[-1]
+    assert last.error.startswith("address_refused: url") and "10.0.0.7" in last.error
+
+
+def test_auto_disable_counts_from_the_last_success(runtime: NotifyRuntime) -> None:
+    """The default period (5 days) on a fake clock: failures separated by a success never
+    add up; an unbroken streak longer than the period disables the endpoint, with why."""
+    start = utcnow()
+    now = [start]
+    fake = FakeClient(500)
+    d = deliverer(runtime, fake, clock=lambda: now[0], webhook_retry_schedule=(0,) * 50)
+    assert d._settings.webhook_disable_after_seconds == 5 * 24 * 3600
+    endpoint, _ = runtime.endpoints.create("t1", "http://127.0.0.1:9/a", ["*"], "")
+
+    def attempt(days: float, status: int) -> str:
+        now[0] = start + dt.timedelta(days=days)
+        fake.statuses = [status]
+        runtime.publisher.publish([note("t1", f"f-{days}")])
+        [latest] = runtime.store.list_deliveries("t1", endpoint.id, 1, None)
+        return d.deliver("t1", latest.id)
+
+    assert attempt(0, 500) == "retry"
+    assert attempt(4, 500) == "retry"
+    assert runtime.endpoints.get("t1", endpoint.id).failing_since == start
+    assert attempt(4.5, 200) == "succeeded"
+    assert runtime.endpoints.get("t1", endpoint.id).failing_since is None
+    assert attempt(6, 500) == "retry"
+    assert attempt(10.9, 500) == "retry"  # 4.9 days since the streak began
+    assert runtime.endpoints.get("t1", endpoint.id).status == storage.ENABLED
+    assert attempt(11.1, 500) == "retry"
+    disabled = runtime.endpoints.get("t1", endpoint.id)
+    assert disabled.status == storage.DISABLED
+    assert disabled.disabled_reason.startswith(
+        f"failing_since {(start + dt.timedelta(days=6)).isoformat(timespec='milliseconds')}"
+        .replace("+00:00", "Z"))
+
+    enabled = runtime.endpoints.update("t1", endpoint.id, status=storage.ENABLED)
+    assert enabled.status == storage.ENABLED and enabled.disabled_reason == ""
+    assert enabled.failing_since is None  # the old streak does not disable it again at once
+    assert attempt(11.2, 500) == "retry"
+    assert runtime.endpoints.get("t1", endpoint.id).status == storage.ENABLED
+
+
+def test_update_rotation_and_recovery_on_sqlite(runtime: NotifyRuntime) -> None:
+    fake = FakeClient(500)
+    d = deliverer(runtime, fake, webhook_retry_schedule=(0,))
+    endpoint, first = runtime.endpoints.create("t1", "http://127.0.0.1:9/a", ["*"], "")
+    updated = runtime.endpoints.update("t1", endpoint.id, enabled_events=["event.failed"],
+                                       description="  ops  ")
+    assert updated.enabled_events == ("event.failed",) and updated.description == "ops"
+    assert updated.url == endpoint.url
+    with pytest.raises(errors.InvalidArgument):
+        runtime.endpoints.update("t1", endpoint.id, enabled_events=["nope"])
+    rotated, second = runtime.endpoints.rotate_secret("t1", endpoint.id)
+    assert second != first and rotated.previous_secret_expires_at is not None
+
+    runtime.publisher.publish([note("t1", "f1", "event.failed"), note("t1", "f2", "event.failed")])
+    for delivery in runtime.store.list_deliveries("t1", endpoint.id, 10, None):
+        assert d.deliver("t1", delivery.id) == "failed"
+    signatures = fake.sent[0][2]["webhook-signature"].split(" ")
+    assert len(signatures) == 2
+    assert d.recover("t1", endpoint.id, utcnow() + dt.timedelta(minutes=1)) == []
+    recovered = d.recover("t1", endpoint.id, utcnow() - dt.timedelta(minutes=1))
+    assert len(recovered) == 2
+    fake.statuses = [200]
+    assert [d.deliver("t1", i) for i in recovered] == ["succeeded", "succeeded"]
+    with pytest.raises(errors.Conflict):
+        d.retry_by_hand("t1", recovered[0])

@@ -53,6 +53,12 @@ class Settings:
     webhook_timeout_seconds: float = 15.0
     webhook_allow_private: bool = False
     api_key_cache_seconds: float = 30.0
+    #: how long a rotated-out webhook secret keeps signing alongside the new one
+    webhook_secret_overlap_seconds: float = 24 * 3600.0
+    #: an endpoint whose every attempt failed for this long since its last success is disabled
+    webhook_disable_after_seconds: float = 5 * 24 * 3600.0
+    #: attempts one endpoint may have running at once, so a slow receiver holds few threads
+    webhook_endpoint_max_in_flight: int = 4
 
     @property
     def is_sqlite(self) -> bool:
@@ -105,6 +111,11 @@ class Settings:
             webhook_timeout_seconds=float(env.get("WEBHOOK_TIMEOUT_SECONDS", "15")),
             webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),
             api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS", "30")),
+            webhook_secret_overlap_seconds=float(
+                env.get("WEBHOOK_SECRET_OVERLAP_SECONDS", str(24 * 3600))),
+            webhook_disable_after_seconds=float(
+                env.get("WEBHOOK_DISABLE_AFTER_SECONDS", str(5 * 24 * 3600))),
+            webhook_endpoint_max_in_flight=int(env.get("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", "4")),
         )
         for name in require_peers:
             settings.peer(name)

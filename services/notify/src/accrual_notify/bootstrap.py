@@ -47,7 +47,7 @@ class NotifyRuntime:
         self.sweeper = StalledDeliverySweeper(self.store, self.scheduler)
 
     def register(self, server: grpc.Server) -> None:
-        notify_pb2_grpc.add_NotifyServiceServicer_to_server(NotifyServicer(self.endpoints), server)
+        notify_pb2_grpc.add_NotifyServiceServicer_to_server(NotifyServicer(self.endpoints, self.deliverer), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
         worker.declare_actors(broker, self.publisher, self.deliverer)

@@ -4,12 +4,15 @@ Every hop is at-least-once, so both steps are idempotent: a fact is stored once 
 tenant and fact id) and yields one delivery per endpoint, and an attempt first claims its
 delivery with a lease, so duplicate or concurrent ``deliver_webhook`` messages collapse into
 one HTTP request. Each delivery is its own queue message, so a slow receiver holds one
-worker thread for at most the timeout and never delays the other endpoints of a fact.
+worker thread for at most the timeout; and an endpoint may have at most
+``webhook_endpoint_max_in_flight`` attempts running, so even a backlog for one slow receiver
+leaves the other threads to the other endpoints (its further deliveries wait a moment).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Callable, Iterable, Sequence
 
 import dramatiq
@@ -34,6 +37,8 @@ LEASE_MARGIN_SECONDS = 30.0
 #: a message may arrive this early (clock skew between the enqueuing and consuming hosts)
 EARLY_TOLERANCE_SECONDS = 2.0
 MAX_FACT_ID = 512
+#: how long a delivery waits when its endpoint already has its maximum of attempts running
+BUSY_RETRY_SECONDS = 1.0
 
 Clock = Callable[[], dt.datetime]
 
@@ -113,10 +118,15 @@ class Deliverer:
             tenant_id, delivery_id, now=now,
             lease_until=now + dt.timedelta(
                 seconds=self._settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS),
-            due_by=now + dt.timedelta(seconds=EARLY_TOLERANCE_SECONDS))
+            due_by=now + dt.timedelta(seconds=EARLY_TOLERANCE_SECONDS),
+            max_in_flight=self._settings.webhook_endpoint_max_in_flight)
         job = claim.job
         if job is None:
             log.info("delivery_skipped", delivery_id=delivery_id, reason=claim.skipped)
+            if claim.skipped == "endpoint_busy":
+                # jittered, so a backlog for one endpoint does not come back all at once
+                delay = BUSY_RETRY_SECONDS * (1.0 + random.random())
+                self._scheduler.schedule([Scheduled(tenant_id, delivery_id, delay)])
             return claim.skipped
         structlog.contextvars.bind_contextvars(
             tenant_id=job.tenant_id, delivery_id=job.delivery_id, endpoint_id=job.endpoint_id,
@@ -137,44 +147,85 @@ class Deliverer:
             status = storage.FAILED
             if decision.verdict is retry.Verdict.DISABLE_ENDPOINT:
                 disable = f"receiver answered 410 Gone at {events.rfc3339(finished)}"
-        self._store.record_attempt(
+        disabled = self._store.record_attempt(
             job, AttemptRecord(started_at=started, status_code=response.status_code,
                                latency_ms=response.latency_ms, response_excerpt=response.excerpt,
                                error=response.error),
-            status=status, next_attempt_at=next_at, disable_reason=disable, now=finished)
+            status=status, next_attempt_at=next_at, disable_reason=disable, now=finished,
+            succeeded=decision.verdict is retry.Verdict.SUCCEEDED,
+            disable_after=dt.timedelta(seconds=self._settings.webhook_disable_after_seconds))
         log.info("webhook_attempted", attempt=job.attempts + 1,
                  status_code=response.status_code, latency_ms=response.latency_ms,
                  error=response.error or None, verdict=decision.verdict.value,
                  retry_in=decision.delay_seconds)
+        if disabled is not None:
+            log.warning("endpoint_disabled", reason=disabled)
         if decision.verdict is retry.Verdict.RETRY:
             self._scheduler.schedule([Scheduled(job.tenant_id, job.delivery_id,
                                                 decision.delay_seconds or 0.0)])
         return decision.verdict.value
 
     def _attempt(self, job: storage.Job, started: dt.datetime) -> Response:
+        address: str | None = None
         if not self._settings.webhook_allow_private:
-            # DNS may have changed since the endpoint was created (rebinding).
-            refused = urls.check_url(job.url, allow_private=False, resolve=self._resolve)
+            # DNS may have changed since the endpoint was created (rebinding): resolve once,
+            # check every address, and connect to a checked one, never resolving again.
+            resolved: list[str] = []
+
+            def remember(host: str, port: int) -> list[str]:
+                resolved.extend(self._resolve(host, port))
+                return resolved
+
+            refused = urls.check_url(job.url, allow_private=False, resolve=remember)
             if refused:
-                return Response(None, 0, "", f"refused: url {refused[0][1]}")
+                return Response(None, 0, "", f"address_refused: url {refused[0][1]}")
+            address = resolved[0] if resolved else None  # None: the URL holds an IP literal
         secrets_ = signing.active_secrets(job.secret, job.previous_secret,
                                           job.previous_secret_expires_at, started)
         headers = signing.headers(secrets_, job.message_id, int(started.timestamp()), job.payload)
-        return self._client.post(job.url, job.payload, headers)
+        if address is None:
+            return self._client.post(job.url, job.payload, headers)
+        return self._client.post(job.url, job.payload, headers, address=address)
 
     def retry_by_hand(self, tenant_id: str, delivery_id: str) -> storage.Delivery:
-        """Attempt a delivery again now, whatever its state (SPEC 7: retried by hand)."""
+        """Attempt a failed (or still waiting) delivery again now (SPEC 7: retried by hand).
+
+        A delivery whose attempt is running is 409 ``delivery_in_progress``; a delivered one
+        is 409 ``delivery_already_succeeded``: sending it again would only make the partner
+        deduplicate. An exhausted delivery gets one more attempt, not a new schedule.
+        """
         delivery = self._store.get_delivery(tenant_id, delivery_id)
         if delivery is None:
             raise errors.NotFound(f"webhook delivery {delivery_id} not found",
                                   reason="delivery_not_found")
-        endpoint = self._store.get_endpoint(tenant_id, delivery.endpoint_id)
-        if endpoint is None or endpoint.status != storage.ENABLED:
-            raise errors.FailedPrecondition(
-                "the delivery's endpoint is deleted or disabled", reason="endpoint_disabled")
-        rescheduled = self._store.reschedule(tenant_id, delivery_id, self._clock())
+        self._require_enabled(tenant_id, delivery.endpoint_id)
+        rescheduled, why = self._store.reschedule(tenant_id, delivery_id, self._clock())
         if rescheduled is None:
+            if why == "not_found":
+                raise errors.NotFound(f"webhook delivery {delivery_id} not found",
+                                      reason="delivery_not_found")
+            if why == "succeeded":
+                raise errors.Conflict("the delivery already succeeded",
+                                      reason="delivery_already_succeeded")
             raise errors.Conflict("an attempt of this delivery is in progress",
                                   reason="delivery_in_progress")
         self._scheduler.schedule([Scheduled(tenant_id, delivery_id)])
         return rescheduled
+
+    def recover(self, tenant_id: str, endpoint_id: str, since: dt.datetime) -> list[str]:
+        """Re-queue every failed delivery of an enabled endpoint created since ``since``."""
+        self._require_enabled(tenant_id, endpoint_id)
+        scheduled = self._store.recover(tenant_id, endpoint_id, since, self._clock())
+        self._scheduler.schedule(scheduled)
+        log.info("endpoint_recovered", endpoint_id=endpoint_id, deliveries=len(scheduled))
+        return [s.delivery_id for s in scheduled]
+
+    def _require_enabled(self, tenant_id: str, endpoint_id: str) -> None:
+        endpoint = self._store.get_endpoint(tenant_id, endpoint_id)
+        if endpoint is None:
+            raise errors.NotFound(f"webhook endpoint {endpoint_id} not found",
+                                  reason="endpoint_not_found")
+        if endpoint.status != storage.ENABLED:
+            raise errors.FailedPrecondition(
+                "the endpoint is disabled; enable it first (PATCH status ENABLED)",
+                reason="endpoint_disabled")

@@ -18,13 +18,11 @@ from accrual_platform.db import utcnow
 from accrual_platform.settings import Settings
 
 from accrual_notify.domain import events, signing, urls
-from accrual_notify.storage import Delivery, Endpoint, NotifyStore
+from accrual_notify.storage import DISABLED, ENABLED, Attempt, Delivery, Endpoint, NotifyStore
 from accrual_notify.transport import resolve_host
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-#: how long the previous secret keeps signing after a rotation
-ROTATION_GRACE = dt.timedelta(hours=24)
 
 
 def parse_id(value: str, field: str) -> str:
@@ -89,15 +87,61 @@ class Endpoints:
             raise errors.NotFound(f"webhook endpoint {endpoint_id} not found",
                                   reason="endpoint_not_found")
 
-    def rotate_secret(self, tenant_id: str, endpoint_id: str,
-                      grace: dt.timedelta = ROTATION_GRACE) -> str:
-        """A new current secret; the old one keeps signing (a second signature) for ``grace``."""
+    def update(self, tenant_id: str, endpoint_id: str, *, url: str | None = None,
+               enabled_events: Sequence[str] | None = None, description: str | None = None,
+               status: str | None = None) -> Endpoint:
+        """Change the given fields (None leaves one as it is), validated like a create."""
         endpoint_id = parse_id(endpoint_id, "endpoint_id")
-        secret, now = signing.new_secret(), utcnow()
-        if not self._store.rotate_secret(tenant_id, endpoint_id, secret, now + grace, now):
+        violations: list[events.Violation] = []
+        subscribed: tuple[str, ...] | None = None
+        if url is not None:
+            url = url.strip()
+            violations += urls.check_url(url, allow_private=self._settings.webhook_allow_private,
+                                         resolve=self._resolve)
+        if enabled_events is not None:
+            subscribed, problems = events.validate_enabled_events(enabled_events)
+            violations += problems
+        if description is not None:
+            violations += events.validate_description(description)
+            description = description.strip()
+        if status is not None and status not in (ENABLED, DISABLED):
+            violations.append(("status", "must be ENABLED or DISABLED"))
+        errors.collect([errors.FieldViolation(f, d) for f, d in violations])
+        now = utcnow()
+        endpoint = self._store.update_endpoint(
+            tenant_id, endpoint_id, now=now, url=url, enabled_events=subscribed,
+            description=description, status=status,
+            disabled_reason=f"disabled through the API at {events.rfc3339(now)}")
+        if endpoint is None:
             raise errors.NotFound(f"webhook endpoint {endpoint_id} not found",
                                   reason="endpoint_not_found")
-        return secret
+        return endpoint
+
+    def rotate_secret(self, tenant_id: str, endpoint_id: str,
+                      overlap: dt.timedelta | None = None) -> tuple[Endpoint, str]:
+        """A new current secret; the old one keeps signing (a second signature) for the
+        configured overlap (WEBHOOK_SECRET_OVERLAP_SECONDS) or ``overlap``."""
+        endpoint_id = parse_id(endpoint_id, "endpoint_id")
+        if overlap is None:
+            overlap = dt.timedelta(seconds=self._settings.webhook_secret_overlap_seconds)
+        secret, now = signing.new_secret(), utcnow()
+        if not self._store.rotate_secret(tenant_id, endpoint_id, secret, now + overlap, now):
+            raise errors.NotFound(f"webhook endpoint {endpoint_id} not found",
+                                  reason="endpoint_not_found")
+        return self.get(tenant_id, endpoint_id), secret
+
+    def delivery(self, tenant_id: str, delivery_id: str) -> Delivery:
+        delivery_id = parse_id(delivery_id, "delivery_id")
+        delivery = self._store.get_delivery(tenant_id, delivery_id)
+        if delivery is None:
+            raise errors.NotFound(f"webhook delivery {delivery_id} not found",
+                                  reason="delivery_not_found")
+        return delivery
+
+    def attempts(self, tenant_id: str, delivery_id: str) -> list[Attempt]:
+        """Every attempt of the delivery, oldest first."""
+        delivery = self.delivery(tenant_id, delivery_id)
+        return self._store.list_attempts(tenant_id, delivery.id)
 
     def deliveries(self, tenant_id: str, endpoint_id: str, page_size: int,
                    page_token: str) -> tuple[list[Delivery], str]:

@@ -24,7 +24,7 @@ from accrual_platform.db import Database, JsonType, UtcDateTime
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from accrual_notify.domain.events import subscribes
+from accrual_notify.domain.events import rfc3339, subscribes
 
 SCHEMA = "notify"
 
@@ -56,6 +56,10 @@ endpoints = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("deleted_at", UtcDateTime()),
+    # Health: since when every attempt failed (cleared by a success or a re-enable), and the
+    # last success. An endpoint failing for longer than the configured period is disabled.
+    sa.Column("failing_since", UtcDateTime()),
+    sa.Column("last_success_at", UtcDateTime()),
     sa.Index(None, "tenant_id", "created_at"),
 )
 
@@ -91,6 +95,7 @@ deliveries = sa.Table(
     sa.UniqueConstraint("endpoint_id", "message_id"),
     sa.Index(None, "tenant_id", "endpoint_id", "created_at", "id"),
     sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "endpoint_id", "status", "created_at"),
 )
 
 delivery_attempts = sa.Table(
@@ -121,6 +126,9 @@ class Endpoint:
     status: str
     disabled_reason: str
     created_at: dt.datetime
+    updated_at: dt.datetime | None = None
+    previous_secret_expires_at: dt.datetime | None = None
+    failing_since: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,7 @@ class Delivery:
     last_error: str
     next_attempt_at: dt.datetime | None
     created_at: dt.datetime
+    last_attempt_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +215,9 @@ def _endpoint(row: Any) -> Endpoint:
     return Endpoint(id=row.id, tenant_id=row.tenant_id, url=row.url,
                     enabled_events=tuple(row.enabled_events), description=row.description,
                     status=row.status, disabled_reason=row.disabled_reason,
-                    created_at=row.created_at)
+                    created_at=row.created_at, updated_at=row.updated_at,
+                    previous_secret_expires_at=row.previous_secret_expires_at,
+                    failing_since=row.failing_since)
 
 
 def _delivery(row: Any) -> Delivery:
@@ -215,7 +226,8 @@ def _delivery(row: Any) -> Delivery:
                     attempts=row.attempts, last_status_code=row.last_status_code,
                     last_latency_ms=row.last_latency_ms,
                     last_response_excerpt=row.last_response_excerpt, last_error=row.last_error,
-                    next_attempt_at=row.next_attempt_at, created_at=row.created_at)
+                    next_attempt_at=row.next_attempt_at, created_at=row.created_at,
+                    last_attempt_at=row.last_attempt_at)
 
 
 _DELIVERY_COLUMNS = (*deliveries.c, messages.c.type)
@@ -244,7 +256,40 @@ class NotifyStore:
             session.execute(endpoints.insert().values(**values))
         return Endpoint(id=endpoint_id, tenant_id=tenant_id, url=url,
                         enabled_events=tuple(enabled_events), description=description,
-                        status=ENABLED, disabled_reason="", created_at=now)
+                        status=ENABLED, disabled_reason="", created_at=now, updated_at=now)
+
+    def update_endpoint(self, tenant_id: str, endpoint_id: str, *, now: dt.datetime,
+                        url: str | None = None, enabled_events: Sequence[str] | None = None,
+                        description: str | None = None, status: str | None = None,
+                        disabled_reason: str = "") -> Endpoint | None:
+        """Change the given fields in one statement; None when there is no such endpoint.
+
+        Enabling clears the disabled reason and the failure streak, so an endpoint the
+        partner has fixed is not auto-disabled again by its old failures. Disabling an
+        endpoint that is already disabled keeps the original reason.
+        """
+        e = endpoints
+        values: dict[str, Any] = {"updated_at": now}
+        if url is not None:
+            values["url"] = url
+        if enabled_events is not None:
+            values["enabled_events"] = list(enabled_events)
+        if description is not None:
+            values["description"] = description
+        if status == ENABLED:
+            values.update(status=ENABLED, disabled_reason="", disabled_at=None,
+                          failing_since=None)
+        elif status == DISABLED:
+            values.update(
+                status=DISABLED,
+                disabled_reason=sa.case((e.c.status == DISABLED, e.c.disabled_reason),
+                                        else_=disabled_reason),
+                disabled_at=sa.case((e.c.status == DISABLED, e.c.disabled_at), else_=now))
+        with self.db.transaction() as session:
+            row = session.execute(sa.update(e).where(
+                e.c.tenant_id == tenant_id, e.c.id == endpoint_id, e.c.deleted_at.is_(None),
+            ).values(**values).returning(e.c.id)).first()
+        return None if row is None else self.get_endpoint(tenant_id, endpoint_id)
 
     def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint | None:
         e = endpoints
@@ -273,7 +318,10 @@ class NotifyStore:
 
     def rotate_secret(self, tenant_id: str, endpoint_id: str, new_secret: str,
                       previous_valid_until: dt.datetime, now: dt.datetime) -> bool:
-        """Make ``new_secret`` current and keep signing with the old one until the deadline."""
+        """Make ``new_secret`` current and keep signing with the old one until the deadline.
+
+        Only one previous secret is kept: rotating again inside the overlap retires the
+        oldest secret at once (the partner has had both the others)."""
         e = endpoints
         with self.db.transaction() as session:
             row = session.execute(sa.update(e).where(
@@ -367,11 +415,31 @@ class NotifyStore:
     # -- attempts ---------------------------------------------------------------------------
 
     def claim(self, tenant_id: str, delivery_id: str, *, now: dt.datetime,
-              lease_until: dt.datetime, due_by: dt.datetime) -> Claim:
+              lease_until: dt.datetime, due_by: dt.datetime,
+              max_in_flight: int | None = None) -> Claim:
         """Take the delivery for one attempt if it is pending, due by ``due_by`` and not
-        leased; a delivery whose endpoint was disabled or deleted is closed as failed."""
+        leased; a delivery whose endpoint was disabled or deleted is closed as failed.
+
+        With ``max_in_flight``, an endpoint that already has that many leased deliveries is
+        ``endpoint_busy``: a slow receiver then holds at most that many worker threads, and
+        the others stay free for every other endpoint. On PostgreSQL the endpoint row is
+        locked while counting, so concurrent claims cannot overshoot the limit.
+        """
         d, m, e = deliveries, messages, endpoints
         with self.db.transaction() as session:
+            if max_in_flight is not None:
+                owner = session.execute(sa.select(d.c.endpoint_id, d.c.status).where(
+                    d.c.id == delivery_id, d.c.tenant_id == tenant_id)).first()
+                if owner is not None and owner.status == PENDING:
+                    lock = sa.select(e.c.id).where(e.c.id == owner.endpoint_id)
+                    if self.db.dialect == "postgresql":
+                        lock = lock.with_for_update()
+                    session.execute(lock)
+                    busy = session.execute(sa.select(sa.func.count()).select_from(d).where(
+                        d.c.endpoint_id == owner.endpoint_id, d.c.status == PENDING,
+                        d.c.lease_until >= now, d.c.id != delivery_id)).scalar_one()
+                    if busy >= max_in_flight:
+                        return Claim(None, "endpoint_busy")
             claimed = session.execute(sa.update(d).where(
                 d.c.id == delivery_id, d.c.tenant_id == tenant_id, d.c.status == PENDING,
                 sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
@@ -409,8 +477,14 @@ class NotifyStore:
 
     def record_attempt(self, job: Job, attempt: AttemptRecord, *, status: str,
                        next_attempt_at: dt.datetime | None, disable_reason: str | None,
-                       now: dt.datetime) -> None:
-        """Log the attempt and move the delivery on, releasing the lease, in one commit."""
+                       now: dt.datetime, succeeded: bool = False,
+                       disable_after: dt.timedelta | None = None) -> str | None:
+        """Log the attempt and move the delivery on, releasing the lease, in one commit.
+
+        The endpoint's health moves with it: a success ends its failure streak; a failure
+        starts one (or extends it), and a streak older than ``disable_after`` disables the
+        endpoint. Returns the reason when this attempt disabled the endpoint.
+        """
         d, e = deliveries, endpoints
         number = job.attempts + 1
         with self.db.transaction() as session:
@@ -427,26 +501,57 @@ class NotifyStore:
                 last_response_excerpt=attempt.response_excerpt, last_error=attempt.error,
                 last_attempt_at=attempt.started_at, next_attempt_at=next_attempt_at,
                 lease_until=None, completed_at=None if status == PENDING else now))
-            if disable_reason is not None:
-                session.execute(sa.update(e).where(
-                    e.c.id == job.endpoint_id, e.c.status == ENABLED,
-                ).values(status=DISABLED, disabled_reason=disable_reason, disabled_at=now,
-                         updated_at=now))
+            if succeeded:
+                session.execute(sa.update(e).where(e.c.id == job.endpoint_id).values(
+                    failing_since=None, last_success_at=now))
+                return None
+            streak = session.execute(sa.update(e).where(e.c.id == job.endpoint_id).values(
+                failing_since=sa.func.coalesce(e.c.failing_since, attempt.started_at),
+            ).returning(e.c.failing_since)).scalar_one()
+            if (disable_reason is None and disable_after is not None
+                    and now - streak >= disable_after):
+                disable_reason = (f"failing_since {rfc3339(streak)}: every attempt failed for "
+                                  f"{int(disable_after.total_seconds())} s or more")
+            if disable_reason is None:
+                return None
+            disabled = session.execute(sa.update(e).where(
+                e.c.id == job.endpoint_id, e.c.status == ENABLED,
+            ).values(status=DISABLED, disabled_reason=disable_reason, disabled_at=now,
+                     updated_at=now).returning(e.c.id)).first()
+            return disable_reason if disabled is not None else None
 
-    def reschedule(self, tenant_id: str, delivery_id: str, now: dt.datetime) -> Delivery | None:
-        """Make a finished or waiting delivery due now (a retry by hand).
-
-        A succeeded delivery is sent again too: the partner asked for it, and the unchanged
-        webhook-id lets it recognise the duplicate.
-        """
+    def reschedule(self, tenant_id: str, delivery_id: str,
+                   now: dt.datetime) -> tuple[Delivery | None, str]:
+        """Make a failed delivery, or a pending one waiting for its next attempt, due now
+        (a retry by hand). Returns the delivery, or None and why not: ``not_found``,
+        ``in_progress`` (an attempt holds the lease) or ``succeeded``."""
         d = deliveries
         with self.db.transaction() as session:
             row = session.execute(sa.update(d).where(
                 d.c.tenant_id == tenant_id, d.c.id == delivery_id,
+                d.c.status.in_([PENDING, FAILED]),
                 sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
-            ).values(status=PENDING, next_attempt_at=now, completed_at=None,
+            ).values(status=PENDING, next_attempt_at=now, completed_at=None, lease_until=None,
                      ).returning(d.c.id)).first()
-        return None if row is None else self.get_delivery(tenant_id, delivery_id)
+            if row is None:
+                state = session.execute(sa.select(d.c.status).where(
+                    d.c.tenant_id == tenant_id, d.c.id == delivery_id)).first()
+                if state is None:
+                    return None, "not_found"
+                return None, "succeeded" if state.status == SUCCEEDED else "in_progress"
+        return self.get_delivery(tenant_id, delivery_id), ""
+
+    def recover(self, tenant_id: str, endpoint_id: str, since: dt.datetime,
+                now: dt.datetime) -> list[Scheduled]:
+        """Make every FAILED delivery of the endpoint created at or after ``since`` due now."""
+        d = deliveries
+        with self.db.transaction() as session:
+            rows = session.execute(sa.update(d).where(
+                d.c.tenant_id == tenant_id, d.c.endpoint_id == endpoint_id,
+                d.c.status == FAILED, d.c.created_at >= since,
+            ).values(status=PENDING, next_attempt_at=now, completed_at=None, lease_until=None,
+                     ).returning(d.c.id, d.c.created_at)).all()
+        return [Scheduled(tenant_id, r.id) for r in sorted(rows, key=lambda r: (r.created_at, r.id))]
 
     def requeue_stalled(self, now: dt.datetime, stalled_before: dt.datetime,
                         limit: int) -> list[Scheduled]:

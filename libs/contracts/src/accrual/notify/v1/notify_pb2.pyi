@@ -33,7 +33,7 @@ DELIVERY_STATUS_SUCCEEDED: DeliveryStatus
 DELIVERY_STATUS_FAILED: DeliveryStatus
 
 class WebhookEndpoint(_message.Message):
-    __slots__ = ("endpoint_id", "url", "enabled_events", "description", "status", "disabled_reason", "secret", "created_at")
+    __slots__ = ("endpoint_id", "url", "enabled_events", "description", "status", "disabled_reason", "secret", "created_at", "previous_secret_expires_at", "failing_since", "updated_at")
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     ENABLED_EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,9 @@ class WebhookEndpoint(_message.Message):
     DISABLED_REASON_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    FAILING_SINCE_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     endpoint_id: str
     url: str
     enabled_events: _containers.RepeatedScalarFieldContainer[str]
@@ -50,7 +53,10 @@ class WebhookEndpoint(_message.Message):
     disabled_reason: str
     secret: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, endpoint_id: _Optional[str] = ..., url: _Optional[str] = ..., enabled_events: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., disabled_reason: _Optional[str] = ..., secret: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    previous_secret_expires_at: _timestamp_pb2.Timestamp
+    failing_since: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, endpoint_id: _Optional[str] = ..., url: _Optional[str] = ..., enabled_events: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., disabled_reason: _Optional[str] = ..., secret: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_secret_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failing_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateWebhookEndpointRequest(_message.Message):
     __slots__ = ("url", "enabled_events", "description")
@@ -84,12 +90,48 @@ class DeleteWebhookEndpointRequest(_message.Message):
     endpoint_id: str
     def __init__(self, endpoint_id: _Optional[str] = ...) -> None: ...
 
+class UpdateWebhookEndpointRequest(_message.Message):
+    __slots__ = ("endpoint_id", "url", "enabled_events", "description", "status")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    url: str
+    enabled_events: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    status: EndpointStatus
+    def __init__(self, endpoint_id: _Optional[str] = ..., url: _Optional[str] = ..., enabled_events: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., status: _Optional[_Union[EndpointStatus, str]] = ...) -> None: ...
+
+class RotateWebhookEndpointSecretRequest(_message.Message):
+    __slots__ = ("endpoint_id",)
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    def __init__(self, endpoint_id: _Optional[str] = ...) -> None: ...
+
+class RecoverWebhookEndpointRequest(_message.Message):
+    __slots__ = ("endpoint_id", "since")
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, endpoint_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RecoverWebhookEndpointResponse(_message.Message):
+    __slots__ = ("recovered_count", "delivery_ids")
+    RECOVERED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_IDS_FIELD_NUMBER: _ClassVar[int]
+    recovered_count: int
+    delivery_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, recovered_count: _Optional[int] = ..., delivery_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class DeleteWebhookEndpointResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class WebhookDelivery(_message.Message):
-    __slots__ = ("delivery_id", "endpoint_id", "message_id", "type", "status", "attempts", "last_status_code", "last_latency_ms", "last_response_excerpt", "last_error", "next_attempt_at", "created_at")
+    __slots__ = ("delivery_id", "endpoint_id", "message_id", "type", "status", "attempts", "last_status_code", "last_latency_ms", "last_response_excerpt", "last_error", "next_attempt_at", "created_at", "last_attempt_at")
     DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +144,7 @@ class WebhookDelivery(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     delivery_id: str
     endpoint_id: str
     message_id: str
@@ -114,7 +157,8 @@ class WebhookDelivery(_message.Message):
     last_error: str
     next_attempt_at: _timestamp_pb2.Timestamp
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, delivery_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., message_id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[_Union[DeliveryStatus, str]] = ..., attempts: _Optional[int] = ..., last_status_code: _Optional[int] = ..., last_latency_ms: _Optional[int] = ..., last_response_excerpt: _Optional[str] = ..., last_error: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    last_attempt_at: _timestamp_pb2.Timestamp
+    def __init__(self, delivery_id: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., message_id: _Optional[str] = ..., type: _Optional[str] = ..., status: _Optional[_Union[DeliveryStatus, str]] = ..., attempts: _Optional[int] = ..., last_status_code: _Optional[int] = ..., last_latency_ms: _Optional[int] = ..., last_response_excerpt: _Optional[str] = ..., last_error: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListWebhookDeliveriesRequest(_message.Message):
     __slots__ = ("endpoint_id", "page_size", "page_token")
@@ -133,3 +177,43 @@ class ListWebhookDeliveriesResponse(_message.Message):
     deliveries: _containers.RepeatedCompositeFieldContainer[WebhookDelivery]
     next_page_token: str
     def __init__(self, deliveries: _Optional[_Iterable[_Union[WebhookDelivery, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetWebhookDeliveryRequest(_message.Message):
+    __slots__ = ("delivery_id",)
+    DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
+    delivery_id: str
+    def __init__(self, delivery_id: _Optional[str] = ...) -> None: ...
+
+class WebhookDeliveryAttempt(_message.Message):
+    __slots__ = ("attempt", "status_code", "latency_ms", "response_excerpt", "error", "started_at")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_EXCERPT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    status_code: int
+    latency_ms: int
+    response_excerpt: str
+    error: str
+    started_at: _timestamp_pb2.Timestamp
+    def __init__(self, attempt: _Optional[int] = ..., status_code: _Optional[int] = ..., latency_ms: _Optional[int] = ..., response_excerpt: _Optional[str] = ..., error: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListWebhookDeliveryAttemptsRequest(_message.Message):
+    __slots__ = ("delivery_id",)
+    DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
+    delivery_id: str
+    def __init__(self, delivery_id: _Optional[str] = ...) -> None: ...
+
+class ListWebhookDeliveryAttemptsResponse(_message.Message):
+    __slots__ = ("attempts",)
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    attempts: _containers.RepeatedCompositeFieldContainer[WebhookDeliveryAttempt]
+    def __init__(self, attempts: _Optional[_Iterable[_Union[WebhookDeliveryAttempt, _Mapping]]] = ...) -> None: ...
+
+class RetryWebhookDeliveryRequest(_message.Message):
+    __slots__ = ("delivery_id",)
+    DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
+    delivery_id: str
+    def __init__(self, delivery_id: _Optional[str] = ...) -> None: ...

@@ -50,6 +50,21 @@ class NotifyServiceStub:
                 request_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.GetWebhookEndpointRequest.SerializeToString,
                 response_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookEndpoint.FromString,
                 _registered_method=True)
+        self.UpdateWebhookEndpoint = channel.unary_unary(
+                '/accrual.notify.v1.NotifyService/UpdateWebhookEndpoint',
+                request_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.UpdateWebhookEndpointRequest.SerializeToString,
+                response_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookEndpoint.FromString,
+                _registered_method=True)
+        self.RotateWebhookEndpointSecret = channel.unary_unary(
+                '/accrual.notify.v1.NotifyService/RotateWebhookEndpointSecret',
+                request_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.RotateWebhookEndpointSecretRequest.SerializeToString,
+                response_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookEndpoint.FromString,
+                _registered_method=True)
+        self.RecoverWebhookEndpoint = channel.unary_unary(
+                '/accrual.notify.v1.NotifyService/RecoverWebhookEndpoint',
+                request_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.RecoverWebhookEndpointRequest.SerializeToString,
+                response_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.RecoverWebhookEndpointResponse.FromString,
+                _registered_method=True)
         self.DeleteWebhookEndpoint = channel.unary_unary(
                 '/accrual.notify.v1.NotifyService/DeleteWebhookEndpoint',
                 request_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.DeleteWebhookEndpointRequest.SerializeToString,
@@ -59,6 +74,21 @@ class NotifyServiceStub:
                 '/accrual.notify.v1.NotifyService/ListWebhookDeliveries',
                 request_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveriesRequest.SerializeToString,
                 response_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.GetWebhookDelivery = channel.unary_unary(
+                '/accrual.notify.v1.NotifyService/GetWebhookDelivery',
+                request_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.GetWebhookDeliveryRequest.SerializeToString,
+                response_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookDelivery.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveryAttempts = channel.unary_unary(
+                '/accrual.notify.v1.NotifyService/ListWebhookDeliveryAttempts',
+                request_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveryAttemptsRequest.SerializeToString,
+                response_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveryAttemptsResponse.FromString,
+                _registered_method=True)
+        self.RetryWebhookDelivery = channel.unary_unary(
+                '/accrual.notify.v1.NotifyService/RetryWebhookDelivery',
+                request_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.RetryWebhookDeliveryRequest.SerializeToString,
+                response_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookDelivery.FromString,
                 _registered_method=True)
 
 
@@ -87,6 +117,31 @@ class NotifyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateWebhookEndpoint(self, request, context):
+        """Change an endpoint's url, subscriptions, description or status. Only the fields present
+        in the request change. Setting status DISABLED stops deliveries (an explicit disable);
+        setting it ENABLED again clears the disabled reason and the failure streak.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookEndpointSecret(self, request, context):
+        """Replace the signing secret; the answer carries the new secret, shown once. The previous
+        secret keeps signing alongside (a second v1 signature) until previous_secret_expires_at.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecoverWebhookEndpoint(self, request, context):
+        """Re-queue every FAILED delivery of the endpoint created at or after `since`; each gets
+        one more attempt. The endpoint must be enabled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteWebhookEndpoint(self, request, context):
         """Delete a webhook endpoint; nothing more is delivered to it.
         """
@@ -96,6 +151,29 @@ class NotifyServiceServicer:
 
     def ListWebhookDeliveries(self, request, context):
         """List the delivery attempts made to an endpoint, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhookDelivery(self, request, context):
+        """Get one delivery with its state and latest attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveryAttempts(self, request, context):
+        """Every attempt of a delivery, oldest first: status code, latency, response excerpt, error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryWebhookDelivery(self, request, context):
+        """Attempt a FAILED delivery again, or a PENDING one that waits for its next scheduled
+        attempt, now. 409 delivery_in_progress while an attempt is running, 409
+        delivery_already_succeeded for a delivered one; the endpoint must be enabled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,6 +197,21 @@ def add_NotifyServiceServicer_to_server(servicer, server):
                     request_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.GetWebhookEndpointRequest.FromString,
                     response_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookEndpoint.SerializeToString,
             ),
+            'UpdateWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWebhookEndpoint,
+                    request_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.UpdateWebhookEndpointRequest.FromString,
+                    response_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookEndpoint.SerializeToString,
+            ),
+            'RotateWebhookEndpointSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookEndpointSecret,
+                    request_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.RotateWebhookEndpointSecretRequest.FromString,
+                    response_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookEndpoint.SerializeToString,
+            ),
+            'RecoverWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecoverWebhookEndpoint,
+                    request_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.RecoverWebhookEndpointRequest.FromString,
+                    response_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.RecoverWebhookEndpointResponse.SerializeToString,
+            ),
             'DeleteWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteWebhookEndpoint,
                     request_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.DeleteWebhookEndpointRequest.FromString,
@@ -128,6 +221,21 @@ def add_NotifyServiceServicer_to_server(servicer, server):
                     servicer.ListWebhookDeliveries,
                     request_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveriesRequest.FromString,
                     response_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'GetWebhookDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookDelivery,
+                    request_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.GetWebhookDeliveryRequest.FromString,
+                    response_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookDelivery.SerializeToString,
+            ),
+            'ListWebhookDeliveryAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveryAttempts,
+                    request_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveryAttemptsRequest.FromString,
+                    response_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveryAttemptsResponse.SerializeToString,
+            ),
+            'RetryWebhookDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryWebhookDelivery,
+                    request_deserializer=accrual_dot_notify_dot_v1_dot_notify__pb2.RetryWebhookDeliveryRequest.FromString,
+                    response_serializer=accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookDelivery.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +331,87 @@ class NotifyService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.notify.v1.NotifyService/UpdateWebhookEndpoint',
+            accrual_dot_notify_dot_v1_dot_notify__pb2.UpdateWebhookEndpointRequest.SerializeToString,
+            accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookEndpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookEndpointSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.notify.v1.NotifyService/RotateWebhookEndpointSecret',
+            accrual_dot_notify_dot_v1_dot_notify__pb2.RotateWebhookEndpointSecretRequest.SerializeToString,
+            accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookEndpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecoverWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.notify.v1.NotifyService/RecoverWebhookEndpoint',
+            accrual_dot_notify_dot_v1_dot_notify__pb2.RecoverWebhookEndpointRequest.SerializeToString,
+            accrual_dot_notify_dot_v1_dot_notify__pb2.RecoverWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DeleteWebhookEndpoint(request,
             target,
             options=(),
@@ -266,6 +455,87 @@ class NotifyService:
             '/accrual.notify.v1.NotifyService/ListWebhookDeliveries',
             accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveriesRequest.SerializeToString,
             accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.notify.v1.NotifyService/GetWebhookDelivery',
+            accrual_dot_notify_dot_v1_dot_notify__pb2.GetWebhookDeliveryRequest.SerializeToString,
+            accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookDelivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveryAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.notify.v1.NotifyService/ListWebhookDeliveryAttempts',
+            accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveryAttemptsRequest.SerializeToString,
+            accrual_dot_notify_dot_v1_dot_notify__pb2.ListWebhookDeliveryAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryWebhookDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.notify.v1.NotifyService/RetryWebhookDelivery',
+            accrual_dot_notify_dot_v1_dot_notify__pb2.RetryWebhookDeliveryRequest.SerializeToString,
+            accrual_dot_notify_dot_v1_dot_notify__pb2.WebhookDelivery.FromString,
             options,
             channel_credentials,
             insecure,
