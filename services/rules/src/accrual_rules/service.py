@@ -12,7 +12,7 @@ import re
 import types
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from accrual_platform import errors, queue
@@ -336,13 +336,17 @@ class RulesService:
             return list(session.execute(sa.select(t).where(
                 t.c.tenant_id == tenant_id, t.c.program_id == program.id).order_by(t.c.name)))
 
-    def _declared(self, tenant_id: str, program_id: str, event_type: str) -> list[dict[str, Any]] | None:
+    def _declared(self, tenant_id: str, program_id: str, event_type: str,
+                  session: Session | None = None) -> list[dict[str, Any]] | None:
+        """Properties of the registered event type a rule names (None: not registered)."""
         if not event_type:
             return None
+        if session is None:
+            with self.db.transaction() as own:
+                return self._declared(tenant_id, program_id, event_type, own)
         t = storage.program_event_types
-        with self.db.transaction() as session:
-            row = session.execute(sa.select(t.c.properties).where(
-                t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.name == event_type)).first()
+        row = session.execute(sa.select(t.c.properties).where(
+            t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.name == event_type)).first()
         return list(row.properties) if row else None
 
     # -- rules --------------------------------------------------------------------------
@@ -360,7 +364,7 @@ class RulesService:
         return self.get_rule(tenant_id, program.id, rule_id)
 
     def _new_version(self, tenant_id: str, program_id: str, rule_id: str,
-                     change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> sa.Row[Any]:
+                     change: Callable[[dict[str, Any], Session], dict[str, Any] | None]) -> sa.Row[Any]:
         """Lock the rule, let ``change`` give its new fields (None: nothing to do), store them
         as the next version."""
         current = self.get_rule(tenant_id, program_id, rule_id)
@@ -370,9 +374,9 @@ class RulesService:
             if self.db.dialect == "postgresql":
                 query = query.with_for_update()
             locked = session.execute(query).one()
-            fields = change({k: getattr(locked, k) for k in storage.RULE_FIELDS})
+            fields = change({k: getattr(locked, k) for k in storage.RULE_FIELDS}, session)
             if fields is None:
-                return locked
+                return cast("sa.Row[Any]", locked)
             now = utcnow()
             version = locked.version + 1
             values = {**{k: fields[k] for k in storage.RULE_FIELDS}, "version": version, "updated_at": now}
@@ -385,18 +389,18 @@ class RulesService:
                     changes: dict[str, Any]) -> sa.Row[Any]:
         program = self.get_program(tenant_id, program_id)
 
-        def change(current: dict[str, Any]) -> dict[str, Any]:
+        def change(current: dict[str, Any], session: Session) -> dict[str, Any]:
             if current["status"] == "ARCHIVED":
-                raise errors.FailedPrecondition(f"rule {rule_id} is archived", reason="rule_archived")
+                raise errors.Conflict(f"rule {rule_id} is archived", reason="rule_archived")
             merged = {**current, **changes}
             merged["caps"] = changes.get("caps", current["caps"] or {})
-            return validate_rule(merged, self._declared(tenant_id, program.id, merged["event_type"]))
+            return validate_rule(merged, self._declared(tenant_id, program.id, merged["event_type"], session))
 
         return self._new_version(tenant_id, program.id, rule_id, change)
 
     def delete_rule(self, tenant_id: str, program_id: str, rule_id: str) -> sa.Row[Any]:
         """Archive: a new version with status ARCHIVED; deleting again changes nothing."""
-        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+        def change(current: dict[str, Any], _: Session) -> dict[str, Any] | None:
             return None if current["status"] == "ARCHIVED" else {**current, "status": "ARCHIVED"}
 
         return self._new_version(tenant_id, program_id, rule_id, change)
