@@ -185,6 +185,15 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
     tier = program.tier_for(lifetime_points)
     context = context_for(program, event, tier, lifetime_points)
     usage = usage or {}
+    narrowed_contexts: dict[frozenset[str], dict[str, Any]] = {}
+
+    def narrowed(expression: Compiled) -> dict[str, Any]:
+        """The context cut to what an expression names, built once per event per word set."""
+        found = narrowed_contexts.get(expression.words)
+        if found is None:
+            found = narrowed_contexts[expression.words] = expression.narrow(context)
+        return found
+
     results: list[Evaluation] = []
     stopped = False
     for rule in sorted(rules, key=lambda r: (r.order, r.rule_id)):
@@ -207,13 +216,13 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
         try:
             condition, formula = compiled_rule(rule.rule_id, rule.version, rule.condition, rule.formula)
             if condition is not None:
-                outcome = condition.evaluate(context)
+                outcome = condition.evaluate(narrowed(condition), narrowed=True)
                 if not isinstance(outcome, bool):
                     raise ExpressionError(f"condition must give true or false, got {outcome!r}")
                 if not outcome:
                     skip("condition_false")
                     continue
-            raw = to_decimal(formula.evaluate(context))
+            raw = to_decimal(formula.evaluate(narrowed(formula), narrowed=True))
             if raw < 0:
                 raise ExpressionError(f"formula gave a negative number ({raw}); debit with an adjustment")
         except ExpressionError as exc:
