@@ -67,7 +67,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     commands += [(["worker", q], {}) for q in ("rules", "ingest", "notify")] + [(["gateway"], {})]
     procs, logs = [], []
     for args, extra in commands:
-        log = open(tmp / f"{'-'.join(args)}.log", "wb")  # noqa: SIM115 - closed below
+        log = open(tmp / f"{'-'.join(args)}.log", "wb")
         logs.append(log)
         procs.append(subprocess.Popen([str(BIN), *args], env={**env, **extra}, stdout=log,
                                       stderr=subprocess.STDOUT))
