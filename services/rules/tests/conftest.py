@@ -82,6 +82,8 @@ class FakeIdentity:
     participant's ACTIVE programs from ``enrollments``."""
 
     participants: dict[tuple[str, int, str], str] = field(default_factory=dict)
+    # Participant ids GetParticipant does not know (every other id exists).
+    missing: set[str] = field(default_factory=set)
     enrollments: dict[str, list[str]] = field(default_factory=dict)
     attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -204,6 +206,7 @@ def stack(database_url: str) -> Iterator[Stack]:
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     ingest, identity = FakeIngest(), FakeIdentity()
     processor = Processor(runtime.db, broker, ingest, identity, TOKEN)
+    runtime.service.participant_exists = lambda tenant, pid: pid not in identity.missing
     yield Stack(runtime, broker, rules_pb2_grpc.RulesServiceStub(channel), ingest, identity, processor)
     channel.close()
     server.stop(2).wait()

@@ -231,3 +231,8 @@ def test_adjustments_are_idempotent_and_guard_the_balance(stack: Stack) -> None:
     bad_id = stack.failure(lambda: stack.stub.CreateAdjustment(rules_pb2.CreateAdjustmentRequest(
         program_id=pid, participant_id="nope", amount="1", reason="r", idempotency_key="k"), metadata=md))
     assert bad_id.fields == ["participant_id"]
+    stranger = str(uuid.uuid4())
+    stack.identity.missing.add(stranger)
+    unknown = stack.failure(lambda: stack.stub.CreateAdjustment(rules_pb2.CreateAdjustmentRequest(
+        program_id=pid, participant_id=stranger, amount="1", reason="r", idempotency_key="k"), metadata=md))
+    assert (unknown.code, unknown.reason) == (Code.NOT_FOUND, "participant_not_found")

@@ -6,12 +6,13 @@ from typing import Any
 
 import dramatiq
 import grpc
-from accrual.identity.v1 import identity_pb2_grpc
+from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
 from accrual.ingest.v1 import ingest_pb2_grpc
 from accrual.rules.v1 import rules_pb2_grpc
-from accrual_platform import clients, queue
+from accrual_platform import clients, errors, queue
 from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database
+from accrual_platform.grpc_server import internal_metadata
 from accrual_platform.outbox import OutboxRelay
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
@@ -36,9 +37,26 @@ class RulesRuntime:
         self.settings = settings
         self.db = Database(settings.database_url, SCHEMA, pool_size=20)
         self.relay = OutboxRelay(self.db, storage.outbox, broker)
-        self.service = RulesService(self.db, on_commit=self.relay.notify)
+        self.service = RulesService(self.db, on_commit=self.relay.notify,
+                                    participant_exists=self._participant_exists)
+        self._identity: identity_pb2_grpc.IdentityServiceStub | None = None
         self._broker = broker
         self._processor: Processor | None = None
+
+    def _participant_exists(self, tenant_id: str, participant_id: str) -> bool:
+        """Asks identity, on first use connecting to it (only adjustments need it)."""
+        if self._identity is None:
+            self._identity = identity_pb2_grpc.IdentityServiceStub(
+                clients.channel(self.settings.peer("identity")))
+        try:
+            self._identity.GetParticipant(
+                identity_pb2.GetParticipantRequest(participant_id=participant_id),
+                metadata=internal_metadata(self.settings.internal_token, tenant_id), timeout=10)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise errors.Unavailable("identity service unavailable, retry") from None
+        return True
 
     def processor(self) -> Processor:
         """Built on first use: only workers need the peer channels."""

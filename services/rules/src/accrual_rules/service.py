@@ -208,10 +208,18 @@ def adjustment_hash(participant_id: str, amount: decimal.Decimal, reason: str, a
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _anyone(tenant_id: str, participant_id: str) -> bool:
+    return True
+
+
 class RulesService:
-    def __init__(self, db: Database, on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, db: Database, on_commit: Callable[[], None] = lambda: None,
+                 participant_exists: Callable[[str, str], bool] = _anyone) -> None:
+        """``participant_exists(tenant, participant_id)`` asks identity (adjustments only go to
+        participants that exist); ``on_commit`` wakes the outbox relay."""
         self.db = db
         self._on_commit = on_commit
+        self.participant_exists = participant_exists
 
     # -- programs -----------------------------------------------------------------------
     def _check_program(self, name: str, rounding_mode: str, rounding_precision: int,
@@ -535,6 +543,8 @@ class RulesService:
         if not 1 <= len(idempotency_key) <= 255:
             v.append(errors.FieldViolation("idempotency_key", "is required (1 to 255 characters)"))
         errors.collect(v)
+        if not self.participant_exists(tenant_id, participant):
+            raise errors.NotFound(f"participant {participant} not found", reason="participant_not_found")
         program = program_policy(program_row)
         source = f"adjustment:{program.program_id}:{idempotency_key}"
         digest = adjustment_hash(participant, value, reason.strip(), allow_negative)
