@@ -8,6 +8,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import dramatiq
 import pytest
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
@@ -236,3 +237,29 @@ def test_merge_moves_balances_once(stack: Stack) -> None:
     assert (gone.available, gone.lifetime_earned) == ("0", "0")
     kinds = sorted((r.kind, str(r.amount)) for r in ledger_rows(stack, tenant) if r.source.startswith("merge:"))
     assert [k for k, _ in kinds] == ["ADJUSTMENT", "REVERSAL"]
+
+
+def test_merge_ledgers_runs_as_an_actor_of_the_rules_queue(stack: Stack) -> None:
+    from accrual_platform import queue
+    from dramatiq.brokers.stub import StubBroker
+
+    tenant, md = stack.tenant()
+    pid = program(stack, md)
+    rule(stack, md, pid, "properties.amount * 1")
+    stack.process(tenant, stack.event(pid, external_id="twin-a", data={"amount": 7}))
+    merged, survivor = stack.identity.participant(tenant, "twin-a"), str(uuid.uuid4())
+    broker = StubBroker()
+    stack.runtime.declare_actors(broker)
+    worker = dramatiq.Worker(broker, worker_timeout=50)
+    worker.start()
+    try:
+        msg = messages_pb2.ParticipantsMerged(tenant_id=tenant, merge_id="m-1", merged_participant_id=merged,
+                                              survivor_participant_id=survivor)
+        for _ in range(2):  # delivered twice
+            queue.enqueue(broker, queue.RULES_QUEUE, "merge_ledgers", msg)
+        broker.join(queue.RULES_QUEUE, fail_fast=True)
+    finally:
+        worker.stop()
+        broker.close()
+    assert stack.balance(md, pid, survivor).available == "7"
+    assert stack.balance(md, pid, merged).available == "0"

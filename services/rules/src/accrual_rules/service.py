@@ -40,7 +40,10 @@ STATUSES = ("ACTIVE", "SUSPENDED")
 EVENT_TYPE_POLICIES = ("OPEN", "REGISTERED")
 PROPERTY_TYPES = ("STRING", "NUMBER", "BOOLEAN", "OBJECT", "ARRAY")
 MAX_POINTS = decimal.Decimal("1e18")
-_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,255}$")
+# Names of event types and properties: what ingest accepts (1 to 255 characters), without
+# surrounding whitespace or control characters.
+_NAME = re.compile(r"^(?=\S)[^\x00-\x1f]{1,255}(?<=\S)$")
+_NAME_RULE = "must be 1 to 255 characters without surrounding spaces"
 _PROPERTY_REF = re.compile(r"\bproperties\.([A-Za-z_][A-Za-z0-9_]*)")
 _SAMPLE_VALUES: dict[str, Any] = {"STRING": "sample", "NUMBER": 1, "BOOLEAN": True, "OBJECT": {},
                                   "ARRAY": []}
@@ -180,7 +183,7 @@ def validate_rule(fields: dict[str, Any], declared: Sequence[Mapping[str, Any]] 
     if not fields["name"] or len(fields["name"]) > 200:
         v.append(errors.FieldViolation("name", "is required (1 to 200 characters)"))
     if fields["event_type"] and not _NAME.match(fields["event_type"]):
-        v.append(errors.FieldViolation("event_type", "must be 1 to 255 letters, digits or _ . : -"))
+        v.append(errors.FieldViolation("event_type", _NAME_RULE))
     if not str(fields["formula"]).strip():
         v.append(errors.FieldViolation("formula", "is required"))
     if fields["status"] not in STATUSES:
@@ -306,7 +309,7 @@ class RulesService:
         program = self.get_program(tenant_id, program_id)
         v: list[errors.FieldViolation] = []
         if not _NAME.match(name):
-            v.append(errors.FieldViolation("name", "must be 1 to 255 letters, digits or _ . : -"))
+            v.append(errors.FieldViolation("name", _NAME_RULE))
         if len(description) > 2000:
             v.append(errors.FieldViolation("description", "must be at most 2000 characters"))
         seen: set[str] = set()
@@ -314,7 +317,7 @@ class RulesService:
         for i, prop in enumerate(properties):
             pname = prop["name"]
             if not _NAME.match(pname):
-                v.append(errors.FieldViolation(f"properties[{i}].name", "must be 1 to 255 letters, digits or _ . : -"))
+                v.append(errors.FieldViolation(f"properties[{i}].name", _NAME_RULE))
             elif pname in seen:
                 v.append(errors.FieldViolation(f"properties[{i}].name", f"must be unique ({pname!r} repeats)"))
             seen.add(pname)
