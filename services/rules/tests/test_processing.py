@@ -263,3 +263,36 @@ def test_merge_ledgers_runs_as_an_actor_of_the_rules_queue(stack: Stack) -> None
         broker.close()
     assert stack.balance(md, pid, survivor).available == "7"
     assert stack.balance(md, pid, merged).available == "0"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_concurrent_redeliveries_of_overlapping_batches_award_once(stack: Stack) -> None:
+    """The same events delivered to 6 workers at once, in opposite orders: no deadlock, no
+    double award, every worker announces the same outcome."""
+    tenant, md = stack.tenant()
+    pid = program(stack, md)
+    rule(stack, md, pid, "properties.amount * 1")
+    events = [stack.event(pid, external_id=f"buyer-{i % 3}", data={"amount": 10 + i}) for i in range(9)]
+    failures: list[BaseException] = []
+
+    def work(batch: list[str]) -> None:
+        try:
+            stack.processor.process(tenant, batch)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(events if i % 2 else events[::-1],)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    rows = ledger_rows(stack, tenant)
+    assert sorted(int(r.amount) for r in rows) == [10 + i for i in range(9)]
+    outcomes = [o for o in stack.drain_outcomes() if o.event_id in events]
+    assert len(outcomes) == 6 * 9
+    by_event: dict[str, set[str]] = {}
+    for o in outcomes:
+        by_event.setdefault(o.event_id, set()).add(o.points_awarded)
+    assert all(len(points) == 1 for points in by_event.values())

@@ -164,9 +164,13 @@ class Processor:
             item.programs = sorted((catalog.programs[p] for p in set(item.actor.active_program_ids)
                                     if p in catalog.programs), key=lambda row: row.id)
         with self.db.transaction() as session:
-            # Budget locks first and in id order, so two workers never wait on each other.
+            # Every lock up front and in one order (budget rules by id, then balances by program
+            # and participant), so two workers on overlapping batches never deadlock.
             ledger.lock_budget_rules(session, self.db.dialect, tenant_id,
                                      [r for i in ready for p in i.programs for r in catalog.rules[p.id]])
+            accounts = sorted({(p.id, _beneficiary(i)) for i in ready if _beneficiary(i) for p in i.programs})
+            for program_id, participant_id in accounts:
+                ledger.lock_account(session, self.db.dialect, tenant_id, program_id, participant_id)
             for item in ready:
                 assert item.actor is not None
                 failure = item.actor.error_code or (item.recipient.error_code if item.recipient else "")
@@ -224,7 +228,7 @@ class Processor:
             if stored.get(e.event_id):
                 self._replay(stored[e.event_id], outcomes, notes)
             return
-        beneficiary = item.recipient.participant_id if item.recipient else item.actor.participant_id
+        beneficiary = _beneficiary(item)
         occurred = e.event_timestamp.ToDatetime(dt.UTC)
         facts = EventFacts(
             event_id=e.event_id, event_type=e.event_type, timestamp=occurred,
@@ -293,6 +297,14 @@ class Processor:
                     tenant_id, f"tier.changed:{facts.event_id}:{program.program_id}:{beneficiary}", now,
                     account, old_tier, new_tier, {"event_id": facts.event_id}))
         return total
+
+
+def _beneficiary(item: Pending) -> str:
+    """Who receives the points: the recipient when the event names one; "" if unresolved."""
+    for result in (item.recipient, item.actor):
+        if result is not None:
+            return "" if result.error_code else result.participant_id
+    return ""
 
 
 def _failed(tenant_id: str, event: ingest_pb2.Event, code: str, message: str,
