@@ -8,15 +8,24 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 from accrual.identity.v1 import identity_pb2
+from accrual.messages.v1 import messages_pb2
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
-from accrual_platform import auth
+from accrual_platform import auth, errors
 from accrual_platform.db import decimal_str
+from google.protobuf import json_format
 
+from accrual_rules.domain.evaluation import CAP_FIELDS
 from accrual_rules.service import RulesService
 
 
 def _enum_name(enum: Any, value: int, prefix: str, default: str) -> str:
     return enum.Name(value).removeprefix(prefix) if value else default
+
+
+def _known(enum: Any, value: int, field: str) -> None:
+    """Unknown numbers reach us from gRPC clients (the REST shim refuses unknown names)."""
+    if value not in enum.values():
+        raise errors.InvalidArgument.field(field, "is not a known value")
 
 
 def program_message(row: sa.Row[Any]) -> rules_pb2.Program:
@@ -27,19 +36,21 @@ def program_message(row: sa.Row[Any]) -> rules_pb2.Program:
         tiers=[rules_pb2.Tier(name=t["name"], min_lifetime_points=t["min_lifetime_points"],
                               multiplier=t["multiplier"]) for t in row.tiers],
         rounding_mode=rules_pb2.RoundingMode.Value(f"ROUNDING_MODE_{row.rounding_mode}"),
-        rounding_precision=row.rounding_precision)
+        rounding_precision=row.rounding_precision,
+        event_type_policy=rules_pb2.EventTypePolicy.Value(f"EVENT_TYPE_POLICY_{row.event_type_policy}"))
     msg.created_at.FromDatetime(row.created_at)
     msg.updated_at.FromDatetime(row.updated_at)
     return msg
 
 
-def rule_message(row: sa.Row[Any]) -> rules_pb2.Rule:
+def rule_message(row: Any) -> rules_pb2.Rule:
     msg = rules_pb2.Rule(
         rule_id=row.id, program_id=row.program_id, version=row.version, name=row.name,
         event_type=row.event_type, condition=row.condition, formula=row.formula,
         apply_tier_multiplier=row.apply_tier_multiplier, order=row.order,
         stop_after_match=row.stop_after_match,
-        status=rules_pb2.RuleStatus.Value(f"RULE_STATUS_{row.status}"))
+        status=rules_pb2.RuleStatus.Value(f"RULE_STATUS_{row.status}"),
+        caps=rules_pb2.RuleCaps(**(row.caps or {})))
     if row.active_from:
         msg.active_from.FromDatetime(row.active_from)
     if row.active_to:
@@ -49,12 +60,67 @@ def rule_message(row: sa.Row[Any]) -> rules_pb2.Rule:
     return msg
 
 
+def event_type_message(row: sa.Row[Any]) -> rules_pb2.EventType:
+    msg = rules_pb2.EventType(program_id=row.program_id, name=row.name, description=row.description,
+                              properties=[rules_pb2.EventTypeProperty(
+                                  name=p["name"], type=rules_pb2.PropertyType.Value(f"PROPERTY_TYPE_{p['type']}"),
+                                  required=p["required"]) for p in row.properties])
+    msg.created_at.FromDatetime(row.created_at)
+    return msg
+
+
+def transaction_message(r: sa.Row[Any]) -> rules_pb2.Transaction:
+    t = rules_pb2.Transaction(
+        transaction_id=r.id, program_id=r.program_id, participant_id=r.participant_id,
+        amount=decimal_str(r.amount), kind=rules_pb2.EntryKind.Value(f"ENTRY_KIND_{r.kind}"),
+        source=r.source, event_id=r.event_id or "", rule_id=r.rule_id or "",
+        rule_version=r.rule_version or 0, reason=r.reason)
+    t.created_at.FromDatetime(r.created_at)
+    return t
+
+
+def balance_message(b: dict[str, Any]) -> rules_pb2.Balance:
+    return rules_pb2.Balance(program_id=b["program_id"], participant_id=b["participant_id"],
+                             available=decimal_str(b["available"]),
+                             lifetime_earned=decimal_str(b["lifetime_earned"]), tier=b["tier"])
+
+
+def _caps(caps: rules_pb2.RuleCaps) -> dict[str, str]:
+    return {k: getattr(caps, k) for k in CAP_FIELDS if caps.HasField(k)}
+
+
+def _ts(msg: Any, field: str) -> dt.datetime | None:
+    return getattr(msg, field).ToDatetime(dt.UTC) if msg.HasField(field) else None
+
+
+def _rule_status(value: int) -> str:
+    _known(rules_pb2.RuleStatus, value, "status")
+    if value == rules_pb2.RULE_STATUS_ARCHIVED:
+        raise errors.InvalidArgument.field("status", "must be ACTIVE or SUSPENDED (archive with DELETE)")
+    return _enum_name(rules_pb2.RuleStatus, value, "RULE_STATUS_", "ACTIVE")
+
+
+def rule_fields(request: rules_pb2.CreateRuleRequest) -> dict[str, Any]:
+    return {
+        "name": request.name, "event_type": request.event_type,
+        "condition": request.condition, "formula": request.formula,
+        "apply_tier_multiplier": request.apply_tier_multiplier, "order": request.order,
+        "stop_after_match": request.stop_after_match,
+        "active_from": _ts(request, "active_from"), "active_to": _ts(request, "active_to"),
+        "status": _rule_status(request.status), "caps": _caps(request.caps),
+    }
+
+
 class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
     def __init__(self, service: RulesService) -> None:
         self._svc = service
 
+    # -- programs -----------------------------------------------------------------------
     def CreateProgram(self, request: rules_pb2.CreateProgramRequest,
                       context: grpc.ServicerContext) -> rules_pb2.Program:
+        _known(identity_pb2.UnknownParticipantPolicy, request.on_unknown_participant, "on_unknown_participant")
+        _known(rules_pb2.RoundingMode, request.rounding_mode, "rounding_mode")
+        _known(rules_pb2.EventTypePolicy, request.event_type_policy, "event_type_policy")
         row = self._svc.create_program(
             auth.tenant_id(), name=request.name,
             on_unknown=_enum_name(identity_pb2.UnknownParticipantPolicy,
@@ -64,8 +130,37 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
                     "multiplier": t.multiplier} for t in request.tiers],
             rounding_mode=_enum_name(rules_pb2.RoundingMode, request.rounding_mode,
                                      "ROUNDING_MODE_", "FLOOR"),
-            rounding_precision=request.rounding_precision)
+            rounding_precision=request.rounding_precision,
+            event_type_policy=_enum_name(rules_pb2.EventTypePolicy, request.event_type_policy,
+                                         "EVENT_TYPE_POLICY_", "OPEN"))
         return program_message(row)
+
+    def UpdateProgram(self, request: rules_pb2.UpdateProgramRequest,
+                      context: grpc.ServicerContext) -> rules_pb2.Program:
+        changes: dict[str, Any] = {}
+        if request.HasField("name"):
+            changes["name"] = request.name
+        if request.HasField("on_unknown_participant"):
+            _known(identity_pb2.UnknownParticipantPolicy, request.on_unknown_participant, "on_unknown_participant")
+            changes["on_unknown_participant"] = _enum_name(
+                identity_pb2.UnknownParticipantPolicy, request.on_unknown_participant,
+                "UNKNOWN_PARTICIPANT_POLICY_", "CREATE")
+        if request.HasField("rounding_mode"):
+            _known(rules_pb2.RoundingMode, request.rounding_mode, "rounding_mode")
+            changes["rounding_mode"] = _enum_name(rules_pb2.RoundingMode, request.rounding_mode,
+                                                  "ROUNDING_MODE_", "FLOOR")
+        if request.HasField("rounding_precision"):
+            changes["rounding_precision"] = request.rounding_precision
+        if request.HasField("event_type_policy"):
+            _known(rules_pb2.EventTypePolicy, request.event_type_policy, "event_type_policy")
+            changes["event_type_policy"] = _enum_name(rules_pb2.EventTypePolicy, request.event_type_policy,
+                                                      "EVENT_TYPE_POLICY_", "OPEN")
+        if request.tiers and request.clear_tiers:
+            raise errors.InvalidArgument.field("clear_tiers", "cannot be combined with tiers")
+        if request.tiers or request.clear_tiers:
+            changes["tiers"] = [{"name": t.name, "min_lifetime_points": t.min_lifetime_points,
+                                 "multiplier": t.multiplier} for t in request.tiers]
+        return program_message(self._svc.update_program(auth.tenant_id(), request.program_id, changes))
 
     def GetProgram(self, request: rules_pb2.GetProgramRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Program:
@@ -77,18 +172,55 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         return rules_pb2.ListProgramsResponse(programs=[program_message(r) for r in rows],
                                               next_page_token=token)
 
+    # -- event types ----------------------------------------------------------------------
+    def CreateEventType(self, request: rules_pb2.CreateEventTypeRequest,
+                        context: grpc.ServicerContext) -> rules_pb2.EventType:
+        props = []
+        for i, p in enumerate(request.properties):
+            if not p.type or p.type not in rules_pb2.PropertyType.values():
+                raise errors.InvalidArgument.field(f"properties[{i}].type",
+                                                   "must be STRING, NUMBER, BOOLEAN, OBJECT or ARRAY")
+            props.append({"name": p.name, "type": _enum_name(rules_pb2.PropertyType, p.type, "PROPERTY_TYPE_", ""),
+                          "required": p.required})
+        row = self._svc.create_event_type(auth.tenant_id(), request.program_id, request.name,
+                                          request.description, props)
+        return event_type_message(row)
+
+    def ListEventTypes(self, request: rules_pb2.ListEventTypesRequest,
+                       context: grpc.ServicerContext) -> rules_pb2.ListEventTypesResponse:
+        rows = self._svc.list_event_types(auth.tenant_id(), request.program_id)
+        return rules_pb2.ListEventTypesResponse(event_types=[event_type_message(r) for r in rows])
+
+    # -- rules --------------------------------------------------------------------------
     def CreateRule(self, request: rules_pb2.CreateRuleRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Rule:
-        fields = {
-            "name": request.name, "event_type": request.event_type,
-            "condition": request.condition, "formula": request.formula,
-            "apply_tier_multiplier": request.apply_tier_multiplier, "order": request.order,
-            "stop_after_match": request.stop_after_match,
-            "active_from": request.active_from.ToDatetime(dt.UTC) if request.HasField("active_from") else None,
-            "active_to": request.active_to.ToDatetime(dt.UTC) if request.HasField("active_to") else None,
-            "status": _enum_name(rules_pb2.RuleStatus, request.status, "RULE_STATUS_", "ACTIVE"),
-        }
-        return rule_message(self._svc.create_rule(auth.tenant_id(), request.program_id, fields))
+        return rule_message(self._svc.create_rule(auth.tenant_id(), request.program_id,
+                                                  rule_fields(request)))
+
+    def UpdateRule(self, request: rules_pb2.UpdateRuleRequest,
+                   context: grpc.ServicerContext) -> rules_pb2.Rule:
+        changes: dict[str, Any] = {}
+        for name in ("name", "event_type", "condition", "formula", "apply_tier_multiplier", "order",
+                     "stop_after_match"):
+            if request.HasField(name):
+                changes[name] = getattr(request, name)
+        for name in ("active_from", "active_to"):
+            if request.HasField(name) and getattr(request, f"clear_{name}"):
+                raise errors.InvalidArgument.field(f"clear_{name}", f"cannot be combined with {name}")
+            if request.HasField(name):
+                changes[name] = _ts(request, name)
+            elif getattr(request, f"clear_{name}"):
+                changes[name] = None
+        if request.HasField("status"):
+            changes["status"] = _rule_status(request.status)
+        if request.HasField("caps"):
+            changes["caps"] = _caps(request.caps)
+        return rule_message(self._svc.update_rule(auth.tenant_id(), request.program_id,
+                                                  request.rule_id, changes))
+
+    def DeleteRule(self, request: rules_pb2.DeleteRuleRequest,
+                   context: grpc.ServicerContext) -> rules_pb2.Rule:
+        return rule_message(self._svc.delete_rule(auth.tenant_id(), request.program_id, request.rule_id))
 
     def GetRule(self, request: rules_pb2.GetRuleRequest,
                 context: grpc.ServicerContext) -> rules_pb2.Rule:
@@ -99,24 +231,52 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
         rows = self._svc.list_rules(auth.tenant_id(), request.program_id)
         return rules_pb2.ListRulesResponse(rules=[rule_message(r) for r in rows])
 
+    def ListRuleVersions(self, request: rules_pb2.ListRuleVersionsRequest,
+                         context: grpc.ServicerContext) -> rules_pb2.ListRuleVersionsResponse:
+        rows = self._svc.rule_versions(auth.tenant_id(), request.program_id, request.rule_id)
+        return rules_pb2.ListRuleVersionsResponse(versions=[rule_message(r) for r in rows])
+
+    def GetRuleVersion(self, request: rules_pb2.GetRuleVersionRequest,
+                       context: grpc.ServicerContext) -> rules_pb2.Rule:
+        if request.version < 1:
+            raise errors.InvalidArgument.field("version", "must be 1 or more")
+        rows = self._svc.rule_versions(auth.tenant_id(), request.program_id, request.rule_id,
+                                       request.version)
+        return rule_message(rows[0])
+
+    def SimulateRules(self, request: rules_pb2.SimulateRulesRequest,
+                      context: grpc.ServicerContext) -> rules_pb2.SimulateRulesResponse:
+        evaluations, total, tier = self._svc.simulate(
+            auth.tenant_id(), request.program_id, event_type=request.event_type,
+            event_data=json_format.MessageToDict(request.event_data),
+            event_timestamp=_ts(request, "event_timestamp"), participant_id=request.participant_id,
+            attributes=json_format.MessageToDict(request.participant_attributes),
+            drafts=[rule_fields(d) for d in request.draft_rules])
+        return rules_pb2.SimulateRulesResponse(
+            rule_evaluations=[messages_pb2.RuleEvaluation(
+                rule_id=e.rule_id, rule_version=e.version, rule_name=e.name, matched=e.matched,
+                skip_reason=e.skip_reason, message=e.message, points=decimal_str(e.points),
+                recipient_id=request.participant_id if e.matched else "") for e in evaluations],
+            points_awarded=decimal_str(total), tier=tier)
+
+    # -- ledger -------------------------------------------------------------------------
     def GetBalance(self, request: rules_pb2.GetBalanceRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Balance:
-        b = self._svc.balance(auth.tenant_id(), request.program_id, request.participant_id)
-        return rules_pb2.Balance(program_id=b["program_id"], participant_id=b["participant_id"],
-                                 available=decimal_str(b["available"]),
-                                 lifetime_earned=decimal_str(b["lifetime_earned"]), tier=b["tier"])
+        return balance_message(self._svc.balance(auth.tenant_id(), request.program_id, request.participant_id))
 
     def ListTransactions(self, request: rules_pb2.ListTransactionsRequest,
                          context: grpc.ServicerContext) -> rules_pb2.ListTransactionsResponse:
         rows, token = self._svc.transactions(auth.tenant_id(), request.program_id,
                                              request.participant_id, request.page_size,
                                              request.page_token)
-        resp = rules_pb2.ListTransactionsResponse(next_page_token=token)
-        for r in rows:
-            t = resp.transactions.add(
-                transaction_id=r.id, program_id=r.program_id, participant_id=r.participant_id,
-                amount=decimal_str(r.amount), kind=rules_pb2.EntryKind.Value(f"ENTRY_KIND_{r.kind}"),
-                source=r.source, event_id=r.event_id or "", rule_id=r.rule_id or "",
-                rule_version=r.rule_version or 0, reason=r.reason)
-            t.created_at.FromDatetime(r.created_at)
-        return resp
+        return rules_pb2.ListTransactionsResponse(transactions=[transaction_message(r) for r in rows],
+                                                  next_page_token=token)
+
+    def CreateAdjustment(self, request: rules_pb2.CreateAdjustmentRequest,
+                         context: grpc.ServicerContext) -> rules_pb2.Adjustment:
+        row, balance, deduplicated = self._svc.adjust(
+            auth.tenant_id(), request.program_id, request.participant_id, amount=request.amount,
+            reason=request.reason, idempotency_key=request.idempotency_key,
+            allow_negative=request.allow_negative)
+        return rules_pb2.Adjustment(transaction=transaction_message(row), balance=balance_message(balance),
+                                    deduplicated=deduplicated)

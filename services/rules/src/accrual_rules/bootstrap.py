@@ -6,15 +6,20 @@ from typing import Any
 
 import dramatiq
 import grpc
+from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
+from accrual.ingest.v1 import ingest_pb2_grpc
 from accrual.rules.v1 import rules_pb2_grpc
-from accrual_platform import clients, queue
+from accrual_platform import clients, errors, queue
 from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database
+from accrual_platform.grpc_server import internal_metadata
+from accrual_platform.outbox import OutboxRelay
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
 
 from accrual_rules import storage
 from accrual_rules.api import RulesServicer
+from accrual_rules.merging import merge_ledgers
 from accrual_rules.processing import Processor
 from accrual_rules.service import RulesService
 
@@ -31,16 +36,36 @@ class RulesRuntime:
     def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
         self.settings = settings
         self.db = Database(settings.database_url, SCHEMA, pool_size=20)
-        self.service = RulesService(self.db)
+        self.relay = OutboxRelay(self.db, storage.outbox, broker)
+        self.service = RulesService(self.db, on_commit=self.relay.notify,
+                                    participant_exists=self._participant_exists)
+        self._identity: identity_pb2_grpc.IdentityServiceStub | None = None
         self._broker = broker
         self._processor: Processor | None = None
+
+    def _participant_exists(self, tenant_id: str, participant_id: str) -> bool:
+        """Asks identity, on first use connecting to it (only adjustments need it)."""
+        if self._identity is None:
+            self._identity = identity_pb2_grpc.IdentityServiceStub(
+                clients.channel(self.settings.peer("identity")))
+        try:
+            self._identity.GetParticipant(
+                identity_pb2.GetParticipantRequest(participant_id=participant_id),
+                metadata=internal_metadata(self.settings.internal_token, tenant_id), timeout=10)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise errors.Unavailable("identity service unavailable, retry") from None
+        return True
 
     def processor(self) -> Processor:
         """Built on first use: only workers need the peer channels."""
         if self._processor is None:
             self._processor = Processor(
-                self.db, self._broker, clients.channel(self.settings.peer("ingest")),
-                clients.channel(self.settings.peer("identity")), self.settings.internal_token)
+                self.db, self._broker,
+                ingest_pb2_grpc.IngestServiceStub(clients.channel(self.settings.peer("ingest"))),
+                identity_pb2_grpc.IdentityServiceStub(clients.channel(self.settings.peer("identity"))),
+                self.settings.internal_token)
         return self._processor
 
     def register(self, server: grpc.Server) -> None:
@@ -53,13 +78,22 @@ class RulesRuntime:
             msg = queue.from_payload(payload, messages_pb2.EventsAccepted)
             self.processor().process(msg.tenant_id, list(msg.event_ids))
 
+        def merge_ledgers_actor(payload: dict[str, Any]) -> None:
+            from accrual.messages.v1 import messages_pb2
+
+            if merge_ledgers(self.db, queue.from_payload(payload, messages_pb2.ParticipantsMerged)):
+                self.relay.notify()
+
         queue.declare_actor(broker, evaluate_events, queue=queue.RULES_QUEUE,
                             name="evaluate_events")
+        queue.declare_actor(broker, merge_ledgers_actor, queue=queue.RULES_QUEUE,
+                            name="merge_ledgers")
 
     def start(self) -> None:
-        pass
+        self.relay.start()
 
     def stop(self) -> None:
+        self.relay.stop()
         self.db.dispose()
 
 

@@ -1,43 +1,39 @@
 """The rules worker: turn accepted events into ledger entries, exactly once in effect.
 
-Per message (a batch of event ids): claim the events from ingest, resolve participants and
-recipients through identity (one call per batch), evaluate, and write ledger entries,
-balances and the stored evaluation in one transaction. Ledger sources and the stored
-evaluation are unique, so a redelivered message re-announces the stored outcome instead
-of awarding again. Outcomes go to the ingest queue, facts to the notify queue.
+Per message (a batch of event ids): claim the events from ingest, check program and event-type
+policy, resolve participants and recipients through identity (one call per batch), evaluate,
+and write ledger entries, balances and the stored evaluation in one transaction. Ledger
+sources and the stored evaluation are unique, so a redelivered message re-announces the
+stored outcome instead of awarding again. Outcomes go to the ingest queue, facts to the
+notify queue.
+
+CDP events (no program, a ``cdp_source``) are resolved without a program; the rules of every
+program the participant is actively enrolled in apply, each program with its own ledger.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
-import grpc
 import sqlalchemy as sa
 import structlog
-from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
-from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from accrual.identity.v1 import identity_pb2
+from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import queue
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.grpc_server import internal_metadata
 from google.protobuf import json_format
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from accrual_rules import storage
-from accrual_rules.domain.evaluation import (
-    EventFacts,
-    ProgramPolicy,
-    RuleSpec,
-    Tier,
-    evaluate,
-)
+from accrual_rules import ledger, storage
+from accrual_rules.domain.evaluation import EventFacts, RuleSpec, check_event_type, evaluate
+from accrual_rules.rows import program_policy, rule_spec
 
 log = structlog.get_logger("accrual.rules.worker")
 ZERO = decimal.Decimal(0)
@@ -46,41 +42,36 @@ _POLICY = {"CREATE": identity_pb2.UNKNOWN_PARTICIPANT_POLICY_CREATE,
            "REJECT": identity_pb2.UNKNOWN_PARTICIPANT_POLICY_REJECT}
 
 
-def program_policy(row: Any) -> ProgramPolicy:
-    return ProgramPolicy(
-        program_id=row.id, name=row.name,
-        tiers=tuple(Tier(t["name"], decimal.Decimal(t["min_lifetime_points"]),
-                         decimal.Decimal(t["multiplier"])) for t in row.tiers),
-        rounding_mode=row.rounding_mode, rounding_precision=row.rounding_precision)
-
-
-def rule_spec(row: Any) -> RuleSpec:
-    return RuleSpec(rule_id=row.id, version=row.version, name=row.name,
-                    event_type=row.event_type, condition=row.condition, formula=row.formula,
-                    apply_tier_multiplier=row.apply_tier_multiplier, order=row.order,
-                    stop_after_match=row.stop_after_match, active_from=row.active_from,
-                    active_to=row.active_to, status=row.status)
-
-
 @dataclass
 class Pending:
     event: ingest_pb2.Event
-    program: Any | None = None
+    programs: list[Any] = field(default_factory=list)
     actor: identity_pb2.ResolveResult | None = None
     recipient: identity_pb2.ResolveResult | None = None
 
+    @property
+    def is_cdp(self) -> bool:
+        return not self.event.program_id and self.event.HasField("cdp_source")
+
+
+@dataclass
+class Catalog:
+    """Programs of the tenant touched by a batch, with their rules and registered types."""
+
+    programs: dict[str, Any] = field(default_factory=dict)
+    rules: dict[str, list[RuleSpec]] = field(default_factory=dict)
+    event_types: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+
 
 class Processor:
-    def __init__(self, db: Database, broker: dramatiq.Broker, ingest: grpc.Channel,
-                 identity: grpc.Channel, internal_token: str) -> None:
+    def __init__(self, db: Database, broker: dramatiq.Broker, ingest: Any, identity: Any,
+                 internal_token: str) -> None:
+        """``ingest`` and ``identity`` are stubs of IngestService and IdentityService."""
         self.db = db
         self.broker = broker
-        self._ingest = ingest_pb2_grpc.IngestServiceStub(ingest)
-        self._identity = identity_pb2_grpc.IdentityServiceStub(identity)
+        self._ingest = ingest
+        self._identity = identity
         self._token = internal_token
-
-    def _insert(self) -> Any:
-        return postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
 
     # -- entry point ----------------------------------------------------------------------
     def process(self, tenant_id: str, event_ids: Sequence[str]) -> None:
@@ -121,31 +112,65 @@ class Processor:
         for n in stored.get("notifications", []):
             notes.notifications.append(queue.from_payload(n, messages_pb2.Notification))
 
+    def _load(self, tenant_id: str, program_ids: set[str], catalog: Catalog) -> None:
+        missing = program_ids - set(catalog.programs)
+        if not missing:
+            return
+        p, r, t = storage.programs, storage.rules, storage.program_event_types
+        with self.db.transaction() as session:
+            for row in session.execute(sa.select(p).where(p.c.tenant_id == tenant_id, p.c.id.in_(missing))):
+                catalog.programs[row.id] = row
+                catalog.rules.setdefault(row.id, [])
+                catalog.event_types.setdefault(row.id, {})
+            for row in session.execute(sa.select(r).where(
+                    r.c.tenant_id == tenant_id, r.c.program_id.in_(missing), r.c.status != "ARCHIVED")):
+                catalog.rules[row.program_id].append(rule_spec(row))
+            for row in session.execute(sa.select(t).where(t.c.tenant_id == tenant_id,
+                                                          t.c.program_id.in_(missing))):
+                catalog.event_types[row.program_id][row.name] = list(row.properties)
+
+    def _type_failure(self, catalog: Catalog, program: Any, event: ingest_pb2.Event) -> tuple[str, str] | None:
+        return check_event_type(program.event_type_policy, catalog.event_types.get(program.id, {}),
+                                event.event_type, json_format.MessageToDict(event.event_data))
+
     def _evaluate_batch(self, tenant_id: str, todo: list[Pending], md: list[tuple[str, str]],
                         outcomes: list[messages_pb2.EventOutcome],
                         notes: messages_pb2.Notifications) -> None:
-        p = storage.programs
-        program_ids = {t.event.program_id for t in todo}
-        with self.db.transaction() as session:
-            programs = {r.id: r for r in session.execute(sa.select(p).where(
-                p.c.tenant_id == tenant_id, p.c.id.in_(program_ids)))}
-            r = storage.rules
-            rules_by_program: dict[str, list[RuleSpec]] = {}
-            for row in session.execute(sa.select(r).where(
-                    r.c.tenant_id == tenant_id, r.c.program_id.in_(list(programs)))):
-                rules_by_program.setdefault(row.program_id, []).append(rule_spec(row))
+        catalog = Catalog()
+        self._load(tenant_id, {t.event.program_id for t in todo if not t.is_cdp}, catalog)
         ready: list[Pending] = []
         for item in todo:
-            item.program = programs.get(item.event.program_id)
-            if item.program is None:
+            if item.is_cdp:
+                ready.append(item)
+                continue
+            program = catalog.programs.get(item.event.program_id)
+            if program is None:
                 outcomes.append(_failed(tenant_id, item.event, "program_not_found",
                                         f"program {item.event.program_id} does not exist"))
-            else:
-                ready.append(item)
+                continue
+            refused = self._type_failure(catalog, program, item.event)
+            if refused:  # refused before resolution: no participant is created for it
+                outcomes.append(_failed(tenant_id, item.event, *refused))
+                continue
+            item.programs = [program]
+            ready.append(item)
         if not ready:
             return
         self._resolve(tenant_id, ready, md)
+        cdp = [i for i in ready if i.is_cdp and i.actor is not None and not i.actor.error_code]
+        self._load(tenant_id, {p for i in cdp for p in i.actor.active_program_ids}, catalog)  # type: ignore[union-attr]
+        for item in cdp:
+            assert item.actor is not None
+            item.programs = sorted((catalog.programs[p] for p in set(item.actor.active_program_ids)
+                                    if p in catalog.programs), key=lambda row: row.id)
         with self.db.transaction() as session:
+            # Every lock up front and in one order (budget rules by id, then balances by program
+            # and participant), so two workers on overlapping batches never deadlock.
+            ledger.lock_budget_rules(session, self.db.dialect, tenant_id,
+                                     [r for i in ready for p in i.programs for r in catalog.rules[p.id]])
+            accounts = sorted({(p.id, _beneficiary(i)) for i in ready if _beneficiary(i) for p in i.programs})
+            for program_id, participant_id in accounts:
+                ledger.lock_account(session, self.db.dialect, tenant_id, program_id, participant_id)
             for item in ready:
                 assert item.actor is not None
                 failure = item.actor.error_code or (item.recipient.error_code if item.recipient else "")
@@ -155,16 +180,21 @@ class Processor:
                     outcomes.append(_failed(tenant_id, item.event, failure, who.error_message,
                                             participant_id=item.actor.participant_id))
                     continue
-                self._apply(session, tenant_id, item, rules_by_program.get(item.program.id, []),
-                            outcomes, notes)
+                self._apply(session, tenant_id, item, catalog, outcomes, notes)
 
     def _resolve(self, tenant_id: str, items: list[Pending], md: list[tuple[str, str]]) -> None:
         req = identity_pb2.ResolveParticipantsRequest(tenant_id=tenant_id)
         slots: list[tuple[Pending, str]] = []
         for item in items:
             e = item.event
-            policy = _POLICY.get(item.program.on_unknown_participant,
-                                 identity_pb2.UNKNOWN_PARTICIPANT_POLICY_CREATE)
+            if item.is_cdp:
+                actor = req.items.add(program_id="", on_unknown_participant=_POLICY["CREATE"])
+                for ident in e.cdp_identities:
+                    actor.identities.add(type=identity_pb2.IdentityType.Value(f"IDENTITY_TYPE_{ident.type}"),
+                                         value=ident.value)
+                slots.append((item, "actor"))
+                continue
+            policy = _POLICY.get(item.programs[0].on_unknown_participant, _POLICY["CREATE"])
             actor = req.items.add(program_id=e.program_id, on_unknown_participant=policy)
             if e.HasField("participant_id"):
                 actor.participant_id = e.participant_id
@@ -183,13 +213,13 @@ class Processor:
         for (item, role), result in zip(slots, results, strict=True):
             setattr(item, role, result)
 
-    def _apply(self, session: Session, tenant_id: str, item: Pending, rules: list[RuleSpec],
+    def _apply(self, session: Session, tenant_id: str, item: Pending, catalog: Catalog,
                outcomes: list[messages_pb2.EventOutcome],
                notes: messages_pb2.Notifications) -> None:
         e = item.event
         assert item.actor is not None
         now = utcnow()
-        claimed = session.execute(self._insert()(storage.event_evaluations).values(
+        claimed = session.execute(ledger.insert_for(self.db.dialect)(storage.event_evaluations).values(
             event_id=e.event_id, tenant_id=tenant_id, outcome={}, created_at=now
         ).on_conflict_do_nothing(index_elements=["event_id"]).returning(
             storage.event_evaluations.c.event_id)).first()
@@ -198,16 +228,13 @@ class Processor:
             if stored.get(e.event_id):
                 self._replay(stored[e.event_id], outcomes, notes)
             return
-        beneficiary = item.recipient.participant_id if item.recipient else item.actor.participant_id
-        program = program_policy(item.program)
-        balance = self._balance_for_update(session, tenant_id, program.program_id, beneficiary)
+        beneficiary = _beneficiary(item)
+        occurred = e.event_timestamp.ToDatetime(dt.UTC)
         facts = EventFacts(
-            event_id=e.event_id, event_type=e.event_type,
-            timestamp=e.event_timestamp.ToDatetime(dt.UTC),
+            event_id=e.event_id, event_type=e.event_type, timestamp=occurred,
             properties=json_format.MessageToDict(e.event_data),
             participant={"id": item.actor.participant_id,
                          "attributes": json_format.MessageToDict(item.actor.attributes)})
-        evaluations = evaluate(program, rules, facts, balance["lifetime_earned"])
         outcome = messages_pb2.EventOutcome(
             tenant_id=tenant_id, event_id=e.event_id,
             status=messages_pb2.OUTCOME_STATUS_COMPLETED,
@@ -216,45 +243,16 @@ class Processor:
         outcome.processed_at.FromDatetime(now)
         event_notes: list[messages_pb2.Notification] = []
         total = ZERO
-        for ev in evaluations:
-            outcome.rule_evaluations.add(
-                rule_id=ev.rule_id, rule_version=ev.version, rule_name=ev.name,
-                matched=ev.matched, skip_reason=ev.skip_reason, message=ev.message,
-                points=decimal_str(ev.points), recipient_id=beneficiary if ev.matched else "")
-            if not ev.matched or ev.points == 0:
-                continue
-            source = f"event:{e.event_id}:rule:{ev.rule_id}"
-            inserted = session.execute(self._insert()(storage.ledger).values(
-                id=str(uuid.uuid4()), tenant_id=tenant_id, program_id=program.program_id,
-                participant_id=beneficiary, amount=ev.points, kind="EARN", source=source,
-                event_id=e.event_id, rule_id=ev.rule_id, rule_version=ev.version,
-                reason=f"rule {ev.name} v{ev.version}", created_at=now,
-            ).on_conflict_do_nothing(index_elements=["tenant_id", "source"]).returning(
-                storage.ledger.c.id)).first()
-            if inserted is None:
-                continue
-            total += ev.points
-            event_notes.append(_note(tenant_id, "points.awarded", f"points.awarded:{source}", now, {
-                "transaction_id": inserted.id, "program_id": program.program_id,
-                "participant_id": beneficiary, "points": decimal_str(ev.points),
-                "event_id": e.event_id, "rule_id": ev.rule_id, "rule_version": ev.version}))
+        for program_row in item.programs:
+            if item.is_cdp:
+                refused = self._type_failure(catalog, program_row, e)
+                if refused:
+                    log.info("cdp_event_skipped_by_program", event_id=e.event_id,
+                             program_id=program_row.id, reason=refused[0])
+                    continue
+            total += self._award(session, tenant_id, program_row, catalog.rules[program_row.id], facts,
+                                 beneficiary, occurred, now, outcome, event_notes)
         outcome.points_awarded = decimal_str(total)
-        old_tier = balance["tier"]
-        if total:
-            lifetime = balance["lifetime_earned"] + (total if total > 0 else ZERO)
-            tier = program.tier_for(lifetime)
-            new_tier = tier.name if tier else None
-            session.execute(sa.update(storage.balances).where(
-                storage.balances.c.tenant_id == tenant_id,
-                storage.balances.c.program_id == program.program_id,
-                storage.balances.c.participant_id == beneficiary,
-            ).values(available=balance["available"] + total, lifetime_earned=lifetime,
-                     tier=new_tier, updated_at=now))
-            if new_tier != old_tier:
-                event_notes.append(_note(tenant_id, "tier.changed",
-                                         f"tier.changed:{e.event_id}:{beneficiary}", now, {
-                    "program_id": program.program_id, "participant_id": beneficiary,
-                    "previous_tier": old_tier, "tier": new_tier, "event_id": e.event_id}))
         session.execute(sa.update(storage.event_evaluations).where(
             storage.event_evaluations.c.event_id == e.event_id).values(outcome={
                 "outcome": queue.to_payload(outcome),
@@ -262,28 +260,51 @@ class Processor:
         outcomes.append(outcome)
         notes.notifications.extend(event_notes)
 
-    def _balance_for_update(self, session: Session, tenant_id: str, program_id: str,
-                            participant_id: str) -> dict[str, Any]:
-        b = storage.balances
-        session.execute(self._insert()(b).values(
-            tenant_id=tenant_id, program_id=program_id, participant_id=participant_id,
-            available=ZERO, lifetime_earned=ZERO, tier=None, updated_at=utcnow(),
-        ).on_conflict_do_nothing(index_elements=["tenant_id", "program_id", "participant_id"]))
-        query = sa.select(b).where(b.c.tenant_id == tenant_id, b.c.program_id == program_id,
-                                   b.c.participant_id == participant_id)
-        if self.db.dialect == "postgresql":
-            query = query.with_for_update()
-        row = session.execute(query).one()
-        return {"available": row.available, "lifetime_earned": row.lifetime_earned,
-                "tier": row.tier}
+    def _award(self, session: Session, tenant_id: str, program_row: Any, rules: list[RuleSpec],
+               facts: EventFacts, beneficiary: str, occurred: dt.datetime, now: dt.datetime,
+               outcome: messages_pb2.EventOutcome, event_notes: list[messages_pb2.Notification]
+               ) -> decimal.Decimal:
+        """Evaluate one program's rules for the event and post what they award."""
+        program = program_policy(program_row)
+        account = ledger.lock_account(session, self.db.dialect, tenant_id, program.program_id, beneficiary)
+        usage = ledger.cap_usage(session, tenant_id, rules, beneficiary, occurred)
+        evaluations = evaluate(program, rules, facts, account.lifetime_earned, usage)
+        total = ZERO
+        for ev in evaluations:
+            outcome.rule_evaluations.add(
+                rule_id=ev.rule_id, rule_version=ev.version, rule_name=ev.name,
+                matched=ev.matched, skip_reason=ev.skip_reason, message=ev.message,
+                points=decimal_str(ev.points), recipient_id=beneficiary if ev.matched else "")
+            if not ev.matched or ev.points == 0:
+                continue
+            source = f"event:{facts.event_id}:rule:{ev.rule_id}"
+            entry_id = ledger.post(session, self.db.dialect, tenant_id=tenant_id,
+                                   program_id=program.program_id, participant_id=beneficiary,
+                                   amount=ev.points, kind="EARN", source=source,
+                                   reason=f"rule {ev.name} v{ev.version}", occurred_at=occurred, now=now,
+                                   event_id=facts.event_id, rule_id=ev.rule_id, rule_version=ev.version)
+            if entry_id is None:
+                continue
+            total += ev.points
+            event_notes.append(ledger.note(tenant_id, "points.awarded", f"points.awarded:{source}", now, {
+                "transaction_id": entry_id, "program_id": program.program_id,
+                "participant_id": beneficiary, "points": decimal_str(ev.points),
+                "event_id": facts.event_id, "rule_id": ev.rule_id, "rule_version": ev.version}))
+        if total:
+            old_tier, new_tier = ledger.settle(session, tenant_id, program, account, total, total, now)
+            if new_tier != old_tier:
+                event_notes.append(ledger.tier_changed(
+                    tenant_id, f"tier.changed:{facts.event_id}:{program.program_id}:{beneficiary}", now,
+                    account, old_tier, new_tier, {"event_id": facts.event_id}))
+        return total
 
 
-def _note(tenant_id: str, kind: str, fact_id: str, at: dt.datetime,
-          data: dict[str, Any]) -> messages_pb2.Notification:
-    note = messages_pb2.Notification(tenant_id=tenant_id, type=kind, fact_id=fact_id)
-    note.created_at.FromDatetime(at)
-    note.data.update(data)
-    return note
+def _beneficiary(item: Pending) -> str:
+    """Who receives the points: the recipient when the event names one; "" if unresolved."""
+    for result in (item.recipient, item.actor):
+        if result is not None:
+            return "" if result.error_code else result.participant_id
+    return ""
 
 
 def _failed(tenant_id: str, event: ingest_pb2.Event, code: str, message: str,

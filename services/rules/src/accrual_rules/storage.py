@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from accrual_platform.db import ExactDecimal, JsonType, UtcDateTime
+from accrual_platform.outbox import outbox_table
 
 SCHEMA = "rules"
 metadata = sa.MetaData(schema=SCHEMA)
@@ -19,10 +20,21 @@ programs = sa.Table(
     sa.Column("rounding_precision", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("event_type_policy", sa.String(16), nullable=False, server_default="OPEN"),
+)
+
+program_event_types = sa.Table(
+    "program_event_types", metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("program_id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("properties", JsonType, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 
 RULE_FIELDS = ("name", "event_type", "condition", "formula", "apply_tier_multiplier", "order",
-               "stop_after_match", "active_from", "active_to", "status")
+               "stop_after_match", "active_from", "active_to", "status", "caps")
 
 rules = sa.Table(
     "rules", metadata,
@@ -42,6 +54,7 @@ rules = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("caps", JsonType),
     sa.Index("ix_rules_program", "tenant_id", "program_id"),
 )
 
@@ -67,8 +80,13 @@ ledger = sa.Table(
     sa.Column("rule_version", sa.Integer),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # When the fact behind the entry happened (the event timestamp): cap windows count by it.
+    sa.Column("occurred_at", UtcDateTime()),
+    # Canonical hash of an adjustment request, to tell a retry from a conflicting reuse.
+    sa.Column("payload_hash", sa.String(64)),
     sa.UniqueConstraint("tenant_id", "source", name="uq_ledger_source"),
     sa.Index("ix_ledger_account", "tenant_id", "program_id", "participant_id", "created_at"),
+    sa.Index("ix_ledger_rule_usage", "tenant_id", "rule_id", "participant_id", "occurred_at"),
 )
 
 balances = sa.Table(
@@ -91,3 +109,6 @@ event_evaluations = sa.Table(
     sa.Column("outcome", JsonType, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
 )
+
+# Notifications of synchronous changes (adjustments), committed with the ledger entry.
+outbox = outbox_table(metadata)

@@ -159,6 +159,20 @@ def cmd_keys_create(ns: argparse.Namespace) -> None:
           "(the key is shown only once)", file=sys.stderr)
 
 
+def cmd_demo(ns: argparse.Namespace) -> None:
+    """Create the seed-001 demo program on a running suite and print curl commands to try it."""
+    from accrual_platform.settings import EMBEDDED_VAR_DIR
+
+    from accrual_suite import demo
+
+    try:
+        key = ns.api_key or demo.default_key(EMBEDDED_VAR_DIR)
+        program, rules = demo.create_demo(ns.base_url, key)
+    except demo.DemoError as exc:
+        raise SystemExit(f"demo: {exc}") from None
+    print(demo.instructions(ns.base_url, key, program, rules))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="accrual", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +192,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tenant", required=True)
     p.add_argument("--scopes", required=True, help="comma or space separated, e.g. admin")
     p.set_defaults(fn=cmd_keys_create)
+    p = sub.add_parser("demo", help="create a demo program with the seed rules on a running suite")
+    p.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('GATEWAY_PORT', '8080')}",
+                   help="REST gateway of the suite (default: the embedded `make run` one)")
+    p.add_argument("--api-key", default=os.environ.get("ACCRUAL_API_KEY", ""),
+                   help="API key with programs:write (default: the embedded admin key in var/)")
+    p.set_defaults(fn=cmd_demo)
     ns = parser.parse_args(argv)
     ns.fn(ns)
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from accrual_rules.domain.expressions import ExpressionError, compile_expression, to_decimal
+from accrual_rules.domain.expressions import Compiled, ExpressionError, compile_expression, to_decimal
+
+ZERO = decimal.Decimal(0)
 
 ROUNDINGS = {
     "FLOOR": decimal.ROUND_FLOOR,
@@ -47,6 +50,57 @@ class ProgramPolicy:
         return points.quantize(quantum, rounding=ROUNDINGS[self.rounding_mode])
 
 
+CAP_FIELDS = ("max_points_per_event", "per_participant_daily", "per_participant_weekly",
+              "per_participant_monthly", "per_participant_lifetime", "total_budget")
+# Cap -> the usage window it counts (None: not counted from the ledger).
+CAP_WINDOWS = {"per_participant_daily": "day", "per_participant_weekly": "week",
+               "per_participant_monthly": "month", "per_participant_lifetime": "lifetime",
+               "total_budget": "budget"}
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Limits of one rule; None = no limit."""
+
+    max_points_per_event: decimal.Decimal | None = None
+    per_participant_daily: decimal.Decimal | None = None
+    per_participant_weekly: decimal.Decimal | None = None
+    per_participant_monthly: decimal.Decimal | None = None
+    per_participant_lifetime: decimal.Decimal | None = None
+    total_budget: decimal.Decimal | None = None
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None) -> Caps:
+        raw = raw or {}
+        return cls(**{k: decimal.Decimal(str(raw[k])) for k in CAP_FIELDS if raw.get(k) is not None})
+
+    def to_json(self) -> dict[str, str]:
+        return {k: str(getattr(self, k)) for k in CAP_FIELDS if getattr(self, k) is not None}
+
+    def counted(self) -> list[str]:
+        """The caps that need usage from the ledger."""
+        return [k for k in CAP_WINDOWS if getattr(self, k) is not None]
+
+
+@dataclass(frozen=True)
+class CapUsage:
+    """Points a rule already awarded: to this participant in the event's day, ISO week, month,
+    ever, and to everybody (budget)."""
+
+    day: decimal.Decimal = ZERO
+    week: decimal.Decimal = ZERO
+    month: decimal.Decimal = ZERO
+    lifetime: decimal.Decimal = ZERO
+    budget: decimal.Decimal = ZERO
+
+
+def window_starts(at: dt.datetime) -> dict[str, dt.datetime]:
+    """Start of the UTC day, ISO week (Monday) and month of ``at``: the cap windows."""
+    at = at.astimezone(dt.UTC)
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {"day": day, "week": day - dt.timedelta(days=day.weekday()), "month": day.replace(day=1)}
+
+
 @dataclass(frozen=True)
 class RuleSpec:
     rule_id: str
@@ -61,6 +115,7 @@ class RuleSpec:
     active_from: dt.datetime | None
     active_to: dt.datetime | None
     status: str = "ACTIVE"
+    caps: Caps = Caps()
 
 
 @dataclass(frozen=True)
@@ -83,19 +138,62 @@ class Evaluation:
     points: decimal.Decimal = decimal.Decimal(0)
 
 
-def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFacts,
-             lifetime_points: decimal.Decimal) -> list[Evaluation]:
-    tier = program.tier_for(lifetime_points)
-    context = {
+@lru_cache(maxsize=8192)
+def compiled_rule(rule_id: str, version: int, condition: str, formula: str
+                  ) -> tuple[Compiled | None, Compiled]:
+    """Compiled condition and formula of one rule version (sources are part of the key so a
+    draft rule without an id never picks up another rule's expressions)."""
+    return (compile_expression(condition) if condition.strip() else None,
+            compile_expression(formula))
+
+
+def context_for(program: ProgramPolicy, event: EventFacts, tier: Tier | None,
+                lifetime_points: decimal.Decimal) -> dict[str, Any]:
+    """What expressions see. ``now`` is the event timestamp, so reprocessing is deterministic."""
+    return {
         "properties": event.properties,
         "event_type": event.event_type,
         "event": {"id": event.event_id, "type": event.event_type,
                   "timestamp": event.timestamp.isoformat()},
-        "participant": {**event.participant, "tier": tier.name if tier else None,
+        "participant": {"attributes": {}, **event.participant, "tier": tier.name if tier else None,
                         "lifetime_points": float(lifetime_points)},
         "program": {"id": program.program_id, "name": program.name},
         "now": event.timestamp.isoformat(),
     }
+
+
+def apply_caps(rule: RuleSpec, points: decimal.Decimal, usage: CapUsage) -> tuple[decimal.Decimal, str]:
+    """Points left after the rule's caps, and the name of the cap that limited them ("" if none).
+
+    A rule that would go over a cap awards what is left under it."""
+    limited_by = ""
+    caps = rule.caps
+    if caps.max_points_per_event is not None and points > caps.max_points_per_event:
+        points, limited_by = caps.max_points_per_event, "max_points_per_event"
+    for cap in caps.counted():
+        left = max(getattr(caps, cap) - getattr(usage, CAP_WINDOWS[cap]), ZERO)
+        if points > left:
+            points, limited_by = left, cap
+    return points, limited_by
+
+
+def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFacts,
+             lifetime_points: decimal.Decimal,
+             usage: Mapping[str, CapUsage] | None = None) -> list[Evaluation]:
+    """Evaluate ``rules`` in order. ``usage`` gives, per rule id, what capped rules already
+    awarded (rules missing from it count as unused)."""
+    tier = program.tier_for(lifetime_points)
+    context = context_for(program, event, tier, lifetime_points)
+    usage = usage or {}
+    narrowed_contexts: dict[frozenset[str], dict[str, Any]] = {}
+
+    def narrowed(expression: Compiled) -> dict[str, Any]:
+        """The context cut to what an expression names, built once per event per word set."""
+        found = narrowed_contexts.get(expression.words)
+        if found is None:
+            found = narrowed_contexts[expression.words] = expression.narrow(context)
+        return found
+
     results: list[Evaluation] = []
     stopped = False
     for rule in sorted(rules, key=lambda r: (r.order, r.rule_id)):
@@ -103,7 +201,7 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
             results.append(Evaluation(rule.rule_id, rule.version, rule.name, False, reason, message))
 
         if rule.status != "ACTIVE":
-            skip("suspended")
+            skip(rule.status.lower())
             continue
         if stopped:
             skip("stopped_by_earlier_rule")
@@ -116,21 +214,61 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
             skip("outside_time_window")
             continue
         try:
-            if rule.condition.strip():
-                outcome = compile_expression(rule.condition).evaluate(context)
+            condition, formula = compiled_rule(rule.rule_id, rule.version, rule.condition, rule.formula)
+            if condition is not None:
+                outcome = condition.evaluate(narrowed(condition), narrowed=True)
                 if not isinstance(outcome, bool):
                     raise ExpressionError(f"condition must give true or false, got {outcome!r}")
                 if not outcome:
                     skip("condition_false")
                     continue
-            raw = to_decimal(compile_expression(rule.formula).evaluate(context))
+            raw = to_decimal(formula.evaluate(narrowed(formula), narrowed=True))
+            if raw < 0:
+                raise ExpressionError(f"formula gave a negative number ({raw}); debit with an adjustment")
         except ExpressionError as exc:
             skip("evaluation_error", exc.message)
             continue
         if rule.apply_tier_multiplier and tier is not None:
             raw *= tier.multiplier
-        points = program.round(raw)
-        results.append(Evaluation(rule.rule_id, rule.version, rule.name, True, points=points))
+        points, limited_by = apply_caps(rule, program.round(raw), usage.get(rule.rule_id, CapUsage()))
+        if limited_by and points <= 0:
+            skip("cap_reached", f"{limited_by} reached")
+            continue
+        results.append(Evaluation(rule.rule_id, rule.version, rule.name, True,
+                                  message=f"capped by {limited_by}" if limited_by else "",
+                                  points=points))
         if rule.stop_after_match:
             stopped = True
     return results
+
+
+# -- event types ------------------------------------------------------------------------------
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "STRING": (str,), "NUMBER": (int, float), "BOOLEAN": (bool,), "OBJECT": (dict,), "ARRAY": (list,)}
+
+
+def check_event_type(policy: str, registered: Mapping[str, Sequence[Mapping[str, Any]]],
+                     event_type: str, properties: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why an event fails the program's event-type policy (error code, message), or None.
+
+    OPEN accepts every event. REGISTERED needs the type registered and, for every declared
+    property, a value of the declared type (required ones present)."""
+    if policy != "REGISTERED":
+        return None
+    if event_type not in registered:
+        return "event_type_not_registered", f"event type {event_type!r} is not registered on the program"
+    problems = []
+    for prop in registered[event_type]:
+        name, kind = prop["name"], prop["type"]
+        if name not in properties:
+            if prop.get("required"):
+                problems.append(f"{name} is required")
+            continue
+        value = properties[name]
+        ok = isinstance(value, _JSON_TYPES[kind]) and not (kind == "NUMBER" and isinstance(value, bool))
+        if not ok:
+            problems.append(f"{name} must be a {kind.lower()}")
+    if problems:
+        return "event_data_invalid", "; ".join(problems)
+    return None

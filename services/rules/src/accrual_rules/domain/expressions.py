@@ -39,14 +39,23 @@ def _error(exc: Exception) -> ExpressionError:
     return ExpressionError(message, (int(m.group(1)), int(m.group(2))) if m else None)
 
 
+_WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+
+
 @dataclass(frozen=True)
 class Compiled:
     source: str
     program: Any
+    # Words of the source: only context entries named by one of them are handed to the
+    # engine, because converting the whole context costs more than evaluating.
+    words: frozenset[str] = frozenset()
 
-    def evaluate(self, context: dict[str, Any]) -> Any:
+    def narrow(self, context: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in context.items() if k in self.words}
+
+    def evaluate(self, context: dict[str, Any], *, narrowed: bool = False) -> Any:
         try:
-            return self.program.evaluate(context)
+            return self.program.evaluate(context if narrowed else self.narrow(context))
         except RuntimeError as exc:
             raise _error(exc) from None
 
@@ -55,7 +64,7 @@ class Compiled:
 def compile_expression(source: str) -> Compiled:
     """Compile once per distinct source (rule versions share their compiled form)."""
     try:
-        return Compiled(source, zen.compile_expression(source))
+        return Compiled(source, zen.compile_expression(source), frozenset(_WORD.findall(source)))
     except RuntimeError as exc:
         raise _error(exc) from None
 

@@ -1,8 +1,10 @@
 import datetime
 
 from accrual.identity.v1 import identity_pb2 as _identity_pb2
+from accrual.messages.v1 import messages_pb2 as _messages_pb2
 from accrual.options.v1 import options_pb2 as _options_pb2
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -21,11 +23,27 @@ class RoundingMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUNDING_MODE_HALF_UP: _ClassVar[RoundingMode]
     ROUNDING_MODE_HALF_EVEN: _ClassVar[RoundingMode]
 
+class EventTypePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_POLICY_UNSPECIFIED: _ClassVar[EventTypePolicy]
+    EVENT_TYPE_POLICY_OPEN: _ClassVar[EventTypePolicy]
+    EVENT_TYPE_POLICY_REGISTERED: _ClassVar[EventTypePolicy]
+
+class PropertyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROPERTY_TYPE_UNSPECIFIED: _ClassVar[PropertyType]
+    PROPERTY_TYPE_STRING: _ClassVar[PropertyType]
+    PROPERTY_TYPE_NUMBER: _ClassVar[PropertyType]
+    PROPERTY_TYPE_BOOLEAN: _ClassVar[PropertyType]
+    PROPERTY_TYPE_OBJECT: _ClassVar[PropertyType]
+    PROPERTY_TYPE_ARRAY: _ClassVar[PropertyType]
+
 class RuleStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RULE_STATUS_UNSPECIFIED: _ClassVar[RuleStatus]
     RULE_STATUS_ACTIVE: _ClassVar[RuleStatus]
     RULE_STATUS_SUSPENDED: _ClassVar[RuleStatus]
+    RULE_STATUS_ARCHIVED: _ClassVar[RuleStatus]
 
 class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,9 +56,19 @@ ROUNDING_MODE_FLOOR: RoundingMode
 ROUNDING_MODE_CEILING: RoundingMode
 ROUNDING_MODE_HALF_UP: RoundingMode
 ROUNDING_MODE_HALF_EVEN: RoundingMode
+EVENT_TYPE_POLICY_UNSPECIFIED: EventTypePolicy
+EVENT_TYPE_POLICY_OPEN: EventTypePolicy
+EVENT_TYPE_POLICY_REGISTERED: EventTypePolicy
+PROPERTY_TYPE_UNSPECIFIED: PropertyType
+PROPERTY_TYPE_STRING: PropertyType
+PROPERTY_TYPE_NUMBER: PropertyType
+PROPERTY_TYPE_BOOLEAN: PropertyType
+PROPERTY_TYPE_OBJECT: PropertyType
+PROPERTY_TYPE_ARRAY: PropertyType
 RULE_STATUS_UNSPECIFIED: RuleStatus
 RULE_STATUS_ACTIVE: RuleStatus
 RULE_STATUS_SUSPENDED: RuleStatus
+RULE_STATUS_ARCHIVED: RuleStatus
 ENTRY_KIND_UNSPECIFIED: EntryKind
 ENTRY_KIND_EARN: EntryKind
 ENTRY_KIND_ADJUSTMENT: EntryKind
@@ -57,7 +85,7 @@ class Tier(_message.Message):
     def __init__(self, name: _Optional[str] = ..., min_lifetime_points: _Optional[str] = ..., multiplier: _Optional[str] = ...) -> None: ...
 
 class Program(_message.Message):
-    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at")
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at", "event_type_policy")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +94,7 @@ class Program(_message.Message):
     ROUNDING_PRECISION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
@@ -74,21 +103,92 @@ class Program(_message.Message):
     rounding_precision: int
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    event_type_policy: EventTypePolicy
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ...) -> None: ...
 
 class CreateProgramRequest(_message.Message):
-    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision")
+    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "event_type_policy")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
     TIERS_FIELD_NUMBER: _ClassVar[int]
     ROUNDING_MODE_FIELD_NUMBER: _ClassVar[int]
     ROUNDING_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
     tiers: _containers.RepeatedCompositeFieldContainer[Tier]
     rounding_mode: RoundingMode
     rounding_precision: int
-    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ...) -> None: ...
+    event_type_policy: EventTypePolicy
+    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ...) -> None: ...
+
+class UpdateProgramRequest(_message.Message):
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "clear_tiers", "rounding_mode", "rounding_precision", "event_type_policy")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_TIERS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_MODE_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    name: str
+    on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
+    tiers: _containers.RepeatedCompositeFieldContainer[Tier]
+    clear_tiers: bool
+    rounding_mode: RoundingMode
+    rounding_precision: int
+    event_type_policy: EventTypePolicy
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., clear_tiers: _Optional[bool] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ...) -> None: ...
+
+class EventTypeProperty(_message.Message):
+    __slots__ = ("name", "type", "required")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: PropertyType
+    required: bool
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[PropertyType, str]] = ..., required: _Optional[bool] = ...) -> None: ...
+
+class EventType(_message.Message):
+    __slots__ = ("program_id", "name", "description", "properties", "created_at")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    name: str
+    description: str
+    properties: _containers.RepeatedCompositeFieldContainer[EventTypeProperty]
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., properties: _Optional[_Iterable[_Union[EventTypeProperty, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateEventTypeRequest(_message.Message):
+    __slots__ = ("program_id", "name", "description", "properties")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    name: str
+    description: str
+    properties: _containers.RepeatedCompositeFieldContainer[EventTypeProperty]
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., properties: _Optional[_Iterable[_Union[EventTypeProperty, _Mapping]]] = ...) -> None: ...
+
+class ListEventTypesRequest(_message.Message):
+    __slots__ = ("program_id",)
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    def __init__(self, program_id: _Optional[str] = ...) -> None: ...
+
+class ListEventTypesResponse(_message.Message):
+    __slots__ = ("event_types",)
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    event_types: _containers.RepeatedCompositeFieldContainer[EventType]
+    def __init__(self, event_types: _Optional[_Iterable[_Union[EventType, _Mapping]]] = ...) -> None: ...
 
 class GetProgramRequest(_message.Message):
     __slots__ = ("program_id",)
@@ -112,8 +212,24 @@ class ListProgramsResponse(_message.Message):
     next_page_token: str
     def __init__(self, programs: _Optional[_Iterable[_Union[Program, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class RuleCaps(_message.Message):
+    __slots__ = ("max_points_per_event", "per_participant_daily", "per_participant_weekly", "per_participant_monthly", "per_participant_lifetime", "total_budget")
+    MAX_POINTS_PER_EVENT_FIELD_NUMBER: _ClassVar[int]
+    PER_PARTICIPANT_DAILY_FIELD_NUMBER: _ClassVar[int]
+    PER_PARTICIPANT_WEEKLY_FIELD_NUMBER: _ClassVar[int]
+    PER_PARTICIPANT_MONTHLY_FIELD_NUMBER: _ClassVar[int]
+    PER_PARTICIPANT_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    max_points_per_event: str
+    per_participant_daily: str
+    per_participant_weekly: str
+    per_participant_monthly: str
+    per_participant_lifetime: str
+    total_budget: str
+    def __init__(self, max_points_per_event: _Optional[str] = ..., per_participant_daily: _Optional[str] = ..., per_participant_weekly: _Optional[str] = ..., per_participant_monthly: _Optional[str] = ..., per_participant_lifetime: _Optional[str] = ..., total_budget: _Optional[str] = ...) -> None: ...
+
 class Rule(_message.Message):
-    __slots__ = ("rule_id", "program_id", "version", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "created_at", "updated_at")
+    __slots__ = ("rule_id", "program_id", "version", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "created_at", "updated_at", "caps")
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +245,7 @@ class Rule(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
     rule_id: str
     program_id: str
     version: int
@@ -144,10 +261,11 @@ class Rule(_message.Message):
     status: RuleStatus
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, rule_id: _Optional[str] = ..., program_id: _Optional[str] = ..., version: _Optional[int] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    caps: RuleCaps
+    def __init__(self, rule_id: _Optional[str] = ..., program_id: _Optional[str] = ..., version: _Optional[int] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ...) -> None: ...
 
 class CreateRuleRequest(_message.Message):
-    __slots__ = ("program_id", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status")
+    __slots__ = ("program_id", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "caps")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +277,7 @@ class CreateRuleRequest(_message.Message):
     ACTIVE_FROM_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_TO_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     event_type: str
@@ -170,7 +289,102 @@ class CreateRuleRequest(_message.Message):
     active_from: _timestamp_pb2.Timestamp
     active_to: _timestamp_pb2.Timestamp
     status: RuleStatus
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ...) -> None: ...
+    caps: RuleCaps
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ...) -> None: ...
+
+class UpdateRuleRequest(_message.Message):
+    __slots__ = ("program_id", "rule_id", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "caps", "clear_active_from", "clear_active_to")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    FORMULA_FIELD_NUMBER: _ClassVar[int]
+    APPLY_TIER_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    STOP_AFTER_MATCH_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FROM_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_TO_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_ACTIVE_FROM_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_ACTIVE_TO_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    rule_id: str
+    name: str
+    event_type: str
+    condition: str
+    formula: str
+    apply_tier_multiplier: bool
+    order: int
+    stop_after_match: bool
+    active_from: _timestamp_pb2.Timestamp
+    active_to: _timestamp_pb2.Timestamp
+    status: RuleStatus
+    caps: RuleCaps
+    clear_active_from: bool
+    clear_active_to: bool
+    def __init__(self, program_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ..., clear_active_from: _Optional[bool] = ..., clear_active_to: _Optional[bool] = ...) -> None: ...
+
+class DeleteRuleRequest(_message.Message):
+    __slots__ = ("program_id", "rule_id")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    rule_id: str
+    def __init__(self, program_id: _Optional[str] = ..., rule_id: _Optional[str] = ...) -> None: ...
+
+class ListRuleVersionsRequest(_message.Message):
+    __slots__ = ("program_id", "rule_id")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    rule_id: str
+    def __init__(self, program_id: _Optional[str] = ..., rule_id: _Optional[str] = ...) -> None: ...
+
+class ListRuleVersionsResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[Rule]
+    def __init__(self, versions: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ...) -> None: ...
+
+class GetRuleVersionRequest(_message.Message):
+    __slots__ = ("program_id", "rule_id", "version")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    rule_id: str
+    version: int
+    def __init__(self, program_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class SimulateRulesRequest(_message.Message):
+    __slots__ = ("program_id", "event_type", "event_data", "event_timestamp", "participant_id", "participant_attributes", "draft_rules")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_DATA_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_RULES_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    event_type: str
+    event_data: _struct_pb2.Struct
+    event_timestamp: _timestamp_pb2.Timestamp
+    participant_id: str
+    participant_attributes: _struct_pb2.Struct
+    draft_rules: _containers.RepeatedCompositeFieldContainer[CreateRuleRequest]
+    def __init__(self, program_id: _Optional[str] = ..., event_type: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., participant_id: _Optional[str] = ..., participant_attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., draft_rules: _Optional[_Iterable[_Union[CreateRuleRequest, _Mapping]]] = ...) -> None: ...
+
+class SimulateRulesResponse(_message.Message):
+    __slots__ = ("rule_evaluations", "points_awarded", "tier")
+    RULE_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_AWARDED_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    rule_evaluations: _containers.RepeatedCompositeFieldContainer[_messages_pb2.RuleEvaluation]
+    points_awarded: str
+    tier: str
+    def __init__(self, rule_evaluations: _Optional[_Iterable[_Union[_messages_pb2.RuleEvaluation, _Mapping]]] = ..., points_awarded: _Optional[str] = ..., tier: _Optional[str] = ...) -> None: ...
 
 class GetRuleRequest(_message.Message):
     __slots__ = ("program_id", "rule_id")
@@ -239,6 +453,32 @@ class Transaction(_message.Message):
     reason: str
     created_at: _timestamp_pb2.Timestamp
     def __init__(self, transaction_id: _Optional[str] = ..., program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., amount: _Optional[str] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., source: _Optional[str] = ..., event_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateAdjustmentRequest(_message.Message):
+    __slots__ = ("program_id", "participant_id", "amount", "reason", "idempotency_key", "allow_negative")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    participant_id: str
+    amount: str
+    reason: str
+    idempotency_key: str
+    allow_negative: bool
+    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., amount: _Optional[str] = ..., reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., allow_negative: _Optional[bool] = ...) -> None: ...
+
+class Adjustment(_message.Message):
+    __slots__ = ("transaction", "balance", "deduplicated")
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
+    transaction: Transaction
+    balance: Balance
+    deduplicated: bool
+    def __init__(self, transaction: _Optional[_Union[Transaction, _Mapping]] = ..., balance: _Optional[_Union[Balance, _Mapping]] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
 
 class ListTransactionsRequest(_message.Message):
     __slots__ = ("program_id", "participant_id", "page_size", "page_token")

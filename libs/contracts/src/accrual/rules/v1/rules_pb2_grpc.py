@@ -75,6 +75,51 @@ class RulesServiceStub:
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListTransactionsRequest.SerializeToString,
                 response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListTransactionsResponse.FromString,
                 _registered_method=True)
+        self.UpdateProgram = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/UpdateProgram',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateProgramRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Program.FromString,
+                _registered_method=True)
+        self.CreateEventType = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/CreateEventType',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateEventTypeRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.FromString,
+                _registered_method=True)
+        self.ListEventTypes = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/ListEventTypes',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesResponse.FromString,
+                _registered_method=True)
+        self.UpdateRule = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/UpdateRule',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateRuleRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.FromString,
+                _registered_method=True)
+        self.DeleteRule = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/DeleteRule',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.DeleteRuleRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.FromString,
+                _registered_method=True)
+        self.ListRuleVersions = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/ListRuleVersions',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListRuleVersionsRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListRuleVersionsResponse.FromString,
+                _registered_method=True)
+        self.GetRuleVersion = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/GetRuleVersion',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.GetRuleVersionRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.FromString,
+                _registered_method=True)
+        self.SimulateRules = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/SimulateRules',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesResponse.FromString,
+                _registered_method=True)
+        self.CreateAdjustment = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/CreateAdjustment',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Adjustment.FromString,
+                _registered_method=True)
 
 
 class RulesServiceServicer:
@@ -137,6 +182,69 @@ class RulesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateProgram(self, request, context):
+        """Change a program: only the fields present in the request change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEventType(self, request, context):
+        """Register an event type (and its properties) on a program.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEventTypes(self, request, context):
+        """List a program's registered event types.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRule(self, request, context):
+        """Change a rule: the fields present in the request change, making a new version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRule(self, request, context):
+        """Archive a rule (a new, ARCHIVED version); its history stays readable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuleVersions(self, request, context):
+        """Every version of a rule, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRuleVersion(self, request, context):
+        """One version of a rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SimulateRules(self, request, context):
+        """Dry-run a hypothetical event against the current (or given draft) rules; writes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAdjustment(self, request, context):
+        """Credit or debit points directly; idempotent by idempotency_key within the program.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RulesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +287,51 @@ def add_RulesServiceServicer_to_server(servicer, server):
                     servicer.ListTransactions,
                     request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListTransactionsRequest.FromString,
                     response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListTransactionsResponse.SerializeToString,
+            ),
+            'UpdateProgram': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProgram,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateProgramRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Program.SerializeToString,
+            ),
+            'CreateEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEventType,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateEventTypeRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.SerializeToString,
+            ),
+            'ListEventTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventTypes,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'UpdateRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRule,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateRuleRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.SerializeToString,
+            ),
+            'DeleteRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRule,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.DeleteRuleRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.SerializeToString,
+            ),
+            'ListRuleVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuleVersions,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListRuleVersionsRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListRuleVersionsResponse.SerializeToString,
+            ),
+            'GetRuleVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRuleVersion,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.GetRuleVersionRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.SerializeToString,
+            ),
+            'SimulateRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimulateRules,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesResponse.SerializeToString,
+            ),
+            'CreateAdjustment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAdjustment,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Adjustment.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +551,249 @@ class RulesService:
             '/accrual.rules.v1.RulesService/ListTransactions',
             accrual_dot_rules_dot_v1_dot_rules__pb2.ListTransactionsRequest.SerializeToString,
             accrual_dot_rules_dot_v1_dot_rules__pb2.ListTransactionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProgram(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/UpdateProgram',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateProgramRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.Program.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/CreateEventType',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.CreateEventTypeRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/ListEventTypes',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/UpdateRule',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateRuleRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/DeleteRule',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.DeleteRuleRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuleVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/ListRuleVersions',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ListRuleVersionsRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ListRuleVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRuleVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/GetRuleVersion',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.GetRuleVersionRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimulateRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/SimulateRules',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAdjustment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/CreateAdjustment',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.Adjustment.FromString,
             options,
             channel_credentials,
             insecure,

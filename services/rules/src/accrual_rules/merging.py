@@ -1,0 +1,71 @@
+"""Ledger side of a participant merge: every program balance of the merged participant moves
+to the survivor, once per merge.
+
+Per program, one transaction locks both balance rows (in participant-id order), appends a
+REVERSAL on the merged participant and a matching ADJUSTMENT on the survivor whose sources
+contain the merge id, carries lifetime earned over and recomputes the survivor's tier. The
+unique sources make a redelivered ``ParticipantsMerged`` move nothing twice; tier changes go
+to the outbox with the entries.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import structlog
+from accrual.messages.v1 import messages_pb2
+from accrual_platform import queue
+from accrual_platform.db import Database, decimal_str, utcnow
+from accrual_platform.outbox import outbox_row
+
+from accrual_rules import ledger, storage
+from accrual_rules.rows import program_policy
+
+log = structlog.get_logger("accrual.rules.merge")
+
+
+def merge_ledgers(db: Database, msg: messages_pb2.ParticipantsMerged) -> int:
+    """Move the balances; returns how many programs moved now (0 on a redelivery)."""
+    tenant, merged, survivor = msg.tenant_id, msg.merged_participant_id, msg.survivor_participant_id
+    if not merged or not survivor or merged == survivor:
+        log.warning("merge_ignored", merge_id=msg.merge_id, reason="participants missing or equal")
+        return 0
+    b, p = storage.balances, storage.programs
+    with db.transaction() as session:
+        program_ids = sorted(session.execute(sa.select(b.c.program_id).where(
+            b.c.tenant_id == tenant, b.c.participant_id == merged)).scalars())
+        programs = {row.id: row for row in session.execute(sa.select(p).where(
+            p.c.tenant_id == tenant, p.c.id.in_(program_ids)))} if program_ids else {}
+    moved = 0
+    for program_id in program_ids:
+        if program_id not in programs:
+            continue
+        program = program_policy(programs[program_id])
+        now = utcnow()
+        with db.transaction() as session:
+            accounts = {pid: ledger.lock_account(session, db.dialect, tenant, program_id, pid)
+                        for pid in sorted((merged, survivor))}
+            source, target = accounts[merged], accounts[survivor]
+            amount, lifetime = source.available, source.lifetime_earned
+            if not amount and not lifetime:
+                continue
+            base = f"merge:{msg.merge_id}:{program_id}"
+            out = ledger.post(session, db.dialect, tenant_id=tenant, program_id=program_id,
+                              participant_id=merged, amount=-amount, kind="REVERSAL", source=f"{base}:out",
+                              reason=f"merged into participant {survivor}", occurred_at=now, now=now)
+            if out is None:
+                continue  # this merge already moved this program's balance
+            ledger.post(session, db.dialect, tenant_id=tenant, program_id=program_id,
+                        participant_id=survivor, amount=amount, kind="ADJUSTMENT", source=f"{base}:in",
+                        reason=f"merged from participant {merged} (lifetime {decimal_str(lifetime)})",
+                        occurred_at=now, now=now)
+            ledger.settle(session, tenant, program, source, -amount, -lifetime, now)
+            old_tier, new_tier = ledger.settle(session, tenant, program, target, amount, lifetime, now)
+            if old_tier != new_tier:
+                note = ledger.tier_changed(tenant, f"tier.changed:{base}", now, target, old_tier, new_tier,
+                                           {"merge_id": msg.merge_id})
+                session.execute(storage.outbox.insert(), [outbox_row(
+                    queue.NOTIFY_QUEUE, "publish_notifications",
+                    messages_pb2.Notifications(notifications=[note]))])
+            moved += 1
+    log.info("ledgers_merged", merge_id=msg.merge_id, programs=moved)
+    return moved

@@ -1,0 +1,214 @@
+"""Fixtures of the rules tests: the rules runtime (built by ``bootstrap.build``) behind a real
+gRPC server, on a migrated SQLite file and on PostgreSQL, plus a worker ``Processor`` whose
+peers (ingest's ClaimEvents, identity's ResolveParticipants) are in-memory fakes that follow
+their contracts, so the ledger, caps and redelivery can be driven event by event.
+
+PostgreSQL tests use the ``rules`` schema (dropped and re-migrated once per session) and a
+fresh tenant per test; they are marked ``integration`` and fail (never skip) without it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+import grpc
+import pytest
+from accrual.identity.v1 import identity_pb2
+from accrual.ingest.v1 import ingest_pb2
+from accrual.messages.v1 import messages_pb2
+from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
+from accrual_platform import auth, migrations, queue
+from accrual_platform.grpc_server import ServiceInterceptor, build_server
+from accrual_platform.settings import Settings
+from accrual_platform.testing import PG_URL, fresh_schema
+from accrual_rules import bootstrap
+from accrual_rules.bootstrap import RulesRuntime
+from accrual_rules.processing import Processor
+from dramatiq.brokers.stub import StubBroker
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+TOKEN = "test-internal-token"
+BACKENDS = [pytest.param("sqlite", id="sqlite"),
+            pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration)]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    return fresh_schema(bootstrap.SCHEMA, bootstrap.MIGRATIONS, PG_URL)
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('rules')}/{{schema}}.db"
+    migrations.upgrade(url, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
+    return url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
+    return url
+
+
+def _authenticate(key: str) -> auth.Principal | None:
+    """Test keys are ``key-<tenant id>`` with every scope but internal."""
+    if key.startswith("key-"):
+        return auth.Principal(tenant_id=key[4:], key_id="k", scopes=frozenset({"admin"}))
+    return None
+
+
+@dataclass
+class FakeIngest:
+    """IngestService.ClaimEvents over events the test submitted."""
+
+    events: dict[str, ingest_pb2.Event] = field(default_factory=dict)
+
+    def ClaimEvents(self, request: ingest_pb2.ClaimEventsRequest, **_: Any) -> ingest_pb2.ClaimEventsResponse:
+        return ingest_pb2.ClaimEventsResponse(events=[self.events[i] for i in request.event_ids
+                                                      if i in self.events])
+
+
+@dataclass
+class FakeIdentity:
+    """IdentityService.ResolveParticipants: one participant per (tenant, identity), created on
+    first sight (CREATE) or participant_not_found (REJECT); program-less items list the
+    participant's ACTIVE programs from ``enrollments``."""
+
+    participants: dict[tuple[str, int, str], str] = field(default_factory=dict)
+    # Participant ids GetParticipant does not know (every other id exists).
+    missing: set[str] = field(default_factory=set)
+    enrollments: dict[str, list[str]] = field(default_factory=dict)
+    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def participant(self, tenant: str, value: str, kind: int = identity_pb2.IDENTITY_TYPE_EXTERNAL) -> str:
+        with self.lock:
+            return self.participants.setdefault((tenant, kind, value), str(uuid.uuid4()))
+
+    def ResolveParticipants(self, request: identity_pb2.ResolveParticipantsRequest,
+                            **_: Any) -> identity_pb2.ResolveParticipantsResponse:
+        results = []
+        for item in request.items:
+            result = identity_pb2.ResolveResult()
+            if item.participant_id:
+                result.participant_id = item.participant_id
+            else:
+                ident = item.identities[0]
+                key = (request.tenant_id, ident.type, ident.value)
+                if key not in self.participants and \
+                        item.on_unknown_participant == identity_pb2.UNKNOWN_PARTICIPANT_POLICY_REJECT:
+                    result.error_code, result.error_message = "participant_not_found", "unknown"
+                    results.append(result)
+                    continue
+                result.participant_id = self.participant(request.tenant_id, ident.value, ident.type)
+            result.attributes.update(self.attributes.get(result.participant_id, {}))
+            if not item.program_id:
+                result.active_program_ids.extend(self.enrollments.get(result.participant_id, []))
+            results.append(result)
+        return identity_pb2.ResolveParticipantsResponse(results=results)
+
+
+@dataclass(frozen=True)
+class RpcFailure:
+    code: grpc.StatusCode
+    reason: str
+    fields: list[str]
+    message: str
+
+
+@dataclass
+class Stack:
+    runtime: RulesRuntime
+    broker: StubBroker
+    stub: rules_pb2_grpc.RulesServiceStub
+    ingest: FakeIngest
+    identity: FakeIdentity
+    processor: Processor
+
+    def tenant(self) -> tuple[str, list[tuple[str, str]]]:
+        """A new tenant and the metadata of its API key."""
+        tenant = str(uuid.uuid4())
+        return tenant, [("x-api-key", f"key-{tenant}")]
+
+    def event(self, program_id: str, *, external_id: str = "user_abc123",
+              event_type: str = "purchase", data: dict[str, Any] | None = None,
+              at: dt.datetime | None = None, **extra: Any) -> str:
+        """Store an accepted event in the fake ingest; returns its id."""
+        event = ingest_pb2.Event(event_id=str(uuid.uuid4()), program_id=program_id,
+                                 idempotency_key=str(uuid.uuid4()), event_type=event_type, **extra)
+        if program_id and "participant_id" not in extra:
+            event.external_id = external_id
+        event.event_data.update(data or {})
+        event.event_timestamp.FromDatetime(at or dt.datetime.now(dt.UTC))
+        self.ingest.events[event.event_id] = event
+        return event.event_id
+
+    def process(self, tenant: str, *event_ids: str) -> list[messages_pb2.EventOutcome]:
+        """Run the worker on one message and return the outcomes it sent to ingest."""
+        self.processor.process(tenant, list(event_ids))
+        return [o for o in self.drain_outcomes() if o.event_id in event_ids]
+
+    def drain_outcomes(self) -> list[messages_pb2.EventOutcome]:
+        out = []
+        q = self.broker.queues.get(queue.INGEST_QUEUE)
+        while q is not None and not q.empty():
+            message = dramatiq.Message.decode(q.get_nowait())
+            out.extend(queue.from_payload(message.args[0], messages_pb2.EventOutcomes).outcomes)
+        return out
+
+    def drain_notifications(self) -> list[messages_pb2.Notification]:
+        out = []
+        q = self.broker.queues.get(queue.NOTIFY_QUEUE)
+        while q is not None and not q.empty():
+            message = dramatiq.Message.decode(q.get_nowait())
+            out.extend(queue.from_payload(message.args[0], messages_pb2.Notifications).notifications)
+        return out
+
+    def balance(self, md: list[tuple[str, str]], program_id: str, participant_id: str) -> rules_pb2.Balance:
+        return self.stub.GetBalance(rules_pb2.GetBalanceRequest(
+            program_id=program_id, participant_id=participant_id), metadata=md)
+
+    @staticmethod
+    def failure(call: Callable[[], Any]) -> RpcFailure:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        exc: Any = info.value
+        status = rpc_status.from_call(exc)
+        reason, fields = "", []
+        for detail in status.details if status else []:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                error_info = error_details_pb2.ErrorInfo()
+                detail.Unpack(error_info)
+                reason = error_info.reason.lower()
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                fields = [v.field for v in bad.field_violations]
+        return RpcFailure(exc.code(), reason, fields, exc.details())
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str) -> Iterator[Stack]:
+    broker = StubBroker()
+    settings = Settings(database_url=database_url, broker_url="stub://", redis_url=None,
+                        internal_token=TOKEN)
+    runtime = bootstrap.build(settings, broker)
+    server, port = build_server([(runtime.service_full_name, runtime.register)], "127.0.0.1:0",
+                                ServiceInterceptor(_authenticate, TOKEN))
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    ingest, identity = FakeIngest(), FakeIdentity()
+    processor = Processor(runtime.db, broker, ingest, identity, TOKEN)
+    runtime.service.participant_exists = lambda tenant, pid: pid not in identity.missing
+    yield Stack(runtime, broker, rules_pb2_grpc.RulesServiceStub(channel), ingest, identity, processor)
+    channel.close()
+    server.stop(2).wait()
+    runtime.stop()
+    broker.close()
