@@ -132,21 +132,28 @@ def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[De
     kills = 0
 
     def killer() -> None:
-        # Every 1-2 s, SIGKILL a rules worker that has been up for at least 2 s (a worker
-        # still starting has nothing in flight to lose) and start a new one in its place.
+        # Every 1-2 s, SIGKILL a rules worker that has been consuming for at least a second
+        # (one still importing has nothing in flight to lose) and start a new one in its place.
         nonlocal kills
         rng = random.Random(7)
-        started = {name: time.monotonic() for name in ("worker-rules-0", "worker-rules-1")}
+        names = ("worker-rules-0", "worker-rules-1")
+        launches = dict.fromkeys(names, 1)
+        consuming_since: dict[str, float] = {}
         while not stop.is_set():
             time.sleep(rng.uniform(1.0, 2.0))
-            ready = [n for n, t in started.items() if time.monotonic() - t >= 2.0]
+            for n in names:
+                log = (dep.workdir / f"{n}.log").read_text(errors="replace")
+                if n not in consuming_since and log.count("worker_started") >= launches[n]:
+                    consuming_since[n] = time.monotonic()
+            ready = [n for n, t in consuming_since.items() if time.monotonic() - t >= 1.0]
             if not ready:
                 continue
             name = rng.choice(ready)
             dep.signal(name, signal.SIGKILL, wait=10)
             kills += 1
+            launches[name] += 1
+            del consuming_since[name]
             dep.launch(name)
-            started[name] = time.monotonic()
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
