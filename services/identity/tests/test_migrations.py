@@ -40,7 +40,7 @@ def test_upgrade_is_repeatable(database_url: str) -> None:
                 f"SELECT version_num FROM {bootstrap.SCHEMA}.alembic_version")).scalar_one()
     finally:
         engine.dispose()
-    assert version == "0001"
+    assert version == "0002"
 
 
 def test_downgrade_and_upgrade_on_a_fresh_sqlite_file(tmp_path: pathlib.Path) -> None:
@@ -64,7 +64,7 @@ def test_downgrade_and_upgrade_on_a_fresh_sqlite_file(tmp_path: pathlib.Path) ->
     assert _differences(url) == []
 
 
-@pytest.mark.parametrize("name", ["tenants", "api_keys", "participants", "identities",
+@pytest.mark.parametrize("name", ["tenants", "api_keys", "participants", "identities", "merges",
                                   "enrollments", "outbox"])
 def test_every_table_lives_in_the_identity_schema(name: str) -> None:
     assert storage.metadata.tables[f"identity.{name}"].schema == "identity"
