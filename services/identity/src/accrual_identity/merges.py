@@ -48,7 +48,7 @@ class Merges:
               merged_participant_id: str) -> MergeResult:
         """Merge ``merged_participant_id`` into ``survivor_participant_id``; every refusal
         (same participant, unknown or another tenant's, already merged) changes nothing."""
-        violations = []
+        violations: list[errors.FieldViolation] = []
         ids: dict[str, str] = {}
         for name, raw in ((SURVIVOR, survivor_participant_id), (MERGED, merged_participant_id)):
             try:

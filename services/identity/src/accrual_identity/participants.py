@@ -99,7 +99,7 @@ class Participants:
         with self._db.transaction() as session:
             region = storage.tenant_region(session, tenant_id)
         if region is None:
-            return DEFAULT_REGION  # not cached: the tenant may be created later
+            return str(DEFAULT_REGION)  # not cached: the tenant may be created later
         self._regions[tenant_id] = region
         return region
 
