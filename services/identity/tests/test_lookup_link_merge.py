@@ -14,6 +14,8 @@ from accrual.identity.v1 import identity_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual_identity import storage
 from accrual_platform import queue
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -128,6 +130,25 @@ def test_lookup_by_each_identity_normalises_before_matching(stack: Stack) -> Non
                   {"phone": "415.555.0199"}, {"device_key": "dev-look\t"}):
         got = lookup(stack, key, **query)
         assert got == made, query
+
+
+@settings(max_examples=25, deadline=None)
+@given(flips=st.lists(st.booleans(), min_size=40, max_size=40),
+       before=st.text(alphabet=" \t", max_size=2), after=st.text(alphabet=" \t", max_size=2),
+       phone_style=st.sampled_from(["({a}) {b}-{c}", "{a}.{b}.{c}", "+1 {a} {b} {c}", "1{a}{b}{c}"]))
+def test_any_spelling_of_a_stored_email_or_phone_finds_the_participant(
+        stack: Stack, flips: list[bool], before: str, after: str, phone_style: str) -> None:
+    key, _ = stack.key("participants:write")
+    local = uuid.uuid4().hex[:10]
+    area, line = 212, f"{uuid.uuid4().int % 10000:04d}"
+    made = create(stack, key, ident("EMAIL", f"{local}@example.com"),
+                  ident("PHONE", f"+1{area}555{line}"))
+    email = "".join(ch.upper() if flip else ch for ch, flip in zip(f"{local}@Example.com", flips,
+                                                                    strict=False))
+
+    assert lookup(stack, key, email=before + email + after) == made
+    phone = phone_style.format(a=area, b="555", c=line)
+    assert lookup(stack, key, phone=before + phone + after) == made
 
 
 def test_lookup_of_an_unknown_identity_is_404_and_bad_input_400(stack: Stack) -> None:
