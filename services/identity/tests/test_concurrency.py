@@ -197,9 +197,9 @@ def test_a_merge_racing_resolution_leaves_nothing_on_the_merged_participant(stac
                 survivor_participant_id=survivor, merged_participant_id=merged),
                 metadata=stack.auth(key)).merge_id)
         # events of the merged person, each bringing a new email and a new program
-        return stack.resolve(tenant, item(
+        return str(stack.resolve(tenant, item(
             programs[index % len(programs)], (external, merged_ext),
-            (email, f"m{index}@example.com")))[0].participant_id
+            (email, f"m{index}@example.com")))[0].participant_id)
 
     results = at_once(21, work)
 
@@ -230,7 +230,8 @@ def test_opposite_merges_at_once_one_wins_the_other_is_refused(stack: Stack) -> 
                 survivor_participant_id=survivor, merged_participant_id=merged),
                 metadata=stack.auth(key))
         except grpc.RpcError as exc:
-            return exc.code()  # type: ignore[no-any-return]
+            code: grpc.StatusCode = exc.code()
+            return code
         return grpc.StatusCode.OK
 
     codes = at_once(10, work)
