@@ -89,6 +89,7 @@ class Stack:
     server: grpc.Server
     channel: grpc.Channel
     stub: identity_pb2_grpc.IdentityServiceStub
+    address: str
     _published: list[messages_pb2.Notification] = field(default_factory=list)
 
     def key(self, *scopes: str, tenant: str | None = None) -> tuple[str, str]:
@@ -170,8 +171,10 @@ def stack(database_url: str) -> Iterator[Stack]:
                                 "127.0.0.1:0", ServiceInterceptor(runtime.authenticator, TOKEN))
     server.start()
     runtime.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield Stack(runtime, broker, server, channel, identity_pb2_grpc.IdentityServiceStub(channel))
+    address = f"127.0.0.1:{port}"
+    channel = grpc.insecure_channel(address)
+    yield Stack(runtime, broker, server, channel, identity_pb2_grpc.IdentityServiceStub(channel),
+                address)
     channel.close()
     server.stop(2).wait()
     runtime.stop()

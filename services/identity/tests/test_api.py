@@ -173,7 +173,7 @@ def test_an_identity_of_another_participant_is_409_and_nothing_is_written(stack:
     got = stack.failure(lambda: create(stack, key, ident("EXTERNAL", loose),
                                        ident("EMAIL", " TAKEN@example.com")))
 
-    assert (got.code, got.reason) == (Code.ALREADY_EXISTS, "IDENTITY_TAKEN")
+    assert (got.code, got.reason) == (Code.ALREADY_EXISTS, "IDENTITY_CONFLICT")
     assert "identities[1].value" in got.message
     assert stack.count(storage.participants, tenant) == 1
     assert stack.count(storage.identities, tenant) == 1
@@ -360,7 +360,8 @@ def test_invalid_items_fail_alone(stack: Stack) -> None:
     bad_email, no_type, nothing, no_program, good = stack.resolve(
         tenant, item(program, ident("EMAIL", "nope@")),
         item(program, identity_pb2.Identity(value="x")), item(program),
-        item("", ident("EXTERNAL", unique())), item(program, ident("PHONE", "+44 20 7946 0958")))
+        item("p" * 37, ident("EXTERNAL", unique())),
+        item(program, ident("PHONE", "+44 20 7946 0958")))
 
     assert bad_email.error_code == "invalid_identity"
     assert "identities[0].value" in bad_email.error_message

@@ -16,10 +16,13 @@ from accrual_platform import auth, errors
 from accrual_platform.db import Database
 from google.protobuf import json_format, struct_pb2
 
-from accrual_identity import keys
-from accrual_identity.domain.enrollments import EnrollmentChange
+from accrual_identity import keys, storage
+from accrual_identity.domain.enrollments import EnrollmentChange, EnrollmentStatus
 from accrual_identity.domain.identities import IdentityType
+from accrual_identity.enrollments import Enrollments
+from accrual_identity.merges import Merges
 from accrual_identity.participants import (
+    LOOKUP_FIELDS,
     Participants,
     ParticipantView,
     RawIdentity,
@@ -30,6 +33,10 @@ _TYPES = {identity_pb2.IdentityType.Value(f"IDENTITY_TYPE_{t.value}"): t for t i
 _TYPE_VALUES = {t: v for v, t in _TYPES.items()}
 _CHANGES = {c: identity_pb2.EnrollmentChange.Value(f"ENROLLMENT_CHANGE_{c.value}")
             for c in EnrollmentChange}
+_STATUSES = {identity_pb2.EnrollmentStatus.Value(f"ENROLLMENT_STATUS_{s.value}"): s
+             for s in EnrollmentStatus}
+_STATUS_VALUES = {s: v for v, s in _STATUSES.items()}
+_STATUS_NAMES = ", ".join(s.value for s in EnrollmentStatus)
 
 
 #: tenant ids are UUIDs; anything longer cannot be one and would not fit the columns
@@ -55,6 +62,25 @@ def _identities(messages: Iterable[identity_pb2.Identity]) -> list[RawIdentity]:
     return [(_TYPES.get(m.type), m.value) for m in messages]
 
 
+def _status(value: int, *, required: bool) -> EnrollmentStatus | None:
+    """A status of the request; an unknown number is refused naming the field."""
+    if value == identity_pb2.ENROLLMENT_STATUS_UNSPECIFIED and not required:
+        return None
+    status = _STATUSES.get(value)
+    if status is None:
+        raise errors.InvalidArgument.field("status", f"must be one of {_STATUS_NAMES}")
+    return status
+
+
+def enrollment_message(record: storage.EnrollmentRecord) -> identity_pb2.Enrollment:
+    msg = identity_pb2.Enrollment(program_id=record.program_id,
+                                  participant_id=record.participant_id,
+                                  status=_STATUS_VALUES[record.status])
+    msg.enrolled_at.FromDatetime(record.created_at)
+    msg.updated_at.FromDatetime(record.updated_at)
+    return msg
+
+
 def participant_message(view: ParticipantView) -> identity_pb2.Participant:
     msg = identity_pb2.Participant(participant_id=view.id, identities=[
         identity_pb2.Identity(type=_TYPE_VALUES[i.type], value=i.value) for i in view.identities])
@@ -64,9 +90,12 @@ def participant_message(view: ParticipantView) -> identity_pb2.Participant:
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):  # type: ignore[misc]
-    def __init__(self, db: Database, participants: Participants) -> None:
+    def __init__(self, db: Database, participants: Participants, enrollments: Enrollments,
+                 merges: Merges) -> None:
         self._db = db
         self._participants = participants
+        self._enrollments = enrollments
+        self._merges = merges
 
     def CreateParticipant(self, request: identity_pb2.CreateParticipantRequest,
                           context: grpc.ServicerContext) -> identity_pb2.Participant:
@@ -77,6 +106,64 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):  # type: igno
     def GetParticipant(self, request: identity_pb2.GetParticipantRequest,
                        context: grpc.ServicerContext) -> identity_pb2.Participant:
         return participant_message(self._participants.get(_tenant(), request.participant_id))
+
+    def LookupParticipant(self, request: identity_pb2.LookupParticipantRequest,
+                          context: grpc.ServicerContext) -> identity_pb2.Participant:
+        wanted = [(name, kind, getattr(request, name)) for name, kind in LOOKUP_FIELDS.items()
+                  if getattr(request, name)]
+        return participant_message(self._participants.lookup(_tenant(), wanted))
+
+    def LinkIdentity(self, request: identity_pb2.LinkIdentityRequest,
+                     context: grpc.ServicerContext) -> identity_pb2.Participant:
+        identity = _identities([request.identity])[0] if request.HasField("identity") else None
+        return participant_message(self._participants.link(
+            _tenant(), request.participant_id, identity))
+
+    def MergeParticipants(self, request: identity_pb2.MergeParticipantsRequest,
+                          context: grpc.ServicerContext) -> identity_pb2.MergeParticipantsResponse:
+        result = self._merges.merge(_tenant(), request.survivor_participant_id,
+                                    request.merged_participant_id)
+        response = identity_pb2.MergeParticipantsResponse(
+            merge_id=result.merge_id, merged_participant_id=result.merged_participant_id,
+            survivor=participant_message(result.survivor))
+        response.merged_at.FromDatetime(result.merged_at)
+        return response
+
+    def ListParticipantEnrollments(
+            self, request: identity_pb2.ListParticipantEnrollmentsRequest,
+            context: grpc.ServicerContext) -> identity_pb2.ListParticipantEnrollmentsResponse:
+        rows, token = self._enrollments.list_for_participant(
+            _tenant(), request.participant_id, _status(request.status, required=False),
+            request.page_size, request.page_token)
+        return identity_pb2.ListParticipantEnrollmentsResponse(
+            enrollments=[enrollment_message(r) for r in rows], next_page_token=token)
+
+    def ListProgramEnrollments(
+            self, request: identity_pb2.ListProgramEnrollmentsRequest,
+            context: grpc.ServicerContext) -> identity_pb2.ListProgramEnrollmentsResponse:
+        rows, token = self._enrollments.list_for_program(
+            _tenant(), request.program_id, _status(request.status, required=False),
+            request.page_size, request.page_token)
+        return identity_pb2.ListProgramEnrollmentsResponse(
+            enrollments=[enrollment_message(r) for r in rows], next_page_token=token)
+
+    def GetEnrollment(self, request: identity_pb2.GetEnrollmentRequest,
+                      context: grpc.ServicerContext) -> identity_pb2.Enrollment:
+        return enrollment_message(self._enrollments.get(
+            _tenant(), request.program_id, request.participant_id))
+
+    def CreateEnrollment(self, request: identity_pb2.CreateEnrollmentRequest,
+                         context: grpc.ServicerContext) -> identity_pb2.Enrollment:
+        return enrollment_message(self._enrollments.enroll(
+            _tenant(), request.program_id, request.participant_id))
+
+    def UpdateEnrollment(self, request: identity_pb2.UpdateEnrollmentRequest,
+                         context: grpc.ServicerContext) -> identity_pb2.Enrollment:
+        tenant = _tenant()
+        status = _status(request.status, required=True)
+        assert status is not None
+        return enrollment_message(self._enrollments.set_status(
+            tenant, request.program_id, request.participant_id, status))
 
     def AuthenticateApiKey(
             self, request: identity_pb2.AuthenticateApiKeyRequest,
@@ -107,4 +194,5 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):  # type: igno
             if outcome.enrollment_change is not None:
                 result.enrollment_change = _CHANGES[outcome.enrollment_change]
             result.attributes.update(outcome.attributes)
+            result.active_program_ids.extend(outcome.active_program_ids)
         return response

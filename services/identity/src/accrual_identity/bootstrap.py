@@ -21,6 +21,8 @@ from accrual_platform.settings import Settings
 
 from accrual_identity import keys, storage
 from accrual_identity.api import IdentityServicer
+from accrual_identity.enrollments import Enrollments
+from accrual_identity.merges import Merges
 from accrual_identity.participants import Participants
 
 MIGRATIONS: pathlib.Path = migrations_dir(__file__)
@@ -38,12 +40,14 @@ class IdentityRuntime:
         self.db = Database(settings.database_url, SCHEMA, pool_size=10)
         self.relay = OutboxRelay(self.db, storage.outbox, broker)
         self.participants = Participants(self.db, on_commit=self.relay.notify)
+        self.enrollments = Enrollments(self.db, on_commit=self.relay.notify)
+        self.merges = Merges(self.db, on_commit=self.relay.notify)
         self.authenticator: auth.Authenticator = auth.CachedAuthenticator(
             functools.partial(keys.authenticate, self.db), ttl=settings.api_key_cache_seconds)
 
     def register(self, server: grpc.Server) -> None:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(
-            IdentityServicer(self.db, self.participants), server)
+            IdentityServicer(self.db, self.participants, self.enrollments, self.merges), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
         """Identity consumes no queue; it only produces notifications (via its outbox)."""

@@ -1,4 +1,5 @@
-"""Participant use cases: create, get, and resolve the people behind a batch of events.
+"""Participant use cases: create, get, look up, link identities, and resolve the people
+behind a batch of events.
 
 Resolution is the hot path (the rules worker calls it once per batch of events), so it
 reads everything a batch needs in a few set-based queries, plans the batch in memory with
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from accrual_identity import notifications, storage
 from accrual_identity.domain import resolution
 from accrual_identity.domain.attributes import InvalidAttribute, validate_attributes
-from accrual_identity.domain.enrollments import INACTIVE, EnrollmentChange, Pair, changes
+from accrual_identity.domain.enrollments import EnrollmentChange, Pair, changes
 from accrual_identity.domain.identities import (
     DEFAULT_REGION,
     Identity,
@@ -35,12 +36,17 @@ from accrual_identity.domain.identities import (
     by_precedence,
     normalize,
 )
+from accrual_identity.enrollments import activate
+from accrual_identity.validation import (
+    MAX_ID_LENGTH,
+    canonical_uuid,
+    existing_participant,
+    require_uuid,
+)
 
 #: attempts of a batch that keeps losing identities to concurrent writers
 MAX_ATTEMPTS = 5
 MAX_ITEMS = 5000
-#: PostgreSQL codes of a transaction that lost a race and may simply be run again
-_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 
 RawIdentity = tuple[IdentityType | None, str]
 log = structlog.get_logger("accrual.identity")
@@ -70,17 +76,12 @@ class ResolveOutcome:
     error_code: str = ""
     error_message: str = ""
     attributes: dict[str, Any] = field(default_factory=dict)
+    #: programs the participant is ACTIVE in; filled for items without a program
+    active_program_ids: tuple[str, ...] = ()
 
 
 class _LostRace(Exception):
     """A concurrent writer claimed an identity this batch planned to claim."""
-
-
-def canonical_uuid(value: str) -> str | None:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
 
 
 class Participants:
@@ -98,7 +99,7 @@ class Participants:
         with self._db.transaction() as session:
             region = storage.tenant_region(session, tenant_id)
         if region is None:
-            return DEFAULT_REGION  # not cached: the tenant may be created later
+            return str(DEFAULT_REGION)  # not cached: the tenant may be created later
         self._regions[tenant_id] = region
         return region
 
@@ -129,15 +130,14 @@ class Participants:
         with self._db.transaction() as session:
             storage.insert_participants(session, [{
                 "id": participant_id, "tenant_id": tenant_id, "attributes": attributes,
-                "birth_date": birth_date, "status": storage.ACTIVE, "created_at": now}])
+                "birth_date": birth_date, "birthday": storage.birthday(birth_date),
+                "status": storage.ACTIVE, "created_at": now}])
             claimed = storage.claim_identities(
                 session, tenant_id, [(ident, participant_id) for ident in fields], now)
             taken = [ident for ident in fields if ident not in claimed]
             if taken:
                 where = fields[taken[0]]
-                raise errors.AlreadyExists(
-                    f"{where}: this {taken[0].type.value} identity already belongs to another "
-                    "participant", reason="identity_taken", metadata={"field": where})
+                raise _identity_conflict(taken[0], where)
             notifications.write(session, [
                 notifications.participant_created(tenant_id, participant_id, now)])
         self._on_commit()
@@ -145,17 +145,59 @@ class Participants:
 
     def get(self, tenant_id: str, participant_id: str) -> ParticipantView:
         """The participant (its survivor if merged); another tenant's is not found."""
-        canonical = canonical_uuid(participant_id)
-        if canonical is None:
-            raise errors.InvalidArgument.field("participant_id", "must be a UUID")
+        canonical = require_uuid(participant_id, "participant_id")
         with self._db.transaction() as session:
-            record = storage.survivors(session, tenant_id, [canonical]).get(canonical)
+            return view(session, tenant_id, existing_participant(session, tenant_id, canonical))
+
+    def lookup(self, tenant_id: str, wanted: Sequence[tuple[str, IdentityType, str]]
+               ) -> ParticipantView:
+        """The owner of the one identity given as (field, type, raw value) among ``wanted``
+        (the non-empty query fields), normalised as it is when stored."""
+        if len(wanted) != 1:
+            names = [name for name, _, _ in wanted] or list(LOOKUP_FIELDS)
+            problem = ("exactly one of " if wanted else "one of ") + ", ".join(LOOKUP_FIELDS) + (
+                " may be given" if wanted else " is required")
+            errors.collect([errors.FieldViolation(name, problem) for name in names])
+        [(name, kind, raw)] = wanted
+        try:
+            identity = normalize(kind, raw, self.region(tenant_id))
+        except InvalidIdentity as exc:
+            raise errors.InvalidArgument.field(name, exc.message) from None
+        with self._db.transaction() as session:
+            owner = storage.identity_owners(session, tenant_id, [identity]).get(identity)
+            record = storage.survivors(session, tenant_id, [owner]).get(owner) if owner else None
             if record is None:
-                raise errors.NotFound(f"participant {canonical} not found",
-                                      reason="participant_not_found")
-            idents = storage.identities_of(session, tenant_id, record.id)
-        return ParticipantView(record.id, by_precedence(sorted(idents)), record.attributes,
-                               record.created_at)
+                raise errors.NotFound(f"no participant has this {kind.value} identity",
+                                      reason="participant_not_found", metadata={"field": name})
+            return view(session, tenant_id, record)
+
+    def link(self, tenant_id: str, participant_id: str,
+             identity: RawIdentity | None) -> ParticipantView:
+        """Attach one more identity to a participant (its survivor, when merged).
+
+        Idempotent: an identity the participant already has is success and changes nothing.
+        One that another participant owns is ALREADY_EXISTS (``identity_conflict``): merges
+        are explicit, so an identity never moves by being linked elsewhere.
+        """
+        canonical = require_uuid(participant_id, "participant_id")
+        if identity is None:
+            raise errors.InvalidArgument.field("identity", "is required (type and value)")
+        kind, raw = identity
+        try:
+            wanted = normalize(kind, raw, self.region(tenant_id))
+        except InvalidIdentity as exc:
+            raise errors.InvalidArgument.field(f"identity.{exc.field}", exc.message) from None
+
+        def work(session: Session) -> ParticipantView:
+            person = existing_participant(session, tenant_id, canonical, lock=True)
+            if not storage.claim_identities(session, tenant_id, [(wanted, person.id)], utcnow()):
+                owner = storage.identity_owners(session, tenant_id, [wanted]).get(wanted)
+                current = storage.survivors(session, tenant_id, [owner]).get(owner) if owner else None
+                if current is None or current.id != person.id:
+                    raise _identity_conflict(wanted, "identity.value")
+            return view(session, tenant_id, person)
+
+        return storage.in_transaction(self._db, work)
 
     # -- resolve ------------------------------------------------------------------------------
 
@@ -173,7 +215,7 @@ class Participants:
             except _LostRace:
                 log.debug("resolve_lost_race", attempt=attempt, items=len(items))
             except errors.Unavailable as exc:
-                if attempt == MAX_ATTEMPTS or not _retryable(exc):
+                if attempt == MAX_ATTEMPTS or not storage.retryable(exc):
                     raise
                 log.info("resolve_retry_after_conflict", attempt=attempt, error=str(exc.__cause__))
         else:
@@ -190,7 +232,7 @@ class Participants:
         wanted = {ident for s in subjects for ident in s.identities}
         owners = storage.identity_owners(session, tenant_id, wanted)
         explicit = {s.participant_id for s in subjects if s.participant_id is not None}
-        people = storage.survivors(session, tenant_id, explicit | set(owners.values()))
+        people = storage.survivors(session, tenant_id, explicit | set(owners.values()), lock=True)
         decisions = iter(resolution.plan(
             subjects,
             participants={pid: people[pid].id for pid in explicit if pid in people},
@@ -204,35 +246,30 @@ class Participants:
                    if isinstance(d, resolution.Decision) and d.created]
         storage.insert_participants(session, [
             {"id": pid, "tenant_id": tenant_id, "attributes": {}, "birth_date": None,
-             "status": storage.ACTIVE, "created_at": now} for pid in created])
+             "birthday": None, "status": storage.ACTIVE, "created_at": now} for pid in created])
         notes += [notifications.participant_created(tenant_id, pid, now) for pid in created]
         claims = [(ident, d.participant_id) for d in planned
                   if isinstance(d, resolution.Decision) for ident in d.attach]
         if len(storage.claim_identities(session, tenant_id, claims, now)) != len(claims):
             raise _LostRace()
 
+        resolved = [isinstance(d, resolution.Decision) and d.ok for d in planned]
         pairs: list[Pair | None] = [
-            (item.program_id, d.participant_id)
-            if isinstance(d, resolution.Decision) and d.ok else None
-            for item, d in zip(items, planned, strict=True)]
-        wanted_pairs = {p for p in pairs if p is not None}
-        statuses = storage.enrollment_statuses(session, tenant_id, wanted_pairs)
-        missing = wanted_pairs - statuses.keys()
-        enrolled = storage.create_enrollments(session, tenant_id, missing, now)
-        # A pair another writer enrolled meanwhile is ACTIVE unless it was closed since.
-        inactive = {p for p, s in statuses.items() if s in INACTIVE} | (missing - enrolled)
-        reactivated = storage.reactivate_enrollments(session, tenant_id, inactive, now)
-        for program, participant in sorted(enrolled):
-            notes.append(notifications.enrollment_created(tenant_id, program, participant, now))
-        for program, participant in sorted(reactivated):
-            previous = statuses.get((program, participant))
-            notes.append(notifications.enrollment_reactivated(
-                tenant_id, program, participant, previous.value if previous else None, now))
+            (item.program_id, d.participant_id) if ok and item.program_id else None
+            for item, d, ok in zip(items, planned, resolved, strict=True)]
+        activation = activate(session, tenant_id, {p for p in pairs if p is not None}, now)
+        notes += activation.notes
         wrote = notifications.write(session, notes)
+        # Items without a program (CDP events) apply to every program the person is ACTIVE
+        # in, read after this batch's own enrollments so they count too.
+        programless = {d.participant_id for item, d, ok in zip(items, planned, resolved, strict=True)
+                       if ok and not item.program_id and isinstance(d, resolution.Decision)}
+        active = storage.active_programs(session, tenant_id, programless)
 
         by_id = {record.id: record for record in people.values()}
         outcomes = []
-        for decision, change in zip(planned, changes(pairs, enrolled, reactivated), strict=True):
+        changed = changes(pairs, activation.created, activation.reactivated)
+        for item, decision, change in zip(items, planned, changed, strict=True):
             if isinstance(decision, ResolveOutcome):
                 outcomes.append(decision)
             elif not decision.ok:
@@ -242,16 +279,19 @@ class Participants:
                 person = by_id.get(decision.participant_id)
                 outcomes.append(ResolveOutcome(
                     participant_id=decision.participant_id,
-                    participant_created=decision.created, enrollment_change=change,
-                    attributes=dict(person.attributes) if person else {}))
+                    participant_created=decision.created,
+                    enrollment_change=change if item.program_id else EnrollmentChange.NONE,
+                    attributes=dict(person.attributes) if person else {},
+                    active_program_ids=() if item.program_id else tuple(
+                        active.get(decision.participant_id, ()))))
         return outcomes, wrote
 
 
 def _prepare(item: ResolveItem, region: str) -> resolution.Subject | ResolveOutcome:
     """The item's normalised subject, or the outcome that rejects it before any query."""
-    if not item.program_id or len(item.program_id) > 36:
+    if len(item.program_id) > MAX_ID_LENGTH:
         return ResolveOutcome(error_code=resolution.INVALID_ARGUMENT,
-                              error_message="program_id is required (at most 36 characters)")
+                              error_message=f"program_id must be at most {MAX_ID_LENGTH} characters")
     participant_id: str | None = None
     if item.participant_id:
         participant_id = canonical_uuid(item.participant_id)
@@ -269,7 +309,21 @@ def _prepare(item: ResolveItem, region: str) -> resolution.Subject | ResolveOutc
     return resolution.Subject(participant_id, tuple(identities), item.create_unknown)
 
 
-def _retryable(exc: errors.Unavailable) -> bool:
-    """A deadlock or serialization failure between batches: running again will succeed."""
-    orig = getattr(exc.__cause__, "orig", None)
-    return getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+#: query fields of a lookup and the identity type each names
+LOOKUP_FIELDS: dict[str, IdentityType] = {
+    "external_id": IdentityType.EXTERNAL, "email": IdentityType.EMAIL,
+    "phone": IdentityType.PHONE, "device_key": IdentityType.DEVICE_KEY}
+
+
+def view(session: Session, tenant_id: str, record: storage.ParticipantRecord) -> ParticipantView:
+    """A participant with its identities, in precedence order."""
+    idents = storage.identities_of(session, tenant_id, record.id)
+    return ParticipantView(record.id, by_precedence(sorted(idents)), record.attributes,
+                           record.created_at)
+
+
+def _identity_conflict(identity: Identity, where: str) -> errors.AlreadyExists:
+    return errors.AlreadyExists(
+        f"{where}: this {identity.type.value} identity already belongs to another participant",
+        reason="identity_conflict", metadata={"field": where})

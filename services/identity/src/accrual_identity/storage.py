@@ -9,12 +9,14 @@ keys decide who won and the caller sees which rows were really written.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from accrual_platform.db import JsonType, UtcDateTime
+import structlog
+from accrual_platform import errors
+from accrual_platform.db import Database, JsonType, UtcDateTime
 from accrual_platform.outbox import outbox_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -29,6 +31,12 @@ MERGED = "MERGED"
 MAX_MERGE_DEPTH = 8
 #: bound on one IN list, well under SQLite's and PostgreSQL's parameter limits
 CHUNK = 1000
+#: attempts of a transaction that keeps losing deadlocks or serialization checks
+MAX_ATTEMPTS = 5
+#: PostgreSQL codes of a transaction that lost a race and may simply be run again
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+log = structlog.get_logger("accrual.identity")
 
 metadata = sa.MetaData(schema=SCHEMA, naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -73,6 +81,9 @@ participants = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("merged_into", sa.String(36), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # "MM-DD" of birth_date: whose birthday is today is one indexed equality (the birthday
+    # scheduler), on both backends, without date functions that differ between them
+    sa.Column("birthday", sa.String(5), nullable=True, index=True),
     sa.CheckConstraint(_one_of("status", (ACTIVE, MERGED)), name="status"),
 )
 
@@ -101,6 +112,18 @@ enrollments = sa.Table(
     sa.Index(None, "tenant_id", "participant_id"),
 )
 
+merges = sa.Table(
+    "merges", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("survivor_participant_id", sa.String(36),
+              sa.ForeignKey(f"{SCHEMA}.participants.id"), nullable=False, index=True),
+    # a participant is merged away at most once
+    sa.Column("merged_participant_id", sa.String(36),
+              sa.ForeignKey(f"{SCHEMA}.participants.id"), nullable=False, unique=True),
+    sa.Column("merged_at", UtcDateTime(), nullable=False),
+)
+
 outbox = outbox_table(metadata)
 
 
@@ -109,6 +132,15 @@ class ParticipantRecord:
     id: str
     attributes: dict[str, Any]
     created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class EnrollmentRecord:
+    program_id: str
+    participant_id: str
+    status: EnrollmentStatus
+    created_at: dt.datetime
+    updated_at: dt.datetime
 
 
 T = TypeVar("T")
@@ -120,6 +152,26 @@ def _chunks(items: Collection[T]) -> Iterator[list[T]]:
         yield ordered[start:start + CHUNK]
 
 
+def retryable(exc: errors.Unavailable) -> bool:
+    """A deadlock or serialization failure between transactions: running again will succeed."""
+    orig = getattr(exc.__cause__, "orig", None)
+    return getattr(orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+def in_transaction(db: Database, work: Callable[[Session], T]) -> T:
+    """``work`` in one transaction, run again when it lost a deadlock to a concurrent one
+    (everything it wrote was rolled back, so running it again is safe)."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with db.transaction() as session:
+                return work(session)
+        except errors.Unavailable as exc:
+            if attempt == MAX_ATTEMPTS or not retryable(exc):
+                raise
+            log.info("transaction_retry_after_conflict", attempt=attempt, error=str(exc.__cause__))
+    raise AssertionError("unreachable")
+
+
 def insert_ignoring_conflicts(session: Session, table: sa.Table) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (both spell it alike)."""
     dialect = session.get_bind().dialect.name
@@ -129,8 +181,9 @@ def insert_ignoring_conflicts(session: Session, table: sa.Table) -> Any:
 
 def tenant_region(session: Session, tenant_id: str) -> str | None:
     t = tenants
-    return session.execute(
+    region: str | None = session.execute(
         sa.select(t.c.default_phone_region).where(t.c.id == tenant_id)).scalar_one_or_none()
+    return region
 
 
 # -- participants ---------------------------------------------------------------------------
@@ -140,10 +193,21 @@ def insert_participants(session: Session, rows: Sequence[dict[str, Any]]) -> Non
         session.execute(participants.insert(), list(rows))
 
 
-def survivors(session: Session, tenant_id: str,
-              ids: Collection[str]) -> dict[str, ParticipantRecord]:
+def birthday(birth_date: dt.date | None) -> str | None:
+    return birth_date.strftime("%m-%d") if birth_date else None
+
+
+def survivors(session: Session, tenant_id: str, ids: Collection[str], *,
+              lock: bool = False) -> dict[str, ParticipantRecord]:
     """Each id of the tenant that exists, mapped to the participant it stands for now (its
-    survivor when it was merged). Ids of other tenants or nobody are absent."""
+    survivor when it was merged). Ids of other tenants or nobody are absent.
+
+    ``lock`` takes a KEY SHARE lock on the rows read (PostgreSQL; SQLite writers are
+    serialised anyway), in id order. It lets concurrent readers through but makes a merge,
+    which locks both participants FOR UPDATE, wait for the transaction, or the transaction
+    wait for the merge and then read the merged row's new state, so nothing is attached to
+    a participant that is merged away at the same moment.
+    """
     p = participants
     found: dict[str, ParticipantRecord] = {}
     pending = {pid: pid for pid in ids}  # requested id -> id to look up next
@@ -151,10 +215,12 @@ def survivors(session: Session, tenant_id: str,
         if not pending:
             break
         rows: dict[str, Any] = {}
-        for chunk in _chunks(set(pending.values())):
-            for row in session.execute(sa.select(
-                    p.c.id, p.c.attributes, p.c.status, p.c.merged_into, p.c.created_at
-            ).where(p.c.tenant_id == tenant_id, p.c.id.in_(chunk))):
+        for chunk in _chunks(sorted(set(pending.values()))):
+            query = sa.select(p.c.id, p.c.attributes, p.c.status, p.c.merged_into, p.c.created_at
+                              ).where(p.c.tenant_id == tenant_id, p.c.id.in_(chunk))
+            if lock:
+                query = query.order_by(p.c.id).with_for_update(key_share=True)
+            for row in session.execute(query):
                 rows[row.id] = row
         following: dict[str, str] = {}
         for requested, current in pending.items():
@@ -251,3 +317,137 @@ def reactivate_enrollments(session: Session, tenant_id: str, pairs: Collection[P
             e.c.program_id, e.c.participant_id))
         changed.update((r.program_id, r.participant_id) for r in result)
     return changed
+
+
+def active_programs(session: Session, tenant_id: str,
+                    participant_ids: Collection[str]) -> dict[str, list[str]]:
+    """The programs each participant is ACTIVE in, sorted."""
+    e = enrollments
+    found: dict[str, list[str]] = {}
+    for chunk in _chunks(sorted(set(participant_ids))):
+        for row in session.execute(sa.select(e.c.participant_id, e.c.program_id).where(
+                e.c.tenant_id == tenant_id, e.c.participant_id.in_(chunk),
+                e.c.status == EnrollmentStatus.ACTIVE.value).order_by(e.c.program_id)):
+            found.setdefault(row.participant_id, []).append(row.program_id)
+    return found
+
+
+def _enrollment(row: Any) -> EnrollmentRecord:
+    return EnrollmentRecord(row.program_id, row.participant_id, EnrollmentStatus(row.status),
+                            row.created_at, row.updated_at)
+
+
+_ENROLLMENT_COLUMNS = (enrollments.c.program_id, enrollments.c.participant_id,
+                       enrollments.c.status, enrollments.c.created_at, enrollments.c.updated_at)
+
+
+def get_enrollment(session: Session, tenant_id: str, pair: Pair, *,
+                   lock: bool = False) -> EnrollmentRecord | None:
+    e = enrollments
+    query = sa.select(*_ENROLLMENT_COLUMNS).where(
+        e.c.tenant_id == tenant_id, e.c.program_id == pair[0], e.c.participant_id == pair[1])
+    if lock:
+        query = query.with_for_update()
+    row = session.execute(query).first()
+    return _enrollment(row) if row else None
+
+
+def list_enrollments(session: Session, tenant_id: str, *, program_id: str | None = None,
+                     participant_id: str | None = None, status: EnrollmentStatus | None = None,
+                     after: str | None = None, limit: int) -> list[EnrollmentRecord]:
+    """A page of enrollments of one program (ordered by participant id) or of one
+    participant (ordered by program id), after the key ``after``; both orders follow a
+    primary-key or indexed column, so pages are stable and cheap however deep."""
+    e = enrollments
+    if (program_id is None) == (participant_id is None):
+        raise ValueError("exactly one of program_id or participant_id")
+    query = sa.select(*_ENROLLMENT_COLUMNS).where(e.c.tenant_id == tenant_id)
+    key = e.c.participant_id if program_id is not None else e.c.program_id
+    if program_id is not None:
+        query = query.where(e.c.program_id == program_id)
+    else:
+        query = query.where(e.c.participant_id == participant_id)
+    if status is not None:
+        query = query.where(e.c.status == status.value)
+    if after is not None:
+        query = query.where(key > after)
+    return [_enrollment(r) for r in session.execute(query.order_by(key).limit(limit))]
+
+
+def set_enrollment_status(session: Session, tenant_id: str, pair: Pair,
+                          status: EnrollmentStatus, now: dt.datetime) -> None:
+    e = enrollments
+    session.execute(sa.update(e).where(
+        e.c.tenant_id == tenant_id, e.c.program_id == pair[0], e.c.participant_id == pair[1],
+    ).values(status=status.value, updated_at=now))
+
+
+# -- merges ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LockedParticipant:
+    id: str
+    status: str
+    merged_into: str | None
+    attributes: dict[str, Any]
+    birth_date: dt.date | None
+
+
+def lock_participants(session: Session, tenant_id: str,
+                      ids: Collection[str]) -> dict[str, LockedParticipant]:
+    """The tenant's participants among ``ids``, locked FOR UPDATE in id order (so two
+    merges of overlapping pairs queue instead of deadlocking)."""
+    p = participants
+    rows = session.execute(sa.select(
+        p.c.id, p.c.status, p.c.merged_into, p.c.attributes, p.c.birth_date,
+    ).where(p.c.tenant_id == tenant_id, p.c.id.in_(sorted(set(ids)))).order_by(p.c.id)
+        .with_for_update())
+    return {r.id: LockedParticipant(r.id, r.status, r.merged_into, dict(r.attributes or {}),
+                                    r.birth_date) for r in rows}
+
+
+def merge_participant_rows(session: Session, tenant_id: str, *, survivor: LockedParticipant,
+                           merged: LockedParticipant, merge_id: str, now: dt.datetime,
+                           ) -> None:
+    """Move everything of ``merged`` to ``survivor`` and mark it merged; the caller holds
+    both rows locked. Enrollments in a program both have keep the survivor's row with the
+    earlier enrolment time; the survivor keeps its attributes and gains those it lacks."""
+    p, i, e = participants, identities, enrollments
+    session.execute(sa.update(i).where(
+        i.c.tenant_id == tenant_id, i.c.participant_id == merged.id,
+    ).values(participant_id=survivor.id))
+
+    mine = {r.program_id: r for r in session.execute(sa.select(e.c.program_id, e.c.created_at)
+            .where(e.c.tenant_id == tenant_id, e.c.participant_id == survivor.id))}
+    theirs = {r.program_id: r for r in session.execute(sa.select(e.c.program_id, e.c.created_at)
+              .where(e.c.tenant_id == tenant_id, e.c.participant_id == merged.id))}
+    shared = sorted(mine.keys() & theirs.keys())
+    for program in shared:
+        if theirs[program].created_at < mine[program].created_at:
+            session.execute(sa.update(e).where(
+                e.c.tenant_id == tenant_id, e.c.program_id == program,
+                e.c.participant_id == survivor.id,
+            ).values(created_at=theirs[program].created_at, updated_at=now))
+    for chunk in _chunks(shared):
+        session.execute(sa.delete(e).where(
+            e.c.tenant_id == tenant_id, e.c.participant_id == merged.id,
+            e.c.program_id.in_(chunk)))
+    session.execute(sa.update(e).where(
+        e.c.tenant_id == tenant_id, e.c.participant_id == merged.id,
+    ).values(participant_id=survivor.id, updated_at=now))
+
+    # Earlier merges into the merged participant now point straight at the survivor.
+    session.execute(sa.update(p).where(
+        p.c.tenant_id == tenant_id, p.c.merged_into == merged.id,
+    ).values(merged_into=survivor.id))
+    # The merged row keeps its data as history but no longer has a birthday to celebrate.
+    session.execute(sa.update(p).where(p.c.id == merged.id).values(
+        status=MERGED, merged_into=survivor.id, birthday=None))
+    attributes = {**merged.attributes, **survivor.attributes}
+    birth_date = survivor.birth_date or merged.birth_date
+    if attributes != survivor.attributes:
+        session.execute(sa.update(p).where(p.c.id == survivor.id).values(
+            attributes=attributes, birth_date=birth_date, birthday=birthday(birth_date)))
+    session.execute(merges.insert().values(
+        id=merge_id, tenant_id=tenant_id, survivor_participant_id=survivor.id,
+        merged_participant_id=merged.id, merged_at=now))

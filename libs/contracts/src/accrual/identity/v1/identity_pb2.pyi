@@ -93,6 +93,126 @@ class GetParticipantRequest(_message.Message):
     participant_id: str
     def __init__(self, participant_id: _Optional[str] = ...) -> None: ...
 
+class LookupParticipantRequest(_message.Message):
+    __slots__ = ("external_id", "email", "phone", "device_key")
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_KEY_FIELD_NUMBER: _ClassVar[int]
+    external_id: str
+    email: str
+    phone: str
+    device_key: str
+    def __init__(self, external_id: _Optional[str] = ..., email: _Optional[str] = ..., phone: _Optional[str] = ..., device_key: _Optional[str] = ...) -> None: ...
+
+class LinkIdentityRequest(_message.Message):
+    __slots__ = ("participant_id", "identity")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    identity: Identity
+    def __init__(self, participant_id: _Optional[str] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ...) -> None: ...
+
+class MergeParticipantsRequest(_message.Message):
+    __slots__ = ("survivor_participant_id", "merged_participant_id")
+    SURVIVOR_PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGED_PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    survivor_participant_id: str
+    merged_participant_id: str
+    def __init__(self, survivor_participant_id: _Optional[str] = ..., merged_participant_id: _Optional[str] = ...) -> None: ...
+
+class MergeParticipantsResponse(_message.Message):
+    __slots__ = ("merge_id", "merged_participant_id", "survivor", "merged_at")
+    MERGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGED_PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SURVIVOR_FIELD_NUMBER: _ClassVar[int]
+    MERGED_AT_FIELD_NUMBER: _ClassVar[int]
+    merge_id: str
+    merged_participant_id: str
+    survivor: Participant
+    merged_at: _timestamp_pb2.Timestamp
+    def __init__(self, merge_id: _Optional[str] = ..., merged_participant_id: _Optional[str] = ..., survivor: _Optional[_Union[Participant, _Mapping]] = ..., merged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Enrollment(_message.Message):
+    __slots__ = ("program_id", "participant_id", "status", "enrolled_at", "updated_at")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    participant_id: str
+    status: EnrollmentStatus
+    enrolled_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., status: _Optional[_Union[EnrollmentStatus, str]] = ..., enrolled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListParticipantEnrollmentsRequest(_message.Message):
+    __slots__ = ("participant_id", "status", "page_size", "page_token")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    status: EnrollmentStatus
+    page_size: int
+    page_token: str
+    def __init__(self, participant_id: _Optional[str] = ..., status: _Optional[_Union[EnrollmentStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListParticipantEnrollmentsResponse(_message.Message):
+    __slots__ = ("enrollments", "next_page_token")
+    ENROLLMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    enrollments: _containers.RepeatedCompositeFieldContainer[Enrollment]
+    next_page_token: str
+    def __init__(self, enrollments: _Optional[_Iterable[_Union[Enrollment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListProgramEnrollmentsRequest(_message.Message):
+    __slots__ = ("program_id", "status", "page_size", "page_token")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    status: EnrollmentStatus
+    page_size: int
+    page_token: str
+    def __init__(self, program_id: _Optional[str] = ..., status: _Optional[_Union[EnrollmentStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListProgramEnrollmentsResponse(_message.Message):
+    __slots__ = ("enrollments", "next_page_token")
+    ENROLLMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    enrollments: _containers.RepeatedCompositeFieldContainer[Enrollment]
+    next_page_token: str
+    def __init__(self, enrollments: _Optional[_Iterable[_Union[Enrollment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetEnrollmentRequest(_message.Message):
+    __slots__ = ("program_id", "participant_id")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    participant_id: str
+    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ...) -> None: ...
+
+class CreateEnrollmentRequest(_message.Message):
+    __slots__ = ("program_id", "participant_id")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    participant_id: str
+    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ...) -> None: ...
+
+class UpdateEnrollmentRequest(_message.Message):
+    __slots__ = ("program_id", "participant_id", "status")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    participant_id: str
+    status: EnrollmentStatus
+    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., status: _Optional[_Union[EnrollmentStatus, str]] = ...) -> None: ...
+
 class AuthenticateApiKeyRequest(_message.Message):
     __slots__ = ("api_key",)
     API_KEY_FIELD_NUMBER: _ClassVar[int]

@@ -45,6 +45,46 @@ class IdentityServiceStub:
                 request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.GetParticipantRequest.SerializeToString,
                 response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Participant.FromString,
                 _registered_method=True)
+        self.LookupParticipant = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/LookupParticipant',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.LookupParticipantRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Participant.FromString,
+                _registered_method=True)
+        self.LinkIdentity = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/LinkIdentity',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.LinkIdentityRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Participant.FromString,
+                _registered_method=True)
+        self.MergeParticipants = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/MergeParticipants',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.MergeParticipantsRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.MergeParticipantsResponse.FromString,
+                _registered_method=True)
+        self.ListParticipantEnrollments = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/ListParticipantEnrollments',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListParticipantEnrollmentsRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListParticipantEnrollmentsResponse.FromString,
+                _registered_method=True)
+        self.ListProgramEnrollments = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/ListProgramEnrollments',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListProgramEnrollmentsRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListProgramEnrollmentsResponse.FromString,
+                _registered_method=True)
+        self.GetEnrollment = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/GetEnrollment',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.GetEnrollmentRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.FromString,
+                _registered_method=True)
+        self.CreateEnrollment = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/CreateEnrollment',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.CreateEnrollmentRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.FromString,
+                _registered_method=True)
+        self.UpdateEnrollment = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/UpdateEnrollment',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.UpdateEnrollmentRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.FromString,
+                _registered_method=True)
         self.AuthenticateApiKey = channel.unary_unary(
                 '/accrual.identity.v1.IdentityService/AuthenticateApiKey',
                 request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.AuthenticateApiKeyRequest.SerializeToString,
@@ -70,6 +110,67 @@ class IdentityServiceServicer:
 
     def GetParticipant(self, request, context):
         """Get a participant by id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LookupParticipant(self, request, context):
+        """Find the participant owning an identity. Exactly one of external_id, email, phone or
+        device_key; the value is normalised before matching. NOT_FOUND when nobody owns it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkIdentity(self, request, context):
+        """Link a further identity to a participant. Idempotent when the participant already owns
+        it; ALREADY_EXISTS (identity_conflict) when another participant does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeParticipants(self, request, context):
+        """Merge one participant into another: identities and enrollments move to the survivor,
+        balances follow through the rules service, and the merged id resolves to the survivor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListParticipantEnrollments(self, request, context):
+        """A participant's enrollments in every program, by program id, in cursor pages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProgramEnrollments(self, request, context):
+        """A program's enrollments, by participant id, in cursor pages. The program itself lives
+        in the rules service; identity only checks that the id is well formed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEnrollment(self, request, context):
+        """One participant's enrollment in one program.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEnrollment(self, request, context):
+        """Enroll a participant in a program: creates an ACTIVE enrollment or reactivates an
+        inactive one; enrolling an ACTIVE member again changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEnrollment(self, request, context):
+        """Change the status of an enrollment (ACTIVE, FROZEN, LOCKED, CLOSED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,6 +202,46 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.GetParticipant,
                     request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.GetParticipantRequest.FromString,
                     response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Participant.SerializeToString,
+            ),
+            'LookupParticipant': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupParticipant,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.LookupParticipantRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Participant.SerializeToString,
+            ),
+            'LinkIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkIdentity,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.LinkIdentityRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Participant.SerializeToString,
+            ),
+            'MergeParticipants': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeParticipants,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.MergeParticipantsRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.MergeParticipantsResponse.SerializeToString,
+            ),
+            'ListParticipantEnrollments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListParticipantEnrollments,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListParticipantEnrollmentsRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListParticipantEnrollmentsResponse.SerializeToString,
+            ),
+            'ListProgramEnrollments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProgramEnrollments,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListProgramEnrollmentsRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListProgramEnrollmentsResponse.SerializeToString,
+            ),
+            'GetEnrollment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEnrollment,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.GetEnrollmentRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.SerializeToString,
+            ),
+            'CreateEnrollment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEnrollment,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.CreateEnrollmentRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.SerializeToString,
+            ),
+            'UpdateEnrollment': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEnrollment,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.UpdateEnrollmentRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.SerializeToString,
             ),
             'AuthenticateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.AuthenticateApiKey,
@@ -168,6 +309,222 @@ class IdentityService:
             '/accrual.identity.v1.IdentityService/GetParticipant',
             accrual_dot_identity_dot_v1_dot_identity__pb2.GetParticipantRequest.SerializeToString,
             accrual_dot_identity_dot_v1_dot_identity__pb2.Participant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupParticipant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/LookupParticipant',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.LookupParticipantRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.Participant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/LinkIdentity',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.LinkIdentityRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.Participant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeParticipants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/MergeParticipants',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.MergeParticipantsRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.MergeParticipantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListParticipantEnrollments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/ListParticipantEnrollments',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.ListParticipantEnrollmentsRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.ListParticipantEnrollmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProgramEnrollments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/ListProgramEnrollments',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.ListProgramEnrollmentsRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.ListProgramEnrollmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEnrollment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/GetEnrollment',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.GetEnrollmentRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEnrollment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/CreateEnrollment',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.CreateEnrollmentRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEnrollment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/UpdateEnrollment',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.UpdateEnrollmentRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.FromString,
             options,
             channel_credentials,
             insecure,

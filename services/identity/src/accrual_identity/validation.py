@@ -1,0 +1,74 @@
+"""Checks of request values every identity use case shares: ids, page cursors, and the
+participant an id names.
+
+Each failure names the request field, so a client sees which value to fix, and nothing
+malformed reaches a query.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+
+from accrual_platform import errors
+from sqlalchemy.orm import Session
+
+from accrual_identity import storage
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+#: ids are UUIDs; program ids of internal callers are at most this long too
+MAX_ID_LENGTH = 36
+
+
+def canonical_uuid(value: str) -> str | None:
+    """The lower-case hyphenated spelling of a UUID, or None when it is not one."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def require_uuid(value: str, field: str) -> str:
+    if not value:
+        raise errors.InvalidArgument.field(field, "is required (a UUID)")
+    canonical = canonical_uuid(value)
+    if canonical is None:
+        raise errors.InvalidArgument.field(field, "must be a UUID")
+    return canonical
+
+
+def page_size(requested: int) -> int:
+    if not 0 <= requested <= MAX_PAGE_SIZE:
+        raise errors.InvalidArgument.field("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
+    return requested or DEFAULT_PAGE_SIZE
+
+
+def encode_cursor(last_key: str) -> str:
+    """Opaque token of a page's last key; the next page starts after it."""
+    return base64.urlsafe_b64encode(last_key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> str:
+    """The key a token from a previous page carries (an id of at most 36 characters)."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    if not raw or len(raw) > MAX_ID_LENGTH or not raw.isprintable():
+        raise errors.InvalidArgument.field("page_token", "is not a token from a previous page")
+    return raw
+
+
+def existing_participant(session: Session, tenant_id: str, participant_id: str, *,
+                         field: str = "participant_id", lock: bool = False,
+                         ) -> storage.ParticipantRecord:
+    """The participant a (canonical) id of the request stands for, its survivor when it was
+    merged; NOT_FOUND naming the field when the tenant has nobody by that id (another
+    tenant's participant is nobody, as for every object of another tenant)."""
+    record = storage.survivors(session, tenant_id, [participant_id], lock=lock).get(participant_id)
+    if record is None:
+        raise errors.NotFound(f"{field}: participant {participant_id} not found",
+                              reason="participant_not_found", metadata={"field": field})
+    return record
