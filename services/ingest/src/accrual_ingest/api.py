@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import grpc
@@ -40,22 +41,28 @@ def _datetime(msg: Any, name: str, field: str) -> dt.datetime | None:
     return value
 
 
-def plain_json(value: Any) -> Any:
-    """Struct numbers are doubles: give whole ones back as integers (125, not 125.0)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < _SAFE_INT:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: plain_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain_json(v) for v in value]
-    return value
+def plain_value(value: struct_pb2.Value) -> Any:
+    """A Struct value as plain Python. Struct numbers are doubles: whole ones come back as
+    integers (125, not 125.0); NaN and infinities are kept, for validation to refuse."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: plain_value(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [plain_value(v) for v in value.list_value.values]
+    if kind == "number_value":
+        n = value.number_value
+        return int(n) if math.isfinite(n) and n.is_integer() and abs(n) < _SAFE_INT else n
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
 
 
 def _struct(msg: Any, name: str) -> dict[str, Any]:
     if not msg.HasField(name):
         return {}
-    data: dict[str, Any] = plain_json(json_format.MessageToDict(getattr(msg, name)))
-    return data
+    return {k: plain_value(v) for k, v in getattr(msg, name).fields.items()}
 
 
 def event_input(req: ingest_pb2.SubmitEventRequest, prefix: str = "") -> EventInput:

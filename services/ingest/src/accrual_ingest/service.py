@@ -77,7 +77,7 @@ class IngestService:
         self._wake = wake_relay
 
     # -- accept -------------------------------------------------------------------------
-    def _store(self, tenant_id: str, items: Sequence[ValidEvent]
+    def _store(self, tenant_id: str, items: Sequence[ValidEvent], now: dt.datetime
                ) -> tuple[dict[str, str], dict[str, sa.Row[Any]]]:
         """Insert new events (+ outbox) in one transaction; return the inserted ids and the
         row of every key (inserted or already there), both by dedup key.
@@ -88,7 +88,6 @@ class IngestService:
         """
         if not items:
             return {}, {}
-        now = utcnow()
         with self.db.transaction() as session:
             inserted = storage.insert_new(session, tenant_id, items, now)
             if inserted:
@@ -104,10 +103,11 @@ class IngestService:
         return inserted, rows
 
     def submit(self, tenant_id: str, raw: EventInput) -> Accepted:
-        event, violations = validate_event(raw, utcnow())
+        now = utcnow()
+        event, violations = validate_event(raw, now)
         errors.collect([errors.FieldViolation(v.field, v.description) for v in violations])
         assert event is not None
-        inserted, rows = self._store(tenant_id, [event])
+        inserted, rows = self._store(tenant_id, [event], now)
         key = _key(event)
         row = rows[key]
         if key in inserted:
@@ -126,7 +126,7 @@ class IngestService:
         if count > MAX_BATCH:
             raise errors.InvalidArgument.field(field, f"must contain at most {MAX_BATCH} items (got {count})")
 
-    def _accept_many(self, tenant_id: str, valid: Sequence[tuple[int, ValidEvent]]
+    def _accept_many(self, tenant_id: str, valid: Sequence[tuple[int, ValidEvent]], now: dt.datetime
                      ) -> dict[int, tuple[str, sa.Row[Any]]]:
         """Store the valid items of a batch; {index: (accepted|duplicate|conflict, row)}.
 
@@ -136,7 +136,7 @@ class IngestService:
         first_by_key: dict[str, tuple[int, ValidEvent]] = {}
         for i, event in valid:
             first_by_key.setdefault(_key(event), (i, event))
-        inserted, rows = self._store(tenant_id, [e for _, e in first_by_key.values()])
+        inserted, rows = self._store(tenant_id, [e for _, e in first_by_key.values()], now)
         out: dict[int, tuple[str, sa.Row[Any]]] = {}
         for i, event in valid:
             key = _key(event)
@@ -162,7 +162,7 @@ class IngestService:
                                         error_field=violations[0].field)
             else:
                 valid.append((i, event))
-        for i, (outcome, row) in self._accept_many(tenant_id, valid).items():
+        for i, (outcome, row) in self._accept_many(tenant_id, valid, now).items():
             if outcome == "conflict":
                 results[i] = ItemResult("error", event_id=row.id, error_code="idempotency_conflict",
                                         error_message="idempotency_key was already used with a different payload",
@@ -180,11 +180,12 @@ class IngestService:
 
     def submit_cdp(self, tenant_id: str, raw: CdpInput) -> CdpResult:
         spec = self._cdp_specs(tenant_id, [raw.event_type]).get(raw.event_type)
-        event, violations = validate_cdp_event(raw, spec, utcnow())
+        now = utcnow()
+        event, violations = validate_cdp_event(raw, spec, now)
         errors.collect([errors.FieldViolation(v.field, v.description) for v in violations],
                        reason="validation_failed")
         assert event is not None
-        inserted, rows = self._store(tenant_id, [event])
+        inserted, rows = self._store(tenant_id, [event], now)
         key = _key(event)
         row = rows[key]
         if key in inserted:
@@ -209,7 +210,7 @@ class IngestService:
                                        message=_violations_message(violations), violations=tuple(violations))
             else:
                 valid.append((i, event))
-        for i, (outcome, row) in self._accept_many(tenant_id, valid).items():
+        for i, (outcome, row) in self._accept_many(tenant_id, valid, now).items():
             if outcome == "accepted":
                 results[i] = CdpResult("accepted", event_id=row.id)
             elif outcome == "duplicate":
