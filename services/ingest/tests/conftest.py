@@ -208,3 +208,9 @@ def stack(database_url: str) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def pg_stack(pg_url: str) -> Iterator[Stack]:
     yield from start_stack(pg_url)
+
+
+@pytest.fixture(scope="session")
+def stack_factory() -> Callable[..., Iterator[Stack]]:
+    """``start_stack`` for test modules (conftest is not importable under importlib mode)."""
+    return start_stack

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+import orjson
 import structlog
 import swagger_ui_bundle
 from accrual.identity.v1 import identity_pb2
@@ -106,8 +107,8 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
             if route.body:
                 raw = await _read_body(request, max_body_bytes)
                 try:
-                    parsed = shim.orjson.loads(raw) if raw.strip() else {}
-                except shim.orjson.JSONDecodeError as exc:
+                    parsed = orjson.loads(raw) if raw.strip() else {}
+                except orjson.JSONDecodeError as exc:
                     raise shim.ShimError(400, "invalid_json", f"malformed JSON: {exc}",
                                          [("body", f"is not valid JSON: {exc}")]) from None
                 if route.body == "*":

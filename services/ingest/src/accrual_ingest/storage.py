@@ -100,9 +100,12 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
     """Insert events whose key is new; returns {dedup_key: event_id} of those inserted.
 
     ``items`` are all loyalty events or all CDP events (one conflict target per statement).
+    Rows go in sorted by key: concurrent batches with overlapping keys then wait for each
+    other's keys in the same order, so they queue instead of deadlocking.
     """
     if not items:
         return {}
+    items = sorted(items, key=lambda e: (scope_of(e), e.idempotency_key))
     cdp = items[0].cdp_source is not None
     if any((e.cdp_source is not None) != cdp for e in items):
         raise ValueError("a statement inserts loyalty events or CDP events, not both")
