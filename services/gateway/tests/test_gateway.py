@@ -131,3 +131,12 @@ def test_enum_input_takes_short_or_full_names() -> None:
     with pytest.raises(shim.ShimError) as info:
         shim.parse_into(ingest_pb2.ListEventsRequest(), {"status": "UNSPECIFIED"})
     assert info.value.violations[0][0] == "status"
+
+
+def test_openapi_lists_the_generated_routes(client: TestClient) -> None:
+    spec = client.get("/openapi.json")
+    assert spec.status_code == 200
+    paths = spec.json()["paths"]
+    for path in ("/v1/events", "/v1/events/batch", "/v1/events/{event_id}", "/v1/events/{event_id}/retry",
+                 "/v1/cdp/events", "/v1/cdp/events/batch", "/v1/cdp/event-types", "/v1/cdp/event-types/{name}"):
+        assert path in paths, path
