@@ -73,6 +73,14 @@ def test_grpc_gets_resource_exhausted_and_internal_calls_are_not_limited(limited
         assert limited.claim(tenant, [str(uuid.uuid4())]) == []
 
 
+def test_refused_keys_are_counted_too(limited: Stack) -> None:
+    with limited.http(f"sk_unknown_{uuid.uuid4().hex}") as c:
+        answers = [c.get("/v1/events") for _ in range(BURST + 1)]
+    assert [r.status_code for r in answers] == [401] * BURST + [429]
+    assert [r.headers["X-RateLimit-Remaining"] for r in answers] == ["2", "1", "0", "0"]
+    assert "Retry-After" in answers[-1].headers
+
+
 @pytest.mark.integration
 def test_redis_buckets_are_shared_between_processes() -> None:
     a = ratelimit.RedisRateLimiter(CONFIG, REDIS_URL)

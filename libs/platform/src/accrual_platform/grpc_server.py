@@ -90,6 +90,13 @@ def _with_metadata(status: Any, extra: Sequence[tuple[str, str]]) -> Any:
 _FROM_ENV: Any = object()
 
 
+class _RateLimited(ResourceExhausted):
+    def __init__(self, limit_metadata: list[tuple[str, str]], wait: str) -> None:
+        super().__init__(f"rate limit exceeded for this API key; retry after {wait} s",
+                         reason="rate_limited", metadata={"retry_after_seconds": wait})
+        self.limit_metadata = limit_metadata
+
+
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, authenticator: auth.Authenticator, internal_token: str,
                  limiter: ratelimit.RateLimiter | None = _FROM_ENV) -> None:
@@ -120,22 +127,25 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             code = "OK"
             limit_md: list[tuple[str, str]] = []
             try:
-                principal = self._principal(md)
-                if self._limiter is not None and not principal.internal:
-                    decision = self._limiter.hit(principal.key_id)
-                    limit_md = decision.metadata()
-                    context.set_trailing_metadata(limit_md)
-                    if not decision.allowed:
-                        wait = dict(limit_md)["retry-after"]
-                        raise ResourceExhausted(
-                            f"rate limit exceeded for this API key; retry after {wait} s",
-                            reason="rate_limited", metadata={"retry_after_seconds": wait})
+                try:
+                    principal = self._principal(md)
+                except Unauthenticated:
+                    # A refused key is counted too (in a bucket of its own, keyed by its
+                    # digest), so a 401 carries the rate-limit headers like any answer.
+                    if md.get("x-internal-token") is None:
+                        limit_md = self._count(context, "unauthenticated:" + auth.hash_api_key(
+                            api_key_from_metadata(md) or ""))
+                    raise
+                if not principal.internal:
+                    limit_md = self._count(context, principal.key_id)
                 self._authorize(principal, scope)
                 auth.current_principal.set(principal)
                 structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
                 return inner(request, context)
             except AppError as exc:
                 code = exc.grpc_code.name
+                if isinstance(exc, _RateLimited):
+                    limit_md = exc.limit_metadata
                 context.abort_with_status(_with_metadata(rpc_status.to_status(exc.to_status()), limit_md))
             except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
                 code = "UNAVAILABLE"
@@ -158,6 +168,19 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    def _count(self, context: grpc.ServicerContext, bucket: str) -> list[tuple[str, str]]:
+        """Take a token of ``bucket``; its metadata goes on the answer, and an empty bucket
+        is RESOURCE_EXHAUSTED with retry-after."""
+        if self._limiter is None:
+            return []
+        decision = self._limiter.hit(bucket)
+        limit_md = decision.metadata()
+        context.set_trailing_metadata(limit_md)
+        if not decision.allowed:
+            wait = dict(limit_md)["retry-after"]
+            raise _RateLimited(limit_md, wait)
+        return limit_md
 
     def _principal(self, md: dict[str, str]) -> auth.Principal:
         token = md.get("x-internal-token")
