@@ -1,12 +1,16 @@
 """gRPC server bootstrap: health, reflection, interceptors and graceful stop.
 
 The interceptor does, per RPC: bind request id and tenant to the log context, authenticate
-(API key or the internal token) against the method's ``required_scope`` option, and turn
-the error tree into rich ``google.rpc.Status`` answers.
+(API key or the internal token), count the call against the key's rate limit (public calls
+only, see :mod:`accrual_platform.ratelimit`), check the method's ``required_scope`` option,
+and turn the error tree into rich ``google.rpc.Status`` answers. Rate-limit metadata
+(``x-ratelimit-*``, ``retry-after``) rides in the trailing metadata of every answer to an
+authenticated public call, errors included.
 """
 
 from __future__ import annotations
 
+import collections
 import hmac
 import signal
 import threading
@@ -25,10 +29,11 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
 
-from accrual_platform import auth
+from accrual_platform import auth, ratelimit
 from accrual_platform.errors import (
     AppError,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -70,10 +75,36 @@ def api_key_from_metadata(md: dict[str, str]) -> str | None:
     return None
 
 
+class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")),
+              grpc.Status):  # type: ignore[misc]
+    pass
+
+
+def _with_metadata(status: Any, extra: Sequence[tuple[str, str]]) -> Any:
+    """``status`` (from grpc_status) with ``extra`` added to its trailing metadata."""
+    if not extra:
+        return status
+    return _Status(status.code, status.details, (*status.trailing_metadata, *extra))
+
+
+_FROM_ENV: Any = object()
+
+
+class _RateLimited(ResourceExhausted):
+    def __init__(self, limit_metadata: list[tuple[str, str]], wait: str) -> None:
+        super().__init__(f"rate limit exceeded for this API key; retry after {wait} s",
+                         reason="rate_limited", metadata={"retry_after_seconds": wait})
+        self.limit_metadata = limit_metadata
+
+
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, authenticator: auth.Authenticator, internal_token: str) -> None:
+    def __init__(self, authenticator: auth.Authenticator, internal_token: str,
+                 limiter: ratelimit.RateLimiter | None = _FROM_ENV) -> None:
+        """``limiter`` defaults to what the environment configures (RATE_LIMIT_*, REDIS_URL);
+        pass None to turn rate limiting off."""
         self._authenticate = authenticator
         self._internal_token = internal_token
+        self._limiter: ratelimit.RateLimiter | None = ratelimit.from_env() if limiter is _FROM_ENV else limiter
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           details: grpc.HandlerCallDetails) -> Any:
@@ -94,19 +125,33 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             token = auth.current_principal.set(None)
             started = time.perf_counter()
             code = "OK"
+            limit_md: list[tuple[str, str]] = []
             try:
-                principal = self._principal(md, scope)
+                try:
+                    principal = self._principal(md)
+                except Unauthenticated:
+                    # A refused key is counted too (in a bucket of its own, keyed by its
+                    # digest), so a 401 carries the rate-limit headers like any answer.
+                    if md.get("x-internal-token") is None:
+                        limit_md = self._count(context, "unauthenticated:" + auth.hash_api_key(
+                            api_key_from_metadata(md) or ""))
+                    raise
+                if not principal.internal:
+                    limit_md = self._count(context, principal.key_id)
+                self._authorize(principal, scope)
                 auth.current_principal.set(principal)
                 structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
                 return inner(request, context)
             except AppError as exc:
                 code = exc.grpc_code.name
-                context.abort_with_status(rpc_status.to_status(exc.to_status()))
+                if isinstance(exc, _RateLimited):
+                    limit_md = exc.limit_metadata
+                context.abort_with_status(_with_metadata(rpc_status.to_status(exc.to_status()), limit_md))
             except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
                 code = "UNAVAILABLE"
                 log.warning("database_unavailable", error=str(exc).splitlines()[0])
                 err = Unavailable("database unavailable, retry")
-                context.abort_with_status(rpc_status.to_status(err.to_status()))
+                context.abort_with_status(_with_metadata(rpc_status.to_status(err.to_status()), limit_md))
             except Exception as exc:
                 if isinstance(exc, grpc.RpcError) or getattr(context, "_state", None) is None:
                     raise
@@ -124,7 +169,20 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             response_serializer=handler.response_serializer,
         )
 
-    def _principal(self, md: dict[str, str], scope: str) -> auth.Principal:
+    def _count(self, context: grpc.ServicerContext, bucket: str) -> list[tuple[str, str]]:
+        """Take a token of ``bucket``; its metadata goes on the answer, and an empty bucket
+        is RESOURCE_EXHAUSTED with retry-after."""
+        if self._limiter is None:
+            return []
+        decision = self._limiter.hit(bucket)
+        limit_md = decision.metadata()
+        context.set_trailing_metadata(limit_md)
+        if not decision.allowed:
+            wait = dict(limit_md)["retry-after"]
+            raise _RateLimited(limit_md, wait)
+        return limit_md
+
+    def _principal(self, md: dict[str, str]) -> auth.Principal:
         token = md.get("x-internal-token")
         if token is not None:
             if not hmac.compare_digest(token, self._internal_token):
@@ -139,10 +197,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         principal = self._authenticate(key)
         if principal is None:
             raise Unauthenticated("unknown or revoked API key", reason="unauthenticated")
+        return principal
+
+    @staticmethod
+    def _authorize(principal: auth.Principal, scope: str) -> None:
         if not principal.allows(scope):
             raise PermissionDenied(f"API key lacks scope {scope}", reason="permission_denied",
                                    metadata={"required_scope": scope})
-        return principal
 
 
 Registrar = Callable[[grpc.Server], None]

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+import orjson
 import structlog
 import swagger_ui_bundle
 from accrual.identity.v1 import identity_pb2
@@ -30,6 +31,7 @@ from accrual_gateway.openapi import build_openapi
 log = structlog.get_logger("accrual.gateway")
 DEFAULT_FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
                  notify_pb2.DESCRIPTOR)
+REQUEST_ID_KEY = "accrual.request_id"
 FORWARD_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
 
 DOCS_HTML = """<!doctype html><html><head><title>Accrual API</title>
@@ -39,7 +41,7 @@ DOCS_HTML = """<!doctype html><html><head><title>Accrual API</title>
 
 
 def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | None = None, *,
-               call_timeout: float = 10.0, max_body_bytes: int = 16 * 1024 * 1024) -> Starlette:
+               call_timeout: float = 10.0, max_body_bytes: int = 16 * 1024 * 1024) -> RequestIdMiddleware:
     routes = shim.build_routes(files or DEFAULT_FILES)
     spec = shim.dumps(build_openapi(routes))
     registry = CollectorRegistry()
@@ -74,7 +76,7 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
 
     async def dispatch(request: Request) -> Response:
         started = time.perf_counter()
-        request_id = shim.new_request_id(request.headers.get("x-request-id"))
+        request_id = request_id_of(request)
         path = request.url.path
         verb = request.method
         matched: shim.Route | None = None
@@ -103,17 +105,16 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
             message = shim.request_class(route.method)()
             data: dict[str, Any] = {}
             if route.body:
-                raw = await request.body()
-                if len(raw) > max_body_bytes:
-                    raise shim.ShimError(400, "body_too_large",
-                                         f"request body exceeds {max_body_bytes} bytes")
+                raw = await _read_body(request, max_body_bytes)
                 try:
-                    parsed = shim.orjson.loads(raw) if raw.strip() else {}
-                except shim.orjson.JSONDecodeError as exc:
-                    raise shim.ShimError(400, "invalid_json", f"malformed JSON: {exc}") from None
+                    parsed = orjson.loads(raw) if raw.strip() else {}
+                except orjson.JSONDecodeError as exc:
+                    raise shim.ShimError(400, "invalid_json", f"malformed JSON: {exc}",
+                                         [("body", f"is not valid JSON: {exc}")]) from None
                 if route.body == "*":
                     if not isinstance(parsed, dict):
-                        raise shim.ShimError(400, "invalid_json", "request body must be a JSON object")
+                        raise shim.ShimError(400, "invalid_json", "request body must be a JSON object",
+                                             [("body", "must be a JSON object")])
                     data = parsed
                 else:
                     data = {route.body: parsed}
@@ -125,8 +126,15 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
                 shim.set_path(data, name, match.group(f"f{i}"))
             shim.parse_into(message, data)
         except shim.ShimError as exc:
-            status = route.invalid_status if exc.status == 400 and exc.code == "invalid_argument" else exc.status
-            return Response(shim.dumps(exc.body(request_id)), status, media_type="application/json",
+            # Routes whose contract answers bad input with another status (CDP: 422
+            # validation_failed) answer the shim's own input errors the same way.
+            body = exc.body(request_id)
+            status = exc.status
+            if status == 400 and route.invalid_status != 400:
+                status = route.invalid_status
+                if exc.code == "invalid_argument":
+                    body["error"]["code"] = "validation_failed"
+            return Response(shim.dumps(body), status, media_type="application/json",
                             headers={"X-Request-Id": request_id})
         if not callables:
             connect()
@@ -190,7 +198,7 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    app = Starlette(routes=[
+    app: Any = Starlette(routes=[
         StarletteRoute("/openapi.json", openapi), StarletteRoute("/docs", docs),
         Mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path)),
         StarletteRoute("/healthz", healthz), StarletteRoute("/readyz", readyz),
@@ -198,10 +206,76 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
         StarletteRoute("/{path:path}", dispatch,
                        methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ])
-    return app
+    return RequestIdMiddleware(app)
 
 
-def serve_app(app: Starlette, host: str, port: int) -> None:
+def request_id_of(request: Request) -> str:
+    """The id RequestIdMiddleware chose for this request."""
+    rid = request.scope.get(REQUEST_ID_KEY)
+    return rid if isinstance(rid, str) else shim.new_request_id(request.headers.get("x-request-id"))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (400 body_too_large) as soon as it is known to exceed ``limit``."""
+    too_large = shim.ShimError(400, "body_too_large", f"request body exceeds {limit} bytes",
+                               [("body", f"must be at most {limit} bytes")])
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class RequestIdMiddleware:
+    """Gives every HTTP response an ``X-Request-Id`` (the caller's, when well-formed, or a new
+    one), including operations endpoints and 404s, and turns an unexpected exception into a
+    JSON 500 that names the request id instead of a bare text page."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for k, v in scope.get("headers") or ():
+            if k == b"x-request-id":
+                incoming = v.decode("latin-1")
+        request_id = shim.new_request_id(incoming)
+        scope[REQUEST_ID_KEY] = request_id
+        started = False
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("http_request_failed", request_id=request_id)
+            if started:
+                raise
+            body = shim.dumps({"error": {"code": "internal", "message": "internal error", "details": [],
+                                         "request_id": request_id}})
+            await send({"type": "http.response.start", "status": 500, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+
+def serve_app(app: Any, host: str, port: int) -> None:
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,

@@ -1,8 +1,19 @@
 """The REST/JSON shim, generated at start-up from ``google.api.http`` annotations.
 
 Every annotated method of the given proto files becomes a route; nothing here names an RPC.
-JSON uses proto field names (snake_case) on output, accepts those or lowerCamelCase on input,
-and spells enum values without their type prefix (``PENDING`` for ``EVENT_STATUS_PENDING``).
+JSON uses proto field names (snake_case) on output, accepts those or the fields' JSON names
+(lowerCamelCase, e.g. CDP's ``externalEventId``) on input, and spells enum values without
+their type prefix (``PENDING`` for ``EVENT_STATUS_PENDING``).
+
+Input policy, the same on every route (see the gateway README):
+
+- Unknown fields are rejected (400 ``invalid_argument`` naming the field), never ignored: a
+  misspelt optional field would otherwise be dropped silently.
+- ``null`` means "absent" for every field.
+- Scalars must have the declared JSON type (a number is not a string, ``"true"`` is not a
+  boolean); timestamps are RFC 3339 strings with a time zone; enums take their unprefixed
+  names (or the full proto names).
+- Violations name the field as the client spelled it, with its path (``events[3].event_data``).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from google.protobuf.descriptor import (
 )
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
 HTTP_STATUS = {
@@ -110,7 +122,50 @@ def _in(value: Any, field: FieldDescriptor, path: str) -> Any:
     return _in_one(value, field, path)
 
 
+_STRINGS = (FieldDescriptor.TYPE_STRING,)
+_INTS = (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_UINT32,
+         FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_UINT64,
+         FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED32,
+         FieldDescriptor.TYPE_SFIXED64)
+_FLOATS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
+
+
+def _bad(path: str, description: str) -> ShimError:
+    return ShimError(400, "invalid_argument", f"{path}: {description}", [(path, description)])
+
+
+def _scalar(value: Any, field: FieldDescriptor, path: str) -> Any:
+    """JSON scalars must have the field's type: no silent coercion of 1 to "1" or "1" to true."""
+    if field.type in _STRINGS:
+        if not isinstance(value, str):
+            raise _bad(path, "must be a string")
+    elif field.type == FieldDescriptor.TYPE_BOOL:
+        if not isinstance(value, bool):
+            raise _bad(path, "must be true or false")
+    elif field.type in _INTS:
+        is_int = isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"-?\d+", value))
+        if isinstance(value, bool) or not is_int:
+            raise _bad(path, "must be an integer")
+    elif field.type in _FLOATS and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise _bad(path, "must be a number")
+    return value
+
+
+def _timestamp(value: Any, path: str) -> Any:
+    if isinstance(value, str):
+        try:
+            Timestamp().FromJsonString(value)
+            return value
+        except ValueError:
+            pass
+    raise _bad(path, "must be an RFC 3339 timestamp with a time zone, e.g. 2024-01-15T10:30:00Z")
+
+
 def _in_one(value: Any, field: FieldDescriptor, path: str) -> Any:
+    if field.type not in (FieldDescriptor.TYPE_ENUM, FieldDescriptor.TYPE_MESSAGE):
+        return _scalar(value, field, path)
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name == "google.protobuf.Timestamp":
+        return _timestamp(value, path)
     if field.type == FieldDescriptor.TYPE_ENUM:
         enum = field.enum_type
         if isinstance(value, str):
@@ -141,7 +196,7 @@ def shape_input(data: dict[str, Any], desc: Descriptor, prefix: str = "") -> dic
         if field is None:
             raise ShimError(400, "invalid_argument", f"{prefix}{key}: unknown field",
                             [(prefix + key, "unknown field")])
-        shaped = _in(value, field, prefix + field.name)
+        shaped = _in(value, field, prefix + key)
         if shaped is not None:
             out[field.name] = shaped
     return out

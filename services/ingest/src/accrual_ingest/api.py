@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import grpc
@@ -13,38 +14,125 @@ from accrual_platform import auth, errors
 from accrual_platform.db import decimal_str
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from accrual_ingest.domain.cdp import IDENTITY_FIELDS, CdpInput, EventTypeSpec, PropertySpec
 from accrual_ingest.domain.validation import EventInput
-from accrual_ingest.service import IngestService
+from accrual_ingest.service import CdpResult, IngestService
 
 _STATUS = {name: ingest_pb2.EventStatus.Value(f"EVENT_STATUS_{name}")
            for name in ("PENDING", "PROCESSING", "COMPLETED", "FAILED")}
+_ORIGIN = {name: ingest_pb2.EventOrigin.Value(f"EVENT_ORIGIN_{name}") for name in ("EXTERNAL", "SYSTEM")}
+_PROPERTY_TYPE_PREFIX = "CDP_PROPERTY_TYPE_"
+_MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31
+_SAFE_INT = 2**53
 
 
 def _ts(value: dt.datetime, target: timestamp_pb2.Timestamp) -> None:
     target.FromDatetime(value)
 
 
-def event_input(req: ingest_pb2.SubmitEventRequest) -> EventInput:
+def _datetime(msg: Any, name: str, field: str) -> dt.datetime | None:
+    """A Timestamp field as an aware datetime; an out-of-range one is the caller's error."""
+    if not msg.HasField(name):
+        return None
+    ts = getattr(msg, name)
+    if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos < 1_000_000_000):
+        raise errors.InvalidArgument.field(field, "must be a valid RFC 3339 timestamp between years 1 and 9999")
+    value: dt.datetime = ts.ToDatetime(dt.UTC)
+    return value
+
+
+def plain_value(value: struct_pb2.Value) -> Any:
+    """A Struct value as plain Python. Struct numbers are doubles: whole ones come back as
+    integers (125, not 125.0); NaN and infinities are kept, for validation to refuse."""
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return {k: plain_value(v) for k, v in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [plain_value(v) for v in value.list_value.values]
+    if kind == "number_value":
+        n = value.number_value
+        return int(n) if math.isfinite(n) and n.is_integer() and abs(n) < _SAFE_INT else n
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None
+
+
+def _struct(msg: Any, name: str) -> dict[str, Any]:
+    if not msg.HasField(name):
+        return {}
+    return {k: plain_value(v) for k, v in getattr(msg, name).fields.items()}
+
+
+def event_input(req: ingest_pb2.SubmitEventRequest, prefix: str = "") -> EventInput:
     return EventInput(
         program_id=req.program_id,
         idempotency_key=req.idempotency_key,
         event_type=req.event_type,
-        event_timestamp=req.event_timestamp.ToDatetime(dt.UTC) if req.HasField("event_timestamp") else None,
+        event_timestamp=_datetime(req, "event_timestamp", prefix + "event_timestamp"),
         external_id=req.external_id if req.HasField("external_id") else None,
         participant_id=req.participant_id if req.HasField("participant_id") else None,
         recipient_external_id=req.recipient_external_id if req.HasField("recipient_external_id") else None,
         recipient_id=req.recipient_id if req.HasField("recipient_id") else None,
-        event_data=json_format.MessageToDict(req.event_data) if req.HasField("event_data") else {},
+        event_data=_struct(req, "event_data"),
     )
+
+
+def cdp_input(req: ingest_pb2.SubmitCdpEventRequest, prefix: str = "") -> CdpInput:
+    identity: dict[str, str] | None = None
+    if req.HasField("identity"):
+        identity = {}
+        for wire, _ in IDENTITY_FIELDS:
+            field = req.identity.DESCRIPTOR.fields_by_camelcase_name[wire].name
+            if req.identity.HasField(field):
+                identity[wire] = getattr(req.identity, field)
+    return CdpInput(
+        source=req.source, external_event_id=req.external_event_id, event_type=req.event_type,
+        occurred_at=_datetime(req, "occurred_at", prefix + "occurredAt"),
+        identity=identity, properties=_struct(req, "properties"),
+    )
+
+
+def cdp_result(result: CdpResult) -> ingest_pb2.CdpEventResult:
+    msg = ingest_pb2.CdpEventResult(status=result.status)
+    for name in ("event_id", "original_event_id", "error_code", "message"):
+        value = getattr(result, name)
+        if value is not None:
+            setattr(msg, name, value)
+    for v in result.violations:
+        msg.details.add(field=v.field, description=v.description)
+    return msg
+
+
+def event_type_message(row: sa.Row[Any]) -> ingest_pb2.CdpEventType:
+    msg = ingest_pb2.CdpEventType(name=row.name, allow_unknown_properties=row.allow_unknown_properties)
+    for p in row.properties:
+        msg.properties.add(name=p["name"], required=bool(p.get("required")),
+                           type=ingest_pb2.CdpPropertyType.Value(_PROPERTY_TYPE_PREFIX + p["type"]))
+    _ts(row.created_at, msg.created_at)
+    _ts(row.updated_at, msg.updated_at)
+    return msg
+
+
+def event_type_spec(req: ingest_pb2.CreateCdpEventTypeRequest) -> EventTypeSpec:
+    props = []
+    for p in req.properties:
+        name = ingest_pb2.CdpPropertyType.Name(p.type) if p.type in ingest_pb2.CdpPropertyType.values() else ""
+        props.append(PropertySpec(p.name, name.removeprefix(_PROPERTY_TYPE_PREFIX), p.required))
+    return EventTypeSpec(req.name, tuple(props), req.allow_unknown_properties)
 
 
 def event_message(row: sa.Row[Any], *, deduplicated: bool = False) -> ingest_pb2.Event:
     msg = ingest_pb2.Event(
         event_id=row.id, program_id=row.program_id, idempotency_key=row.idempotency_key,
         event_type=row.event_type, status=_STATUS[row.status], deduplicated=deduplicated,
+        origin=_ORIGIN.get(row.origin, ingest_pb2.EVENT_ORIGIN_EXTERNAL),
     )
+    for item in row.cdp_identities or []:
+        msg.cdp_identities.add(type=item["type"], value=item["value"])
     for name in ("external_id", "participant_id", "recipient_external_id", "recipient_id",
-                 "error_code", "error_message"):
+                 "error_code", "error_message", "cdp_source"):
         value = getattr(row, name)
         if value is not None:
             setattr(msg, name, value)
@@ -73,7 +161,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     def BatchSubmitEvents(self, request: ingest_pb2.BatchSubmitEventsRequest,
                           context: grpc.ServicerContext) -> ingest_pb2.BatchSubmitEventsResponse:
-        results = self._svc.submit_batch(auth.tenant_id(), [event_input(e) for e in request.events])
+        results = self._svc.submit_batch(
+            auth.tenant_id(), [event_input(e, f"events[{i}].") for i, e in enumerate(request.events)])
         resp = ingest_pb2.BatchSubmitEventsResponse()
         for i, r in enumerate(results):
             item = resp.results.add(index=i, status=r.status)
@@ -95,11 +184,20 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             "external_id": request.external_id,
         }
         if request.status:
+            if request.status not in _STATUS.values():
+                raise errors.InvalidArgument.field("status", "must be one of " + ", ".join(_STATUS))
             filters["status"] = ingest_pb2.EventStatus.Name(request.status).removeprefix("EVENT_STATUS_")
+        if request.origin:
+            if request.origin not in _ORIGIN.values():
+                raise errors.InvalidArgument.field("origin", "must be one of " + ", ".join(_ORIGIN))
+            filters["origin"] = ingest_pb2.EventOrigin.Name(request.origin).removeprefix("EVENT_ORIGIN_")
+        if request.cdp_source:
+            filters["cdp_source"] = request.cdp_source
         for name in ("received_after", "received_before", "occurred_after", "occurred_before"):
-            if request.HasField(name):
-                filters[name] = getattr(request, name).ToDatetime(dt.UTC)
-        rows, token = self._svc.list(auth.tenant_id(), filters=filters,
+            value = _datetime(request, name, name)
+            if value is not None:
+                filters[name] = value
+        rows, token = self._svc.list_events(auth.tenant_id(), filters=filters,
                                      page_size=request.page_size, page_token=request.page_token)
         return ingest_pb2.ListEventsResponse(events=[event_message(r) for r in rows],
                                              next_page_token=token)
@@ -107,6 +205,29 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def RetryEvent(self, request: ingest_pb2.RetryEventRequest,
                    context: grpc.ServicerContext) -> ingest_pb2.Event:
         return event_message(self._svc.retry(auth.tenant_id(), request.event_id))
+
+    def SubmitCdpEvent(self, request: ingest_pb2.SubmitCdpEventRequest,
+                       context: grpc.ServicerContext) -> ingest_pb2.CdpEventResult:
+        return cdp_result(self._svc.submit_cdp(auth.tenant_id(), cdp_input(request)))
+
+    def BatchSubmitCdpEvents(self, request: ingest_pb2.BatchSubmitCdpEventsRequest,
+                             context: grpc.ServicerContext) -> ingest_pb2.BatchSubmitCdpEventsResponse:
+        items = [cdp_input(item, f"items[{i}].") for i, item in enumerate(request.items)]
+        results = self._svc.submit_cdp_batch(auth.tenant_id(), items)
+        return ingest_pb2.BatchSubmitCdpEventsResponse(results=[cdp_result(r) for r in results])
+
+    def CreateCdpEventType(self, request: ingest_pb2.CreateCdpEventTypeRequest,
+                           context: grpc.ServicerContext) -> ingest_pb2.CdpEventType:
+        return event_type_message(self._svc.register_event_type(auth.tenant_id(), event_type_spec(request)))
+
+    def ListCdpEventTypes(self, request: ingest_pb2.ListCdpEventTypesRequest,
+                          context: grpc.ServicerContext) -> ingest_pb2.ListCdpEventTypesResponse:
+        rows = self._svc.event_types(auth.tenant_id())
+        return ingest_pb2.ListCdpEventTypesResponse(event_types=[event_type_message(r) for r in rows])
+
+    def GetCdpEventType(self, request: ingest_pb2.GetCdpEventTypeRequest,
+                        context: grpc.ServicerContext) -> ingest_pb2.CdpEventType:
+        return event_type_message(self._svc.event_type(auth.tenant_id(), request.name))
 
     def ClaimEvents(self, request: ingest_pb2.ClaimEventsRequest,
                     context: grpc.ServicerContext) -> ingest_pb2.ClaimEventsResponse:

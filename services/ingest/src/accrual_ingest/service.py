@@ -18,13 +18,22 @@ from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.outbox import outbox_row
 
 from accrual_ingest import storage
-from accrual_ingest.domain.validation import MAX_BATCH, EventInput, ValidEvent, validate_event
+from accrual_ingest.domain.cdp import (
+    CdpInput,
+    EventTypeSpec,
+    spec_from_storage,
+    validate_cdp_event,
+    validate_event_type,
+)
+from accrual_ingest.domain.validation import MAX_BATCH, EventInput, ValidEvent, Violation, validate_event
 
 log = structlog.get_logger("accrual.ingest")
 
 EVALUATE_ACTOR = "evaluate_events"
 PUBLISH_ACTOR = "publish_notifications"
 CLAIM_CHUNK = 200
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -42,8 +51,24 @@ class ItemResult:
     error_field: str | None = None
 
 
-def _key(program_id: str, idempotency_key: str) -> str:
-    return f"{program_id}\x00{idempotency_key}"
+@dataclass(frozen=True)
+class CdpResult:
+    """Outcome of one CDP event, in seed 003's terms."""
+
+    status: str  # accepted | duplicate | error
+    event_id: str | None = None
+    original_event_id: str | None = None
+    error_code: str | None = None
+    message: str | None = None
+    violations: tuple[Violation, ...] = ()
+
+
+def _key(e: ValidEvent) -> str:
+    return storage.dedup_key(storage.scope_of(e), e.idempotency_key)
+
+
+def _violations_message(violations: Sequence[Violation]) -> str:
+    return "; ".join(f"{v.field}: {v.description}" for v in violations)
 
 
 class IngestService:
@@ -52,11 +77,17 @@ class IngestService:
         self._wake = wake_relay
 
     # -- accept -------------------------------------------------------------------------
-    def _store(self, tenant_id: str, items: Sequence[ValidEvent]
+    def _store(self, tenant_id: str, items: Sequence[ValidEvent], now: dt.datetime
                ) -> tuple[dict[str, str], dict[str, sa.Row[Any]]]:
-        """Insert new events (+ outbox) in one transaction; return inserted ids and the rows
-        that already existed for the other keys."""
-        now = utcnow()
+        """Insert new events (+ outbox) in one transaction; return the inserted ids and the
+        row of every key (inserted or already there), both by dedup key.
+
+        Concurrent identical inserts meet at the unique index: ON CONFLICT DO NOTHING waits
+        for the first to commit, then the read below sees its row, so every caller answers
+        with the one canonical event and nobody gets an error.
+        """
+        if not items:
+            return {}, {}
         with self.db.transaction() as session:
             inserted = storage.insert_new(session, tenant_id, items, now)
             if inserted:
@@ -66,23 +97,18 @@ class IngestService:
                                                       event_ids=ids[start:start + CLAIM_CHUNK])
                     session.execute(storage.outbox.insert().values(
                         outbox_row(queue.RULES_QUEUE, EVALUATE_ACTOR, msg)))
-            missing = [(e.program_id, e.idempotency_key) for e in items
-                       if _key(e.program_id, e.idempotency_key) not in inserted]
-            existing = storage.find_by_keys(session, tenant_id, missing)
-            fresh = storage.find_by_keys(
-                session, tenant_id, [(e.program_id, e.idempotency_key) for e in items
-                                     if _key(e.program_id, e.idempotency_key) in inserted])
+            rows = storage.find_by_keys(session, tenant_id, items)
         if inserted:
             self._wake()
-        existing.update({k: v for k, v in fresh.items()})
-        return inserted, existing
+        return inserted, rows
 
     def submit(self, tenant_id: str, raw: EventInput) -> Accepted:
-        event, violations = validate_event(raw, utcnow())
+        now = utcnow()
+        event, violations = validate_event(raw, now)
         errors.collect([errors.FieldViolation(v.field, v.description) for v in violations])
         assert event is not None
-        inserted, rows = self._store(tenant_id, [event])
-        key = _key(event.program_id, event.idempotency_key)
+        inserted, rows = self._store(tenant_id, [event], now)
+        key = _key(event)
         row = rows[key]
         if key in inserted:
             return Accepted(row, False)
@@ -93,46 +119,128 @@ class IngestService:
                 metadata={"event_id": row.id, "idempotency_key": event.idempotency_key})
         return Accepted(row, True)
 
-    def submit_batch(self, tenant_id: str, raws: Sequence[EventInput]) -> list[ItemResult]:
-        if not raws:
-            raise errors.InvalidArgument.field("events", "must contain 1 to 1000 events")
-        if len(raws) > MAX_BATCH:
-            raise errors.InvalidArgument.field("events", f"must contain at most {MAX_BATCH} events (got {len(raws)})")
-        now = utcnow()
-        results: list[ItemResult | None] = [None] * len(raws)
+    @staticmethod
+    def _check_batch_size(count: int, field: str) -> None:
+        if count == 0:
+            raise errors.InvalidArgument.field(field, f"must contain 1 to {MAX_BATCH} items")
+        if count > MAX_BATCH:
+            raise errors.InvalidArgument.field(field, f"must contain at most {MAX_BATCH} items (got {count})")
+
+    def _accept_many(self, tenant_id: str, valid: Sequence[tuple[int, ValidEvent]], now: dt.datetime
+                     ) -> dict[int, tuple[str, sa.Row[Any]]]:
+        """Store the valid items of a batch; {index: (accepted|duplicate|conflict, row)}.
+
+        A key repeated inside one batch is stored once; its later items are answered like
+        retries of the first.
+        """
         first_by_key: dict[str, tuple[int, ValidEvent]] = {}
-        later: list[tuple[int, ValidEvent]] = []
+        for i, event in valid:
+            first_by_key.setdefault(_key(event), (i, event))
+        inserted, rows = self._store(tenant_id, [e for _, e in first_by_key.values()], now)
+        out: dict[int, tuple[str, sa.Row[Any]]] = {}
+        for i, event in valid:
+            key = _key(event)
+            row = rows[key]
+            if key in inserted and first_by_key[key][0] == i:
+                out[i] = ("accepted", row)
+            elif row.payload_digest != event.digest:
+                out[i] = ("conflict", row)
+            else:
+                out[i] = ("duplicate", row)
+        return out
+
+    def submit_batch(self, tenant_id: str, raws: Sequence[EventInput]) -> list[ItemResult]:
+        self._check_batch_size(len(raws), "events")
+        now = utcnow()
+        results: dict[int, ItemResult] = {}
+        valid: list[tuple[int, ValidEvent]] = []
         for i, raw in enumerate(raws):
             event, violations = validate_event(raw, now, prefix=f"events[{i}].")
             if event is None:
-                first = violations[0]
                 results[i] = ItemResult("error", error_code="invalid_argument",
-                                        error_message="; ".join(f"{v.field}: {v.description}" for v in violations),
-                                        error_field=first.field)
-                continue
-            key = _key(event.program_id, event.idempotency_key)
-            if key in first_by_key:
-                later.append((i, event))
+                                        error_message=_violations_message(violations),
+                                        error_field=violations[0].field)
             else:
-                first_by_key[key] = (i, event)
-        inserted, rows = self._store(tenant_id, [e for _, e in first_by_key.values()])
-        for key, (i, event) in first_by_key.items():
-            row = rows[key]
-            if key in inserted:
-                results[i] = ItemResult("accepted", event_id=row.id)
+                valid.append((i, event))
+        for i, (outcome, row) in self._accept_many(tenant_id, valid, now).items():
+            if outcome == "conflict":
+                results[i] = ItemResult("error", event_id=row.id, error_code="idempotency_conflict",
+                                        error_message="idempotency_key was already used with a different payload",
+                                        error_field=f"events[{i}].idempotency_key")
             else:
-                results[i] = self._dedup_result(row, event)
-        for i, event in later:
-            results[i] = self._dedup_result(rows[_key(event.program_id, event.idempotency_key)], event)
-        return [r for r in results if r is not None]
+                results[i] = ItemResult(outcome, event_id=row.id)
+        return [results[i] for i in range(len(raws))]
 
-    @staticmethod
-    def _dedup_result(row: sa.Row[Any], event: ValidEvent) -> ItemResult:
+    # -- CDP (seed 003) -----------------------------------------------------------------
+    def _cdp_specs(self, tenant_id: str, names: Sequence[str]) -> dict[str, EventTypeSpec]:
+        with self.db.transaction() as session:
+            rows = storage.event_types_by_name(session, tenant_id, [n for n in names if n])
+        return {name: spec_from_storage(r.name, r.properties, r.allow_unknown_properties)
+                for name, r in rows.items()}
+
+    def submit_cdp(self, tenant_id: str, raw: CdpInput) -> CdpResult:
+        spec = self._cdp_specs(tenant_id, [raw.event_type]).get(raw.event_type)
+        now = utcnow()
+        event, violations = validate_cdp_event(raw, spec, now)
+        errors.collect([errors.FieldViolation(v.field, v.description) for v in violations],
+                       reason="validation_failed")
+        assert event is not None
+        inserted, rows = self._store(tenant_id, [event], now)
+        key = _key(event)
+        row = rows[key]
+        if key in inserted:
+            return CdpResult("accepted", event_id=row.id)
         if row.payload_digest != event.digest:
-            return ItemResult("error", event_id=row.id, error_code="idempotency_conflict",
-                              error_message="idempotency_key was already used with a different payload",
-                              error_field="idempotency_key")
-        return ItemResult("duplicate", event_id=row.id)
+            raise errors.Conflict(
+                "externalEventId was already used by this source with a different payload",
+                reason="idempotency_conflict",
+                metadata={"original_event_id": row.id, "externalEventId": event.idempotency_key})
+        return CdpResult("duplicate", original_event_id=row.id)
+
+    def submit_cdp_batch(self, tenant_id: str, raws: Sequence[CdpInput]) -> list[CdpResult]:
+        self._check_batch_size(len(raws), "items")
+        specs = self._cdp_specs(tenant_id, [r.event_type for r in raws])
+        now = utcnow()
+        results: dict[int, CdpResult] = {}
+        valid: list[tuple[int, ValidEvent]] = []
+        for i, raw in enumerate(raws):
+            event, violations = validate_cdp_event(raw, specs.get(raw.event_type), now, prefix=f"items[{i}].")
+            if event is None:
+                results[i] = CdpResult("error", error_code="validation_failed",
+                                       message=_violations_message(violations), violations=tuple(violations))
+            else:
+                valid.append((i, event))
+        for i, (outcome, row) in self._accept_many(tenant_id, valid, now).items():
+            if outcome == "accepted":
+                results[i] = CdpResult("accepted", event_id=row.id)
+            elif outcome == "duplicate":
+                results[i] = CdpResult("duplicate", original_event_id=row.id)
+            else:
+                results[i] = CdpResult(
+                    "error", original_event_id=row.id, error_code="idempotency_conflict",
+                    message="externalEventId was already used by this source with a different payload",
+                    violations=(Violation(f"items[{i}].externalEventId", "already used with a different payload"),))
+        return [results[i] for i in range(len(raws))]
+
+    def register_event_type(self, tenant_id: str, spec: EventTypeSpec) -> sa.Row[Any]:
+        violations = validate_event_type(spec)
+        errors.collect([errors.FieldViolation(v.field, v.description) for v in violations],
+                       reason="validation_failed")
+        properties = [{"name": p.name, "type": p.type, "required": p.required} for p in spec.properties]
+        with self.db.transaction() as session:
+            return storage.upsert_event_type(session, tenant_id, spec.name, properties,
+                                             spec.allow_unknown_properties, utcnow())
+
+    def event_types(self, tenant_id: str) -> list[sa.Row[Any]]:
+        with self.db.transaction() as session:
+            return storage.list_event_types(session, tenant_id)
+
+    def event_type(self, tenant_id: str, name: str) -> sa.Row[Any]:
+        with self.db.transaction() as session:
+            row = storage.get_event_type(session, tenant_id, name)
+        if row is None:
+            raise errors.NotFound(f"CDP event type {name!r} is not registered", reason="event_type_not_found")
+        return row
 
     # -- read ---------------------------------------------------------------------------
     def get(self, tenant_id: str, event_id: str) -> sa.Row[Any]:
@@ -146,14 +254,22 @@ class IngestService:
             raise errors.NotFound(f"event {event_id} not found", reason="event_not_found")
         return row
 
-    def list(self, tenant_id: str, *, filters: dict[str, Any], page_size: int,
+    def list_events(self, tenant_id: str, *, filters: dict[str, Any], page_size: int,
              page_token: str) -> tuple[list[sa.Row[Any]], str]:
-        if page_size < 0 or page_size > 200:
-            raise errors.InvalidArgument.field("page_size", "must be between 1 and 200")
-        size = page_size or 50
+        if page_size < 0:
+            raise errors.InvalidArgument.field("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        violations: list[errors.FieldViolation] = []
+        for name in ("program_id", "participant_id"):
+            if filters.get(name):
+                try:
+                    filters[name] = str(uuid.UUID(filters[name]))
+                except ValueError:
+                    violations.append(errors.FieldViolation(name, "must be a UUID"))
+        errors.collect(violations)
         e = storage.events
         query = sa.select(e).where(e.c.tenant_id == tenant_id)
-        for name in ("program_id", "participant_id", "external_id", "status"):
+        for name in ("program_id", "participant_id", "external_id", "status", "origin", "cdp_source"):
             if filters.get(name):
                 query = query.where(e.c[name] == filters[name])
         if filters.get("received_after"):
@@ -168,6 +284,8 @@ class IngestService:
             try:
                 at_raw, _, last_id = base64.urlsafe_b64decode(page_token.encode()).decode().partition("|")
                 at = dt.datetime.fromisoformat(at_raw)
+                if at.tzinfo is None or not last_id:
+                    raise ValueError("incomplete token")
             except (ValueError, UnicodeDecodeError):
                 raise errors.InvalidArgument.field("page_token", "is not a token from a previous page") from None
             query = query.where(sa.or_(e.c.received_at < at,
@@ -266,4 +384,5 @@ def event_summary(row: sa.Row[Any]) -> dict[str, Any]:
         "points_awarded": decimal_str(row.points_awarded) if row.points_awarded is not None else None,
         "error_code": row.error_code, "error_message": row.error_message,
         "rule_evaluations": row.rule_evaluations or [],
+        "origin": row.origin, "cdp_source": row.cdp_source,
     }

@@ -20,6 +20,14 @@ metadata = sa.MetaData(schema=SCHEMA)
 
 PENDING, PROCESSING, COMPLETED, FAILED = "PENDING", "PROCESSING", "COMPLETED", "FAILED"
 
+EXTERNAL, SYSTEM = "EXTERNAL", "SYSTEM"
+
+#: Loyalty events are unique per (tenant, program, key), CDP events per (tenant, source,
+#: externalEventId). CDP rows have an empty program_id, so each index covers only its own
+#: kind of row and neither kind can collide with the other.
+LOYALTY_ROWS = sa.text("cdp_source IS NULL")
+CDP_ROWS = sa.text("cdp_source IS NOT NULL")
+
 events = sa.Table(
     "events", metadata,
     sa.Column("id", sa.String(36), primary_key=True),
@@ -42,10 +50,27 @@ events = sa.Table(
     sa.Column("error_code", sa.String(64)),
     sa.Column("error_message", sa.Text),
     sa.Column("processed_at", UtcDateTime()),
-    sa.UniqueConstraint("tenant_id", "program_id", "idempotency_key", name="uq_events_idempotency"),
+    sa.Column("origin", sa.String(16), nullable=False, server_default=EXTERNAL),
+    sa.Column("cdp_source", sa.String(255)),
+    sa.Column("cdp_identities", JsonType),
+    sa.Index("uq_events_idempotency", "tenant_id", "program_id", "idempotency_key", unique=True,
+             postgresql_where=LOYALTY_ROWS, sqlite_where=LOYALTY_ROWS),
+    sa.Index("uq_events_cdp", "tenant_id", "cdp_source", "idempotency_key", unique=True,
+             postgresql_where=CDP_ROWS, sqlite_where=CDP_ROWS),
     sa.Index("ix_events_tenant_received", "tenant_id", "received_at", "id"),
     sa.Index("ix_events_tenant_participant", "tenant_id", "participant_id"),
     sa.Index("ix_events_tenant_external", "tenant_id", "external_id"),
+)
+
+#: The tenant's CDP event-type registry (seed 003): declared properties and their types.
+cdp_event_types = sa.Table(
+    "cdp_event_types", metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("properties", JsonType, nullable=False),
+    sa.Column("allow_unknown_properties", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 outbox = outbox_table(metadata)
@@ -56,11 +81,34 @@ def _insert(session: Session) -> Any:
             else sqlite.insert)
 
 
+def scope_of(e: ValidEvent) -> str:
+    """What an idempotency key is unique within: the program, or the CDP source."""
+    return f"cdp:{e.cdp_source}" if e.cdp_source is not None else e.program_id
+
+
+def dedup_key(scope: str, idempotency_key: str) -> str:
+    return f"{scope}\x00{idempotency_key}"
+
+
+def _row_key(r: sa.Row[Any]) -> str:
+    scope = f"cdp:{r.cdp_source}" if r.cdp_source is not None else r.program_id
+    return dedup_key(scope, r.idempotency_key)
+
+
 def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
                received_at: dt.datetime) -> dict[str, str]:
-    """Insert events whose key is new; returns {idempotency_key: event_id} of those inserted."""
+    """Insert events whose key is new; returns {dedup_key: event_id} of those inserted.
+
+    ``items`` are all loyalty events or all CDP events (one conflict target per statement).
+    Rows go in sorted by key: concurrent batches with overlapping keys then wait for each
+    other's keys in the same order, so they queue instead of deadlocking.
+    """
     if not items:
         return {}
+    items = sorted(items, key=lambda e: (scope_of(e), e.idempotency_key))
+    cdp = items[0].cdp_source is not None
+    if any((e.cdp_source is not None) != cdp for e in items):
+        raise ValueError("a statement inserts loyalty events or CDP events, not both")
     rows = [{
         "id": str(uuid.uuid4()), "tenant_id": tenant_id, "program_id": e.program_id,
         "idempotency_key": e.idempotency_key, "payload_digest": e.digest,
@@ -68,23 +116,37 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
         "participant_id": e.participant_id, "recipient_external_id": e.recipient_external_id,
         "recipient_id": e.recipient_id, "event_data": e.event_data,
         "event_timestamp": e.event_timestamp, "received_at": received_at, "status": PENDING,
-        "attempt": 1,
+        "attempt": 1, "origin": e.origin, "cdp_source": e.cdp_source,
+        "cdp_identities": e.cdp_identities,
     } for e in items]
-    stmt = _insert(session)(events).on_conflict_do_nothing(
-        index_elements=["tenant_id", "program_id", "idempotency_key"]
-    ).returning(events.c.id, events.c.program_id, events.c.idempotency_key)
+    if cdp:
+        target = {"index_elements": ["tenant_id", "cdp_source", "idempotency_key"],
+                  "index_where": events.c.cdp_source.isnot(None)}
+    else:
+        target = {"index_elements": ["tenant_id", "program_id", "idempotency_key"],
+                  "index_where": events.c.cdp_source.is_(None)}
+    stmt = _insert(session)(events).on_conflict_do_nothing(**target).returning(
+        events.c.id, events.c.program_id, events.c.idempotency_key, events.c.cdp_source)
     inserted = session.execute(stmt, rows).all()
-    return {f"{r.program_id}\x00{r.idempotency_key}": r.id for r in inserted}
+    return {_row_key(r): r.id for r in inserted}
 
 
-def find_by_keys(session: Session, tenant_id: str,
-                 keys: Sequence[tuple[str, str]]) -> dict[str, sa.Row[Any]]:
-    """Existing events by (program_id, idempotency_key)."""
-    if not keys:
-        return {}
-    cond = sa.tuple_(events.c.program_id, events.c.idempotency_key).in_(list(keys))
-    rows = session.execute(sa.select(events).where(events.c.tenant_id == tenant_id, cond)).all()
-    return {f"{r.program_id}\x00{r.idempotency_key}": r for r in rows}
+def find_by_keys(session: Session, tenant_id: str, items: Sequence[ValidEvent]) -> dict[str, sa.Row[Any]]:
+    """Existing events with the dedup keys of ``items``, by dedup_key."""
+    loyalty = list({(e.program_id, e.idempotency_key) for e in items if e.cdp_source is None})
+    cdp = list({(e.cdp_source, e.idempotency_key) for e in items if e.cdp_source is not None})
+    found: dict[str, sa.Row[Any]] = {}
+    for start in range(0, len(loyalty), 500):
+        cond = sa.tuple_(events.c.program_id, events.c.idempotency_key).in_(loyalty[start:start + 500])
+        for r in session.execute(sa.select(events).where(
+                events.c.tenant_id == tenant_id, events.c.cdp_source.is_(None), cond)):
+            found[_row_key(r)] = r
+    for start in range(0, len(cdp), 500):
+        cond = sa.tuple_(events.c.cdp_source, events.c.idempotency_key).in_(cdp[start:start + 500])
+        for r in session.execute(sa.select(events).where(
+                events.c.tenant_id == tenant_id, events.c.cdp_source.isnot(None), cond)):
+            found[_row_key(r)] = r
+    return found
 
 
 def get(session: Session, tenant_id: str, event_id: str) -> sa.Row[Any] | None:
@@ -94,3 +156,39 @@ def get(session: Session, tenant_id: str, event_id: str) -> sa.Row[Any] | None:
 
 def get_many(session: Session, ids: Sequence[str]) -> list[sa.Row[Any]]:
     return list(session.execute(sa.select(events).where(events.c.id.in_(list(ids)))).all())
+
+
+def get_event_type(session: Session, tenant_id: str, name: str) -> sa.Row[Any] | None:
+    t = cdp_event_types
+    return session.execute(sa.select(t).where(t.c.tenant_id == tenant_id, t.c.name == name)).first()
+
+
+def event_types_by_name(session: Session, tenant_id: str, names: Sequence[str]) -> dict[str, sa.Row[Any]]:
+    t = cdp_event_types
+    if not names:
+        return {}
+    rows = session.execute(sa.select(t).where(t.c.tenant_id == tenant_id, t.c.name.in_(sorted(set(names)))))
+    return {r.name: r for r in rows}
+
+
+def list_event_types(session: Session, tenant_id: str) -> list[sa.Row[Any]]:
+    t = cdp_event_types
+    return list(session.execute(sa.select(t).where(t.c.tenant_id == tenant_id).order_by(t.c.name)).all())
+
+
+def upsert_event_type(session: Session, tenant_id: str, name: str, properties: list[dict[str, Any]],
+                      allow_unknown: bool, now: dt.datetime) -> sa.Row[Any]:
+    """Register ``name`` or replace its definition; concurrent writers leave one row."""
+    t = cdp_event_types
+    stmt = _insert(session)(t).values(
+        tenant_id=tenant_id, name=name, properties=properties, allow_unknown_properties=allow_unknown,
+        created_at=now, updated_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["tenant_id", "name"],
+        set_={"properties": stmt.excluded.properties,
+              "allow_unknown_properties": stmt.excluded.allow_unknown_properties,
+              "updated_at": stmt.excluded.updated_at})
+    session.execute(stmt)
+    row = get_event_type(session, tenant_id, name)
+    assert row is not None
+    return row

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import unicodedata
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from accrual_ingest.domain.canonical import payload_digest
@@ -48,6 +50,10 @@ class ValidEvent:
     recipient_id: str | None
     event_data: dict[str, Any]
     digest: str
+    origin: str = "EXTERNAL"
+    #: CDP events only: the source system (the dedup scope) and the normalised identities.
+    cdp_source: str | None = None
+    cdp_identities: list[dict[str, str]] | None = field(default=None)
 
 
 def _uuid(value: str) -> str | None:
@@ -55,6 +61,49 @@ def _uuid(value: str) -> str | None:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError):
         return None
+
+
+def has_control_chars(text: str) -> bool:
+    """True when ``text`` holds a control character (NUL, newline, tab, ESC, DEL...)."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def check_key(value: str, name: str, bad: Any, *, required: bool = True) -> None:
+    """1-255 characters without control characters (an identifier partners send back)."""
+    if not value:
+        if required:
+            bad(name, "is required")
+        else:
+            bad(name, "must be 1 to 255 characters")
+    elif len(value) > 255:
+        bad(name, f"must be at most 255 characters (got {len(value)})")
+    elif has_control_chars(value):
+        bad(name, "must not contain control characters")
+
+
+def json_problem(value: Any, path: str) -> tuple[str, str] | None:
+    """The first value no JSON store can hold: a non-finite number or a NUL in a string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, "must be a finite number"
+    if isinstance(value, str):
+        return (path, "must not contain NUL characters") if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if "\x00" in str(k):
+                return f"{path}.{k!r}", "keys must not contain NUL characters"
+            found = json_problem(v, f"{path}.{k}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = json_problem(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def json_size(value: dict[str, Any]) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple[ValidEvent | None, list[Violation]]:
@@ -69,18 +118,15 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
         bad("program_id", "is required")
     elif program_id is None:
         bad("program_id", "must be a UUID")
-    if not raw.idempotency_key:
-        bad("idempotency_key", "is required")
-    elif len(raw.idempotency_key) > 255:
-        bad("idempotency_key", "must be at most 255 characters")
-    if len(raw.event_type) > 255:
-        bad("event_type", "must be at most 255 characters")
+    check_key(raw.idempotency_key, "idempotency_key", bad)
+    if raw.event_type:
+        check_key(raw.event_type, "event_type", bad)
     if raw.external_id is not None and raw.participant_id is not None:
         bad("external_id", "external_id and participant_id are mutually exclusive; send exactly one")
     elif raw.external_id is None and raw.participant_id is None:
         bad("external_id", "one of external_id or participant_id is required")
-    if raw.external_id is not None and not (1 <= len(raw.external_id) <= 255):
-        bad("external_id", "must be 1 to 255 characters")
+    if raw.external_id is not None:
+        check_key(raw.external_id, "external_id", bad, required=False)
     participant_id = None
     if raw.participant_id is not None:
         participant_id = _uuid(raw.participant_id)
@@ -88,8 +134,8 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
             bad("participant_id", "must be a UUID")
     if raw.recipient_external_id is not None and raw.recipient_id is not None:
         bad("recipient_id", "recipient_id and recipient_external_id are mutually exclusive")
-    if raw.recipient_external_id is not None and not (1 <= len(raw.recipient_external_id) <= 255):
-        bad("recipient_external_id", "must be 1 to 255 characters")
+    if raw.recipient_external_id is not None:
+        check_key(raw.recipient_external_id, "recipient_external_id", bad, required=False)
     recipient_id = None
     if raw.recipient_id is not None:
         recipient_id = _uuid(raw.recipient_id)
@@ -98,9 +144,13 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
     ts = raw.event_timestamp
     if ts is not None and ts > now + MAX_FUTURE:
         bad("event_timestamp", "must not be more than 5 minutes in the future")
-    size = len(json.dumps(raw.event_data, separators=(",", ":")).encode())
-    if size > MAX_EVENT_DATA_BYTES:
-        bad("event_data", f"must be at most {MAX_EVENT_DATA_BYTES} bytes of JSON (got {size})")
+    problem = json_problem(raw.event_data, "event_data")
+    if problem:
+        bad(*problem)
+    else:
+        size = json_size(raw.event_data)
+        if size > MAX_EVENT_DATA_BYTES:
+            bad("event_data", f"must be at most {MAX_EVENT_DATA_BYTES} bytes of JSON (got {size})")
     if v:
         return None, v
     assert program_id is not None

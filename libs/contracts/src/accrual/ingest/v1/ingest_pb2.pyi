@@ -27,6 +27,17 @@ class EventOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_ORIGIN_UNSPECIFIED: _ClassVar[EventOrigin]
     EVENT_ORIGIN_EXTERNAL: _ClassVar[EventOrigin]
     EVENT_ORIGIN_SYSTEM: _ClassVar[EventOrigin]
+
+class CdpPropertyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CDP_PROPERTY_TYPE_UNSPECIFIED: _ClassVar[CdpPropertyType]
+    CDP_PROPERTY_TYPE_STRING: _ClassVar[CdpPropertyType]
+    CDP_PROPERTY_TYPE_NUMBER: _ClassVar[CdpPropertyType]
+    CDP_PROPERTY_TYPE_INTEGER: _ClassVar[CdpPropertyType]
+    CDP_PROPERTY_TYPE_BOOLEAN: _ClassVar[CdpPropertyType]
+    CDP_PROPERTY_TYPE_OBJECT: _ClassVar[CdpPropertyType]
+    CDP_PROPERTY_TYPE_ARRAY: _ClassVar[CdpPropertyType]
+    CDP_PROPERTY_TYPE_TIMESTAMP: _ClassVar[CdpPropertyType]
 EVENT_STATUS_UNSPECIFIED: EventStatus
 EVENT_STATUS_PENDING: EventStatus
 EVENT_STATUS_PROCESSING: EventStatus
@@ -35,6 +46,14 @@ EVENT_STATUS_FAILED: EventStatus
 EVENT_ORIGIN_UNSPECIFIED: EventOrigin
 EVENT_ORIGIN_EXTERNAL: EventOrigin
 EVENT_ORIGIN_SYSTEM: EventOrigin
+CDP_PROPERTY_TYPE_UNSPECIFIED: CdpPropertyType
+CDP_PROPERTY_TYPE_STRING: CdpPropertyType
+CDP_PROPERTY_TYPE_NUMBER: CdpPropertyType
+CDP_PROPERTY_TYPE_INTEGER: CdpPropertyType
+CDP_PROPERTY_TYPE_BOOLEAN: CdpPropertyType
+CDP_PROPERTY_TYPE_OBJECT: CdpPropertyType
+CDP_PROPERTY_TYPE_ARRAY: CdpPropertyType
+CDP_PROPERTY_TYPE_TIMESTAMP: CdpPropertyType
 
 class Event(_message.Message):
     __slots__ = ("event_id", "program_id", "idempotency_key", "event_type", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data", "event_timestamp", "received_at", "status", "deduplicated", "rule_evaluations", "points_awarded", "error_code", "error_message", "processed_at", "origin", "cdp_source", "cdp_identities")
@@ -153,7 +172,7 @@ class GetEventRequest(_message.Message):
     def __init__(self, event_id: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
-    __slots__ = ("program_id", "participant_id", "external_id", "status", "received_after", "received_before", "occurred_after", "occurred_before", "page_size", "page_token")
+    __slots__ = ("program_id", "participant_id", "external_id", "status", "received_after", "received_before", "occurred_after", "occurred_before", "page_size", "page_token", "origin", "cdp_source")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +183,8 @@ class ListEventsRequest(_message.Message):
     OCCURRED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    CDP_SOURCE_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     participant_id: str
     external_id: str
@@ -174,7 +195,9 @@ class ListEventsRequest(_message.Message):
     occurred_before: _timestamp_pb2.Timestamp
     page_size: int
     page_token: str
-    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., external_id: _Optional[str] = ..., status: _Optional[_Union[EventStatus, str]] = ..., received_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    origin: EventOrigin
+    cdp_source: str
+    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., external_id: _Optional[str] = ..., status: _Optional[_Union[EventStatus, str]] = ..., received_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., origin: _Optional[_Union[EventOrigin, str]] = ..., cdp_source: _Optional[str] = ...) -> None: ...
 
 class ListEventsResponse(_message.Message):
     __slots__ = ("events", "next_page_token")
@@ -203,3 +226,117 @@ class ClaimEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[Event]
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class CdpIdentity(_message.Message):
+    __slots__ = ("external_user_id", "email", "phone", "device_key")
+    EXTERNAL_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_KEY_FIELD_NUMBER: _ClassVar[int]
+    external_user_id: str
+    email: str
+    phone: str
+    device_key: str
+    def __init__(self, external_user_id: _Optional[str] = ..., email: _Optional[str] = ..., phone: _Optional[str] = ..., device_key: _Optional[str] = ...) -> None: ...
+
+class SubmitCdpEventRequest(_message.Message):
+    __slots__ = ("source", "external_event_id", "event_type", "occurred_at", "identity", "properties")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    external_event_id: str
+    event_type: str
+    occurred_at: _timestamp_pb2.Timestamp
+    identity: CdpIdentity
+    properties: _struct_pb2.Struct
+    def __init__(self, source: _Optional[str] = ..., external_event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity: _Optional[_Union[CdpIdentity, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class CdpFieldViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class CdpEventResult(_message.Message):
+    __slots__ = ("status", "event_id", "original_event_id", "error_code", "message", "details")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    event_id: str
+    original_event_id: str
+    error_code: str
+    message: str
+    details: _containers.RepeatedCompositeFieldContainer[CdpFieldViolation]
+    def __init__(self, status: _Optional[str] = ..., event_id: _Optional[str] = ..., original_event_id: _Optional[str] = ..., error_code: _Optional[str] = ..., message: _Optional[str] = ..., details: _Optional[_Iterable[_Union[CdpFieldViolation, _Mapping]]] = ...) -> None: ...
+
+class BatchSubmitCdpEventsRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[SubmitCdpEventRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[SubmitCdpEventRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchSubmitCdpEventsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CdpEventResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CdpEventResult, _Mapping]]] = ...) -> None: ...
+
+class CdpPropertySpec(_message.Message):
+    __slots__ = ("name", "type", "required")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: CdpPropertyType
+    required: bool
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[CdpPropertyType, str]] = ..., required: _Optional[bool] = ...) -> None: ...
+
+class CdpEventType(_message.Message):
+    __slots__ = ("name", "properties", "allow_unknown_properties", "created_at", "updated_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_UNKNOWN_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    properties: _containers.RepeatedCompositeFieldContainer[CdpPropertySpec]
+    allow_unknown_properties: bool
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., properties: _Optional[_Iterable[_Union[CdpPropertySpec, _Mapping]]] = ..., allow_unknown_properties: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateCdpEventTypeRequest(_message.Message):
+    __slots__ = ("name", "properties", "allow_unknown_properties")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_UNKNOWN_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    properties: _containers.RepeatedCompositeFieldContainer[CdpPropertySpec]
+    allow_unknown_properties: bool
+    def __init__(self, name: _Optional[str] = ..., properties: _Optional[_Iterable[_Union[CdpPropertySpec, _Mapping]]] = ..., allow_unknown_properties: _Optional[bool] = ...) -> None: ...
+
+class ListCdpEventTypesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCdpEventTypesResponse(_message.Message):
+    __slots__ = ("event_types",)
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    event_types: _containers.RepeatedCompositeFieldContainer[CdpEventType]
+    def __init__(self, event_types: _Optional[_Iterable[_Union[CdpEventType, _Mapping]]] = ...) -> None: ...
+
+class GetCdpEventTypeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

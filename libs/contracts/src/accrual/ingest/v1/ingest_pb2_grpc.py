@@ -60,6 +60,31 @@ class IngestServiceStub:
                 request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.RetryEventRequest.SerializeToString,
                 response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.Event.FromString,
                 _registered_method=True)
+        self.SubmitCdpEvent = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/SubmitCdpEvent',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SubmitCdpEventRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventResult.FromString,
+                _registered_method=True)
+        self.BatchSubmitCdpEvents = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/BatchSubmitCdpEvents',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.BatchSubmitCdpEventsRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.BatchSubmitCdpEventsResponse.FromString,
+                _registered_method=True)
+        self.CreateCdpEventType = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/CreateCdpEventType',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CreateCdpEventTypeRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
+                _registered_method=True)
+        self.ListCdpEventTypes = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/ListCdpEventTypes',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListCdpEventTypesRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListCdpEventTypesResponse.FromString,
+                _registered_method=True)
+        self.GetCdpEventType = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/GetCdpEventType',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetCdpEventTypeRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
+                _registered_method=True)
         self.ClaimEvents = channel.unary_unary(
                 '/accrual.ingest.v1.IngestService/ClaimEvents',
                 request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ClaimEventsRequest.SerializeToString,
@@ -106,6 +131,42 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitCdpEvent(self, request, context):
+        """Submit one CDP customer event (seed 003). Validation failures answer 422.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchSubmitCdpEvents(self, request, context):
+        """Submit up to 1,000 CDP events; each item is validated and deduplicated on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCdpEventType(self, request, context):
+        """Register a CDP event type, or replace the definition of an existing one (its name is
+        the key). The definition applies to events submitted afterwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCdpEventTypes(self, request, context):
+        """List the tenant's CDP event types, by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCdpEventType(self, request, context):
+        """Get one CDP event type by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ClaimEvents(self, request, context):
         """Internal: move events to PROCESSING and return them to the rules worker.
         """
@@ -140,6 +201,31 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.RetryEvent,
                     request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.RetryEventRequest.FromString,
                     response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.Event.SerializeToString,
+            ),
+            'SubmitCdpEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitCdpEvent,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SubmitCdpEventRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventResult.SerializeToString,
+            ),
+            'BatchSubmitCdpEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchSubmitCdpEvents,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.BatchSubmitCdpEventsRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.BatchSubmitCdpEventsResponse.SerializeToString,
+            ),
+            'CreateCdpEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCdpEventType,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CreateCdpEventTypeRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.SerializeToString,
+            ),
+            'ListCdpEventTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCdpEventTypes,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListCdpEventTypesRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListCdpEventTypesResponse.SerializeToString,
+            ),
+            'GetCdpEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCdpEventType,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetCdpEventTypeRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.SerializeToString,
             ),
             'ClaimEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ClaimEvents,
@@ -283,6 +369,141 @@ class IngestService:
             '/accrual.ingest.v1.IngestService/RetryEvent',
             accrual_dot_ingest_dot_v1_dot_ingest__pb2.RetryEventRequest.SerializeToString,
             accrual_dot_ingest_dot_v1_dot_ingest__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitCdpEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/SubmitCdpEvent',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.SubmitCdpEventRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchSubmitCdpEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/BatchSubmitCdpEvents',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.BatchSubmitCdpEventsRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.BatchSubmitCdpEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCdpEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/CreateCdpEventType',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.CreateCdpEventTypeRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCdpEventTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/ListCdpEventTypes',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListCdpEventTypesRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListCdpEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCdpEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/GetCdpEventType',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetCdpEventTypeRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
             options,
             channel_credentials,
             insecure,

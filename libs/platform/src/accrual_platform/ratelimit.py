@@ -1,0 +1,180 @@
+"""Per-API-key rate limiting: a token bucket, in Redis when REDIS_URL is set, else in process.
+
+A bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per second; every
+authenticated public call takes one. The answer carries ``x-ratelimit-limit`` (the bucket
+size), ``x-ratelimit-remaining`` (whole tokens left) and ``x-ratelimit-reset`` (seconds until
+the bucket is full again); a refused call also carries ``retry-after`` (seconds until one
+token is back). The REST gateway forwards these as ``X-RateLimit-*`` and ``Retry-After``.
+
+Configuration (environment):
+
+- ``RATE_LIMIT_PER_SECOND`` or ``RATE_LIMIT_PER_MINUTE``: refill rate per key. Default
+  10,000/s: far above the single-key benchmark load (SPEC section 9), so it only stops a
+  runaway client. ``0`` turns rate limiting off.
+- ``RATE_LIMIT_BURST``: bucket size, default twice the per-second rate (at least 1).
+- ``REDIS_URL``: share the buckets between every process of the suite (gateway replicas hit
+  different ingest processes, so a per-process bucket would multiply the limit). The bucket
+  update is one Lua script, atomic in Redis, timed by Redis' own clock so that processes with
+  skewed clocks agree. When Redis cannot be reached the call is counted in the process's own
+  bucket instead (fail open to a local limit rather than refuse all traffic).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+log = structlog.get_logger("accrual.ratelimit")
+
+DEFAULT_PER_SECOND = 10_000.0
+KEY_PREFIX = "accrual:ratelimit:"
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    rate: float  # tokens per second
+    burst: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RateLimitConfig | None:
+        """The configured limit, or None when rate limiting is turned off."""
+        env = os.environ if env is None else env
+        try:
+            if env.get("RATE_LIMIT_PER_SECOND"):
+                rate = float(env["RATE_LIMIT_PER_SECOND"])
+            elif env.get("RATE_LIMIT_PER_MINUTE"):
+                rate = float(env["RATE_LIMIT_PER_MINUTE"]) / 60.0
+            else:
+                rate = DEFAULT_PER_SECOND
+            burst = int(env["RATE_LIMIT_BURST"]) if env.get("RATE_LIMIT_BURST") else max(1, math.ceil(rate * 2))
+        except ValueError as exc:
+            raise ValueError(f"RATE_LIMIT_* must be numbers: {exc}") from None
+        if rate < 0 or burst < 0 or not math.isfinite(rate):
+            raise ValueError("RATE_LIMIT_* must not be negative")
+        if rate == 0 or burst == 0:
+            return None
+        return cls(rate=rate, burst=burst)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float  # seconds until the bucket is full
+    retry_after: float  # seconds until the next call would be allowed (0 when allowed)
+
+    def metadata(self) -> list[tuple[str, str]]:
+        md = [("x-ratelimit-limit", str(self.limit)), ("x-ratelimit-remaining", str(self.remaining)),
+              ("x-ratelimit-reset", str(math.ceil(self.reset_after)))]
+        if not self.allowed:
+            md.append(("retry-after", str(max(1, math.ceil(self.retry_after)))))
+        return md
+
+
+def _decide(config: RateLimitConfig, tokens: float, allowed: bool) -> Decision:
+    return Decision(
+        allowed=allowed, limit=config.burst, remaining=max(0, math.floor(tokens)),
+        reset_after=max(0.0, (config.burst - tokens) / config.rate),
+        retry_after=0.0 if allowed else max(0.0, (1 - tokens) / config.rate))
+
+
+class RateLimiter(Protocol):
+    config: RateLimitConfig
+
+    def hit(self, key: str) -> Decision: ...
+
+
+class LocalRateLimiter:
+    """Buckets in this process's memory (embedded mode, or when Redis is unreachable)."""
+
+    def __init__(self, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 100_000) -> None:
+        self.config = config
+        self._clock = clock
+        self._max_keys = max_keys
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> Decision:
+        now = self._clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (float(self.config.burst), now))
+            tokens = min(float(self.config.burst), tokens + max(0.0, now - at) * self.config.rate)
+            allowed = tokens >= 1
+            if allowed:
+                tokens -= 1
+            if len(self._buckets) >= self._max_keys and key not in self._buckets:
+                self._buckets.clear()  # a full bucket is what an unknown key gets anyway
+            self._buckets[key] = (tokens, now)
+        return _decide(self.config, tokens, allowed)
+
+
+# KEYS[1] bucket; ARGV: rate per second, burst. Returns {allowed, tokens left as text}.
+_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, tostring(tokens)}
+"""
+
+
+class RedisRateLimiter:
+    """Buckets shared by every process through Redis (one atomic script per call)."""
+
+    def __init__(self, config: RateLimitConfig, url: str, *, timeout: float = 0.25) -> None:
+        import redis
+
+        self.config = config
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._script: Any = self._client.register_script(_LUA)
+        self._fallback = LocalRateLimiter(config)
+        self._errors = (redis.RedisError, OSError)
+
+    def hit(self, key: str) -> Decision:
+        try:
+            allowed, tokens = self._script(keys=[KEY_PREFIX + key], args=[self.config.rate, self.config.burst])
+        except self._errors as exc:
+            log.warning("rate_limit_redis_unavailable", error=str(exc))
+            return self._fallback.hit(key)
+        return _decide(self.config, float(tokens), bool(int(allowed)))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def build(config: RateLimitConfig | None, redis_url: str | None) -> RateLimiter | None:
+    if config is None:
+        return None
+    if redis_url:
+        return RedisRateLimiter(config, redis_url)
+    return LocalRateLimiter(config)
+
+
+def from_env(env: Mapping[str, str] | None = None) -> RateLimiter | None:
+    """The limiter the environment asks for (RATE_LIMIT_*, REDIS_URL), or None when off."""
+    env = os.environ if env is None else env
+    return build(RateLimitConfig.from_env(env), env.get("REDIS_URL") or None)
