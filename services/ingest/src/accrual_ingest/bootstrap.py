@@ -42,6 +42,7 @@ class IngestRuntime:
         self.relay.start()
 
     def stop(self) -> None:
+        self.service.close()
         self.relay.stop()
         self.db.dispose()
 

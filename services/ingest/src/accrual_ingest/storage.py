@@ -96,8 +96,9 @@ def _row_key(r: sa.Row[Any]) -> str:
 
 
 def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
-               received_at: dt.datetime) -> dict[str, str]:
-    """Insert events whose key is new; returns {dedup_key: event_id} of those inserted.
+               received_at: dt.datetime | Sequence[dt.datetime]) -> dict[str, sa.Row[Any]]:
+    """Insert events whose key is new; returns {dedup_key: row} of those inserted (the whole
+    row comes back through RETURNING, so answering a new event costs no second query).
 
     ``items`` are all loyalty events or all CDP events (one conflict target per statement).
     Rows go in sorted by key: concurrent batches with overlapping keys then wait for each
@@ -105,7 +106,9 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
     """
     if not items:
         return {}
-    items = sorted(items, key=lambda e: (scope_of(e), e.idempotency_key))
+    times = [received_at] * len(items) if isinstance(received_at, dt.datetime) else list(received_at)
+    pairs = sorted(zip(items, times, strict=True), key=lambda p: (scope_of(p[0]), p[0].idempotency_key))
+    items = [e for e, _ in pairs]
     cdp = items[0].cdp_source is not None
     if any((e.cdp_source is not None) != cdp for e in items):
         raise ValueError("a statement inserts loyalty events or CDP events, not both")
@@ -115,20 +118,19 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
         "event_type": e.event_type, "external_id": e.external_id,
         "participant_id": e.participant_id, "recipient_external_id": e.recipient_external_id,
         "recipient_id": e.recipient_id, "event_data": e.event_data,
-        "event_timestamp": e.event_timestamp, "received_at": received_at, "status": PENDING,
+        "event_timestamp": e.event_timestamp, "received_at": at, "status": PENDING,
         "attempt": 1, "origin": e.origin, "cdp_source": e.cdp_source,
         "cdp_identities": e.cdp_identities,
-    } for e in items]
+    } for e, at in pairs]
     if cdp:
         target = {"index_elements": ["tenant_id", "cdp_source", "idempotency_key"],
                   "index_where": events.c.cdp_source.isnot(None)}
     else:
         target = {"index_elements": ["tenant_id", "program_id", "idempotency_key"],
                   "index_where": events.c.cdp_source.is_(None)}
-    stmt = _insert(session)(events).on_conflict_do_nothing(**target).returning(
-        events.c.id, events.c.program_id, events.c.idempotency_key, events.c.cdp_source)
+    stmt = _insert(session)(events).on_conflict_do_nothing(**target).returning(*events.c)
     inserted = session.execute(stmt, rows).all()
-    return {_row_key(r): r.id for r in inserted}
+    return {_row_key(r): r for r in inserted}
 
 
 def find_by_keys(session: Session, tenant_id: str, items: Sequence[ValidEvent]) -> dict[str, sa.Row[Any]]:
