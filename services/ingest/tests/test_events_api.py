@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -376,3 +377,26 @@ def test_concurrent_batches_with_overlapping_keys_store_each_key_once(pg_stack: 
             by_key.setdefault(sent["idempotency_key"], set()).add(result["event_id"])
     assert all(len(ids) == 1 for ids in by_key.values())
     assert pg_stack.count(tenant) == 50
+
+
+def test_stale_sweep_announces_unfinished_events_again_and_only_those(stack: Stack) -> None:
+    key, tenant = stack.tenant()
+    with stack.http(key) as c:
+        stuck = c.post("/v1/events", json=body()).json()
+        done = c.post("/v1/events", json=body()).json()
+    outcome = messages_pb2.EventOutcome(tenant_id=tenant, event_id=done["event_id"],
+                                        status=messages_pb2.OUTCOME_STATUS_COMPLETED, points_awarded="1")
+    assert stack.runtime.service.record_outcomes([outcome]) == 1
+    # nothing is old enough yet
+    assert stack.runtime.service.sweep_stale(dt.timedelta(hours=1)) == 0
+    before = stack.accepted_messages(tenant)
+    time.sleep(0.05)
+    swept = stack.runtime.service.sweep_stale(dt.timedelta(milliseconds=20), limit=1_000_000)
+    assert swept >= 1
+    assert stack.runtime.service.sweep_stale(dt.timedelta(minutes=1)) == 0  # just announced
+    after = stack.accepted_messages(tenant)
+    assert after.count(stuck["event_id"]) == before.count(stuck["event_id"]) + 1
+    assert after.count(done["event_id"]) == before.count(done["event_id"])
+    with stack.http(key) as c:
+        completed = c.get(f"/v1/events/{done['event_id']}").json()
+    assert completed["status"] == "COMPLETED"

@@ -59,6 +59,9 @@ class Settings:
     webhook_disable_after_seconds: float = 5 * 24 * 3600.0
     #: attempts one endpoint may have running at once, so a slow receiver holds few threads
     webhook_endpoint_max_in_flight: int = 4
+    #: Ingest announces again events unfinished this long after their last announcement.
+    stale_event_after_seconds: float = 120.0
+    stale_event_sweep_seconds: float = 30.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -116,6 +119,8 @@ class Settings:
             webhook_disable_after_seconds=float(
                 env.get("WEBHOOK_DISABLE_AFTER_SECONDS", str(5 * 24 * 3600))),
             webhook_endpoint_max_in_flight=int(env.get("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", "4")),
+            stale_event_after_seconds=float(env.get("STALE_EVENT_AFTER_SECONDS", "120")),
+            stale_event_sweep_seconds=float(env.get("STALE_EVENT_SWEEP_SECONDS", "30")),
         )
         for name in require_peers:
             settings.peer(name)

@@ -14,7 +14,7 @@ from accrual_platform.settings import Settings
 
 from accrual_ingest import storage
 from accrual_ingest.api import IngestServicer, record_outcomes_actor
-from accrual_ingest.service import IngestService
+from accrual_ingest.service import IngestService, StaleEventSweeper
 
 MIGRATIONS = migrations_dir(__file__)
 SCHEMA = storage.SCHEMA
@@ -30,6 +30,8 @@ class IngestRuntime:
         self.db = Database(settings.database_url, SCHEMA, pool_size=20)
         self.relay = OutboxRelay(self.db, storage.outbox, broker)
         self.service = IngestService(self.db, self.relay.notify)
+        self.sweeper = StaleEventSweeper(self.service, interval=settings.stale_event_sweep_seconds,
+                                         older_than=settings.stale_event_after_seconds)
 
     def register(self, server: grpc.Server) -> None:
         ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(self.service), server)
@@ -40,8 +42,10 @@ class IngestRuntime:
 
     def start(self) -> None:
         self.relay.start()
+        self.sweeper.start()
 
     def stop(self) -> None:
+        self.sweeper.stop()
         self.service.close()
         self.relay.stop()
         self.db.dispose()

@@ -398,8 +398,9 @@ class IngestService:
         with self.db.transaction() as session:
             result = session.execute(sa.update(e).where(
                 e.c.id == row.id, e.c.status == storage.FAILED).values(
-                status=storage.PENDING, attempt=e.c.attempt + 1, error_code=None,
-                error_message=None, processed_at=None, rule_evaluations=None, points_awarded=None))
+                status=storage.PENDING, attempt=e.c.attempt + 1, error_code=None, error_message=None,
+                processed_at=None, completed_at=None, rule_evaluations=None, points_awarded=None,
+                announced_at=utcnow()))
             if result.rowcount != 1:
                 raise errors.Conflict(f"only FAILED events can be retried; this one is {row.status}",
                                       reason="event_not_retryable")
@@ -444,14 +445,13 @@ class IngestService:
                     values["participant_id"] = o.participant_id
                 if o.recipient_id:
                     values["recipient_id"] = o.recipient_id
-                result = session.execute(sa.update(e).where(
+                values["completed_at"] = utcnow()
+                row = session.execute(sa.update(e).where(
                     e.c.id == o.event_id, e.c.tenant_id == o.tenant_id,
-                    e.c.status.in_([storage.PENDING, storage.PROCESSING])).values(**values))
-                if result.rowcount != 1:
+                    e.c.status.in_([storage.PENDING, storage.PROCESSING])).values(**values).returning(*e.c)).first()
+                if row is None:
                     continue
                 recorded += 1
-                row = storage.get(session, o.tenant_id, o.event_id)
-                assert row is not None
                 kind = "event.completed" if completed else "event.failed"
                 note = notes.notifications.add(
                     tenant_id=o.tenant_id, type=kind, fact_id=f"{kind}:{row.id}:{row.attempt}")
@@ -463,6 +463,66 @@ class IngestService:
         if recorded:
             self._wake()
         return recorded
+
+
+    def sweep_stale(self, older_than: dt.timedelta, limit: int = 1000) -> int:
+        """Announce again the unfinished events last announced more than ``older_than`` ago.
+
+        Every consumer is idempotent, so a second announcement of an event that is merely
+        slow costs a replay; an event whose message was lost (dead-lettered after its
+        retries, a purged queue) gets processed instead of staying PENDING forever.
+        Several ingest processes may sweep at once: on PostgreSQL each takes other rows
+        (SKIP LOCKED).
+        """
+        e = storage.events
+        now = utcnow()
+        with self.db.transaction() as session:
+            query = sa.select(e.c.id, e.c.tenant_id).where(
+                e.c.status.in_([storage.PENDING, storage.PROCESSING]),
+                e.c.announced_at < now - older_than).order_by(e.c.announced_at).limit(limit)
+            if self.db.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = session.execute(query).all()
+            if not rows:
+                return 0
+            by_tenant: dict[str, list[str]] = {}
+            for r in rows:
+                by_tenant.setdefault(r.tenant_id, []).append(r.id)
+            session.execute(sa.update(e).where(e.c.id.in_([r.id for r in rows])).values(announced_at=now))
+            for tenant_id, ids in by_tenant.items():
+                for start in range(0, len(ids), CLAIM_CHUNK):
+                    msg = messages_pb2.EventsAccepted(tenant_id=tenant_id, event_ids=ids[start:start + CLAIM_CHUNK])
+                    session.execute(storage.outbox.insert().values(outbox_row(queue.RULES_QUEUE, EVALUATE_ACTOR, msg)))
+        log.warning("stale_events_announced_again", count=len(rows), older_than_s=older_than.total_seconds())
+        self._wake()
+        return len(rows)
+
+
+class StaleEventSweeper:
+    """Runs :meth:`IngestService.sweep_stale` every ``interval`` seconds in a thread."""
+
+    def __init__(self, service: IngestService, *, interval: float, older_than: float) -> None:
+        self._service = service
+        self._interval = interval
+        self._older_than = dt.timedelta(seconds=older_than)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stale-event-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                while self._service.sweep_stale(self._older_than) and not self._stop.is_set():
+                    pass
+            except Exception as exc:  # the database may be down; try again next round
+                log.warning("stale_event_sweep_failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
 
 
 def event_summary(row: sa.Row[Any]) -> dict[str, Any]:

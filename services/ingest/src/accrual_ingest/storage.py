@@ -28,6 +28,8 @@ EXTERNAL, SYSTEM = "EXTERNAL", "SYSTEM"
 LOYALTY_ROWS = sa.text("cdp_source IS NULL")
 CDP_ROWS = sa.text("cdp_source IS NOT NULL")
 
+UNFINISHED = sa.text("status IN ('PENDING', 'PROCESSING')")
+
 events = sa.Table(
     "events", metadata,
     sa.Column("id", sa.String(36), primary_key=True),
@@ -53,6 +55,10 @@ events = sa.Table(
     sa.Column("origin", sa.String(16), nullable=False, server_default=EXTERNAL),
     sa.Column("cdp_source", sa.String(255)),
     sa.Column("cdp_identities", JsonType),
+    # When the event was last announced to the rules queue (the stale-event sweep re-announces).
+    sa.Column("announced_at", UtcDateTime()),
+    # When ingest recorded its outcome (COMPLETED or FAILED).
+    sa.Column("completed_at", UtcDateTime()),
     sa.Index("uq_events_idempotency", "tenant_id", "program_id", "idempotency_key", unique=True,
              postgresql_where=LOYALTY_ROWS, sqlite_where=LOYALTY_ROWS),
     sa.Index("uq_events_cdp", "tenant_id", "cdp_source", "idempotency_key", unique=True,
@@ -60,6 +66,7 @@ events = sa.Table(
     sa.Index("ix_events_tenant_received", "tenant_id", "received_at", "id"),
     sa.Index("ix_events_tenant_participant", "tenant_id", "participant_id"),
     sa.Index("ix_events_tenant_external", "tenant_id", "external_id"),
+    sa.Index("ix_events_unfinished", "announced_at", postgresql_where=UNFINISHED, sqlite_where=UNFINISHED),
 )
 
 #: The tenant's CDP event-type registry (seed 003): declared properties and their types.
@@ -118,7 +125,7 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
         "event_type": e.event_type, "external_id": e.external_id,
         "participant_id": e.participant_id, "recipient_external_id": e.recipient_external_id,
         "recipient_id": e.recipient_id, "event_data": e.event_data,
-        "event_timestamp": e.event_timestamp, "received_at": at, "status": PENDING,
+        "event_timestamp": e.event_timestamp, "received_at": at, "announced_at": at, "status": PENDING,
         "attempt": 1, "origin": e.origin, "cdp_source": e.cdp_source,
         "cdp_identities": e.cdp_identities,
     } for e, at in pairs]
