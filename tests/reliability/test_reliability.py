@@ -291,7 +291,14 @@ def test_sigterm_on_every_process_under_load_loses_nothing(suite: tuple[Deployme
     order = ["worker-rules-0", "worker-rules-1", "worker-ingest", "worker-notify", "rules", "identity", "ingest",
              "notify", "gateway"]
     for name in order:
-        assert dep.signal(name, signal.SIGTERM, wait=60) == 0, f"{name} did not stop cleanly on SIGTERM"
+        code = dep.signal(name, signal.SIGTERM, wait=60)
+        if name == "gateway":
+            # uvicorn drains its connections, then re-raises the signal it caught (so the
+            # exit status says SIGTERM); its log tells a graceful stop from a kill.
+            assert code in (0, -signal.SIGTERM)
+            assert "Finished server process" in (dep.workdir / "gateway.log").read_text(errors="replace")
+        else:
+            assert code == 0, f"{name} did not stop cleanly on SIGTERM"
         dep.launch(name)
     dep.wait_ready()
     submit_batches(dep, items[1000:])
