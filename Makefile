@@ -50,6 +50,10 @@ lint: setup
 	$(RUN) mypy libs/platform/src services/*/src
 	npx --yes @bufbuild/buf@1.47.2 lint
 
+## Longer schemathesis run against every route of /openapi.json (the test suite runs a bounded one).
+fuzz: setup
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(RUN) pytest -s tests/fuzz
+
 ## Benchmark (SPEC section 9): per-service deployment on PostgreSQL + RabbitMQ; wrk from Debian.
 bench: setup
 	@command -v wrk >/dev/null || (apt-get install -y -qq wrk >/dev/null 2>&1 || sudo apt-get install -y -qq wrk) \
