@@ -60,6 +60,35 @@ def lock_account(session: Session, dialect: str, tenant_id: str, program_id: str
     return Account(program_id, participant_id, row.available, row.lifetime_earned, row.tier)
 
 
+def lock_accounts(session: Session, dialect: str, tenant_id: str,
+                  keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Account]:
+    """Lock many balance rows, creating missing ones, in (program, participant) order: a few
+    statements for a whole batch instead of two per event, and one lock order for every
+    worker, so overlapping batches queue instead of deadlocking."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    b = storage.balances
+    now = utcnow()
+    out: dict[tuple[str, str], Account] = {}
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start:start + 500]
+        session.execute(insert_for(dialect)(b).on_conflict_do_nothing(
+            index_elements=["tenant_id", "program_id", "participant_id"]), [
+            {"tenant_id": tenant_id, "program_id": program_id, "participant_id": participant_id,
+             "available": ZERO, "lifetime_earned": ZERO, "tier": None, "updated_at": now}
+            for program_id, participant_id in chunk])
+        query = sa.select(b).where(b.c.tenant_id == tenant_id,
+                                   sa.tuple_(b.c.program_id, b.c.participant_id).in_(chunk)
+                                   ).order_by(b.c.program_id, b.c.participant_id)
+        if dialect == "postgresql":
+            query = query.with_for_update()
+        for row in session.execute(query):
+            out[(row.program_id, row.participant_id)] = Account(
+                row.program_id, row.participant_id, row.available, row.lifetime_earned, row.tier)
+    return out
+
+
 def read_account(session: Session, tenant_id: str, program_id: str, participant_id: str) -> Account:
     b = storage.balances
     row = session.execute(sa.select(b).where(
@@ -131,6 +160,48 @@ def post(session: Session, dialect: str, *, tenant_id: str, program_id: str, par
     ).on_conflict_do_nothing(index_elements=["tenant_id", "source"]).returning(
         storage.ledger.c.id)).first()
     return None if row is None else str(row.id)
+
+
+def entry_row(*, tenant_id: str, program_id: str, participant_id: str, amount: decimal.Decimal, kind: str,
+              source: str, reason: str, occurred_at: dt.datetime, now: dt.datetime, event_id: str | None = None,
+              rule_id: str | None = None, rule_version: int | None = None) -> dict[str, Any]:
+    """A ledger row for :func:`insert_entries` (the worker writes a batch's entries at once)."""
+    return {"id": str(uuid.uuid4()), "tenant_id": tenant_id, "program_id": program_id,
+            "participant_id": participant_id, "amount": amount, "kind": kind, "source": source,
+            "event_id": event_id, "rule_id": rule_id, "rule_version": rule_version, "reason": reason,
+            "created_at": now, "occurred_at": occurred_at, "payload_hash": None}
+
+
+def insert_entries(session: Session, dialect: str, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert_for(dialect)(storage.ledger).on_conflict_do_nothing(
+            index_elements=["tenant_id", "source"]), rows)
+
+
+def apply_delta(program: ProgramPolicy, account: Account, available_delta: decimal.Decimal,
+                lifetime_delta: decimal.Decimal) -> tuple[str | None, str | None]:
+    """Change a locked account in memory and recompute its tier; (old tier, new tier)."""
+    old_tier = account.tier
+    account.available += available_delta
+    account.lifetime_earned += lifetime_delta
+    tier = program.tier_for(account.lifetime_earned)
+    account.tier = tier.name if tier else None
+    return old_tier, account.tier
+
+
+def write_accounts(session: Session, tenant_id: str, accounts: Iterable[Account], now: dt.datetime) -> None:
+    """Store the balances of locked accounts changed with :func:`apply_delta` (one statement)."""
+    b = storage.balances
+    rows = [{"k_t": tenant_id, "k_p": a.program_id, "k_q": a.participant_id, "v_available": a.available,
+             "v_lifetime": a.lifetime_earned, "v_tier": a.tier, "v_at": now} for a in accounts]
+    if rows:
+        session.execute(sa.update(b).where(
+            b.c.tenant_id == sa.bindparam("k_t"), b.c.program_id == sa.bindparam("k_p"),
+            b.c.participant_id == sa.bindparam("k_q")).values(
+            available=sa.bindparam("v_available", type_=b.c.available.type),
+            lifetime_earned=sa.bindparam("v_lifetime", type_=b.c.lifetime_earned.type),
+            tier=sa.bindparam("v_tier", type_=b.c.tier.type),
+            updated_at=sa.bindparam("v_at", type_=b.c.updated_at.type)), rows)
 
 
 def settle(session: Session, tenant_id: str, program: ProgramPolicy, account: Account,

@@ -168,9 +168,10 @@ class Processor:
             # and participant), so two workers on overlapping batches never deadlock.
             ledger.lock_budget_rules(session, self.db.dialect, tenant_id,
                                      [r for i in ready for p in i.programs for r in catalog.rules[p.id]])
-            accounts = sorted({(p.id, _beneficiary(i)) for i in ready if _beneficiary(i) for p in i.programs})
-            for program_id, participant_id in accounts:
-                ledger.lock_account(session, self.db.dialect, tenant_id, program_id, participant_id)
+            accounts = ledger.lock_accounts(session, self.db.dialect, tenant_id, {
+                (p.id, _beneficiary(i)) for i in ready if _beneficiary(i) for p in i.programs})
+            writes = _Writes(accounts)
+            runnable: list[Pending] = []
             for item in ready:
                 assert item.actor is not None
                 failure = item.actor.error_code or (item.recipient.error_code if item.recipient else "")
@@ -180,7 +181,29 @@ class Processor:
                     outcomes.append(_failed(tenant_id, item.event, failure, who.error_message,
                                             participant_id=item.actor.participant_id))
                     continue
-                self._apply(session, tenant_id, item, catalog, outcomes, notes)
+                runnable.append(item)
+            claimed = self._claim(session, tenant_id, [i.event.event_id for i in runnable])
+            lost = [i.event.event_id for i in runnable if i.event.event_id not in claimed]
+            stored = self._stored(session, lost) if lost else {}
+            now = utcnow()
+            for item in runnable:
+                if item.event.event_id not in claimed:  # a concurrent delivery won; replay its result
+                    if stored.get(item.event.event_id):
+                        self._replay(stored[item.event.event_id], outcomes, notes)
+                    continue
+                self._apply(session, tenant_id, item, catalog, outcomes, notes, writes, now)
+            writes.flush(session, self.db.dialect, tenant_id, now)
+
+    def _claim(self, session: Session, tenant_id: str, event_ids: list[str]) -> set[str]:
+        """Claim the events' evaluations in one statement; the ids this transaction won."""
+        if not event_ids:
+            return set()
+        t = storage.event_evaluations
+        now = utcnow()
+        rows = session.execute(ledger.insert_for(self.db.dialect)(t).on_conflict_do_nothing(
+            index_elements=["event_id"]).returning(t.c.event_id),
+            [{"event_id": i, "tenant_id": tenant_id, "outcome": {}, "created_at": now} for i in event_ids]).all()
+        return {r.event_id for r in rows}
 
     def _resolve(self, tenant_id: str, items: list[Pending], md: list[tuple[str, str]]) -> None:
         req = identity_pb2.ResolveParticipantsRequest(tenant_id=tenant_id)
@@ -215,19 +238,10 @@ class Processor:
 
     def _apply(self, session: Session, tenant_id: str, item: Pending, catalog: Catalog,
                outcomes: list[messages_pb2.EventOutcome],
-               notes: messages_pb2.Notifications) -> None:
+               notes: messages_pb2.Notifications, writes: _Writes, now: dt.datetime) -> None:
+        """Evaluate one claimed event; its writes are queued in ``writes`` (same transaction)."""
         e = item.event
         assert item.actor is not None
-        now = utcnow()
-        claimed = session.execute(ledger.insert_for(self.db.dialect)(storage.event_evaluations).values(
-            event_id=e.event_id, tenant_id=tenant_id, outcome={}, created_at=now
-        ).on_conflict_do_nothing(index_elements=["event_id"]).returning(
-            storage.event_evaluations.c.event_id)).first()
-        if claimed is None:  # a concurrent delivery of the same event won; replay its result
-            stored = self._stored(session, [e.event_id])
-            if stored.get(e.event_id):
-                self._replay(stored[e.event_id], outcomes, notes)
-            return
         beneficiary = _beneficiary(item)
         occurred = e.event_timestamp.ToDatetime(dt.UTC)
         facts = EventFacts(
@@ -251,22 +265,25 @@ class Processor:
                              program_id=program_row.id, reason=refused[0])
                     continue
             total += self._award(session, tenant_id, program_row, catalog.rules[program_row.id], facts,
-                                 beneficiary, occurred, now, outcome, event_notes)
+                                 beneficiary, occurred, now, outcome, event_notes, writes)
         outcome.points_awarded = decimal_str(total)
-        session.execute(sa.update(storage.event_evaluations).where(
-            storage.event_evaluations.c.event_id == e.event_id).values(outcome={
-                "outcome": queue.to_payload(outcome),
-                "notifications": [queue.to_payload(n) for n in event_notes]}))
+        writes.evaluations.append({"k_event": e.event_id, "v_outcome": {
+            "outcome": queue.to_payload(outcome), "notifications": [queue.to_payload(n) for n in event_notes]}})
         outcomes.append(outcome)
         notes.notifications.extend(event_notes)
 
     def _award(self, session: Session, tenant_id: str, program_row: Any, rules: list[RuleSpec],
                facts: EventFacts, beneficiary: str, occurred: dt.datetime, now: dt.datetime,
-               outcome: messages_pb2.EventOutcome, event_notes: list[messages_pb2.Notification]
-               ) -> decimal.Decimal:
-        """Evaluate one program's rules for the event and post what they award."""
+               outcome: messages_pb2.EventOutcome, event_notes: list[messages_pb2.Notification],
+               writes: _Writes) -> decimal.Decimal:
+        """Evaluate one program's rules for the event and queue what they award."""
         program = program_policy(program_row)
-        account = ledger.lock_account(session, self.db.dialect, tenant_id, program.program_id, beneficiary)
+        account = writes.accounts.get((program.program_id, beneficiary))
+        if account is None:
+            account = ledger.lock_account(session, self.db.dialect, tenant_id, program.program_id, beneficiary)
+            writes.accounts[(program.program_id, beneficiary)] = account
+        if any(r.caps.counted() for r in rules):
+            writes.flush_entries(session, self.db.dialect)  # caps count this batch's earlier awards too
         usage = ledger.cap_usage(session, tenant_id, rules, beneficiary, occurred)
         evaluations = evaluate(program, rules, facts, account.lifetime_earned, usage)
         total = ZERO
@@ -278,25 +295,51 @@ class Processor:
             if not ev.matched or ev.points == 0:
                 continue
             source = f"event:{facts.event_id}:rule:{ev.rule_id}"
-            entry_id = ledger.post(session, self.db.dialect, tenant_id=tenant_id,
-                                   program_id=program.program_id, participant_id=beneficiary,
-                                   amount=ev.points, kind="EARN", source=source,
-                                   reason=f"rule {ev.name} v{ev.version}", occurred_at=occurred, now=now,
-                                   event_id=facts.event_id, rule_id=ev.rule_id, rule_version=ev.version)
-            if entry_id is None:
-                continue
+            # The evaluation claim made this transaction the only one to award this event, so
+            # its sources are new; the insert still skips a duplicate source, never doubling.
+            entry = ledger.entry_row(tenant_id=tenant_id, program_id=program.program_id,
+                                     participant_id=beneficiary, amount=ev.points, kind="EARN", source=source,
+                                     reason=f"rule {ev.name} v{ev.version}", occurred_at=occurred, now=now,
+                                     event_id=facts.event_id, rule_id=ev.rule_id, rule_version=ev.version)
+            writes.entries.append(entry)
+            entry_id = entry["id"]
             total += ev.points
             event_notes.append(ledger.note(tenant_id, "points.awarded", f"points.awarded:{source}", now, {
                 "transaction_id": entry_id, "program_id": program.program_id,
                 "participant_id": beneficiary, "points": decimal_str(ev.points),
                 "event_id": facts.event_id, "rule_id": ev.rule_id, "rule_version": ev.version}))
         if total:
-            old_tier, new_tier = ledger.settle(session, tenant_id, program, account, total, total, now)
+            old_tier, new_tier = ledger.apply_delta(program, account, total, total)
+            writes.dirty[(account.program_id, account.participant_id)] = account
             if new_tier != old_tier:
                 event_notes.append(ledger.tier_changed(
                     tenant_id, f"tier.changed:{facts.event_id}:{program.program_id}:{beneficiary}", now,
                     account, old_tier, new_tier, {"event_id": facts.event_id}))
         return total
+
+
+@dataclass
+class _Writes:
+    """What one batch transaction writes, queued so that it takes a few statements for the
+    whole batch (locks once per account, one ledger insert, one balance and one evaluation
+    update) instead of several round trips per event while every lock is held."""
+
+    accounts: dict[tuple[str, str], ledger.Account]
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    dirty: dict[tuple[str, str], ledger.Account] = field(default_factory=dict)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush_entries(self, session: Session, dialect: str) -> None:
+        ledger.insert_entries(session, dialect, self.entries)
+        self.entries = []
+
+    def flush(self, session: Session, dialect: str, tenant_id: str, now: dt.datetime) -> None:
+        self.flush_entries(session, dialect)
+        ledger.write_accounts(session, tenant_id, self.dirty.values(), now)
+        if self.evaluations:
+            t = storage.event_evaluations
+            session.execute(sa.update(t).where(t.c.event_id == sa.bindparam("k_event")).values(
+                outcome=sa.bindparam("v_outcome", type_=t.c.outcome.type)), self.evaluations)
 
 
 def _beneficiary(item: Pending) -> str:
