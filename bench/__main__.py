@@ -90,6 +90,14 @@ def pct(values: list[float], p: float) -> float:
     return data[min(len(data) - 1, round(p / 100 * (len(data) - 1)))]
 
 
+def cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """CPU milliseconds per event spent by each process between two snapshots."""
+    if events <= 0:
+        return {}
+    out = {k: round((after.get(k, 0.0) - v) * 1000 / events, 3) for k, v in before.items()}
+    return {k: v for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0.001}
+
+
 def rule_micro() -> dict[str, Any] | None:
     try:
         from accrual_rules import bench as rules_bench
@@ -132,6 +140,7 @@ def main() -> None:
         load.open_loop(dep.base_url, dep.api_key, pid, rate=200, seconds=1, processes=1)  # warm-up
         wait_drained(libpq, 60)
 
+        cpu0 = dep.cpu_seconds()
         if load.have_wrk():
             print(f"REST single-event accept, closed loop (wrk, 64 connections, {secs}s) ...", flush=True)
             res = load.wrk(dep.base_url, dep.api_key, pid, seconds=secs, connections=64)
@@ -144,6 +153,8 @@ def main() -> None:
                                       "errors": res.errors, "generator": "python-open-loop"}
         print(f"  {figures['rest_accept']['per_s']:,.0f}/s, p99 {figures['rest_accept']['p99_ms']:.1f} ms, "
               f"errors {figures['rest_accept']['errors']}", flush=True)
+        figures["cpu_ms_per_accept"] = cpu_per_event(cpu0, dep.cpu_seconds(), res.requests - res.errors)
+        print(f"  CPU ms per accepted event: {figures['cpu_ms_per_accept']}", flush=True)
         drain = wait_drained(libpq, 600)
         print(f"  (rules drained the backlog in {drain:.1f}s)", flush=True)
 
@@ -168,9 +179,12 @@ def main() -> None:
         figures["batch_accept"] = {"per_s": res.rate, "p50_batch_ms": res.pct(50), "errors": res.errors}
         print(f"  {res.rate:,.0f} events/s, batch p50 {res.pct(50):.0f} ms, errors {res.errors}", flush=True)
         print("end to end: the batch backlog through rules → ledger → COMPLETED ...", flush=True)
+        cpu0 = dep.cpu_seconds()
         wait_drained(libpq, 900)
         done, n, _, span = e2e_latencies(libpq, run)
         figures["e2e_throughput"] = {"per_s": done / span if span else 0.0, "completed": done, "events": n}
+        figures["cpu_ms_per_processed"] = cpu_per_event(cpu0, dep.cpu_seconds(), n)
+        print(f"  CPU ms per processed event (after acceptance): {figures['cpu_ms_per_processed']}", flush=True)
         print(f"  {figures['e2e_throughput']['per_s']:,.0f} events/s ({done:,}/{n:,} completed)", flush=True)
 
         run = "e2el" + uuid.uuid4().hex[:6]
@@ -232,6 +246,12 @@ def report(f: dict[str, Any]) -> None:
                      f"plain Python {fmt(r.get('us_per_event_plain_python'), ' µs')}", "≤ 1,000 µs"))
     else:
         rows.append(("Rule evaluation", "not measured (accrual_rules.bench missing)", "", "≤ 10 µs"))
+    for label, key in (("CPU ms per REST accept", "cpu_ms_per_accept"),
+                       ("CPU ms per processed event", "cpu_ms_per_processed")):
+        per = f.get(key) or {}
+        if per:
+            top = ", ".join(f"{k} {v:.2f}" for k, v in list(per.items())[:5])
+            rows.append((label, f"{sum(per.values()):.2f} ms", top, "2 cores = 1 ms/event at 2,000/s"))
     for name, mb in sorted(f.get("peak_rss_mb", {}).items()):
         rows.append((f"Peak RSS {name}", fmt(mb, " MB"), "", "≤ 150 MB"))
     head = ("figure", "measured", "baseline (same run)", "goal")

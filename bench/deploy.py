@@ -146,6 +146,33 @@ class Deployment:
                     out[name] = int(line.split()[1]) / 1024
         return out
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by each process of the suite, and by all
+        PostgreSQL and RabbitMQ processes of the machine (backends of live pools included)."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def of(pid: int) -> float:
+            try:
+                fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return 0.0
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        out = {name: of(p.pid) for name, p in self.procs.items()}
+        out["postgres"] = out["rabbitmq"] = 0.0
+        for proc in pathlib.Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                comm = (proc / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == "postgres":
+                out["postgres"] += of(int(proc.name))
+            elif comm.startswith("beam"):
+                out["rabbitmq"] += of(int(proc.name))
+        return out
+
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs.items()}
 
