@@ -172,7 +172,7 @@ def main() -> None:
         print(f"  {load.summary(res)}", flush=True)
         wait_drained(libpq, 600)
 
-        total = 20_000 if ns.quick else 100_000
+        total = 20_000 if ns.quick else 30_000
         run = "e2eb" + uuid.uuid4().hex[:6]
         print(f"batch accept: {total:,} events in 1,000-event batches, 4 in flight ...", flush=True)
         res = load.batches(dep.base_url, dep.api_key, pid, total=total, run=run)
