@@ -79,7 +79,7 @@ class Deployment:
                 "INTERNAL_TOKEN": "bench-" + uuid.uuid4().hex, "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
                 "IDENTITY_ADDR": f"127.0.0.1:{p['identity']}", "INGEST_ADDR": f"127.0.0.1:{p['ingest']}",
                 "RULES_ADDR": f"127.0.0.1:{p['rules']}", "NOTIFY_ADDR": f"127.0.0.1:{p['notify']}",
-                "GATEWAY_PORT": str(p["gateway"]), **self.extra_env}
+                "GATEWAY_PORT": str(p["gateway"]), "MALLOC_ARENA_MAX": "2", **self.extra_env}
 
     def start(self) -> None:
         self.ports = {name: free_port() for name in (*SERVICES, "gateway")}
