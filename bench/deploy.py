@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,10 @@ from dataclasses import dataclass, field
 
 import httpx
 import psycopg
+from accrual_platform.testing import free_port
 
 BIN = pathlib.Path(sys.executable).parent / "accrual"
 SERVICES = ("identity", "ingest", "rules", "notify")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fresh_database(admin_url: str, name: str) -> str:

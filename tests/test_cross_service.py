@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-
-from tests.test_walkthrough import free_port, stop, wait_http
+from accrual_platform.testing import free_port, wait_http
+from accrual_platform.testing import stop_processes as stop
 
 BIN = pathlib.Path(sys.executable).parent / "accrual"
 pytestmark = pytest.mark.e2e

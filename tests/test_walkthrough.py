@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,39 +20,10 @@ from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
 from accrual_platform.testing import AMQP_URL as AMQP
 from accrual_platform.testing import PG_URL as PG
+from accrual_platform.testing import free_port, wait_http
+from accrual_platform.testing import stop_processes as stop
 
 BIN = pathlib.Path(sys.executable).parent / "accrual"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for p in procs:
-            assert p.poll() is None, f"process exited early: {p.args}"
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} never became ready")
-
-
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def walkthrough(base: str, key: str) -> tuple[str, str]:

@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import pytest
-
-from tests.test_walkthrough import free_port, stop, wait_http
+from accrual_platform.testing import free_port, wait_http
+from accrual_platform.testing import stop_processes as stop
 
 BIN = pathlib.Path(sys.executable).parent
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))

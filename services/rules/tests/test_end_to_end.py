@@ -11,7 +11,6 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,29 +24,11 @@ import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import queue
 from accrual_platform.testing import AMQP_URL, PG_URL
+from accrual_platform.testing import free_port as _free_port
+from accrual_platform.testing import wait_http as _wait_ready
 
 BIN = pathlib.Path(sys.executable).parent / "accrual"
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for p in procs:
-            assert p.poll() is None, f"process exited early: {p.args}"
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} never became ready")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,12 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -46,3 +52,39 @@ def drop_schemas(schemas: Sequence[str], url: str = PG_URL) -> None:
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         engine.dispose()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, procs: Sequence[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """Wait until ``url`` answers 200; fail early when one of ``procs`` has exited."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise AssertionError(f"process exited early: {p.args}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} never became ready")
+
+
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]], grace: float = 15) -> None:
+    """SIGTERM every process, then wait; kill what is still running after ``grace`` seconds."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
