@@ -122,6 +122,7 @@ def main() -> None:
     dep = Deployment(sa_url, broker, workdir, rules_workers=ns.rules_workers)
     figures: dict[str, Any] = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "participants": load.PARTICIPANTS,
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "note": "suite, PostgreSQL, RabbitMQ and load generators share the same cores"},
     }
@@ -260,7 +261,8 @@ def report(f: dict[str, Any]) -> None:
     lines.insert(1, "-+-".join("-" * w for w in widths))
     text = "\n".join(lines)
     print()
-    print(f"Accrual bench, {f['when']}, {f['machine']['cores']} cores ({f['machine']['note']})")
+    print(f"Accrual bench, {f['when']}, {f['machine']['cores']} cores ({f['machine']['note']}); "
+          f"load spread over {f.get('participants')} participants")
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stamp = f["when"].replace(":", "").replace("-", "")

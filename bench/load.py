@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import pathlib
 import shutil
 import statistics
@@ -39,7 +40,12 @@ class Result:
         return data[min(len(data) - 1, round(p / 100 * (len(data) - 1)))]
 
 
-def event_body(program_id: str, run: str, i: int, participants: int = 200) -> dict[str, object]:
+#: Distinct participants the load spreads over (BENCH_PARTICIPANTS). Events of one participant
+#: serialise on its balance row, so very few participants measure lock convoys, not throughput.
+PARTICIPANTS = int(os.environ.get("BENCH_PARTICIPANTS", "5000"))
+
+
+def event_body(program_id: str, run: str, i: int, participants: int = PARTICIPANTS) -> dict[str, object]:
     return {"program_id": program_id, "idempotency_key": f"{run}-{i}", "external_id": f"user-{i % participants}",
             "event_type": "purchase", "event_data": {"amount": 10 + i % 90, "sku": "A-1"}}
 
@@ -53,6 +59,7 @@ def have_wrk() -> bool:
 def wrk(base_url: str, key: str, program_id: str, seconds: int, connections: int, threads: int = 2) -> Result:
     """Closed-loop maximum throughput of POST /v1/events with unique keys per request."""
     env_script = LUA.read_text().replace("__PROGRAM__", program_id).replace("__KEY__", key).replace(
+        "__PARTICIPANTS__", str(PARTICIPANTS)).replace(
         "__RUN__", uuid.uuid4().hex[:8])
     script = pathlib.Path("/tmp") / f"accrual-bench-{uuid.uuid4().hex[:6]}.lua"
     script.write_text(env_script)
@@ -154,7 +161,7 @@ def _grpc_worker(args: tuple[str, str, str, float, int, str, int, mp.Queue]) -> 
                     data = struct_pb2.Struct()
                     data.update({"amount": 10 + i % 90, "sku": "A-1"})
                     req = ingest_pb2.SubmitEventRequest(
-                        program_id=program_id, idempotency_key=f"{run}-{i}", external_id=f"user-{i % 200}",
+                        program_id=program_id, idempotency_key=f"{run}-{i}", external_id=f"user-{i % PARTICIPANTS}",
                         event_type="purchase", event_data=data)
                     t0 = time.perf_counter()
                     try:

@@ -1,4 +1,5 @@
--- wrk script: POST /v1/events with a unique idempotency key per request and 200 participants.
+-- wrk script: POST /v1/events with a unique idempotency key per request, spread over
+-- __PARTICIPANTS__ participants.
 -- Placeholders __PROGRAM__, __KEY__ and __RUN__ are filled in by bench/load.py.
 local threads = {}
 local counter = 0
@@ -22,7 +23,7 @@ function request()
   local body = string.format(
     '{"program_id":"__PROGRAM__","idempotency_key":"__RUN__-%d-%d","external_id":"user-%d",' ..
     '"event_type":"purchase","event_data":{"amount":%d,"sku":"A-1"}}',
-    tid, i, i % 200, 10 + i % 90)
+    tid, i, i % __PARTICIPANTS__, 10 + i % 90)
   return wrk.format(nil, nil, nil, body)
 end
 
