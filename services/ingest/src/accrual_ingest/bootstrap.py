@@ -14,6 +14,7 @@ from accrual_platform.settings import Settings
 
 from accrual_ingest import storage
 from accrual_ingest.api import IngestServicer, record_outcomes_actor
+from accrual_ingest.insights import EngagementQueries
 from accrual_ingest.service import IngestService
 
 MIGRATIONS = migrations_dir(__file__)
@@ -32,7 +33,8 @@ class IngestRuntime:
         self.service = IngestService(self.db, self.relay.notify)
 
     def register(self, server: grpc.Server) -> None:
-        ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(self.service), server)
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server(
+            IngestServicer(self.service, EngagementQueries(self.db)), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
         queue.declare_actor(broker, record_outcomes_actor(self.service),
