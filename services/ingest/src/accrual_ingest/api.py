@@ -126,7 +126,7 @@ def event_type_spec(req: ingest_pb2.CreateCdpEventTypeRequest) -> EventTypeSpec:
 
 
 def _points(micros: int) -> str:
-    return decimal_str(from_micros(micros))
+    return str(decimal_str(from_micros(micros)))
 
 
 def segment_config_message(program_id: str, config: SegmentConfig,

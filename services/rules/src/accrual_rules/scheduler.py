@@ -22,6 +22,7 @@ it fires) only through their internal gRPC methods.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -249,6 +250,7 @@ class TriggerScheduler:
                      errors=report.errors)
 
     def start(self, interval_seconds: float = 60.0) -> None:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick
         self._aps = BackgroundScheduler(timezone=dt.UTC)
         self._aps.add_job(self.tick, IntervalTrigger(seconds=interval_seconds), id="scheduled_triggers",
                           max_instances=1, coalesce=True, next_run_time=dt.datetime.now(dt.UTC))

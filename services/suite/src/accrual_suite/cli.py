@@ -43,7 +43,7 @@ def cmd_run(_: argparse.Namespace) -> None:
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
-    scheduler = next(r for r in runtimes if r.name == "rules").scheduler()  # type: ignore[attr-defined]
+    scheduler = next(r for r in runtimes if r.name == "rules").scheduler()
     scheduler.start(_scheduler_interval())
     key = _embedded_admin_key(settings)
     from accrual_gateway.app import create_app, serve_app
