@@ -197,6 +197,15 @@ def test_birthday_fires_once_across_runs_restarts_and_two_schedulers(suite: Suit
             (celebrated, f"birthday:{celebrated}:2026-05-10"), (other, f"birthday:{other}:2026-05-11")])
         _wait_all(suite, events)
         assert suite.balance(program, celebrated) == "100" and suite.balance(program, other) == "100"
+
+        # Switched off and on again, the trigger starts on that day: no backlog of the days it was off.
+        rules = rules_pb2_grpc.RulesServiceStub(suite.channel)
+        for enabled in (False, True):
+            req = rules_pb2.UpdateProgramRequest(program_id=program)
+            req.scheduled_triggers.birthday.enabled = enabled
+            rules.UpdateProgram(req, metadata=suite.md, timeout=10)
+        clock.set_day("2026-05-20")
+        assert second.run_once().days[(program, "birthday")] == [dt.date(2026, 5, 20)]
     finally:
         first.stop()
         second.stop()

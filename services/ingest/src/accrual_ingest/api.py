@@ -294,11 +294,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         config, updated = self._queries.config(auth.tenant_id(), request.program_id)
         return segment_config_message(request.program_id, config, updated)
 
-    def UpdateSegmentConfig(self, request: ingest_pb2.SegmentConfig,
+    def UpdateSegmentConfig(self, request: ingest_pb2.UpdateSegmentConfigRequest,
                             context: grpc.ServicerContext) -> ingest_pb2.SegmentConfig:
         requested = json_format.MessageToDict(request, preserving_proto_field_name=True)
         requested.pop("program_id", None)
-        requested.pop("updated_at", None)
         config, updated = self._queries.put_config(auth.tenant_id(), request.program_id, requested)
         return segment_config_message(request.program_id, config, updated)
 

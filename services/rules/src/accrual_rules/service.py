@@ -284,6 +284,13 @@ class RulesService:
         with self.db.transaction() as session:
             session.execute(sa.update(p).where(p.c.tenant_id == tenant_id, p.c.id == current.id)
                             .values(**values, updated_at=utcnow()))
+            if triggers is not None:
+                # A disabled trigger forgets its progress: enabled again, it starts on that
+                # day instead of catching up every day it was off.
+                w = storage.scheduler_watermarks
+                off = [name for name, config in triggers.items() if not config["enabled"]]
+                session.execute(sa.delete(w).where(w.c.tenant_id == tenant_id, w.c.program_id == current.id,
+                                                   w.c.trigger.in_(off)))
         return self.get_program(tenant_id, current.id)
 
     def get_program(self, tenant_id: str, program_id: str) -> sa.Row[Any]:

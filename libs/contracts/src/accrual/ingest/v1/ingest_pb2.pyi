@@ -473,6 +473,20 @@ class SegmentConfig(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     def __init__(self, program_id: _Optional[str] = ..., high_engagers: _Optional[_Union[HighEngagersConfig, _Mapping]] = ..., purchasers: _Optional[_Union[EventTypeSegmentConfig, _Mapping]] = ..., advocates: _Optional[_Union[EventTypeSegmentConfig, _Mapping]] = ..., at_risk: _Optional[_Union[AtRiskConfig, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class UpdateSegmentConfigRequest(_message.Message):
+    __slots__ = ("program_id", "high_engagers", "purchasers", "advocates", "at_risk")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    HIGH_ENGAGERS_FIELD_NUMBER: _ClassVar[int]
+    PURCHASERS_FIELD_NUMBER: _ClassVar[int]
+    ADVOCATES_FIELD_NUMBER: _ClassVar[int]
+    AT_RISK_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    high_engagers: HighEngagersConfig
+    purchasers: EventTypeSegmentConfig
+    advocates: EventTypeSegmentConfig
+    at_risk: AtRiskConfig
+    def __init__(self, program_id: _Optional[str] = ..., high_engagers: _Optional[_Union[HighEngagersConfig, _Mapping]] = ..., purchasers: _Optional[_Union[EventTypeSegmentConfig, _Mapping]] = ..., advocates: _Optional[_Union[EventTypeSegmentConfig, _Mapping]] = ..., at_risk: _Optional[_Union[AtRiskConfig, _Mapping]] = ...) -> None: ...
+
 class GetSegmentConfigRequest(_message.Message):
     __slots__ = ("program_id",)
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]

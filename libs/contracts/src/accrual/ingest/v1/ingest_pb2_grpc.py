@@ -107,7 +107,7 @@ class IngestServiceStub:
                 _registered_method=True)
         self.UpdateSegmentConfig = channel.unary_unary(
                 '/accrual.ingest.v1.IngestService/UpdateSegmentConfig',
-                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.SerializeToString,
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.UpdateSegmentConfigRequest.SerializeToString,
                 response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.FromString,
                 _registered_method=True)
         self.SubmitSystemEvents = channel.unary_unary(
@@ -335,7 +335,7 @@ def add_IngestServiceServicer_to_server(servicer, server):
             ),
             'UpdateSegmentConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateSegmentConfig,
-                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.FromString,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.UpdateSegmentConfigRequest.FromString,
                     response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.SerializeToString,
             ),
             'SubmitSystemEvents': grpc.unary_unary_rpc_method_handler(
@@ -758,7 +758,7 @@ class IngestService:
             request,
             target,
             '/accrual.ingest.v1.IngestService/UpdateSegmentConfig',
-            accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.UpdateSegmentConfigRequest.SerializeToString,
             accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.FromString,
             options,
             channel_credentials,
