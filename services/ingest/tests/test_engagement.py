@@ -4,8 +4,11 @@ records them, one of them twice (a redelivery)."""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import decimal
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -200,3 +203,34 @@ def test_system_events_are_listed_by_origin_and_inactive_participants_by_last_ev
         ingest_pb2.SystemEvent(program_id=s.program, idempotency_key="k", event_type="birthday")]),
         metadata=md, timeout=10).results[0]
     assert bad.status == "error" and bad.error.field in ("events[0].event_timestamp", "events[0].participant_id")
+
+
+def test_concurrent_outcome_batches_add_up_exactly(stack: Stack) -> None:
+    """Workers recording outcomes of the same program and day at once (the same aggregate
+    rows), with every batch also delivered twice: each event counts exactly once."""
+    s = Scenario(stack)
+    participants = sorted(str(uuid.uuid4()) for _ in range(4))
+    batches: list[list[messages_pb2.EventOutcome]] = []
+    with stack.http(s.key) as c:
+        for b in range(6):
+            batch = []
+            for i in range(10):
+                who = participants[(b + i) % 4]
+                r = c.post("/v1/events", json={
+                    "program_id": s.program, "idempotency_key": str(uuid.uuid4()), "participant_id": who,
+                    "event_type": "purchase", "event_timestamp": "2024-06-01T10:00:00Z", "event_data": {}})
+                outcome = messages_pb2.EventOutcome(tenant_id=s.tenant, event_id=r.json()["event_id"],
+                                                    status=messages_pb2.OUTCOME_STATUS_COMPLETED, participant_id=who)
+                outcome.rule_evaluations.add(rule_id=R1, rule_version=1, rule_name="r", matched=True, points="1.5",
+                                             recipient_id=who, program_id=s.program)
+                batch.append(outcome)
+            batches.append(batch)
+    work = [list(reversed(b)) if i % 2 else b for i, b in enumerate(batches + batches)]
+    with ThreadPoolExecutor(6) as pool:
+        recorded = sum(pool.map(stack.runtime.service.record_outcomes, work))
+    assert recorded == 60
+    a = s.get("/analytics", from_date="2024-06-01", to_date="2024-06-01")
+    assert a["total_events"] == "60" and a["total_points"] == "90"
+    per = collections.Counter(o.participant_id for b in batches for o in b)
+    assert {p["participant_id"]: (p["events"], p["points"]) for p in a["top_participants"]} == {
+        who: (str(n), str(decimal.Decimal("1.5") * n).removesuffix(".0")) for who, n in per.items()}

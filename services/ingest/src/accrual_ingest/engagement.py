@@ -87,25 +87,28 @@ def _add(stmt: Any, table: sa.Table, names: Sequence[str]) -> dict[str, Any]:
 
 
 def apply(session: Session, tenant_id: str, inc: Increments) -> None:
-    """Add ``inc`` to the aggregates. Rows go in key order, so concurrent outcome batches
-    touching the same rows wait for each other instead of deadlocking."""
+    """Add ``inc`` to the aggregates, one executemany per table. Rows go in key order (and
+    the tables in one order), so concurrent outcome batches touching the same rows wait for
+    each other instead of deadlocking."""
     insert = _insert(session)
     pg = session.bind is not None and session.bind.dialect.name == "postgresql"
     if inc.daily:
         stmt = insert(daily_stats)
         stmt = stmt.on_conflict_do_update(index_elements=["tenant_id", "program_id", "day", "event_type"],
                                           set_=_add(stmt, daily_stats, ["events", "points_micros"]))
-        for (program, day, etype), (events, micros) in sorted(inc.daily.items()):
-            session.execute(stmt.values(tenant_id=tenant_id, program_id=program, day=day, event_type=etype,
-                                        events=events, points_micros=micros))
+        session.execute(stmt, [
+            {"tenant_id": tenant_id, "program_id": program, "day": day, "event_type": etype,
+             "events": events, "points_micros": micros}
+            for (program, day, etype), (events, micros) in sorted(inc.daily.items())])
     if inc.rules:
         stmt = insert(rule_stats)
         stmt = stmt.on_conflict_do_update(
             index_elements=["tenant_id", "program_id", "day", "rule_id"],
             set_={**_add(stmt, rule_stats, ["matches", "points_micros"]), "rule_name": stmt.excluded.rule_name})
-        for (program, day, rule_id), (matches, micros, name) in sorted(inc.rules.items()):
-            session.execute(stmt.values(tenant_id=tenant_id, program_id=program, day=day, rule_id=rule_id,
-                                        rule_name=name[:255], matches=matches, points_micros=micros))
+        session.execute(stmt, [
+            {"tenant_id": tenant_id, "program_id": program, "day": day, "rule_id": rule_id,
+             "rule_name": name[:255], "matches": matches, "points_micros": micros}
+            for (program, day, rule_id), (matches, micros, name) in sorted(inc.rules.items())])
     if inc.participants:
         stmt = insert(participant_stats)
         t = participant_stats
@@ -119,18 +122,19 @@ def apply(session: Session, tenant_id: str, inc: Increments) -> None:
                                           sa.func.coalesce(ex.first_event_at, t.c.first_event_at)),
                   "last_event_at": last(sa.func.coalesce(t.c.last_event_at, ex.last_event_at),
                                         sa.func.coalesce(ex.last_event_at, t.c.last_event_at))})
-        for (program, participant), (events, micros, first_at, last_at) in sorted(inc.participants.items()):
-            session.execute(stmt.values(tenant_id=tenant_id, program_id=program, participant_id=participant,
-                                        events=events, points_micros=micros,
-                                        first_event_at=first_at, last_event_at=last_at))
+        session.execute(stmt, [
+            {"tenant_id": tenant_id, "program_id": program, "participant_id": participant,
+             "events": events, "points_micros": micros, "first_event_at": first_at, "last_event_at": last_at}
+            for (program, participant), (events, micros, first_at, last_at) in sorted(inc.participants.items())])
     if inc.participant_days:
         stmt = insert(participant_day_stats)
         stmt = stmt.on_conflict_do_update(
             index_elements=["tenant_id", "program_id", "participant_id", "day", "event_type"],
             set_=_add(stmt, participant_day_stats, ["events", "points_micros"]))
-        for (program, participant, day, etype), (events, micros) in sorted(inc.participant_days.items()):
-            session.execute(stmt.values(tenant_id=tenant_id, program_id=program, participant_id=participant,
-                                        day=day, event_type=etype, events=events, points_micros=micros))
+        session.execute(stmt, [
+            {"tenant_id": tenant_id, "program_id": program, "participant_id": participant, "day": day,
+             "event_type": etype, "events": events, "points_micros": micros}
+            for (program, participant, day, etype), (events, micros) in sorted(inc.participant_days.items())])
 
 
 # -- analytics ------------------------------------------------------------------------------
