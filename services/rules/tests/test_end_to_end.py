@@ -36,7 +36,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 150) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         for p in procs:
