@@ -50,7 +50,11 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment
     dep = Deployment(sa_url, AMQP_URL, tmp_path_factory.mktemp("suite"), rules_workers=2,
                      extra_env={"WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_RETRY_SCHEDULE": FAST_RETRIES,
                                 "WEBHOOK_TIMEOUT_SECONDS": "2", "LOG_LEVEL": "INFO"})
-    dep.start()
+    try:
+        dep.start()
+    except BaseException:
+        dep.stop()  # a process that failed to start (e.g. a port taken meanwhile) must not orphan the others
+        raise
     try:
         yield dep, libpq
     finally:
