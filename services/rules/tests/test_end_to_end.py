@@ -54,7 +54,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                                       stderr=subprocess.STDOUT))
     base = f"http://127.0.0.1:{ports['gateway']}"
     try:
-        _wait_ready(f"{base}/readyz", procs)
+        _wait_ready(f"{base}/readyz", procs, timeout=150)
         yield {"base": base, "key": key, "tenant": tenant, "env": env}
     finally:
         for p in procs:

@@ -276,8 +276,16 @@ class RequestIdMiddleware:
 
 
 def serve_app(app: Any, host: str, port: int) -> None:
+    import signal
+
     import uvicorn
 
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal with the handler
+    # that was installed before it started; with the default one the process dies by the
+    # signal (exit -15) after a clean stop. A no-op handler lets it exit normally instead
+    # (and lets `accrual run` stop its other parts).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
                 loop="uvloop", http="httptools")
 

@@ -28,6 +28,7 @@ from accrual_identity.participants import (
     RawIdentity,
     ResolveItem,
 )
+from accrual_identity.schedule import Schedule
 
 _TYPES = {identity_pb2.IdentityType.Value(f"IDENTITY_TYPE_{t.value}"): t for t in IdentityType}
 _TYPE_VALUES = {t: v for v, t in _TYPES.items()}
@@ -174,6 +175,18 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):  # type: igno
         return identity_pb2.AuthenticateApiKeyResponse(
             tenant_id=principal.tenant_id, key_id=principal.key_id,
             scopes=sorted(principal.scopes))
+
+    def ListScheduledCandidates(
+            self, request: identity_pb2.ListScheduledCandidatesRequest,
+            context: grpc.ServicerContext) -> identity_pb2.ListScheduledCandidatesResponse:
+        occasion = (identity_pb2.ScheduledOccasion.Name(request.occasion).removeprefix("SCHEDULED_OCCASION_")
+                    if request.occasion in identity_pb2.ScheduledOccasion.values() else "")
+        rows, token = Schedule(self._db).candidates(
+            request.tenant_id, request.program_id, occasion, request.date, request.page_size,
+            request.page_token)
+        return identity_pb2.ListScheduledCandidatesResponse(
+            candidates=[identity_pb2.ScheduledCandidate(participant_id=pid, years=years) for pid, years in rows],
+            next_page_token=token)
 
     def ResolveParticipants(
             self, request: identity_pb2.ResolveParticipantsRequest,

@@ -15,8 +15,10 @@ from accrual_platform.db import decimal_str
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from accrual_ingest.domain.cdp import IDENTITY_FIELDS, CdpInput, EventTypeSpec, PropertySpec
+from accrual_ingest.domain.engagement import SegmentConfig, average, from_micros
 from accrual_ingest.domain.validation import EventInput
-from accrual_ingest.service import CdpResult, IngestService
+from accrual_ingest.insights import EngagementQueries
+from accrual_ingest.service import CdpResult, IngestService, SystemEventInput
 
 _STATUS = {name: ingest_pb2.EventStatus.Value(f"EVENT_STATUS_{name}")
            for name in ("PENDING", "PROCESSING", "COMPLETED", "FAILED")}
@@ -123,6 +125,19 @@ def event_type_spec(req: ingest_pb2.CreateCdpEventTypeRequest) -> EventTypeSpec:
     return EventTypeSpec(req.name, tuple(props), req.allow_unknown_properties)
 
 
+def _points(micros: int) -> str:
+    return str(decimal_str(from_micros(micros)))
+
+
+def segment_config_message(program_id: str, config: SegmentConfig,
+                           updated_at: dt.datetime | None) -> ingest_pb2.SegmentConfig:
+    msg = ingest_pb2.SegmentConfig(program_id=program_id)
+    json_format.ParseDict(config.to_json(), msg)
+    if updated_at is not None:
+        _ts(updated_at, msg.updated_at)
+    return msg
+
+
 def event_message(row: sa.Row[Any], *, deduplicated: bool = False) -> ingest_pb2.Event:
     msg = ingest_pb2.Event(
         event_id=row.id, program_id=row.program_id, idempotency_key=row.idempotency_key,
@@ -151,8 +166,9 @@ def event_message(row: sa.Row[Any], *, deduplicated: bool = False) -> ingest_pb2
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, service: IngestService) -> None:
+    def __init__(self, service: IngestService, queries: EngagementQueries) -> None:
         self._svc = service
+        self._queries = queries
 
     def SubmitEvent(self, request: ingest_pb2.SubmitEventRequest,
                     context: grpc.ServicerContext) -> ingest_pb2.Event:
@@ -228,6 +244,90 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def GetCdpEventType(self, request: ingest_pb2.GetCdpEventTypeRequest,
                         context: grpc.ServicerContext) -> ingest_pb2.CdpEventType:
         return event_type_message(self._svc.event_type(auth.tenant_id(), request.name))
+
+    # -- engagement ---------------------------------------------------------------------
+    def GetProgramAnalytics(self, request: ingest_pb2.GetProgramAnalyticsRequest,
+                            context: grpc.ServicerContext) -> ingest_pb2.ProgramAnalytics:
+        a = self._queries.analytics(auth.tenant_id(), request.program_id, request.from_date,
+                                    request.to_date, request.top)
+        msg = ingest_pb2.ProgramAnalytics(
+            program_id=request.program_id, from_date=a.from_date.isoformat(), to_date=a.to_date.isoformat(),
+            total_events=a.total_events, total_points=_points(a.total_micros),
+            active_participants=a.active_participants,
+            average_events_per_participant=average(a.participant_events, a.active_participants))
+        for label, low, high, n in a.buckets:
+            msg.events_per_participant.add(label=label, min_events=low, max_events=high, participants=n)
+        for etype, events, micros in a.by_type:
+            msg.events_by_type.add(event_type=etype, events=events, points=_points(micros))
+        for rule_id, name, matches, micros in a.by_rule:
+            msg.points_by_rule.add(rule_id=rule_id, rule_name=name, matches=matches, points=_points(micros))
+        for day, events, micros in a.daily:
+            msg.daily.add(date=day.isoformat(), events=events, points=_points(micros))
+        for pid, events, micros in a.top:
+            msg.top_participants.add(participant_id=pid, events=events, points=_points(micros))
+        return msg
+
+    def ListSegments(self, request: ingest_pb2.ListSegmentsRequest,
+                     context: grpc.ServicerContext) -> ingest_pb2.ListSegmentsResponse:
+        counts, at = self._queries.segments(auth.tenant_id(), request.program_id,
+                                            _datetime(request, "as_of", "as_of"))
+        resp = ingest_pb2.ListSegmentsResponse(
+            segments=[ingest_pb2.Segment(name=c.name, description=c.description, count=c.count) for c in counts])
+        if at is not None:
+            _ts(at, resp.as_of)
+        return resp
+
+    def ListSegmentMembers(self, request: ingest_pb2.ListSegmentMembersRequest,
+                           context: grpc.ServicerContext) -> ingest_pb2.ListSegmentMembersResponse:
+        rows, token, at = self._queries.members(
+            auth.tenant_id(), request.program_id, request.segment, _datetime(request, "as_of", "as_of"),
+            request.page_size, request.page_token)
+        resp = ingest_pb2.ListSegmentMembersResponse(next_page_token=token)
+        for r in rows:
+            resp.members.add(participant_id=r.participant_id, events=int(r.events), points=_points(r.micros))
+        if at is not None:
+            _ts(at, resp.as_of)
+        return resp
+
+    def GetSegmentConfig(self, request: ingest_pb2.GetSegmentConfigRequest,
+                         context: grpc.ServicerContext) -> ingest_pb2.SegmentConfig:
+        config, updated = self._queries.config(auth.tenant_id(), request.program_id)
+        return segment_config_message(request.program_id, config, updated)
+
+    def UpdateSegmentConfig(self, request: ingest_pb2.UpdateSegmentConfigRequest,
+                            context: grpc.ServicerContext) -> ingest_pb2.SegmentConfig:
+        requested = json_format.MessageToDict(request, preserving_proto_field_name=True)
+        requested.pop("program_id", None)
+        config, updated = self._queries.put_config(auth.tenant_id(), request.program_id, requested)
+        return segment_config_message(request.program_id, config, updated)
+
+    def SubmitSystemEvents(self, request: ingest_pb2.SubmitSystemEventsRequest,
+                           context: grpc.ServicerContext) -> ingest_pb2.BatchSubmitEventsResponse:
+        items = [SystemEventInput(
+            program_id=e.program_id, idempotency_key=e.idempotency_key, event_type=e.event_type,
+            participant_id=e.participant_id,
+            event_timestamp=_datetime(e, "event_timestamp", f"events[{i}].event_timestamp"),
+            event_data=_struct(e, "event_data")) for i, e in enumerate(request.events)]
+        results = self._svc.submit_system(request.tenant_id, items)
+        resp = ingest_pb2.BatchSubmitEventsResponse()
+        for i, r in enumerate(results):
+            item = resp.results.add(index=i, status=r.status)
+            if r.event_id:
+                item.event_id = r.event_id
+            if r.error_code:
+                item.error.CopyFrom(ingest_pb2.ItemError(
+                    code=r.error_code, message=r.error_message or "", field=r.error_field or ""))
+        return resp
+
+    def ListInactiveParticipants(self, request: ingest_pb2.ListInactiveParticipantsRequest,
+                                 context: grpc.ServicerContext) -> ingest_pb2.ListInactiveParticipantsResponse:
+        rows, token = self._queries.inactive(request.tenant_id, request.program_id,
+                                             request.last_event_on_or_before, request.page_size,
+                                             request.page_token)
+        resp = ingest_pb2.ListInactiveParticipantsResponse(next_page_token=token)
+        for pid, last in rows:
+            resp.participants.add(participant_id=pid, last_event_date=last.astimezone(dt.UTC).date().isoformat())
+        return resp
 
     def ClaimEvents(self, request: ingest_pb2.ClaimEventsRequest,
                     context: grpc.ServicerContext) -> ingest_pb2.ClaimEventsResponse:

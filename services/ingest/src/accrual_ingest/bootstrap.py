@@ -14,7 +14,12 @@ from accrual_platform.settings import Settings
 
 from accrual_ingest import storage
 from accrual_ingest.api import IngestServicer, record_outcomes_actor
+<<<<<<< HEAD
 from accrual_ingest.service import IngestService, StaleEventSweeper
+=======
+from accrual_ingest.insights import EngagementQueries
+from accrual_ingest.service import IngestService
+>>>>>>> wip-engage
 
 MIGRATIONS = migrations_dir(__file__)
 SCHEMA = storage.SCHEMA
@@ -34,7 +39,8 @@ class IngestRuntime:
                                          older_than=settings.stale_event_after_seconds)
 
     def register(self, server: grpc.Server) -> None:
-        ingest_pb2_grpc.add_IngestServiceServicer_to_server(IngestServicer(self.service), server)
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server(
+            IngestServicer(self.service, EngagementQueries(self.db)), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
         queue.declare_actor(broker, record_outcomes_actor(self.service),

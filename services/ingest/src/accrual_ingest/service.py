@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import decimal
 import queue as queue_mod
@@ -20,7 +21,7 @@ from accrual_platform import errors, queue
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.outbox import outbox_row
 
-from accrual_ingest import storage
+from accrual_ingest import engagement, storage
 from accrual_ingest.domain.cdp import (
     CdpInput,
     EventTypeSpec,
@@ -28,6 +29,7 @@ from accrual_ingest.domain.cdp import (
     validate_cdp_event,
     validate_event_type,
 )
+from accrual_ingest.domain.engagement import Increments, ProcessedEvent
 from accrual_ingest.domain.validation import MAX_BATCH, EventInput, ValidEvent, Violation, validate_event
 
 log = structlog.get_logger("accrual.ingest")
@@ -425,9 +427,14 @@ class IngestService:
         return list(rows)
 
     def record_outcomes(self, outcomes: Sequence[messages_pb2.EventOutcome]) -> int:
-        """Store outcomes of unfinished events and announce them; redeliveries change nothing."""
+        """Store outcomes of unfinished events and announce them; redeliveries change nothing.
+
+        The analytics aggregates are updated in the same transaction, only for events this
+        call moves to COMPLETED, so a redelivered outcome adds nothing to them either.
+        """
         e = storage.events
         recorded = 0
+        analytics: dict[str, Increments] = {}
         with self.db.transaction() as session:
             notes = messages_pb2.Notifications()
             for o in outcomes:
@@ -452,6 +459,13 @@ class IngestService:
                 if row is None:
                     continue
                 recorded += 1
+<<<<<<< HEAD
+=======
+                row = storage.get(session, o.tenant_id, o.event_id)
+                assert row is not None
+                if completed:
+                    analytics.setdefault(o.tenant_id, Increments()).add(processed_event(row))
+>>>>>>> wip-engage
                 kind = "event.completed" if completed else "event.failed"
                 note = notes.notifications.add(
                     tenant_id=o.tenant_id, type=kind, fact_id=f"{kind}:{row.id}:{row.attempt}")
@@ -460,9 +474,65 @@ class IngestService:
             if notes.notifications:
                 session.execute(storage.outbox.insert().values(
                     outbox_row(queue.NOTIFY_QUEUE, PUBLISH_ACTOR, notes)))
+            for tenant_id, increments in sorted(analytics.items()):
+                engagement.apply(session, tenant_id, increments)
         if recorded:
             self._wake()
         return recorded
+
+    # -- scheduled (SYSTEM) events ------------------------------------------------------
+    def submit_system(self, tenant_id: str, items: Sequence[SystemEventInput]) -> list[ItemResult]:
+        """Accept the scheduler's events (origin SYSTEM) like a partner batch: each is
+        deduplicated by its deterministic idempotency key, so a fire repeated by a second
+        scheduler run, a restart or a second machine is answered ``duplicate``."""
+        if not tenant_id:
+            raise errors.InvalidArgument.field("tenant_id", "is required")
+        self._check_batch_size(len(items), "events")
+        now = utcnow()
+        results: dict[int, ItemResult] = {}
+        valid: list[tuple[int, ValidEvent]] = []
+        for i, item in enumerate(items):
+            prefix = f"events[{i}]."
+            raw = EventInput(program_id=item.program_id, idempotency_key=item.idempotency_key,
+                             event_type=item.event_type, event_timestamp=item.event_timestamp,
+                             external_id=None, participant_id=item.participant_id or None,
+                             recipient_external_id=None, recipient_id=None, event_data=item.event_data)
+            violations = [Violation(prefix + name, "is required") for name, value in
+                          (("participant_id", item.participant_id), ("event_timestamp", item.event_timestamp))
+                          if not value]
+            event, problems = validate_event(raw, now, prefix=prefix)
+            violations += problems
+            if event is None or violations:
+                results[i] = ItemResult("error", error_code="invalid_argument",
+                                        error_message=_violations_message(violations),
+                                        error_field=violations[0].field)
+            else:
+                valid.append((i, dataclasses.replace(event, origin=storage.SYSTEM)))
+        for i, (outcome, row) in self._accept_many(tenant_id, valid, now).items():
+            if outcome == "conflict":
+                results[i] = ItemResult("error", event_id=row.id, error_code="idempotency_conflict",
+                                        error_message="idempotency_key was already used with a different payload",
+                                        error_field=f"events[{i}].idempotency_key")
+            else:
+                results[i] = ItemResult(outcome, event_id=row.id)
+        return [results[i] for i in range(len(items))]
+
+
+@dataclass(frozen=True)
+class SystemEventInput:
+    program_id: str
+    idempotency_key: str
+    event_type: str
+    participant_id: str
+    event_timestamp: dt.datetime | None
+    event_data: dict[str, Any]
+
+
+def processed_event(row: sa.Row[Any]) -> ProcessedEvent:
+    return ProcessedEvent(program_id=row.program_id, event_type=row.event_type,
+                          event_timestamp=row.event_timestamp, origin=row.origin,
+                          participant_id=row.participant_id,
+                          rule_evaluations=list(row.rule_evaluations or []))
 
 
     def sweep_stale(self, older_than: dt.timedelta, limit: int = 1000) -> int:

@@ -201,3 +201,7 @@ def upsert_event_type(session: Session, tenant_id: str, name: str, properties: l
     row = get_event_type(session, tenant_id, name)
     assert row is not None
     return row
+
+
+# The engagement tables live in this schema's metadata too (migrations compare against it).
+from accrual_ingest import engagement as _engagement  # noqa: E402,F401

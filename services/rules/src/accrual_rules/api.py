@@ -15,6 +15,7 @@ from accrual_platform.db import decimal_str
 from google.protobuf import json_format
 
 from accrual_rules.domain.evaluation import CAP_FIELDS
+from accrual_rules.domain.triggers import normalise_triggers
 from accrual_rules.service import RulesService
 
 
@@ -38,9 +39,14 @@ def program_message(row: sa.Row[Any]) -> rules_pb2.Program:
         rounding_mode=rules_pb2.RoundingMode.Value(f"ROUNDING_MODE_{row.rounding_mode}"),
         rounding_precision=row.rounding_precision,
         event_type_policy=rules_pb2.EventTypePolicy.Value(f"EVENT_TYPE_POLICY_{row.event_type_policy}"))
+    json_format.ParseDict(normalise_triggers(row.scheduled_triggers)[0], msg.scheduled_triggers)
     msg.created_at.FromDatetime(row.created_at)
     msg.updated_at.FromDatetime(row.updated_at)
     return msg
+
+
+def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Any]:
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
 def rule_message(row: Any) -> rules_pb2.Rule:
@@ -132,7 +138,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
                                      "ROUNDING_MODE_", "FLOOR"),
             rounding_precision=request.rounding_precision,
             event_type_policy=_enum_name(rules_pb2.EventTypePolicy, request.event_type_policy,
-                                         "EVENT_TYPE_POLICY_", "OPEN"))
+                                         "EVENT_TYPE_POLICY_", "OPEN"),
+            scheduled_triggers=triggers_dict(request.scheduled_triggers))
         return program_message(row)
 
     def UpdateProgram(self, request: rules_pb2.UpdateProgramRequest,
@@ -155,6 +162,8 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
             _known(rules_pb2.EventTypePolicy, request.event_type_policy, "event_type_policy")
             changes["event_type_policy"] = _enum_name(rules_pb2.EventTypePolicy, request.event_type_policy,
                                                       "EVENT_TYPE_POLICY_", "OPEN")
+        if request.HasField("scheduled_triggers"):
+            changes["scheduled_triggers"] = triggers_dict(request.scheduled_triggers)
         if request.tiers and request.clear_tiers:
             raise errors.InvalidArgument.field("clear_tiers", "cannot be combined with tiers")
         if request.tiers or request.clear_tiers:

@@ -11,7 +11,7 @@ from accrual.ingest.v1 import ingest_pb2_grpc
 from accrual.rules.v1 import rules_pb2_grpc
 from accrual_platform import clients, errors, queue
 from accrual_platform.auth import Authenticator
-from accrual_platform.db import Database
+from accrual_platform.db import Database, utcnow
 from accrual_platform.grpc_server import internal_metadata
 from accrual_platform.outbox import OutboxRelay
 from accrual_platform.runtime import migrations_dir
@@ -21,6 +21,7 @@ from accrual_rules import storage
 from accrual_rules.api import RulesServicer
 from accrual_rules.merging import merge_ledgers
 from accrual_rules.processing import Processor
+from accrual_rules.scheduler import Clock, TriggerScheduler
 from accrual_rules.service import RulesService
 
 MIGRATIONS = migrations_dir(__file__)
@@ -67,6 +68,14 @@ class RulesRuntime:
                 identity_pb2_grpc.IdentityServiceStub(clients.channel(self.settings.peer("identity"))),
                 self.settings.internal_token)
         return self._processor
+
+    def scheduler(self, clock: Clock = utcnow) -> TriggerScheduler:
+        """The birthday/anniversary/inactivity scheduler, on this runtime's database and the
+        identity and ingest peers."""
+        return TriggerScheduler(
+            self.db, identity_pb2_grpc.IdentityServiceStub(clients.channel(self.settings.peer("identity"))),
+            ingest_pb2_grpc.IngestServiceStub(clients.channel(self.settings.peer("ingest"))),
+            self.settings.internal_token, clock)
 
     def register(self, server: grpc.Server) -> None:
         rules_pb2_grpc.add_RulesServiceServicer_to_server(RulesServicer(self.service), server)

@@ -291,7 +291,8 @@ class Processor:
             outcome.rule_evaluations.add(
                 rule_id=ev.rule_id, rule_version=ev.version, rule_name=ev.name,
                 matched=ev.matched, skip_reason=ev.skip_reason, message=ev.message,
-                points=decimal_str(ev.points), recipient_id=beneficiary if ev.matched else "")
+                points=decimal_str(ev.points), recipient_id=beneficiary if ev.matched else "",
+                program_id=program.program_id)
             if not ev.matched or ev.points == 0:
                 continue
             source = f"event:{facts.event_id}:rule:{ev.rule_id}"

@@ -33,6 +33,7 @@ from accrual_rules.domain.evaluation import (
     evaluate,
 )
 from accrual_rules.domain.expressions import ExpressionError, compile_expression, to_decimal
+from accrual_rules.domain.triggers import normalise_triggers
 from accrual_rules.rows import program_policy, rule_spec
 
 POLICIES = ("CREATE", "REJECT")
@@ -245,14 +246,17 @@ class RulesService:
 
     def create_program(self, tenant_id: str, *, name: str, on_unknown: str,
                        tiers: Sequence[dict[str, str]], rounding_mode: str,
-                       rounding_precision: int, event_type_policy: str = "OPEN") -> sa.Row[Any]:
+                       rounding_precision: int, event_type_policy: str = "OPEN",
+                       scheduled_triggers: Mapping[str, Any] | None = None) -> sa.Row[Any]:
         clean_tiers = self._check_program(name, rounding_mode, rounding_precision, tiers, on_unknown,
                                           event_type_policy)
+        triggers = _triggers(scheduled_triggers)
         now = utcnow()
         row = {"id": str(uuid.uuid4()), "tenant_id": tenant_id, "name": name.strip(),
                "on_unknown_participant": on_unknown, "tiers": clean_tiers,
                "rounding_mode": rounding_mode, "rounding_precision": rounding_precision,
-               "event_type_policy": event_type_policy, "created_at": now, "updated_at": now}
+               "event_type_policy": event_type_policy, "scheduled_triggers": triggers,
+               "created_at": now, "updated_at": now}
         with self.db.transaction() as session:
             session.execute(storage.programs.insert().values(row))
         return self.get_program(tenant_id, row["id"])
@@ -261,6 +265,8 @@ class RulesService:
         """Change the given fields; tier changes apply to the next evaluation of each
         participant (stored tiers are recomputed on their next ledger change)."""
         current = self.get_program(tenant_id, program_id)
+        changes = dict(changes)
+        triggers = _triggers(changes.pop("scheduled_triggers")) if "scheduled_triggers" in changes else None
         merged = {"name": current.name, "on_unknown_participant": current.on_unknown_participant,
                   "rounding_mode": current.rounding_mode,
                   "rounding_precision": current.rounding_precision,
@@ -272,10 +278,19 @@ class RulesService:
         values["name"] = values["name"].strip()
         if tiers is not None:
             values["tiers"] = tiers
+        if triggers is not None:
+            values["scheduled_triggers"] = triggers
         p = storage.programs
         with self.db.transaction() as session:
             session.execute(sa.update(p).where(p.c.tenant_id == tenant_id, p.c.id == current.id)
                             .values(**values, updated_at=utcnow()))
+            if triggers is not None:
+                # A disabled trigger forgets its progress: enabled again, it starts on that
+                # day instead of catching up every day it was off.
+                w = storage.scheduler_watermarks
+                off = [name for name, config in triggers.items() if not config["enabled"]]
+                session.execute(sa.delete(w).where(w.c.tenant_id == tenant_id, w.c.program_id == current.id,
+                                                   w.c.trigger.in_(off)))
         return self.get_program(tenant_id, current.id)
 
     def get_program(self, tenant_id: str, program_id: str) -> sa.Row[Any]:
@@ -631,6 +646,12 @@ class RulesService:
             last = rows[size - 1]
             token = _encode_token(f"{last.created_at.isoformat()}|{last.id}")
         return rows[:size], token
+
+
+def _triggers(raw: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    clean, problems = normalise_triggers(raw)
+    errors.collect([errors.FieldViolation(f, d) for f, d in problems])
+    return clean
 
 
 def _balance_dict(account: ledger.Account) -> dict[str, Any]:

@@ -21,6 +21,17 @@ programs = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("event_type_policy", sa.String(16), nullable=False, server_default="OPEN"),
+    sa.Column("scheduled_triggers", JsonType, nullable=True),
+)
+
+#: The scheduler's progress: the last day each trigger of each program was fully fired for.
+scheduler_watermarks = sa.Table(
+    "scheduler_watermarks", metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("program_id", sa.String(36), primary_key=True),
+    sa.Column("trigger", sa.String(32), primary_key=True),
+    sa.Column("last_date", sa.Date, nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 program_event_types = sa.Table(

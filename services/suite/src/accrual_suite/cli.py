@@ -43,6 +43,8 @@ def cmd_run(_: argparse.Namespace) -> None:
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
+    scheduler = next(r for r in runtimes if r.name == "rules").scheduler()
+    scheduler.start(_scheduler_interval())
     key = _embedded_admin_key(settings)
     from accrual_gateway.app import create_app, serve_app
 
@@ -59,6 +61,7 @@ Try:  curl -H "X-API-Key: {key}" http://{settings.gateway_host}:{settings.gatewa
         serve_app(app, settings.gateway_host, settings.gateway_port)
     finally:
         log.info("stopping")
+        scheduler.stop()
         server.stop(10).wait()
         worker.stop()
         for r in runtimes:
@@ -125,6 +128,30 @@ def cmd_worker(ns: argparse.Namespace) -> None:
     wait_for_termination([worker.stop, *[r.stop for r in runtimes]])
 
 
+def _scheduler_interval() -> float:
+    raw = os.environ.get("SCHEDULER_INTERVAL_SECONDS", "60")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"configuration error: SCHEDULER_INTERVAL_SECONDS must be a number (got {raw!r})") from None
+    if value <= 0:
+        raise SystemExit("configuration error: SCHEDULER_INTERVAL_SECONDS must be positive")
+    return value
+
+
+def cmd_scheduler(_: argparse.Namespace) -> None:
+    """The scheduled-events process (birthday, anniversary, inactivity). Run one or more: a
+    PostgreSQL advisory lock makes exactly one of them the leader."""
+    settings = _settings(embedded=False, peers=("identity", "ingest"))
+    configure_logging("scheduler", fmt=settings.log_format, level=settings.log_level)
+    from accrual_rules import bootstrap as rules_bootstrap
+
+    runtime = rules_bootstrap.RulesRuntime(settings, queue.make_broker("stub://"))
+    scheduler = runtime.scheduler()
+    scheduler.start(_scheduler_interval())
+    wait_for_termination([scheduler.stop, runtime.db.dispose])
+
+
 def cmd_gateway(_: argparse.Namespace) -> None:
     settings = _settings(embedded=False, peers=tuple(hosting.SERVICES))
     configure_logging("gateway", fmt=settings.log_format, level=settings.log_level)
@@ -185,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("services", nargs="+", choices=hosting.SERVICES)
     p.set_defaults(fn=cmd_worker)
     sub.add_parser("gateway", help="REST/JSON gateway").set_defaults(fn=cmd_gateway)
+    sub.add_parser("scheduler", help="scheduled events (birthday, anniversary, inactivity); one leader"
+                   ).set_defaults(fn=cmd_scheduler)
     sub.add_parser("migrate", help="apply every service's migrations to DATABASE_URL"
                    ).set_defaults(fn=cmd_migrate)
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)

@@ -41,6 +41,12 @@ class EnrollmentChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENROLLMENT_CHANGE_NONE: _ClassVar[EnrollmentChange]
     ENROLLMENT_CHANGE_CREATED: _ClassVar[EnrollmentChange]
     ENROLLMENT_CHANGE_REACTIVATED: _ClassVar[EnrollmentChange]
+
+class ScheduledOccasion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCHEDULED_OCCASION_UNSPECIFIED: _ClassVar[ScheduledOccasion]
+    SCHEDULED_OCCASION_BIRTHDAY: _ClassVar[ScheduledOccasion]
+    SCHEDULED_OCCASION_ANNIVERSARY: _ClassVar[ScheduledOccasion]
 IDENTITY_TYPE_UNSPECIFIED: IdentityType
 IDENTITY_TYPE_EXTERNAL: IdentityType
 IDENTITY_TYPE_EMAIL: IdentityType
@@ -58,6 +64,9 @@ ENROLLMENT_CHANGE_UNSPECIFIED: EnrollmentChange
 ENROLLMENT_CHANGE_NONE: EnrollmentChange
 ENROLLMENT_CHANGE_CREATED: EnrollmentChange
 ENROLLMENT_CHANGE_REACTIVATED: EnrollmentChange
+SCHEDULED_OCCASION_UNSPECIFIED: ScheduledOccasion
+SCHEDULED_OCCASION_BIRTHDAY: ScheduledOccasion
+SCHEDULED_OCCASION_ANNIVERSARY: ScheduledOccasion
 
 class Identity(_message.Message):
     __slots__ = ("type", "value")
@@ -272,3 +281,35 @@ class ResolveParticipantsResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[ResolveResult]
     def __init__(self, results: _Optional[_Iterable[_Union[ResolveResult, _Mapping]]] = ...) -> None: ...
+
+class ListScheduledCandidatesRequest(_message.Message):
+    __slots__ = ("tenant_id", "program_id", "occasion", "date", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    OCCASION_FIELD_NUMBER: _ClassVar[int]
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    program_id: str
+    occasion: ScheduledOccasion
+    date: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., program_id: _Optional[str] = ..., occasion: _Optional[_Union[ScheduledOccasion, str]] = ..., date: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ScheduledCandidate(_message.Message):
+    __slots__ = ("participant_id", "years")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    YEARS_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    years: int
+    def __init__(self, participant_id: _Optional[str] = ..., years: _Optional[int] = ...) -> None: ...
+
+class ListScheduledCandidatesResponse(_message.Message):
+    __slots__ = ("candidates", "next_page_token")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[ScheduledCandidate]
+    next_page_token: str
+    def __init__(self, candidates: _Optional[_Iterable[_Union[ScheduledCandidate, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -90,6 +90,11 @@ class IdentityServiceStub:
                 request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.AuthenticateApiKeyRequest.SerializeToString,
                 response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.AuthenticateApiKeyResponse.FromString,
                 _registered_method=True)
+        self.ListScheduledCandidates = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/ListScheduledCandidates',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListScheduledCandidatesRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListScheduledCandidatesResponse.FromString,
+                _registered_method=True)
         self.ResolveParticipants = channel.unary_unary(
                 '/accrual.identity.v1.IdentityService/ResolveParticipants',
                 request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ResolveParticipantsRequest.SerializeToString,
@@ -183,6 +188,14 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListScheduledCandidates(self, request, context):
+        """Internal: the scheduler's candidates on a day among a program's ACTIVE enrollments:
+        participants whose birthday it is, or whose enrollment has its anniversary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResolveParticipants(self, request, context):
         """Internal: resolve (or create) and enroll the participants behind a batch of events.
         """
@@ -247,6 +260,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.AuthenticateApiKey,
                     request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.AuthenticateApiKeyRequest.FromString,
                     response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.AuthenticateApiKeyResponse.SerializeToString,
+            ),
+            'ListScheduledCandidates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListScheduledCandidates,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListScheduledCandidatesRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListScheduledCandidatesResponse.SerializeToString,
             ),
             'ResolveParticipants': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveParticipants,
@@ -552,6 +570,33 @@ class IdentityService:
             '/accrual.identity.v1.IdentityService/AuthenticateApiKey',
             accrual_dot_identity_dot_v1_dot_identity__pb2.AuthenticateApiKeyRequest.SerializeToString,
             accrual_dot_identity_dot_v1_dot_identity__pb2.AuthenticateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListScheduledCandidates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/ListScheduledCandidates',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.ListScheduledCandidatesRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.ListScheduledCandidatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

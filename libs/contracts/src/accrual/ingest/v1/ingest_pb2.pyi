@@ -340,3 +340,259 @@ class GetCdpEventTypeRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetProgramAnalyticsRequest(_message.Message):
+    __slots__ = ("program_id", "from_date", "to_date", "top")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_DATE_FIELD_NUMBER: _ClassVar[int]
+    TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    from_date: str
+    to_date: str
+    top: int
+    def __init__(self, program_id: _Optional[str] = ..., from_date: _Optional[str] = ..., to_date: _Optional[str] = ..., top: _Optional[int] = ...) -> None: ...
+
+class EventsPerParticipantBucket(_message.Message):
+    __slots__ = ("label", "min_events", "max_events", "participants")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    MIN_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    min_events: int
+    max_events: int
+    participants: int
+    def __init__(self, label: _Optional[str] = ..., min_events: _Optional[int] = ..., max_events: _Optional[int] = ..., participants: _Optional[int] = ...) -> None: ...
+
+class EventTypeStats(_message.Message):
+    __slots__ = ("event_type", "events", "points")
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    event_type: str
+    events: int
+    points: str
+    def __init__(self, event_type: _Optional[str] = ..., events: _Optional[int] = ..., points: _Optional[str] = ...) -> None: ...
+
+class RuleStats(_message.Message):
+    __slots__ = ("rule_id", "rule_name", "matches", "points")
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    rule_name: str
+    matches: int
+    points: str
+    def __init__(self, rule_id: _Optional[str] = ..., rule_name: _Optional[str] = ..., matches: _Optional[int] = ..., points: _Optional[str] = ...) -> None: ...
+
+class DailyStats(_message.Message):
+    __slots__ = ("date", "events", "points")
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    date: str
+    events: int
+    points: str
+    def __init__(self, date: _Optional[str] = ..., events: _Optional[int] = ..., points: _Optional[str] = ...) -> None: ...
+
+class ParticipantStats(_message.Message):
+    __slots__ = ("participant_id", "events", "points")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    events: int
+    points: str
+    def __init__(self, participant_id: _Optional[str] = ..., events: _Optional[int] = ..., points: _Optional[str] = ...) -> None: ...
+
+class ProgramAnalytics(_message.Message):
+    __slots__ = ("program_id", "from_date", "to_date", "total_events", "total_points", "active_participants", "average_events_per_participant", "events_per_participant", "events_by_type", "points_by_rule", "daily", "top_participants")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_DATE_FIELD_NUMBER: _ClassVar[int]
+    TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_POINTS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_EVENTS_PER_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_PER_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_BY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    POINTS_BY_RULE_FIELD_NUMBER: _ClassVar[int]
+    DAILY_FIELD_NUMBER: _ClassVar[int]
+    TOP_PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    from_date: str
+    to_date: str
+    total_events: int
+    total_points: str
+    active_participants: int
+    average_events_per_participant: str
+    events_per_participant: _containers.RepeatedCompositeFieldContainer[EventsPerParticipantBucket]
+    events_by_type: _containers.RepeatedCompositeFieldContainer[EventTypeStats]
+    points_by_rule: _containers.RepeatedCompositeFieldContainer[RuleStats]
+    daily: _containers.RepeatedCompositeFieldContainer[DailyStats]
+    top_participants: _containers.RepeatedCompositeFieldContainer[ParticipantStats]
+    def __init__(self, program_id: _Optional[str] = ..., from_date: _Optional[str] = ..., to_date: _Optional[str] = ..., total_events: _Optional[int] = ..., total_points: _Optional[str] = ..., active_participants: _Optional[int] = ..., average_events_per_participant: _Optional[str] = ..., events_per_participant: _Optional[_Iterable[_Union[EventsPerParticipantBucket, _Mapping]]] = ..., events_by_type: _Optional[_Iterable[_Union[EventTypeStats, _Mapping]]] = ..., points_by_rule: _Optional[_Iterable[_Union[RuleStats, _Mapping]]] = ..., daily: _Optional[_Iterable[_Union[DailyStats, _Mapping]]] = ..., top_participants: _Optional[_Iterable[_Union[ParticipantStats, _Mapping]]] = ...) -> None: ...
+
+class HighEngagersConfig(_message.Message):
+    __slots__ = ("min_events", "window_days")
+    MIN_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    min_events: int
+    window_days: int
+    def __init__(self, min_events: _Optional[int] = ..., window_days: _Optional[int] = ...) -> None: ...
+
+class EventTypeSegmentConfig(_message.Message):
+    __slots__ = ("event_types", "min_events")
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    MIN_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    event_types: _containers.RepeatedScalarFieldContainer[str]
+    min_events: int
+    def __init__(self, event_types: _Optional[_Iterable[str]] = ..., min_events: _Optional[int] = ...) -> None: ...
+
+class AtRiskConfig(_message.Message):
+    __slots__ = ("inactive_days",)
+    INACTIVE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    inactive_days: int
+    def __init__(self, inactive_days: _Optional[int] = ...) -> None: ...
+
+class SegmentConfig(_message.Message):
+    __slots__ = ("program_id", "high_engagers", "purchasers", "advocates", "at_risk", "updated_at")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    HIGH_ENGAGERS_FIELD_NUMBER: _ClassVar[int]
+    PURCHASERS_FIELD_NUMBER: _ClassVar[int]
+    ADVOCATES_FIELD_NUMBER: _ClassVar[int]
+    AT_RISK_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    high_engagers: HighEngagersConfig
+    purchasers: EventTypeSegmentConfig
+    advocates: EventTypeSegmentConfig
+    at_risk: AtRiskConfig
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, program_id: _Optional[str] = ..., high_engagers: _Optional[_Union[HighEngagersConfig, _Mapping]] = ..., purchasers: _Optional[_Union[EventTypeSegmentConfig, _Mapping]] = ..., advocates: _Optional[_Union[EventTypeSegmentConfig, _Mapping]] = ..., at_risk: _Optional[_Union[AtRiskConfig, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UpdateSegmentConfigRequest(_message.Message):
+    __slots__ = ("program_id", "high_engagers", "purchasers", "advocates", "at_risk")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    HIGH_ENGAGERS_FIELD_NUMBER: _ClassVar[int]
+    PURCHASERS_FIELD_NUMBER: _ClassVar[int]
+    ADVOCATES_FIELD_NUMBER: _ClassVar[int]
+    AT_RISK_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    high_engagers: HighEngagersConfig
+    purchasers: EventTypeSegmentConfig
+    advocates: EventTypeSegmentConfig
+    at_risk: AtRiskConfig
+    def __init__(self, program_id: _Optional[str] = ..., high_engagers: _Optional[_Union[HighEngagersConfig, _Mapping]] = ..., purchasers: _Optional[_Union[EventTypeSegmentConfig, _Mapping]] = ..., advocates: _Optional[_Union[EventTypeSegmentConfig, _Mapping]] = ..., at_risk: _Optional[_Union[AtRiskConfig, _Mapping]] = ...) -> None: ...
+
+class GetSegmentConfigRequest(_message.Message):
+    __slots__ = ("program_id",)
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    def __init__(self, program_id: _Optional[str] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("name", "description", "count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    count: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ListSegmentsRequest(_message.Message):
+    __slots__ = ("program_id", "as_of")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, program_id: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListSegmentsResponse(_message.Message):
+    __slots__ = ("segments", "as_of")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListSegmentMembersRequest(_message.Message):
+    __slots__ = ("program_id", "segment", "as_of", "page_size", "page_token")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    segment: str
+    as_of: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, program_id: _Optional[str] = ..., segment: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSegmentMembersResponse(_message.Message):
+    __slots__ = ("members", "next_page_token", "as_of")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[ParticipantStats]
+    next_page_token: str
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, members: _Optional[_Iterable[_Union[ParticipantStats, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SystemEvent(_message.Message):
+    __slots__ = ("program_id", "idempotency_key", "event_type", "participant_id", "event_timestamp", "event_data")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_DATA_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    idempotency_key: str
+    event_type: str
+    participant_id: str
+    event_timestamp: _timestamp_pb2.Timestamp
+    event_data: _struct_pb2.Struct
+    def __init__(self, program_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_type: _Optional[str] = ..., participant_id: _Optional[str] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class SubmitSystemEventsRequest(_message.Message):
+    __slots__ = ("tenant_id", "events")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    events: _containers.RepeatedCompositeFieldContainer[SystemEvent]
+    def __init__(self, tenant_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[SystemEvent, _Mapping]]] = ...) -> None: ...
+
+class ListInactiveParticipantsRequest(_message.Message):
+    __slots__ = ("tenant_id", "program_id", "last_event_on_or_before", "page_size", "page_token")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_ON_OR_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    program_id: str
+    last_event_on_or_before: str
+    page_size: int
+    page_token: str
+    def __init__(self, tenant_id: _Optional[str] = ..., program_id: _Optional[str] = ..., last_event_on_or_before: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class InactiveParticipant(_message.Message):
+    __slots__ = ("participant_id", "last_event_date")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_DATE_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    last_event_date: str
+    def __init__(self, participant_id: _Optional[str] = ..., last_event_date: _Optional[str] = ...) -> None: ...
+
+class ListInactiveParticipantsResponse(_message.Message):
+    __slots__ = ("participants", "next_page_token")
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    participants: _containers.RepeatedCompositeFieldContainer[InactiveParticipant]
+    next_page_token: str
+    def __init__(self, participants: _Optional[_Iterable[_Union[InactiveParticipant, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -85,6 +85,41 @@ class IngestServiceStub:
                 request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetCdpEventTypeRequest.SerializeToString,
                 response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
                 _registered_method=True)
+        self.GetProgramAnalytics = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/GetProgramAnalytics',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetProgramAnalyticsRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ProgramAnalytics.FromString,
+                _registered_method=True)
+        self.ListSegments = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/ListSegments',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentsRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentsResponse.FromString,
+                _registered_method=True)
+        self.ListSegmentMembers = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/ListSegmentMembers',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentMembersRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentMembersResponse.FromString,
+                _registered_method=True)
+        self.GetSegmentConfig = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/GetSegmentConfig',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetSegmentConfigRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.FromString,
+                _registered_method=True)
+        self.UpdateSegmentConfig = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/UpdateSegmentConfig',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.UpdateSegmentConfigRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.FromString,
+                _registered_method=True)
+        self.SubmitSystemEvents = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/SubmitSystemEvents',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SubmitSystemEventsRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.BatchSubmitEventsResponse.FromString,
+                _registered_method=True)
+        self.ListInactiveParticipants = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/ListInactiveParticipants',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListInactiveParticipantsRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListInactiveParticipantsResponse.FromString,
+                _registered_method=True)
         self.ClaimEvents = channel.unary_unary(
                 '/accrual.ingest.v1.IngestService/ClaimEvents',
                 request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ClaimEventsRequest.SerializeToString,
@@ -167,6 +202,57 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProgramAnalytics(self, request, context):
+        """Event analytics of a program over a range of UTC days, from aggregates kept up to date
+        as events are processed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSegments(self, request, context):
+        """Behavioural segments of a program, each with its member count, as of an event-time instant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSegmentMembers(self, request, context):
+        """Members of one segment, by participant id, in cursor pages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSegmentConfig(self, request, context):
+        """The program's segment thresholds, event types and windows (defaults until set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSegmentConfig(self, request, context):
+        """Replace the program's segment configuration; absent sections take their defaults.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitSystemEvents(self, request, context):
+        """Internal: accept events produced by Accrual's scheduler (origin SYSTEM), deduplicated by
+        their deterministic idempotency keys like partner events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInactiveParticipants(self, request, context):
+        """Internal: participants of a program whose last event is on or before a day.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ClaimEvents(self, request, context):
         """Internal: move events to PROCESSING and return them to the rules worker.
         """
@@ -226,6 +312,41 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.GetCdpEventType,
                     request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetCdpEventTypeRequest.FromString,
                     response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.SerializeToString,
+            ),
+            'GetProgramAnalytics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProgramAnalytics,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetProgramAnalyticsRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ProgramAnalytics.SerializeToString,
+            ),
+            'ListSegments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegments,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentsRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentsResponse.SerializeToString,
+            ),
+            'ListSegmentMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSegmentMembers,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentMembersRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentMembersResponse.SerializeToString,
+            ),
+            'GetSegmentConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegmentConfig,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetSegmentConfigRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.SerializeToString,
+            ),
+            'UpdateSegmentConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSegmentConfig,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.UpdateSegmentConfigRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.SerializeToString,
+            ),
+            'SubmitSystemEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitSystemEvents,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.SubmitSystemEventsRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.BatchSubmitEventsResponse.SerializeToString,
+            ),
+            'ListInactiveParticipants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInactiveParticipants,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListInactiveParticipantsRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListInactiveParticipantsResponse.SerializeToString,
             ),
             'ClaimEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ClaimEvents,
@@ -504,6 +625,195 @@ class IngestService:
             '/accrual.ingest.v1.IngestService/GetCdpEventType',
             accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetCdpEventTypeRequest.SerializeToString,
             accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProgramAnalytics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/GetProgramAnalytics',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetProgramAnalyticsRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.ProgramAnalytics.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/ListSegments',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentsRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSegmentMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/ListSegmentMembers',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentMembersRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListSegmentMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegmentConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/GetSegmentConfig',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetSegmentConfigRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSegmentConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/UpdateSegmentConfig',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.UpdateSegmentConfigRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.SegmentConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitSystemEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/SubmitSystemEvents',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.SubmitSystemEventsRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.BatchSubmitEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInactiveParticipants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/ListInactiveParticipants',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListInactiveParticipantsRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.ListInactiveParticipantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,7 +29,7 @@ class EventsAccepted(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., event_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RuleEvaluation(_message.Message):
-    __slots__ = ("rule_id", "rule_version", "rule_name", "matched", "skip_reason", "message", "points", "recipient_id")
+    __slots__ = ("rule_id", "rule_version", "rule_name", "matched", "skip_reason", "message", "points", "recipient_id", "program_id")
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     RULE_VERSION_FIELD_NUMBER: _ClassVar[int]
     RULE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class RuleEvaluation(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     rule_id: str
     rule_version: int
     rule_name: str
@@ -46,7 +47,8 @@ class RuleEvaluation(_message.Message):
     message: str
     points: str
     recipient_id: str
-    def __init__(self, rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., rule_name: _Optional[str] = ..., matched: _Optional[bool] = ..., skip_reason: _Optional[str] = ..., message: _Optional[str] = ..., points: _Optional[str] = ..., recipient_id: _Optional[str] = ...) -> None: ...
+    program_id: str
+    def __init__(self, rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., rule_name: _Optional[str] = ..., matched: _Optional[bool] = ..., skip_reason: _Optional[str] = ..., message: _Optional[str] = ..., points: _Optional[str] = ..., recipient_id: _Optional[str] = ..., program_id: _Optional[str] = ...) -> None: ...
 
 class EventOutcome(_message.Message):
     __slots__ = ("tenant_id", "event_id", "status", "participant_id", "recipient_id", "rule_evaluations", "points_awarded", "error_code", "error_message", "processed_at")

@@ -85,7 +85,7 @@ class Tier(_message.Message):
     def __init__(self, name: _Optional[str] = ..., min_lifetime_points: _Optional[str] = ..., multiplier: _Optional[str] = ...) -> None: ...
 
 class Program(_message.Message):
-    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at", "event_type_policy")
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at", "event_type_policy", "scheduled_triggers")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class Program(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_TRIGGERS_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
@@ -104,26 +105,49 @@ class Program(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     event_type_policy: EventTypePolicy
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ...) -> None: ...
+    scheduled_triggers: ScheduledTriggers
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ...) -> None: ...
+
+class ScheduledTrigger(_message.Message):
+    __slots__ = ("enabled", "event_type", "days")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    event_type: str
+    days: int
+    def __init__(self, enabled: _Optional[bool] = ..., event_type: _Optional[str] = ..., days: _Optional[int] = ...) -> None: ...
+
+class ScheduledTriggers(_message.Message):
+    __slots__ = ("birthday", "anniversary", "inactivity")
+    BIRTHDAY_FIELD_NUMBER: _ClassVar[int]
+    ANNIVERSARY_FIELD_NUMBER: _ClassVar[int]
+    INACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    birthday: ScheduledTrigger
+    anniversary: ScheduledTrigger
+    inactivity: ScheduledTrigger
+    def __init__(self, birthday: _Optional[_Union[ScheduledTrigger, _Mapping]] = ..., anniversary: _Optional[_Union[ScheduledTrigger, _Mapping]] = ..., inactivity: _Optional[_Union[ScheduledTrigger, _Mapping]] = ...) -> None: ...
 
 class CreateProgramRequest(_message.Message):
-    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "event_type_policy")
+    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
     TIERS_FIELD_NUMBER: _ClassVar[int]
     ROUNDING_MODE_FIELD_NUMBER: _ClassVar[int]
     ROUNDING_PRECISION_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_TRIGGERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
     tiers: _containers.RepeatedCompositeFieldContainer[Tier]
     rounding_mode: RoundingMode
     rounding_precision: int
     event_type_policy: EventTypePolicy
-    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ...) -> None: ...
+    scheduled_triggers: ScheduledTriggers
+    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ...) -> None: ...
 
 class UpdateProgramRequest(_message.Message):
-    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "clear_tiers", "rounding_mode", "rounding_precision", "event_type_policy")
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "clear_tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +156,7 @@ class UpdateProgramRequest(_message.Message):
     ROUNDING_MODE_FIELD_NUMBER: _ClassVar[int]
     ROUNDING_PRECISION_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_TRIGGERS_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
@@ -140,7 +165,8 @@ class UpdateProgramRequest(_message.Message):
     rounding_mode: RoundingMode
     rounding_precision: int
     event_type_policy: EventTypePolicy
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., clear_tiers: _Optional[bool] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ...) -> None: ...
+    scheduled_triggers: ScheduledTriggers
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., clear_tiers: _Optional[bool] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ...) -> None: ...
 
 class EventTypeProperty(_message.Message):
     __slots__ = ("name", "type", "required")
