@@ -14,12 +14,8 @@ from accrual_platform.settings import Settings
 
 from accrual_ingest import storage
 from accrual_ingest.api import IngestServicer, record_outcomes_actor
-<<<<<<< HEAD
-from accrual_ingest.service import IngestService, StaleEventSweeper
-=======
 from accrual_ingest.insights import EngagementQueries
-from accrual_ingest.service import IngestService
->>>>>>> wip-engage
+from accrual_ingest.service import IngestService, StaleEventSweeper
 
 MIGRATIONS = migrations_dir(__file__)
 SCHEMA = storage.SCHEMA

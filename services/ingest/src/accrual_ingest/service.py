@@ -459,13 +459,8 @@ class IngestService:
                 if row is None:
                     continue
                 recorded += 1
-<<<<<<< HEAD
-=======
-                row = storage.get(session, o.tenant_id, o.event_id)
-                assert row is not None
                 if completed:
                     analytics.setdefault(o.tenant_id, Increments()).add(processed_event(row))
->>>>>>> wip-engage
                 kind = "event.completed" if completed else "event.failed"
                 note = notes.notifications.add(
                     tenant_id=o.tenant_id, type=kind, fact_id=f"{kind}:{row.id}:{row.attempt}")
@@ -517,24 +512,6 @@ class IngestService:
                 results[i] = ItemResult(outcome, event_id=row.id)
         return [results[i] for i in range(len(items))]
 
-
-@dataclass(frozen=True)
-class SystemEventInput:
-    program_id: str
-    idempotency_key: str
-    event_type: str
-    participant_id: str
-    event_timestamp: dt.datetime | None
-    event_data: dict[str, Any]
-
-
-def processed_event(row: sa.Row[Any]) -> ProcessedEvent:
-    return ProcessedEvent(program_id=row.program_id, event_type=row.event_type,
-                          event_timestamp=row.event_timestamp, origin=row.origin,
-                          participant_id=row.participant_id,
-                          rule_evaluations=list(row.rule_evaluations or []))
-
-
     def sweep_stale(self, older_than: dt.timedelta, limit: int = 1000) -> int:
         """Announce again the unfinished events last announced more than ``older_than`` ago.
 
@@ -566,6 +543,23 @@ def processed_event(row: sa.Row[Any]) -> ProcessedEvent:
         log.warning("stale_events_announced_again", count=len(rows), older_than_s=older_than.total_seconds())
         self._wake()
         return len(rows)
+
+
+@dataclass(frozen=True)
+class SystemEventInput:
+    program_id: str
+    idempotency_key: str
+    event_type: str
+    participant_id: str
+    event_timestamp: dt.datetime | None
+    event_data: dict[str, Any]
+
+
+def processed_event(row: sa.Row[Any]) -> ProcessedEvent:
+    return ProcessedEvent(program_id=row.program_id, event_type=row.event_type,
+                          event_timestamp=row.event_timestamp, origin=row.origin,
+                          participant_id=row.participant_id,
+                          rule_evaluations=list(row.rule_evaluations or []))
 
 
 class StaleEventSweeper:
