@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
 
-from accrual_platform import auth
+from accrual_platform import auth, errors
 from accrual_platform.grpc_server import internal_metadata
 
 
@@ -31,6 +31,9 @@ class IdentityAuthenticator:
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                 return None
-            raise
+            # Identity (or its database) is down: the caller can retry, so this is a 503,
+            # never the 500 an unmapped RpcError would become.
+            raise errors.Unavailable("API keys cannot be checked right now, retry",
+                                     reason="auth_unavailable") from exc
         return auth.Principal(tenant_id=resp.tenant_id, key_id=resp.key_id,
                               scopes=frozenset(resp.scopes))
