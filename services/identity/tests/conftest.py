@@ -26,7 +26,7 @@ from accrual_identity.bootstrap import IdentityRuntime
 from accrual_platform import migrations, queue
 from accrual_platform.grpc_server import ServiceInterceptor, build_server, internal_metadata
 from accrual_platform.settings import Settings
-from accrual_platform.testing import PG_URL
+from accrual_platform.testing import fresh_schema
 from dramatiq.brokers.stub import StubBroker
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -39,14 +39,7 @@ BACKENDS = [pytest.param("sqlite", id="sqlite"),
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """Drop and re-migrate the identity schema; errors (never skips) without PostgreSQL."""
-    engine = sa.create_engine(PG_URL)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{bootstrap.SCHEMA}" CASCADE')
-    finally:
-        engine.dispose()
-    migrations.upgrade(PG_URL, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
-    return PG_URL
+    return fresh_schema(bootstrap.SCHEMA, bootstrap.MIGRATIONS)
 
 
 @pytest.fixture(scope="session")

@@ -20,16 +20,15 @@ from typing import Any
 import dramatiq
 import grpc
 import pytest
-import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
 from accrual.notify.v1 import notify_pb2_grpc
 from accrual_notify import bootstrap, storage
 from accrual_notify.bootstrap import NotifyRuntime
-from accrual_platform import auth, migrations, queue
+from accrual_platform import auth, queue
 from accrual_platform.db import utcnow
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.settings import Settings
-from accrual_platform.testing import PG_URL
+from accrual_platform.testing import fresh_schema
 from standardwebhooks import Webhook
 
 FAST_SCHEDULE = (0.0, 0.2, 0.2, 0.2)
@@ -38,14 +37,7 @@ FAST_SCHEDULE = (0.0, 0.2, 0.2, 0.2)
 @pytest.fixture(scope="session")
 def pg_schema() -> str:
     """Drop and re-migrate the notify schema; errors (never skips) without PostgreSQL."""
-    engine = sa.create_engine(PG_URL)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{bootstrap.SCHEMA}" CASCADE')
-    finally:
-        engine.dispose()
-    migrations.upgrade(PG_URL, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
-    return PG_URL
+    return fresh_schema(bootstrap.SCHEMA, bootstrap.MIGRATIONS)
 
 
 # -- the receiver --------------------------------------------------------------------------
