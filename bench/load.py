@@ -18,6 +18,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 LUA = pathlib.Path(__file__).with_name("submit.lua")
 
@@ -77,6 +78,20 @@ def wrk(base_url: str, key: str, program_id: str, seconds: int, connections: int
     return res
 
 
+def _fan_out(target: Any, arg_sets: list[tuple[Any, ...]]) -> tuple[list[Any], float]:
+    """Run ``target`` once per argument tuple, each in a process of its own (the queue for
+    its answer is appended to its arguments); their answers and the wall time of all."""
+    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    ps = [mp.Process(target=target, args=((*args, q),)) for args in arg_sets]
+    t0 = time.perf_counter()
+    for p in ps:
+        p.start()
+    parts = [q.get() for _ in ps]
+    for p in ps:
+        p.join()
+    return parts, time.perf_counter() - t0
+
+
 # -- open loop over HTTP (aiohttp) ------------------------------------------------------------
 
 def _open_loop_worker(args: tuple[str, str, str, float, float, str, int, int, mp.Queue]) -> None:  # type: ignore[type-arg]
@@ -122,16 +137,8 @@ def open_loop(base_url: str, key: str, program_id: str, rate: float, seconds: fl
               processes: int = 2, run: str | None = None) -> Result:
     """Offer ``rate`` requests/s for ``seconds`` (split over processes); latency of each."""
     run = run or uuid.uuid4().hex[:8]
-    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    ps = [mp.Process(target=_open_loop_worker, args=((base_url, key, program_id, rate / processes, seconds,
-                                                        run, i, processes, q),)) for i in range(processes)]
-    t0 = time.perf_counter()
-    for p in ps:
-        p.start()
-    parts = [q.get() for _ in ps]
-    for p in ps:
-        p.join()
-    elapsed = time.perf_counter() - t0
+    parts, elapsed = _fan_out(_open_loop_worker, [(base_url, key, program_id, rate / processes, seconds, run, i,
+                                                   processes) for i in range(processes)])
     return Result(sum(p[0] for p in parts), sum(p[1] for p in parts), elapsed,
                   [x for p in parts for x in p[2]])
 
@@ -180,16 +187,8 @@ def _grpc_worker(args: tuple[str, str, str, float, int, str, int, mp.Queue]) -> 
 def grpc_closed_loop(address: str, key: str, program_id: str, seconds: float, concurrency: int = 32,
                      processes: int = 2) -> Result:
     run = uuid.uuid4().hex[:8]
-    q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    ps = [mp.Process(target=_grpc_worker, args=((address, key, program_id, seconds, concurrency, run,
-                                                  i * 10**9, q),)) for i in range(processes)]
-    t0 = time.perf_counter()
-    for p in ps:
-        p.start()
-    parts = [q.get() for _ in ps]
-    for p in ps:
-        p.join()
-    elapsed = time.perf_counter() - t0
+    parts, elapsed = _fan_out(_grpc_worker, [(address, key, program_id, seconds, concurrency, run, i * 10**9)
+                                             for i in range(processes)])
     return Result(sum(p[0] for p in parts), sum(p[1] for p in parts), elapsed, [x for p in parts for x in p[2]])
 
 

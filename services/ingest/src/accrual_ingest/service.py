@@ -124,6 +124,13 @@ class GroupCommitter:
                     f.set_result(result)
 
 
+def _announce(session: Any, tenant_id: str, event_ids: Sequence[str]) -> None:
+    """Outbox records telling the rules queue about events, CLAIM_CHUNK ids per message."""
+    for start in range(0, len(event_ids), CLAIM_CHUNK):
+        msg = messages_pb2.EventsAccepted(tenant_id=tenant_id, event_ids=event_ids[start:start + CLAIM_CHUNK])
+        session.execute(storage.outbox.insert().values(outbox_row(queue.RULES_QUEUE, EVALUATE_ACTOR, msg)))
+
+
 def _key(e: ValidEvent) -> str:
     return storage.dedup_key(storage.scope_of(e), e.idempotency_key)
 
@@ -163,11 +170,7 @@ class IngestService:
     def _store_in(session: Any, tenant_id: str, items: Sequence[ValidEvent],
                   now: dt.datetime | Sequence[dt.datetime]) -> tuple[dict[str, sa.Row[Any]], dict[str, sa.Row[Any]]]:
         inserted = storage.insert_new(session, tenant_id, items, now)
-        if inserted:
-            ids = [r.id for r in inserted.values()]
-            for start in range(0, len(ids), CLAIM_CHUNK):
-                msg = messages_pb2.EventsAccepted(tenant_id=tenant_id, event_ids=ids[start:start + CLAIM_CHUNK])
-                session.execute(storage.outbox.insert().values(outbox_row(queue.RULES_QUEUE, EVALUATE_ACTOR, msg)))
+        _announce(session, tenant_id, [r.id for r in inserted.values()])
         rows = dict(inserted)
         missing = [e for e in items if _key(e) not in rows]
         if missing:
@@ -190,7 +193,8 @@ class IngestService:
                 inserted, rows = self._store_in(session, tenant_id, [e for e, _ in pairs], [t for _, t in pairs])
                 for key, row in rows.items():
                     found[(tenant_id, key)] = (key in inserted, row)
-        self._wake()
+        if any(fresh for fresh, _ in found.values()):
+            self._wake()
         out = []
         for i, (tenant_id, event, _) in enumerate(group):
             fresh, row = found[(tenant_id, _key(event))]
@@ -406,9 +410,7 @@ class IngestService:
             if result.rowcount != 1:
                 raise errors.Conflict(f"only FAILED events can be retried; this one is {row.status}",
                                       reason="event_not_retryable")
-            msg = messages_pb2.EventsAccepted(tenant_id=tenant_id, event_ids=[row.id])
-            session.execute(storage.outbox.insert().values(
-                outbox_row(queue.RULES_QUEUE, EVALUATE_ACTOR, msg)))
+            _announce(session, tenant_id, [row.id])
             fresh = storage.get(session, tenant_id, row.id)
         self._wake()
         assert fresh is not None
@@ -537,9 +539,7 @@ class IngestService:
                 by_tenant.setdefault(r.tenant_id, []).append(r.id)
             session.execute(sa.update(e).where(e.c.id.in_([r.id for r in rows])).values(announced_at=now))
             for tenant_id, ids in by_tenant.items():
-                for start in range(0, len(ids), CLAIM_CHUNK):
-                    msg = messages_pb2.EventsAccepted(tenant_id=tenant_id, event_ids=ids[start:start + CLAIM_CHUNK])
-                    session.execute(storage.outbox.insert().values(outbox_row(queue.RULES_QUEUE, EVALUATE_ACTOR, msg)))
+                _announce(session, tenant_id, ids)
         log.warning("stale_events_announced_again", count=len(rows), older_than_s=older_than.total_seconds())
         self._wake()
         return len(rows)

@@ -207,19 +207,10 @@ def write_accounts(session: Session, tenant_id: str, accounts: Iterable[Account]
 def settle(session: Session, tenant_id: str, program: ProgramPolicy, account: Account,
            available_delta: decimal.Decimal, lifetime_delta: decimal.Decimal,
            now: dt.datetime) -> tuple[str | None, str | None]:
-    """Apply deltas to a locked account, recompute its tier; (old tier, new tier)."""
-    old_tier = account.tier
-    account.available += available_delta
-    account.lifetime_earned += lifetime_delta
-    tier = program.tier_for(account.lifetime_earned)
-    account.tier = tier.name if tier else None
-    b = storage.balances
-    session.execute(sa.update(b).where(
-        b.c.tenant_id == tenant_id, b.c.program_id == account.program_id,
-        b.c.participant_id == account.participant_id,
-    ).values(available=account.available, lifetime_earned=account.lifetime_earned,
-             tier=account.tier, updated_at=now))
-    return old_tier, account.tier
+    """Apply deltas to a locked account, recompute its tier and store it; (old tier, new tier)."""
+    tiers = apply_delta(program, account, available_delta, lifetime_delta)
+    write_accounts(session, tenant_id, [account], now)
+    return tiers
 
 
 def note(tenant_id: str, kind: str, fact_id: str, at: dt.datetime,
