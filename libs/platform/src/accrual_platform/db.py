@@ -13,7 +13,7 @@ import datetime as dt
 import decimal
 import pathlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -164,3 +164,45 @@ def decimal_str(value: decimal.Decimal) -> str:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def update_rows(session: Session, table: sa.Table, key: Sequence[str], rows: Sequence[dict[str, Any]], *,
+                where: Sequence[Any] = (), keep: Sequence[str] = (),
+                returning: Sequence[Any] = ()) -> list[sa.Row[Any]]:
+    """Update many rows, each to its own values, matched by the ``key`` columns; the rows
+    updated (``returning`` columns of each).
+
+    Every dict of ``rows`` has the same columns. ``where`` adds conditions on ``table`` (a row
+    that fails them is left alone and not returned); a column named in ``keep`` keeps its
+    stored value where the new one is NULL. On PostgreSQL this is one statement,
+    ``UPDATE … FROM (VALUES …)``, instead of a round trip per row; elsewhere (SQLite, the
+    embedded default) it is one UPDATE per row with the same meaning. Rows are updated in
+    key order, so concurrent callers lock shared rows in one order.
+    """
+    if not rows:
+        return []
+    names = list(rows[0])
+    ordered = sorted(rows, key=lambda r: tuple(r[k] for k in key))
+    out: list[sa.Row[Any]] = []
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        v = sa.values(*[sa.column(n, table.c[n].type) for n in names], name="v").data(
+            [tuple(r[n] for n in names) for r in ordered])
+        # VALUES columns take their type from the first non-NULL entry (text when none is),
+        # so each is cast back to its column's type.
+        typed = {n: sa.cast(v.c[n], table.c[n].type) for n in names}
+        assign = {n: (sa.func.coalesce(typed[n], table.c[n]) if n in keep else typed[n])
+                  for n in names if n not in key}
+        stmt = sa.update(table).where(*[table.c[k] == typed[k] for k in key], *where).values(assign)
+        if returning:
+            return list(session.execute(stmt.returning(*returning)).all())
+        session.execute(stmt)
+        return out
+    for r in ordered:
+        assign = {n: r[n] for n in names if n not in key and not (n in keep and r[n] is None)}
+        stmt = sa.update(table).where(*[table.c[k] == r[k] for k in key], *where).values(assign)
+        if returning:
+            out.extend(session.execute(stmt.returning(*returning)).all())
+        else:
+            session.execute(stmt)
+    return out

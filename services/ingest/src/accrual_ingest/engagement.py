@@ -89,26 +89,14 @@ def _add(stmt: Any, table: sa.Table, names: Sequence[str]) -> dict[str, Any]:
 def apply(session: Session, tenant_id: str, inc: Increments) -> None:
     """Add ``inc`` to the aggregates, one executemany per table. Rows go in key order (and
     the tables in one order), so concurrent outcome batches touching the same rows wait for
-    each other instead of deadlocking."""
+    each other instead of deadlocking.
+
+    The per-participant tables come first and the program-wide ones (one row per day and
+    event type or rule, which every concurrent batch updates) last: the caller commits right
+    after, so a batch holds those hot row locks only for its commit, not while it waits
+    for other batches' participant rows."""
     insert = _insert(session)
     pg = session.bind is not None and session.bind.dialect.name == "postgresql"
-    if inc.daily:
-        stmt = insert(daily_stats)
-        stmt = stmt.on_conflict_do_update(index_elements=["tenant_id", "program_id", "day", "event_type"],
-                                          set_=_add(stmt, daily_stats, ["events", "points_micros"]))
-        session.execute(stmt, [
-            {"tenant_id": tenant_id, "program_id": program, "day": day, "event_type": etype,
-             "events": events, "points_micros": micros}
-            for (program, day, etype), (events, micros) in sorted(inc.daily.items())])
-    if inc.rules:
-        stmt = insert(rule_stats)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["tenant_id", "program_id", "day", "rule_id"],
-            set_={**_add(stmt, rule_stats, ["matches", "points_micros"]), "rule_name": stmt.excluded.rule_name})
-        session.execute(stmt, [
-            {"tenant_id": tenant_id, "program_id": program, "day": day, "rule_id": rule_id,
-             "rule_name": name[:255], "matches": matches, "points_micros": micros}
-            for (program, day, rule_id), (matches, micros, name) in sorted(inc.rules.items())])
     if inc.participants:
         stmt = insert(participant_stats)
         t = participant_stats
@@ -135,7 +123,23 @@ def apply(session: Session, tenant_id: str, inc: Increments) -> None:
             {"tenant_id": tenant_id, "program_id": program, "participant_id": participant, "day": day,
              "event_type": etype, "events": events, "points_micros": micros}
             for (program, participant, day, etype), (events, micros) in sorted(inc.participant_days.items())])
-
+    if inc.daily:
+        stmt = insert(daily_stats)
+        stmt = stmt.on_conflict_do_update(index_elements=["tenant_id", "program_id", "day", "event_type"],
+                                          set_=_add(stmt, daily_stats, ["events", "points_micros"]))
+        session.execute(stmt, [
+            {"tenant_id": tenant_id, "program_id": program, "day": day, "event_type": etype,
+             "events": events, "points_micros": micros}
+            for (program, day, etype), (events, micros) in sorted(inc.daily.items())])
+    if inc.rules:
+        stmt = insert(rule_stats)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "program_id", "day", "rule_id"],
+            set_={**_add(stmt, rule_stats, ["matches", "points_micros"]), "rule_name": stmt.excluded.rule_name})
+        session.execute(stmt, [
+            {"tenant_id": tenant_id, "program_id": program, "day": day, "rule_id": rule_id,
+             "rule_name": name[:255], "matches": matches, "points_micros": micros}
+            for (program, day, rule_id), (matches, micros, name) in sorted(inc.rules.items())])
 
 # -- analytics ------------------------------------------------------------------------------
 @dataclass(frozen=True)

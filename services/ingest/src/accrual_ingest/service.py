@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import structlog
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import errors, queue
-from accrual_platform.db import Database, decimal_str, utcnow
+from accrual_platform.db import Database, decimal_str, update_rows, utcnow
 from accrual_platform.outbox import outbox_row
 
 from accrual_ingest import engagement, storage
@@ -435,44 +435,44 @@ class IngestService:
         call moves to COMPLETED, so a redelivered outcome adds nothing to them either.
         """
         e = storage.events
-        recorded = 0
         analytics: dict[str, Increments] = {}
+        now = utcnow()
+        latest: dict[str, messages_pb2.EventOutcome] = {}
+        for o in outcomes:
+            latest[o.event_id] = o  # one row per event; a repeat inside a batch is a redelivery
+        updates = [{
+            "id": o.event_id,
+            "tenant_id": o.tenant_id,
+            "status": storage.COMPLETED if o.status == messages_pb2.OUTCOME_STATUS_COMPLETED else storage.FAILED,
+            "rule_evaluations": [queue.to_payload(r) for r in o.rule_evaluations],
+            "points_awarded": decimal.Decimal(o.points_awarded) if o.points_awarded else None,
+            "error_code": o.error_code or None,
+            "error_message": o.error_message or None,
+            "processed_at": o.processed_at.ToDatetime(dt.UTC) if o.HasField("processed_at") else now,
+            "participant_id": o.participant_id or None,
+            "recipient_id": o.recipient_id or None,
+            "completed_at": now,
+        } for o in latest.values()]
         with self.db.transaction() as session:
+            rows = update_rows(session, e, ("id", "tenant_id"), updates,
+                               where=[e.c.status.in_([storage.PENDING, storage.PROCESSING])],
+                               keep=("participant_id", "recipient_id"), returning=list(e.c))
             notes = messages_pb2.Notifications()
-            for o in outcomes:
-                completed = o.status == messages_pb2.OUTCOME_STATUS_COMPLETED
-                evaluations = [queue.to_payload(r) for r in o.rule_evaluations]
-                values: dict[str, Any] = {
-                    "status": storage.COMPLETED if completed else storage.FAILED,
-                    "rule_evaluations": evaluations,
-                    "points_awarded": decimal.Decimal(o.points_awarded) if o.points_awarded else None,
-                    "error_code": o.error_code or None,
-                    "error_message": o.error_message or None,
-                    "processed_at": o.processed_at.ToDatetime(dt.UTC) if o.HasField("processed_at") else utcnow(),
-                }
-                if o.participant_id:
-                    values["participant_id"] = o.participant_id
-                if o.recipient_id:
-                    values["recipient_id"] = o.recipient_id
-                values["completed_at"] = utcnow()
-                row = session.execute(sa.update(e).where(
-                    e.c.id == o.event_id, e.c.tenant_id == o.tenant_id,
-                    e.c.status.in_([storage.PENDING, storage.PROCESSING])).values(**values).returning(*e.c)).first()
-                if row is None:
-                    continue
-                recorded += 1
+            for row in sorted(rows, key=lambda r: r.id):
+                completed = row.status == storage.COMPLETED
                 if completed:
-                    analytics.setdefault(o.tenant_id, Increments()).add(processed_event(row))
+                    analytics.setdefault(row.tenant_id, Increments()).add(processed_event(row))
                 kind = "event.completed" if completed else "event.failed"
                 note = notes.notifications.add(
-                    tenant_id=o.tenant_id, type=kind, fact_id=f"{kind}:{row.id}:{row.attempt}")
-                note.created_at.FromDatetime(values["processed_at"])
+                    tenant_id=row.tenant_id, type=kind, fact_id=f"{kind}:{row.id}:{row.attempt}")
+                note.created_at.FromDatetime(row.processed_at)
                 note.data.update(event_summary(row))
             if notes.notifications:
                 session.execute(storage.outbox.insert().values(
                     outbox_row(queue.NOTIFY_QUEUE, PUBLISH_ACTOR, notes)))
             for tenant_id, increments in sorted(analytics.items()):
                 engagement.apply(session, tenant_id, increments)
+        recorded = len(rows)
         if recorded:
             self._wake()
         return recorded

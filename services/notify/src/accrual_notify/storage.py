@@ -96,6 +96,7 @@ deliveries = sa.Table(
     sa.Index(None, "tenant_id", "endpoint_id", "created_at", "id"),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "endpoint_id", "status", "created_at"),
+    sa.Index(None, "message_id"),
 )
 
 delivery_attempts = sa.Table(
@@ -377,40 +378,44 @@ class NotifyStore:
         """
         m, e, d = messages, endpoints, deliveries
         first_at = now + dt.timedelta(seconds=first_delay)
-        scheduled: list[Scheduled] = []
-        subscribers: dict[str, list[Any]] = {}
+        unique: dict[str, Fact] = {}
+        for fact in facts:
+            unique.setdefault(fact.message_id, fact)
+        if not unique:
+            return []
+        # One statement per table for the whole batch; rows in key order so concurrent
+        # batches with overlapping facts wait for each other instead of deadlocking.
+        ordered = [unique[k] for k in sorted(unique)]
         with self.db.transaction() as session:
-            for fact in facts:
-                inserted = session.execute(self._insert(m).values(
-                    id=fact.message_id, tenant_id=fact.tenant_id, fact_id=fact.fact_id,
-                    type=fact.type, payload=fact.payload, created_at=now,
-                ).on_conflict_do_nothing().returning(m.c.id)).first()
-                if inserted is None:
-                    scheduled.extend(self._unattempted(session, fact.message_id, first_delay))
-                    continue
-                if fact.tenant_id not in subscribers:
-                    subscribers[fact.tenant_id] = list(session.execute(sa.select(
-                        e.c.id, e.c.enabled_events).where(
-                        e.c.tenant_id == fact.tenant_id, e.c.status == ENABLED,
-                        e.c.deleted_at.is_(None))).all())
-                rows = [{"id": str(uuid.uuid4()), "tenant_id": fact.tenant_id,
-                         "endpoint_id": ep.id, "message_id": fact.message_id,
-                         "status": PENDING, "attempts": 0, "next_attempt_at": first_at,
-                         "created_at": now}
-                        for ep in subscribers[fact.tenant_id]
-                        if subscribes(ep.enabled_events, fact.type)]
-                if rows:
-                    session.execute(d.insert(), rows)
-                scheduled.extend(Scheduled(r["tenant_id"], r["id"], first_delay) for r in rows)
+            inserted = set(session.execute(
+                self._insert(m).on_conflict_do_nothing().returning(m.c.id),
+                [{"id": f.message_id, "tenant_id": f.tenant_id, "fact_id": f.fact_id, "type": f.type,
+                  "payload": f.payload, "created_at": now} for f in ordered]).scalars())
+            scheduled = self._unattempted(session, [k for k in unique if k not in inserted], first_delay)
+            subscribers: dict[str, list[Any]] = {}
+            for tenant_id in sorted({f.tenant_id for f in ordered if f.message_id in inserted}):
+                subscribers[tenant_id] = list(session.execute(sa.select(e.c.id, e.c.enabled_events).where(
+                    e.c.tenant_id == tenant_id, e.c.status == ENABLED, e.c.deleted_at.is_(None))).all())
+            rows = [{"id": str(uuid.uuid4()), "tenant_id": f.tenant_id, "endpoint_id": ep.id,
+                     "message_id": f.message_id, "status": PENDING, "attempts": 0,
+                     "next_attempt_at": first_at, "created_at": now}
+                    for f in ordered if f.message_id in inserted
+                    for ep in subscribers[f.tenant_id] if subscribes(ep.enabled_events, f.type)]
+            if rows:
+                session.execute(d.insert(), rows)
+        scheduled.extend(Scheduled(r["tenant_id"], r["id"], first_delay) for r in rows)
         return scheduled
 
     @staticmethod
-    def _unattempted(session: Session, message_id: str, delay: float) -> list[Scheduled]:
+    def _unattempted(session: Session, message_ids: Sequence[str], delay: float) -> list[Scheduled]:
         d = deliveries
-        rows = session.execute(sa.select(d.c.tenant_id, d.c.id).where(
-            d.c.message_id == message_id, d.c.status == PENDING, d.c.attempts == 0,
-            d.c.lease_until.is_(None))).all()
-        return [Scheduled(r.tenant_id, r.id, delay) for r in rows]
+        out: list[Scheduled] = []
+        for start in range(0, len(message_ids), 500):
+            rows = session.execute(sa.select(d.c.tenant_id, d.c.id).where(
+                d.c.message_id.in_(list(message_ids[start:start + 500])), d.c.status == PENDING,
+                d.c.attempts == 0, d.c.lease_until.is_(None)).order_by(d.c.created_at, d.c.id)).all()
+            out.extend(Scheduled(r.tenant_id, r.id, delay) for r in rows)
+        return out
 
     # -- attempts ---------------------------------------------------------------------------
 
