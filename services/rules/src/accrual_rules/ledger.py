@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
-from accrual_platform.db import utcnow
+from accrual_platform.db import update_rows, utcnow
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -191,17 +191,10 @@ def apply_delta(program: ProgramPolicy, account: Account, available_delta: decim
 
 def write_accounts(session: Session, tenant_id: str, accounts: Iterable[Account], now: dt.datetime) -> None:
     """Store the balances of locked accounts changed with :func:`apply_delta` (one statement)."""
-    b = storage.balances
-    rows = [{"k_t": tenant_id, "k_p": a.program_id, "k_q": a.participant_id, "v_available": a.available,
-             "v_lifetime": a.lifetime_earned, "v_tier": a.tier, "v_at": now} for a in accounts]
-    if rows:
-        session.execute(sa.update(b).where(
-            b.c.tenant_id == sa.bindparam("k_t"), b.c.program_id == sa.bindparam("k_p"),
-            b.c.participant_id == sa.bindparam("k_q")).values(
-            available=sa.bindparam("v_available", type_=b.c.available.type),
-            lifetime_earned=sa.bindparam("v_lifetime", type_=b.c.lifetime_earned.type),
-            tier=sa.bindparam("v_tier", type_=b.c.tier.type),
-            updated_at=sa.bindparam("v_at", type_=b.c.updated_at.type)), rows)
+    update_rows(session, storage.balances, ("tenant_id", "program_id", "participant_id"), [
+        {"tenant_id": tenant_id, "program_id": a.program_id, "participant_id": a.participant_id,
+         "available": a.available, "lifetime_earned": a.lifetime_earned, "tier": a.tier, "updated_at": now}
+        for a in accounts])
 
 
 def settle(session: Session, tenant_id: str, program: ProgramPolicy, account: Account,

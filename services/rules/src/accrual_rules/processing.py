@@ -26,7 +26,7 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import queue
-from accrual_platform.db import Database, decimal_str, utcnow
+from accrual_platform.db import Database, decimal_str, update_rows, utcnow
 from accrual_platform.grpc_server import internal_metadata
 from google.protobuf import json_format
 from sqlalchemy.orm import Session
@@ -267,7 +267,7 @@ class Processor:
             total += self._award(session, tenant_id, program_row, catalog.rules[program_row.id], facts,
                                  beneficiary, occurred, now, outcome, event_notes, writes)
         outcome.points_awarded = decimal_str(total)
-        writes.evaluations.append({"k_event": e.event_id, "v_outcome": {
+        writes.evaluations.append({"event_id": e.event_id, "outcome": {
             "outcome": queue.to_payload(outcome), "notifications": [queue.to_payload(n) for n in event_notes]}})
         outcomes.append(outcome)
         notes.notifications.extend(event_notes)
@@ -338,9 +338,7 @@ class _Writes:
         self.flush_entries(session, dialect)
         ledger.write_accounts(session, tenant_id, self.dirty.values(), now)
         if self.evaluations:
-            t = storage.event_evaluations
-            session.execute(sa.update(t).where(t.c.event_id == sa.bindparam("k_event")).values(
-                outcome=sa.bindparam("v_outcome", type_=t.c.outcome.type)), self.evaluations)
+            update_rows(session, storage.event_evaluations, ("event_id",), self.evaluations)
 
 
 def _beneficiary(item: Pending) -> str:
