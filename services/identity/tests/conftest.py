@@ -124,7 +124,7 @@ class Stack:
         while q is not None and not q.empty():
             message = dramatiq.Message.decode(q.get_nowait())
             assert message.actor_name == "publish_notifications"
-            batch = queue.from_payload(message.args[0], messages_pb2.Notifications)
+            batch = queue.decode(message.args[0], messages_pb2.Notifications)
             self._published.extend(batch.notifications)
 
     @staticmethod

@@ -98,7 +98,7 @@ def merge_messages(stack: Stack) -> list[messages_pb2.ParticipantsMerged]:
     while q is not None and not q.empty():
         message = dramatiq.Message.decode(q.get_nowait())
         assert (message.queue_name, message.actor_name) == ("rules", "merge_ledgers")
-        found.append(queue.from_payload(message.args[0], messages_pb2.ParticipantsMerged))
+        found.append(queue.decode(message.args[0], messages_pb2.ParticipantsMerged))
     return found
 
 

@@ -105,7 +105,7 @@ class Stack:
         q = self.broker.queues.get(queue.RULES_QUEUE)
         for raw in list(q.queue) if q is not None else []:
             message = dramatiq.Message.decode(raw)
-            batch = queue.from_payload(message.args[0], messages_pb2.EventsAccepted)
+            batch = queue.decode(message.args[0], messages_pb2.EventsAccepted)
             if batch.tenant_id == tenant_id:
                 ids.extend(batch.event_ids)
         return ids

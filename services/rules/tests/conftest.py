@@ -160,7 +160,7 @@ class Stack:
         q = self.broker.queues.get(queue.INGEST_QUEUE)
         while q is not None and not q.empty():
             message = dramatiq.Message.decode(q.get_nowait())
-            out.extend(queue.from_payload(message.args[0], messages_pb2.EventOutcomes).outcomes)
+            out.extend(queue.decode(message.args[0], messages_pb2.EventOutcomes).outcomes)
         return out
 
     def drain_notifications(self) -> list[messages_pb2.Notification]:
@@ -168,7 +168,7 @@ class Stack:
         q = self.broker.queues.get(queue.NOTIFY_QUEUE)
         while q is not None and not q.empty():
             message = dramatiq.Message.decode(q.get_nowait())
-            out.extend(queue.from_payload(message.args[0], messages_pb2.Notifications).notifications)
+            out.extend(queue.decode(message.args[0], messages_pb2.Notifications).notifications)
         return out
 
     def balance(self, md: list[tuple[str, str]], program_id: str, participant_id: str) -> rules_pb2.Balance:

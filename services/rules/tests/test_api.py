@@ -197,7 +197,7 @@ def published(stack: Stack) -> list[messages_pb2.Notification]:
     q = stack.broker.queues.get(queue.NOTIFY_QUEUE)
     while q is not None and not q.empty():
         message = dramatiq.Message.decode(q.get_nowait())
-        out.extend(queue.from_payload(message.args[0], messages_pb2.Notifications).notifications)
+        out.extend(queue.decode(message.args[0], messages_pb2.Notifications).notifications)
     return out
 
 

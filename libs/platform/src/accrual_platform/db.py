@@ -11,15 +11,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
+import json
 import pathlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
@@ -186,14 +187,14 @@ def update_rows(session: Session, table: sa.Table, key: Sequence[str], rows: Seq
     out: list[sa.Row[Any]] = []
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
-        v = sa.values(*[sa.column(n, table.c[n].type) for n in names], name="v").data(
-            [tuple(r[n] for n in names) for r in ordered])
-        # VALUES columns take their type from the first non-NULL entry (text when none is),
-        # so each is cast back to its column's type.
-        typed = {n: sa.cast(v.c[n], table.c[n].type) for n in names}
-        assign = {n: (sa.func.coalesce(typed[n], table.c[n]) if n in keep else typed[n])
+        # One array parameter per column, unnested side by side: the statement text is the
+        # same for any number of rows, so SQLAlchemy's compiled cache, psycopg's query cache
+        # and PostgreSQL's prepared plans all apply (a VALUES list with a placeholder per
+        # cell is compiled and parsed anew each time).
+        v = _unnest(table, names, ordered)
+        assign = {n: (sa.func.coalesce(v[n], table.c[n]) if n in keep else v[n])
                   for n in names if n not in key}
-        stmt = sa.update(table).where(*[table.c[k] == typed[k] for k in key], *where).values(assign)
+        stmt = sa.update(table).where(*[table.c[k] == v[k] for k in key], *where).values(assign)
         if returning:
             return list(session.execute(stmt.returning(*returning)).all())
         session.execute(stmt)
@@ -206,3 +207,54 @@ def update_rows(session: Session, table: sa.Table, key: Sequence[str], rows: Seq
         else:
             session.execute(stmt)
     return out
+
+
+def _unnest(table: sa.Table, names: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Columns of ``unnest(array per column) AS v(...)`` typed like ``table``'s, by name.
+
+    JSON values travel as text and are cast back: an array parameter would read a JSON list
+    as one more array dimension."""
+    binds, cols, out = [], [], {}
+    for n in names:
+        typ = table.c[n].type
+        values = [r[n] for r in rows]
+        if isinstance(typ, sa.JSON):
+            values = [None if x is None else json.dumps(x) for x in values]
+            binds.append(sa.bindparam(f"u_{n}", values, type_=postgresql.ARRAY(sa.Text())))
+            cols.append(sa.column(n, sa.Text()))
+        else:
+            binds.append(sa.bindparam(f"u_{n}", values, type_=postgresql.ARRAY(typ)))
+            cols.append(sa.column(n, typ))
+    v = sa.func.unnest(*binds).table_valued(*cols).render_derived(name="v", with_types=False)
+    for n in names:
+        out[n] = sa.cast(v.c[n], postgresql.JSONB()) if isinstance(table.c[n].type, sa.JSON) else v.c[n]
+    return out
+
+
+def insert_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]], *,
+                conflict: Callable[[Any], Any] | None = None,
+                returning: Sequence[Any] = ()) -> list[sa.Row[Any]]:
+    """Insert many rows in their given order; with ``returning``, the rows inserted.
+
+    ``conflict`` turns the dialect's insert into its ON CONFLICT form, e.g.
+    ``lambda s: s.on_conflict_do_nothing(index_elements=[...])`` (``s.excluded`` works).
+    On PostgreSQL this is one ``INSERT … SELECT FROM unnest(arrays)`` whose text is the same
+    for any number of rows (compiled, parsed and planned once), instead of SQLAlchemy's
+    multi-row VALUES with a placeholder per cell or a round trip per row. Elsewhere it is
+    the dialect's executemany.
+    """
+    if not rows:
+        return []
+    names = list(rows[0])
+    pg = session.get_bind().dialect.name == "postgresql"
+    if pg:
+        v = _unnest(table, names, rows)
+        stmt: Any = postgresql.insert(table).from_select(names, sa.select(*[v[n] for n in names]))
+    else:
+        stmt = sqlite.insert(table)
+    if conflict is not None:
+        stmt = conflict(stmt)
+    if returning:
+        stmt = stmt.returning(*returning)
+    result = session.execute(stmt) if pg else session.execute(stmt, list(rows))
+    return list(result.all()) if returning else []

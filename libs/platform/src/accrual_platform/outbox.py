@@ -37,7 +37,7 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
 
 
 def outbox_row(queue_name: str, actor: str, message: Message) -> dict[str, Any]:
-    return {"queue": queue_name, "actor": actor, "payload": queue.to_payload(message),
+    return {"queue": queue_name, "actor": actor, "payload": queue.encode(message),
             "created_at": utcnow()}
 
 

@@ -1,11 +1,15 @@
-"""Dramatiq broker selection and proto-JSON messages.
+"""Dramatiq broker selection and proto messages on queues.
 
-Queue payloads are proto messages sent as proto-JSON dicts. Producers enqueue by queue and
-actor name, so a service can hand work to another service's worker without importing it.
+Queue payloads are proto messages in their binary wire form, base64 text inside Dramatiq's
+JSON envelope (:func:`encode`). Consumers decode with :func:`decode`, which also accepts the
+proto-JSON dicts earlier versions queued, so messages already in queues or outboxes during
+an upgrade still work. Producers enqueue by queue and actor name, so a service can hand work
+to another service's worker without importing it.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -49,13 +53,29 @@ def from_payload(payload: dict[str, Any], cls: type[M]) -> M:
     return json_format.ParseDict(payload, cls(), ignore_unknown_fields=True)
 
 
+def encode(message: Message) -> str:
+    """The queue form of ``message``: its binary encoding as base64 text. The C protobuf
+    runtime does this in about a microsecond, where proto-JSON costs tens of microseconds
+    of pure Python per message on every hop of the pipeline."""
+    return base64.b64encode(message.SerializeToString()).decode("ascii")
+
+
+def decode(payload: str | dict[str, Any], cls: type[M]) -> M:
+    """A message from its queue form (:func:`encode`) or from proto-JSON (earlier versions)."""
+    if isinstance(payload, dict):
+        return from_payload(payload, cls)
+    message = cls()
+    message.ParseFromString(base64.b64decode(payload, validate=True))
+    return message
+
+
 def enqueue(broker: dramatiq.Broker, queue: str, actor_name: str, message: Message,
             *, delay_ms: int | None = None) -> None:
     if queue not in broker.get_declared_queues():
         broker.declare_queue(queue)
     options: dict[str, Any] = {}
     msg = dramatiq.Message(queue_name=queue, actor_name=actor_name,
-                           args=(to_payload(message),), kwargs={}, options=options)
+                           args=(encode(message),), kwargs={}, options=options)
     broker.enqueue(msg, delay=delay_ms)
 
 

@@ -341,8 +341,8 @@ def record_outcomes_actor(service: IngestService) -> Any:
     """The ``record_outcomes`` actor body (queue ``ingest``)."""
     from accrual_platform import queue
 
-    def record_outcomes(payload: dict[str, Any]) -> None:
-        msg = queue.from_payload(payload, messages_pb2.EventOutcomes)
+    def record_outcomes(payload: str | dict[str, Any]) -> None:
+        msg = queue.decode(payload, messages_pb2.EventOutcomes)
         service.record_outcomes(list(msg.outcomes))
 
     return record_outcomes

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from accrual_platform.db import JsonType, UtcDateTime
+from accrual_platform.db import JsonType, UtcDateTime, insert_rows
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -95,51 +95,52 @@ def apply(session: Session, tenant_id: str, inc: Increments) -> None:
     event type or rule, which every concurrent batch updates) last: the caller commits right
     after, so a batch holds those hot row locks only for its commit, not while it waits
     for other batches' participant rows."""
-    insert = _insert(session)
     pg = session.bind is not None and session.bind.dialect.name == "postgresql"
     if inc.participants:
-        stmt = insert(participant_stats)
         t = participant_stats
         first = sa.func.least if pg else sa.func.min
         last = sa.func.greatest if pg else sa.func.max
-        ex = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["tenant_id", "program_id", "participant_id"],
-            set_={**_add(stmt, t, ["events", "points_micros"]),
-                  "first_event_at": first(sa.func.coalesce(t.c.first_event_at, ex.first_event_at),
-                                          sa.func.coalesce(ex.first_event_at, t.c.first_event_at)),
-                  "last_event_at": last(sa.func.coalesce(t.c.last_event_at, ex.last_event_at),
-                                        sa.func.coalesce(ex.last_event_at, t.c.last_event_at))})
-        session.execute(stmt, [
+
+        def participants(stmt: Any) -> Any:
+            ex = stmt.excluded
+            return stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "program_id", "participant_id"],
+                set_={**_add(stmt, t, ["events", "points_micros"]),
+                      "first_event_at": first(sa.func.coalesce(t.c.first_event_at, ex.first_event_at),
+                                              sa.func.coalesce(ex.first_event_at, t.c.first_event_at)),
+                      "last_event_at": last(sa.func.coalesce(t.c.last_event_at, ex.last_event_at),
+                                            sa.func.coalesce(ex.last_event_at, t.c.last_event_at))})
+        insert_rows(session, t, [
             {"tenant_id": tenant_id, "program_id": program, "participant_id": participant,
              "events": events, "points_micros": micros, "first_event_at": first_at, "last_event_at": last_at}
-            for (program, participant), (events, micros, first_at, last_at) in sorted(inc.participants.items())])
+            for (program, participant), (events, micros, first_at, last_at) in sorted(inc.participants.items())],
+            conflict=participants)
     if inc.participant_days:
-        stmt = insert(participant_day_stats)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["tenant_id", "program_id", "participant_id", "day", "event_type"],
-            set_=_add(stmt, participant_day_stats, ["events", "points_micros"]))
-        session.execute(stmt, [
+        insert_rows(session, participant_day_stats, [
             {"tenant_id": tenant_id, "program_id": program, "participant_id": participant, "day": day,
              "event_type": etype, "events": events, "points_micros": micros}
-            for (program, participant, day, etype), (events, micros) in sorted(inc.participant_days.items())])
+            for (program, participant, day, etype), (events, micros) in sorted(inc.participant_days.items())],
+            conflict=lambda stmt: stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "program_id", "participant_id", "day", "event_type"],
+                set_=_add(stmt, participant_day_stats, ["events", "points_micros"])))
     if inc.daily:
-        stmt = insert(daily_stats)
-        stmt = stmt.on_conflict_do_update(index_elements=["tenant_id", "program_id", "day", "event_type"],
-                                          set_=_add(stmt, daily_stats, ["events", "points_micros"]))
-        session.execute(stmt, [
+        insert_rows(session, daily_stats, [
             {"tenant_id": tenant_id, "program_id": program, "day": day, "event_type": etype,
              "events": events, "points_micros": micros}
-            for (program, day, etype), (events, micros) in sorted(inc.daily.items())])
+            for (program, day, etype), (events, micros) in sorted(inc.daily.items())],
+            conflict=lambda stmt: stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "program_id", "day", "event_type"],
+                set_=_add(stmt, daily_stats, ["events", "points_micros"])))
     if inc.rules:
-        stmt = insert(rule_stats)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["tenant_id", "program_id", "day", "rule_id"],
-            set_={**_add(stmt, rule_stats, ["matches", "points_micros"]), "rule_name": stmt.excluded.rule_name})
-        session.execute(stmt, [
+        insert_rows(session, rule_stats, [
             {"tenant_id": tenant_id, "program_id": program, "day": day, "rule_id": rule_id,
              "rule_name": name[:255], "matches": matches, "points_micros": micros}
-            for (program, day, rule_id), (matches, micros, name) in sorted(inc.rules.items())])
+            for (program, day, rule_id), (matches, micros, name) in sorted(inc.rules.items())],
+            conflict=lambda stmt: stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "program_id", "day", "rule_id"],
+                set_={**_add(stmt, rule_stats, ["matches", "points_micros"]),
+                      "rule_name": stmt.excluded.rule_name}))
+
 
 # -- analytics ------------------------------------------------------------------------------
 @dataclass(frozen=True)

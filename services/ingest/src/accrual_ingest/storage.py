@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from accrual_platform.db import ExactDecimal, JsonType, UtcDateTime
+from accrual_platform.db import ExactDecimal, JsonType, UtcDateTime, insert_rows
 from accrual_platform.outbox import outbox_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -135,8 +135,8 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
     else:
         target = {"index_elements": ["tenant_id", "program_id", "idempotency_key"],
                   "index_where": events.c.cdp_source.is_(None)}
-    stmt = _insert(session)(events).on_conflict_do_nothing(**target).returning(*events.c)
-    inserted = session.execute(stmt, rows).all()
+    inserted = insert_rows(session, events, rows, conflict=lambda s: s.on_conflict_do_nothing(**target),
+                           returning=list(events.c))
     return {_row_key(r): r for r in inserted}
 
 

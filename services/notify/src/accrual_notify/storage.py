@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from accrual_platform.db import Database, JsonType, UtcDateTime
+from accrual_platform.db import Database, JsonType, UtcDateTime, insert_rows
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -387,10 +387,10 @@ class NotifyStore:
         # batches with overlapping facts wait for each other instead of deadlocking.
         ordered = [unique[k] for k in sorted(unique)]
         with self.db.transaction() as session:
-            inserted = set(session.execute(
-                self._insert(m).on_conflict_do_nothing().returning(m.c.id),
-                [{"id": f.message_id, "tenant_id": f.tenant_id, "fact_id": f.fact_id, "type": f.type,
-                  "payload": f.payload, "created_at": now} for f in ordered]).scalars())
+            inserted = {r.id for r in insert_rows(
+                session, m, [{"id": f.message_id, "tenant_id": f.tenant_id, "fact_id": f.fact_id, "type": f.type,
+                              "payload": f.payload, "created_at": now} for f in ordered],
+                conflict=lambda s: s.on_conflict_do_nothing(), returning=[m.c.id])}
             scheduled = self._unattempted(session, [k for k in unique if k not in inserted], first_delay)
             subscribers: dict[str, list[Any]] = {}
             for tenant_id in sorted({f.tenant_id for f in ordered if f.message_id in inserted}):

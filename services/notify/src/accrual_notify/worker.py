@@ -20,19 +20,19 @@ log = structlog.get_logger("accrual.notify")
 
 
 def declare_actors(broker: dramatiq.Broker, publisher: Publisher, deliverer: Deliverer) -> None:
-    def publish_notifications(payload: dict[str, Any]) -> None:
+    def publish_notifications(payload: str | dict[str, Any]) -> None:
         """Store facts (once each) and schedule one delivery per subscribed endpoint."""
         try:
-            notes = queue.from_payload(payload, messages_pb2.Notifications)
+            notes = queue.decode(payload, messages_pb2.Notifications)
         except json_format.ParseError as exc:
             log.error("payload_invalid", actor=PUBLISH_ACTOR, error=str(exc))
             return  # redelivering a malformed message would never succeed
         publisher.publish(list(notes.notifications))
 
-    def deliver_webhook(payload: dict[str, Any]) -> None:
+    def deliver_webhook(payload: str | dict[str, Any]) -> None:
         """One attempt of one delivery; retries are new delayed messages, not actor retries."""
         try:
-            request = queue.from_payload(payload, messages_pb2.DeliveryRequested)
+            request = queue.decode(payload, messages_pb2.DeliveryRequested)
         except json_format.ParseError as exc:
             log.error("payload_invalid", actor=DELIVER_ACTOR, error=str(exc))
             return

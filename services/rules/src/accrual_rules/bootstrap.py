@@ -81,16 +81,16 @@ class RulesRuntime:
         rules_pb2_grpc.add_RulesServiceServicer_to_server(RulesServicer(self.service), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
-        def evaluate_events(payload: dict[str, Any]) -> None:
+        def evaluate_events(payload: str | dict[str, Any]) -> None:
             from accrual.messages.v1 import messages_pb2
 
-            msg = queue.from_payload(payload, messages_pb2.EventsAccepted)
+            msg = queue.decode(payload, messages_pb2.EventsAccepted)
             self.processor().process(msg.tenant_id, list(msg.event_ids))
 
-        def merge_ledgers_actor(payload: dict[str, Any]) -> None:
+        def merge_ledgers_actor(payload: str | dict[str, Any]) -> None:
             from accrual.messages.v1 import messages_pb2
 
-            if merge_ledgers(self.db, queue.from_payload(payload, messages_pb2.ParticipantsMerged)):
+            if merge_ledgers(self.db, queue.decode(payload, messages_pb2.ParticipantsMerged)):
                 self.relay.notify()
 
         queue.declare_actor(broker, evaluate_events, queue=queue.RULES_QUEUE,

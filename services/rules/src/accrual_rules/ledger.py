@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
-from accrual_platform.db import update_rows, utcnow
+from accrual_platform.db import insert_rows, update_rows, utcnow
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -73,11 +73,11 @@ def lock_accounts(session: Session, dialect: str, tenant_id: str,
     out: dict[tuple[str, str], Account] = {}
     for start in range(0, len(ordered), 500):
         chunk = ordered[start:start + 500]
-        session.execute(insert_for(dialect)(b).on_conflict_do_nothing(
-            index_elements=["tenant_id", "program_id", "participant_id"]), [
+        insert_rows(session, b, [
             {"tenant_id": tenant_id, "program_id": program_id, "participant_id": participant_id,
              "available": ZERO, "lifetime_earned": ZERO, "tier": None, "updated_at": now}
-            for program_id, participant_id in chunk])
+            for program_id, participant_id in chunk],
+            conflict=lambda s: s.on_conflict_do_nothing(index_elements=["tenant_id", "program_id", "participant_id"]))
         query = sa.select(b).where(b.c.tenant_id == tenant_id,
                                    sa.tuple_(b.c.program_id, b.c.participant_id).in_(chunk)
                                    ).order_by(b.c.program_id, b.c.participant_id)
@@ -174,8 +174,8 @@ def entry_row(*, tenant_id: str, program_id: str, participant_id: str, amount: d
 
 def insert_entries(session: Session, dialect: str, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert_for(dialect)(storage.ledger).on_conflict_do_nothing(
-            index_elements=["tenant_id", "source"]), rows)
+        insert_rows(session, storage.ledger, rows,
+                    conflict=lambda s: s.on_conflict_do_nothing(index_elements=["tenant_id", "source"]))
 
 
 def apply_delta(program: ProgramPolicy, account: Account, available_delta: decimal.Decimal,

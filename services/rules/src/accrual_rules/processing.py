@@ -26,7 +26,7 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import queue
-from accrual_platform.db import Database, decimal_str, update_rows, utcnow
+from accrual_platform.db import Database, decimal_str, insert_rows, update_rows, utcnow
 from accrual_platform.grpc_server import internal_metadata
 from google.protobuf import json_format
 from sqlalchemy.orm import Session
@@ -108,9 +108,9 @@ class Processor:
     @staticmethod
     def _replay(stored: dict[str, Any], outcomes: list[messages_pb2.EventOutcome],
                 notes: messages_pb2.Notifications) -> None:
-        outcomes.append(queue.from_payload(stored["outcome"], messages_pb2.EventOutcome))
+        outcomes.append(queue.decode(stored["outcome"], messages_pb2.EventOutcome))
         for n in stored.get("notifications", []):
-            notes.notifications.append(queue.from_payload(n, messages_pb2.Notification))
+            notes.notifications.append(queue.decode(n, messages_pb2.Notification))
 
     def _load(self, tenant_id: str, program_ids: set[str], catalog: Catalog) -> None:
         missing = program_ids - set(catalog.programs)
@@ -200,9 +200,10 @@ class Processor:
             return set()
         t = storage.event_evaluations
         now = utcnow()
-        rows = session.execute(ledger.insert_for(self.db.dialect)(t).on_conflict_do_nothing(
-            index_elements=["event_id"]).returning(t.c.event_id),
-            [{"event_id": i, "tenant_id": tenant_id, "outcome": {}, "created_at": now} for i in event_ids]).all()
+        rows = insert_rows(session, t, [{"event_id": i, "tenant_id": tenant_id, "outcome": {}, "created_at": now}
+                                        for i in event_ids],
+                           conflict=lambda s: s.on_conflict_do_nothing(index_elements=["event_id"]),
+                           returning=[t.c.event_id])
         return {r.event_id for r in rows}
 
     def _resolve(self, tenant_id: str, items: list[Pending], md: list[tuple[str, str]]) -> None:
@@ -268,7 +269,7 @@ class Processor:
                                  beneficiary, occurred, now, outcome, event_notes, writes)
         outcome.points_awarded = decimal_str(total)
         writes.evaluations.append({"event_id": e.event_id, "outcome": {
-            "outcome": queue.to_payload(outcome), "notifications": [queue.to_payload(n) for n in event_notes]}})
+            "outcome": queue.encode(outcome), "notifications": [queue.encode(n) for n in event_notes]}})
         outcomes.append(outcome)
         notes.notifications.extend(event_notes)
 

@@ -1,0 +1,117 @@
+"""Queue payload encoding and the bulk row update helper."""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import decimal
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from accrual.messages.v1 import messages_pb2
+from accrual_platform import queue
+from accrual_platform.db import (
+    ExactDecimal,
+    JsonType,
+    UtcDateTime,
+    ensure_schema,
+    insert_rows,
+    make_engine,
+    update_rows,
+)
+from accrual_platform.testing import PG_URL
+from sqlalchemy.orm import Session
+
+
+def _outcomes() -> messages_pb2.EventOutcomes:
+    msg = messages_pb2.EventOutcomes()
+    o = msg.outcomes.add(tenant_id="t", event_id="e1", status=messages_pb2.OUTCOME_STATUS_COMPLETED,
+                         points_awarded="187.5", participant_id="p")
+    o.processed_at.FromDatetime(dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC))
+    return msg
+
+
+def test_encode_is_text_and_round_trips() -> None:
+    msg = _outcomes()
+    wire = queue.encode(msg)
+    assert isinstance(wire, str)
+    assert queue.decode(wire, messages_pb2.EventOutcomes) == msg
+
+
+def test_decode_still_reads_proto_json_queued_by_earlier_versions() -> None:
+    msg = _outcomes()
+    assert queue.decode(queue.to_payload(msg), messages_pb2.EventOutcomes) == msg
+
+
+def test_decode_refuses_garbage() -> None:
+    with pytest.raises(binascii.Error):
+        queue.decode("not base64 of a message!", messages_pb2.EventOutcomes)
+
+
+metadata = sa.MetaData(schema="bulk_test")
+things = sa.Table(
+    "things", metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("amount", ExactDecimal()),
+    sa.Column("doc", JsonType),
+    sa.Column("owner", sa.String(36)),
+    sa.Column("at", UtcDateTime()),
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[sa.Engine]:
+    url = f"sqlite:///{tmp_path}/t.db" if request.param == "sqlite" else PG_URL
+    eng = make_engine(url, "bulk_test")
+    if request.param == "postgresql":
+        with eng.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA IF EXISTS bulk_test CASCADE")
+    ensure_schema(eng, "bulk_test")
+    metadata.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
+def test_update_rows_updates_each_row_to_its_values(engine: sa.Engine) -> None:
+    at = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+    with Session(engine) as s, s.begin():
+        s.execute(things.insert(), [
+            {"tenant_id": "t", "id": "a", "status": "PENDING", "owner": "o1"},
+            {"tenant_id": "t", "id": "b", "status": "PENDING", "owner": "o2"},
+            {"tenant_id": "t", "id": "c", "status": "DONE", "owner": "o3"},
+            {"tenant_id": "u", "id": "a", "status": "PENDING", "owner": "o4"},
+        ])
+    with Session(engine) as s, s.begin():
+        got = update_rows(s, things, ("tenant_id", "id"), [
+            {"tenant_id": "t", "id": "b", "status": "DONE", "amount": decimal.Decimal("0.1"),
+             "doc": [{"k": 1}, [2, 3]], "owner": None, "at": at},
+            {"tenant_id": "t", "id": "a", "status": "DONE", "amount": None, "doc": None, "owner": "new", "at": at},
+            {"tenant_id": "t", "id": "c", "status": "AGAIN", "amount": None, "doc": None, "owner": "x", "at": at},
+            {"tenant_id": "t", "id": "zz", "status": "DONE", "amount": None, "doc": None, "owner": "x", "at": at},
+        ], where=[things.c.status == "PENDING"], keep=("owner",), returning=[things.c.id, things.c.owner])
+    assert sorted((r.id, r.owner) for r in got) == [("a", "new"), ("b", "o2")]
+    with Session(engine) as s:
+        rows = {(r.tenant_id, r.id): r for r in s.execute(sa.select(things))}
+    assert rows[("t", "b")].amount == decimal.Decimal("0.1") and rows[("t", "b")].doc == [{"k": 1}, [2, 3]]
+    assert rows[("t", "b")].at == at and rows[("t", "b")].owner == "o2"
+    assert rows[("t", "c")].status == "DONE" and rows[("t", "c")].owner == "o3"  # failed the where
+    assert rows[("u", "a")].status == "PENDING"  # same id, other tenant: untouched
+
+
+def test_insert_rows_in_bulk_with_conflicts(engine: sa.Engine) -> None:
+    rows = [{"tenant_id": "t", "id": f"{i:03}", "status": "NEW", "amount": decimal.Decimal(i) / 10,
+             "doc": [{"i": i}] if i % 2 else {"i": [i]}, "owner": None,
+             "at": dt.datetime(2026, 11, 23, tzinfo=dt.UTC)} for i in range(50)]
+    with Session(engine) as s, s.begin():
+        first = insert_rows(s, things, rows[:30], returning=[things.c.id])
+        again = insert_rows(s, things, rows, conflict=lambda q: q.on_conflict_do_nothing(), returning=[things.c.id])
+    assert len(first) == 30
+    assert sorted(r.id for r in again) == [f"{i:03}" for i in range(30, 50)]
+    with Session(engine) as s:
+        got = {r.id: r for r in s.execute(sa.select(things))}
+    assert got["007"].doc == [{"i": 7}] and got["008"].doc == {"i": [8]}
+    assert got["049"].amount == decimal.Decimal("4.9") and got["001"].owner is None
