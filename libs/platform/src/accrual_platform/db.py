@@ -68,6 +68,15 @@ def make_engine(url: str, schema: str, *, pool_size: int = 10) -> sa.Engine:
     # every process of the suite together stays under PostgreSQL's default 100 connections.
     engine = sa.create_engine(url, pool_size=pool_size, max_overflow=max(2, pool_size // 4),
                               pool_pre_ping=False, pool_recycle=1800)
+    if engine.dialect.driver == "psycopg":
+        from psycopg.types.array import ListBinaryDumper
+
+        @sa_event.listens_for(engine, "connect")
+        def _binary_arrays(dbapi_conn: Any, _record: Any) -> None:
+            # List parameters (the column arrays of insert_rows/update_rows) go in binary:
+            # the text form quotes every element through a regular expression in Python,
+            # about 7x slower for a batch's JSON payloads.
+            dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
     return engine
 
 

@@ -7,11 +7,10 @@ characters are kept apart so an operator can tell keys apart without seeing them
 
 from __future__ import annotations
 
-import uuid
-
 import sqlalchemy as sa
 from accrual_platform import auth
 from accrual_platform.db import Database, utcnow
+from accrual_platform.ids import new_id
 
 from accrual_identity import storage
 
@@ -31,7 +30,7 @@ def ensure_tenant(db: Database, name: str) -> str:
     t = storage.tenants
     with db.transaction() as session:
         session.execute(storage.insert_ignoring_conflicts(session, t).values(
-            id=str(uuid.uuid4()), name=name, created_at=utcnow()))
+            id=new_id(), name=name, created_at=utcnow()))
         return str(session.execute(sa.select(t.c.id).where(t.c.name == name)).scalar_one())
 
 
@@ -43,7 +42,7 @@ def create_api_key(db: Database, tenant_name: str, scopes: frozenset[str]) -> tu
     if unknown:
         raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
     tenant_id = ensure_tenant(db, tenant_name)
-    key, key_id = auth.new_api_key(), str(uuid.uuid4())
+    key, key_id = auth.new_api_key(), new_id()
     with db.transaction() as session:
         session.execute(storage.api_keys.insert().values(
             id=key_id, tenant_id=tenant_id, key_hash=auth.hash_api_key(key),

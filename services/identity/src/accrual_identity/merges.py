@@ -11,13 +11,13 @@ to the outbox: the ledgers move exactly when the merge commits, never without it
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import errors, queue
 from accrual_platform.db import Database, utcnow
+from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_row
 from sqlalchemy.orm import Session
 
@@ -74,7 +74,7 @@ class Merges:
                         violations=[errors.FieldViolation(
                             name, f"was already merged into {rows[pid].merged_into}")],
                         metadata={"field": name, "survivor_participant_id": rows[pid].merged_into or ""})
-            merge_id, now = str(uuid.uuid4()), utcnow()
+            merge_id, now = new_id(), utcnow()
             storage.merge_participant_rows(session, tenant_id, survivor=rows[survivor_id],
                                            merged=rows[merged_id], merge_id=merge_id, now=now)
             message = messages_pb2.ParticipantsMerged(

@@ -13,7 +13,6 @@ participants for one person and never leave a half-written one behind.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ import structlog
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import errors
 from accrual_platform.db import Database, utcnow
+from accrual_platform.ids import new_id
 from sqlalchemy.orm import Session
 
 from accrual_identity import notifications, storage
@@ -126,7 +126,7 @@ class Participants:
             violations.append(errors.FieldViolation(exc.field, exc.message))
         errors.collect(violations)
 
-        participant_id, now = str(uuid.uuid4()), utcnow()
+        participant_id, now = new_id(), utcnow()
         with self._db.transaction() as session:
             storage.insert_participants(session, [{
                 "id": participant_id, "tenant_id": tenant_id, "attributes": attributes,
@@ -237,7 +237,7 @@ class Participants:
             subjects,
             participants={pid: people[pid].id for pid in explicit if pid in people},
             owners={ident: people[pid].id for ident, pid in owners.items() if pid in people},
-            new_id=lambda: str(uuid.uuid4())))
+            new_id=lambda: new_id()))
         planned = [p if isinstance(p, ResolveOutcome) else next(decisions) for p in prepared]
 
         now = utcnow()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from accrual_platform.db import ExactDecimal, JsonType, UtcDateTime, insert_rows
+from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -120,7 +120,7 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
     if any((e.cdp_source is not None) != cdp for e in items):
         raise ValueError("a statement inserts loyalty events or CDP events, not both")
     rows = [{
-        "id": str(uuid.uuid4()), "tenant_id": tenant_id, "program_id": e.program_id,
+        "id": new_id(), "tenant_id": tenant_id, "program_id": e.program_id,
         "idempotency_key": e.idempotency_key, "payload_digest": e.digest,
         "event_type": e.event_type, "external_id": e.external_id,
         "participant_id": e.participant_id, "recipient_external_id": e.recipient_external_id,

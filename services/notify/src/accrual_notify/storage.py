@@ -14,13 +14,13 @@ concurrent ``deliver_webhook`` messages harmless on PostgreSQL and SQLite alike.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from accrual_platform.db import Database, JsonType, UtcDateTime, insert_rows
+from accrual_platform.ids import new_id
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -248,7 +248,7 @@ class NotifyStore:
 
     def insert_endpoint(self, *, tenant_id: str, url: str, enabled_events: Sequence[str],
                         description: str, secret: str, now: dt.datetime) -> Endpoint:
-        endpoint_id = str(uuid.uuid4())
+        endpoint_id = new_id()
         values = {"id": endpoint_id, "tenant_id": tenant_id, "url": url,
                   "enabled_events": list(enabled_events), "description": description,
                   "secret": secret, "status": ENABLED, "disabled_reason": "",
@@ -396,7 +396,7 @@ class NotifyStore:
             for tenant_id in sorted({f.tenant_id for f in ordered if f.message_id in inserted}):
                 subscribers[tenant_id] = list(session.execute(sa.select(e.c.id, e.c.enabled_events).where(
                     e.c.tenant_id == tenant_id, e.c.status == ENABLED, e.c.deleted_at.is_(None))).all())
-            rows = [{"id": str(uuid.uuid4()), "tenant_id": f.tenant_id, "endpoint_id": ep.id,
+            rows = [{"id": new_id(), "tenant_id": f.tenant_id, "endpoint_id": ep.id,
                      "message_id": f.message_id, "status": PENDING, "attempts": 0,
                      "next_attempt_at": first_at, "created_at": now}
                     for f in ordered if f.message_id in inserted

@@ -13,7 +13,6 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import decimal
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
 from accrual_platform.db import insert_rows, update_rows, utcnow
+from accrual_platform.ids import new_id
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -153,7 +153,7 @@ def post(session: Session, dialect: str, *, tenant_id: str, program_id: str, par
          rule_version: int | None = None, payload_hash: str | None = None) -> str | None:
     """Append one entry; None when its source is already in the ledger (a redelivery)."""
     row = session.execute(insert_for(dialect)(storage.ledger).values(
-        id=str(uuid.uuid4()), tenant_id=tenant_id, program_id=program_id,
+        id=new_id(), tenant_id=tenant_id, program_id=program_id,
         participant_id=participant_id, amount=amount, kind=kind, source=source,
         event_id=event_id, rule_id=rule_id, rule_version=rule_version, reason=reason,
         created_at=now, occurred_at=occurred_at, payload_hash=payload_hash,
@@ -166,7 +166,7 @@ def entry_row(*, tenant_id: str, program_id: str, participant_id: str, amount: d
               source: str, reason: str, occurred_at: dt.datetime, now: dt.datetime, event_id: str | None = None,
               rule_id: str | None = None, rule_version: int | None = None) -> dict[str, Any]:
     """A ledger row for :func:`insert_entries` (the worker writes a batch's entries at once)."""
-    return {"id": str(uuid.uuid4()), "tenant_id": tenant_id, "program_id": program_id,
+    return {"id": new_id(), "tenant_id": tenant_id, "program_id": program_id,
             "participant_id": participant_id, "amount": amount, "kind": kind, "source": source,
             "event_id": event_id, "rule_id": rule_id, "rule_version": rule_version, "reason": reason,
             "created_at": now, "occurred_at": occurred_at, "payload_hash": None}

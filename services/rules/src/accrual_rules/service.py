@@ -17,6 +17,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from accrual_platform import errors, queue
 from accrual_platform.db import Database, decimal_str, utcnow
+from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_row
 from sqlalchemy.orm import Session
 
@@ -252,7 +253,7 @@ class RulesService:
                                           event_type_policy)
         triggers = _triggers(scheduled_triggers)
         now = utcnow()
-        row = {"id": str(uuid.uuid4()), "tenant_id": tenant_id, "name": name.strip(),
+        row = {"id": new_id(), "tenant_id": tenant_id, "name": name.strip(),
                "on_unknown_participant": on_unknown, "tiers": clean_tiers,
                "rounding_mode": rounding_mode, "rounding_precision": rounding_precision,
                "event_type_policy": event_type_policy, "scheduled_triggers": triggers,
@@ -380,7 +381,7 @@ class RulesService:
         program = self.get_program(tenant_id, program_id)
         fields = validate_rule(fields, self._declared(tenant_id, program.id, fields["event_type"]))
         now = utcnow()
-        rule_id = str(uuid.uuid4())
+        rule_id = new_id()
         row = {"id": rule_id, "tenant_id": tenant_id, "program_id": program.id, "version": 1,
                **{k: fields[k] for k in storage.RULE_FIELDS}, "created_at": now, "updated_at": now}
         with self.db.transaction() as session:

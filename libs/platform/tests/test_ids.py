@@ -1,0 +1,40 @@
+"""Row ids: valid version-4 UUIDs, unique, also across a fork."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+from accrual_platform.ids import new_id
+
+
+def test_ids_are_unique_version_4_uuids_across_threads() -> None:
+    out: list[list[str]] = [[] for _ in range(4)]
+
+    def work(i: int) -> None:
+        out[i].extend(new_id() for _ in range(5000))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [x for chunk in out for x in chunk]
+    assert len(set(ids)) == 20_000
+    assert all(uuid.UUID(x).version == 4 and uuid.UUID(x).variant == uuid.RFC_4122 for x in ids[:500])
+
+
+def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:
+    new_id()  # the parent now holds a buffer of random bytes
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read)
+        os.write(write, ",".join(new_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 10_000).decode().split(",")
+    os.waitpid(pid, 0)
+    parent = [new_id() for _ in range(10)]
+    assert len(child) == 10 and not set(child) & set(parent)
