@@ -62,6 +62,9 @@ class Settings:
     #: Ingest announces again events unfinished this long after their last announcement.
     stale_event_after_seconds: float = 120.0
     stale_event_sweep_seconds: float = 30.0
+    #: After a commit wakes an outbox relay, it waits this long for more rows, so a stream
+    #: of single-event accepts reaches the rules workers as fewer, larger messages.
+    outbox_linger_seconds: float = 0.05
 
     @property
     def is_sqlite(self) -> bool:
@@ -121,6 +124,7 @@ class Settings:
             webhook_endpoint_max_in_flight=int(env.get("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", "4")),
             stale_event_after_seconds=float(env.get("STALE_EVENT_AFTER_SECONDS", "120")),
             stale_event_sweep_seconds=float(env.get("STALE_EVENT_SWEEP_SECONDS", "30")),
+            outbox_linger_seconds=float(env.get("OUTBOX_LINGER_SECONDS", "0.05")),
         )
         for name in require_peers:
             settings.peer(name)

@@ -26,7 +26,7 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import queue
-from accrual_platform.db import Database, decimal_str, insert_rows, update_rows, utcnow
+from accrual_platform.db import Database, decimal_str, insert_rows, utcnow
 from accrual_platform.grpc_server import internal_metadata
 from google.protobuf import json_format
 from sqlalchemy.orm import Session
@@ -75,6 +75,15 @@ class Processor:
 
     # -- entry point ----------------------------------------------------------------------
     def process(self, tenant_id: str, event_ids: Sequence[str]) -> None:
+        for attempt in range(3):
+            try:
+                self._process(tenant_id, event_ids)
+                return
+            except _Raced as raced:
+                log.info("evaluation_race_replayed", events=len(raced.args[0]), attempt=attempt)
+        self._process(tenant_id, event_ids)
+
+    def _process(self, tenant_id: str, event_ids: Sequence[str]) -> None:
         md = internal_metadata(self._token, tenant_id)
         claimed = self._ingest.ClaimEvents(
             ingest_pb2.ClaimEventsRequest(tenant_id=tenant_id, event_ids=list(event_ids)),
@@ -182,26 +191,27 @@ class Processor:
                                             participant_id=item.actor.participant_id))
                     continue
                 runnable.append(item)
-            claimed = self._claim(session, tenant_id, [i.event.event_id for i in runnable])
-            lost = [i.event.event_id for i in runnable if i.event.event_id not in claimed]
-            stored = self._stored(session, lost) if lost else {}
             now = utcnow()
             for item in runnable:
-                if item.event.event_id not in claimed:  # a concurrent delivery won; replay its result
-                    if stored.get(item.event.event_id):
-                        self._replay(stored[item.event.event_id], outcomes, notes)
-                    continue
                 self._apply(session, tenant_id, item, catalog, outcomes, notes, writes, now)
+            # The evaluations, stored with their final outcome, are the claim: the unique
+            # event id lets one transaction award an event. A concurrent delivery of the same
+            # event waited for our account locks above, so losing here is rare; the whole
+            # batch then rolls back and process() runs again, replaying the winner's result.
+            claimed = self._claim(session, tenant_id, writes.evaluations)
+            if len(claimed) < len(writes.evaluations):
+                raise _Raced(sorted({w["event_id"] for w in writes.evaluations} - claimed))
             writes.flush(session, self.db.dialect, tenant_id, now)
 
-    def _claim(self, session: Session, tenant_id: str, event_ids: list[str]) -> set[str]:
-        """Claim the events' evaluations in one statement; the ids this transaction won."""
-        if not event_ids:
+    def _claim(self, session: Session, tenant_id: str, evaluations: list[dict[str, Any]]) -> set[str]:
+        """Store the events' evaluations in one statement; the ids this transaction won."""
+        if not evaluations:
             return set()
         t = storage.event_evaluations
         now = utcnow()
-        rows = insert_rows(session, t, [{"event_id": i, "tenant_id": tenant_id, "outcome": {}, "created_at": now}
-                                        for i in event_ids],
+        rows = insert_rows(session, t, [{"event_id": ev["event_id"], "tenant_id": tenant_id,
+                                         "outcome": ev["outcome"], "created_at": now}
+                                        for ev in sorted(evaluations, key=lambda ev: ev["event_id"])],
                            conflict=lambda s: s.on_conflict_do_nothing(index_elements=["event_id"]),
                            returning=[t.c.event_id])
         return {r.event_id for r in rows}
@@ -324,7 +334,8 @@ class Processor:
 class _Writes:
     """What one batch transaction writes, queued so that it takes a few statements for the
     whole batch (locks once per account, one ledger insert, one balance and one evaluation
-    update) instead of several round trips per event while every lock is held."""
+    update) instead of several round trips per event while every lock is held. The
+    evaluations are written by the claim itself (Processor._claim)."""
 
     accounts: dict[tuple[str, str], ledger.Account]
     entries: list[dict[str, Any]] = field(default_factory=list)
@@ -338,8 +349,10 @@ class _Writes:
     def flush(self, session: Session, dialect: str, tenant_id: str, now: dt.datetime) -> None:
         self.flush_entries(session, dialect)
         ledger.write_accounts(session, tenant_id, self.dirty.values(), now)
-        if self.evaluations:
-            update_rows(session, storage.event_evaluations, ("event_id",), self.evaluations)
+
+
+class _Raced(Exception):
+    """A concurrent delivery stored some of this batch's evaluations first."""
 
 
 def _beneficiary(item: Pending) -> str:
