@@ -136,7 +136,7 @@ class OutboxRelay:
             if len(item) == 2:
                 messages.extend((item[0], item[1], p) for p in self._mergers[item[:2]](groups[item[:2]]))
             else:
-                messages.append(item)  # type: ignore[arg-type]
+                messages.append(item)
         return messages
 
     def relay_once(self) -> int:

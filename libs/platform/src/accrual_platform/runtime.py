@@ -14,6 +14,8 @@ from typing import Protocol
 import dramatiq
 import grpc
 
+from accrual_platform.db import Database
+
 
 class Runtime(Protocol):
     #: short name: ingest, identity, rules, notify
@@ -24,6 +26,8 @@ class Runtime(Protocol):
     schema: str
     #: queues whose actors this service declares (consumed by its worker)
     queues: tuple[str, ...]
+    #: the service's database
+    db: Database
 
     def register(self, server: grpc.Server) -> None: ...
 

@@ -13,6 +13,7 @@ from accrual_platform.db import Database
 from accrual_platform.grpc_server import wait_for_termination
 from accrual_platform.logging import configure_logging
 from accrual_platform.settings import ConfigError, Settings
+from accrual_platform.statistics import StatisticsKeeper
 
 from accrual_suite import hosting
 
@@ -109,8 +110,11 @@ def cmd_serve(ns: argparse.Namespace) -> None:
     server, port = hosting.start_server(settings, runtimes, authenticator)
     for r in runtimes:
         r.start()
+    keepers = [StatisticsKeeper(r.db) for r in runtimes]
+    for k in keepers:
+        k.start()
     log.info("serving", service=ns.service, port=port)
-    wait_for_termination([lambda: server.stop(10).wait(), *[r.stop for r in runtimes]])
+    wait_for_termination([lambda: server.stop(10).wait(), *[r.stop for r in runtimes], *[k.stop for k in keepers]])
 
 
 def cmd_worker(ns: argparse.Namespace) -> None:
