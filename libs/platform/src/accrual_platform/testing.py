@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -54,8 +55,27 @@ def drop_schemas(schemas: Sequence[str], url: str = PG_URL) -> None:
         engine.dispose()
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now, taken below the kernel's
+    ephemeral range: a process restarted on its port (the reliability tests restart every
+    service) must find it free, and a port from the ephemeral range can meanwhile have become
+    the local end of some outgoing connection."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(15000, max(15001, low - 1))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
