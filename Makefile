@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN := libs/contracts/src
 
-.PHONY: setup proto proto-check run up migrate test test-unit lint bench fuzz clean
+.PHONY: setup proto proto-check run up migrate test test-unit lint bench profile fuzz clean
 
 $(UV):
 	$(PY) -m pip install --user --quiet uv
@@ -59,6 +59,12 @@ bench: setup
 	@command -v wrk >/dev/null || (apt-get install -y -qq wrk >/dev/null 2>&1 || sudo apt-get install -y -qq wrk) \
 		|| echo "wrk could not be installed; the Python open-loop generator stands in"
 	$(RUN) python -m bench $(BENCH_ARGS)
+
+## Where the time goes (py-spy and per-process CPU; pg_stat_statements when loaded).
+profile: setup
+	@command -v wrk >/dev/null || (apt-get install -y -qq wrk >/dev/null 2>&1 || sudo apt-get install -y -qq wrk) \
+		|| echo "wrk could not be installed; the REST phase is skipped"
+	$(RUN) python -m bench.profile
 
 clean:
 	rm -rf var .venv
