@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 import dramatiq
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors, queue
+from accrual_platform import errors, queue, structs
 from accrual_platform.db import utcnow
 from accrual_platform.settings import Settings
-from google.protobuf import json_format
 
 from accrual_notify import storage
 from accrual_notify.domain import events, retry, signing, urls
@@ -87,7 +86,7 @@ class Publisher:
             created = note.created_at.ToDatetime(dt.UTC) if note.HasField("created_at") else now
             body = events.envelope(msg_id=msg_id, type_=note.type, created_at=created,
                                    tenant_id=note.tenant_id,
-                                   data=json_format.MessageToDict(note.data))
+                                   data=structs.to_dict(note.data))
             facts.setdefault((note.tenant_id, note.fact_id), Fact(
                 tenant_id=note.tenant_id, fact_id=note.fact_id, type=note.type,
                 message_id=msg_id, payload=events.render(body)))

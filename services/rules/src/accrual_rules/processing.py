@@ -25,10 +25,9 @@ import structlog
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import queue
+from accrual_platform import queue, structs
 from accrual_platform.db import Database, decimal_str, insert_rows, utcnow
 from accrual_platform.grpc_server import internal_metadata
-from google.protobuf import json_format
 from sqlalchemy.orm import Session
 
 from accrual_rules import ledger, storage
@@ -140,7 +139,7 @@ class Processor:
 
     def _type_failure(self, catalog: Catalog, program: Any, event: ingest_pb2.Event) -> tuple[str, str] | None:
         return check_event_type(program.event_type_policy, catalog.event_types.get(program.id, {}),
-                                event.event_type, json_format.MessageToDict(event.event_data))
+                                event.event_type, structs.to_dict(event.event_data))
 
     def _evaluate_batch(self, tenant_id: str, todo: list[Pending], md: list[tuple[str, str]],
                         outcomes: list[messages_pb2.EventOutcome],
@@ -257,9 +256,9 @@ class Processor:
         occurred = e.event_timestamp.ToDatetime(dt.UTC)
         facts = EventFacts(
             event_id=e.event_id, event_type=e.event_type, timestamp=occurred,
-            properties=json_format.MessageToDict(e.event_data),
+            properties=structs.to_dict(e.event_data),
             participant={"id": item.actor.participant_id,
-                         "attributes": json_format.MessageToDict(item.actor.attributes)})
+                         "attributes": structs.to_dict(item.actor.attributes)})
         outcome = messages_pb2.EventOutcome(
             tenant_id=tenant_id, event_id=e.event_id,
             status=messages_pb2.OUTCOME_STATUS_COMPLETED,
