@@ -85,6 +85,33 @@ def test_a_message_delivered_twice_awards_once(stack: Stack) -> None:
     assert stack.balance(md, pid, participant).available == "40"
 
 
+def test_a_delivery_that_loses_the_evaluation_race_rolls_back_and_replays(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery that read no stored evaluation, then found one stored by a concurrent
+    delivery when it wrote its own, keeps none of its writes and announces the stored result."""
+    tenant, md = stack.tenant()
+    pid = program(stack, md)
+    rule(stack, md, pid, "properties.amount * 1")
+    event_id = stack.event(pid, data={"amount": 40})
+    [first] = stack.process(tenant, event_id)
+    stack.drain_notifications()
+    real = stack.processor._stored
+    calls = {"n": 0}
+
+    def stale_once(session: Any, ids: Any) -> Any:
+        calls["n"] += 1
+        return {} if calls["n"] == 1 else real(session, ids)
+
+    monkeypatch.setattr(stack.processor, "_stored", stale_once)
+    [second] = stack.process(tenant, event_id)
+    assert calls["n"] == 2  # the stale read, then the replay after the rollback
+    assert second == first
+    assert len(ledger_rows(stack, tenant)) == 1
+    participant = stack.identity.participant(tenant, "user_abc123")
+    assert stack.balance(md, pid, participant).available == "40"
+    assert [n.type for n in stack.drain_notifications()] == ["points.awarded"]
+
+
 def test_unknown_program_and_unregistered_types_fail_the_event(stack: Stack) -> None:
     tenant, md = stack.tenant()
     [missing] = stack.process(tenant, stack.event(str(uuid.uuid4())))
