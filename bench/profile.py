@@ -129,10 +129,9 @@ def main() -> None:
         finally:
             for n in workers:
                 dep.signal(n, signal.SIGCONT)
-        pending = ns.events + 0
         with psycopg.connect(libpq) as conn:
             row = conn.execute("SELECT count(*) FROM ingest.events WHERE status IN ('PENDING','PROCESSING')").fetchone()
-            pending = int(row[0]) if row else pending
+            pending = int(row[0]) if row else ns.events
         pgss = False
         with psycopg.connect(libpq, autocommit=True) as conn:
             try:

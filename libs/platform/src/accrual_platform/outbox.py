@@ -120,23 +120,21 @@ class OutboxRelay:
     def _messages(self, rows: Sequence[Any]) -> list[tuple[str, str, Any]]:
         """The messages for ``rows`` in row order; the payloads of a (queue, actor) that has
         a merger become the merger's messages, sent where the first of them stood."""
-        order: list[tuple[str, str] | tuple[str, str, Any]] = []
+        slots: list[tuple[str, str, list[Any]]] = []
         groups: dict[tuple[str, str], list[Any]] = {}
         for row in rows:
             key = (row.queue, row.actor)
-            if key in self._mergers:
-                if key not in groups:
-                    groups[key] = []
-                    order.append(key)
+            if key in self._mergers and key in groups:
                 groups[key].append(row.payload)
-            else:
-                order.append((row.queue, row.actor, row.payload))
+                continue
+            payloads = [row.payload]
+            if key in self._mergers:
+                groups[key] = payloads
+            slots.append((row.queue, row.actor, payloads))
         messages: list[tuple[str, str, Any]] = []
-        for item in order:
-            if len(item) == 2:
-                messages.extend((item[0], item[1], p) for p in self._mergers[item[:2]](groups[item[:2]]))
-            else:
-                messages.append(item)
+        for queue_name, actor, payloads in slots:
+            merger = self._mergers.get((queue_name, actor))
+            messages.extend((queue_name, actor, p) for p in (merger(payloads) if merger else payloads))
         return messages
 
     def relay_once(self) -> int:

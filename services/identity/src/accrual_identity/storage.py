@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import structlog
 from accrual_platform import errors
-from accrual_platform.db import Database, JsonType, UtcDateTime
+from accrual_platform.db import Database, JsonType, UtcDateTime, insert_rows
 from accrual_platform.outbox import outbox_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -189,8 +189,7 @@ def tenant_region(session: Session, tenant_id: str) -> str | None:
 # -- participants ---------------------------------------------------------------------------
 
 def insert_participants(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(participants.insert(), list(rows))
+    insert_rows(session, participants, rows)
 
 
 def birthday(birth_date: dt.date | None) -> str | None:
@@ -271,8 +270,9 @@ def claim_identities(session: Session, tenant_id: str, claims: Sequence[tuple[Id
     rows = [{"tenant_id": tenant_id, "type": ident.type.value, "value": ident.value,
              "participant_id": pid, "created_at": now}
             for ident, pid in sorted(claims, key=lambda c: (c[0].type.value, c[0].value))]
-    stmt = insert_ignoring_conflicts(session, i).returning(i.c.type, i.c.value)
-    return {Identity(IdentityType(r.type), r.value) for r in session.execute(stmt, rows)}
+    inserted = insert_rows(session, i, rows, conflict=lambda q: q.on_conflict_do_nothing(),
+                           returning=[i.c.type, i.c.value])
+    return {Identity(IdentityType(r.type), r.value) for r in inserted}
 
 
 # -- enrollments ----------------------------------------------------------------------------
@@ -298,8 +298,9 @@ def create_enrollments(session: Session, tenant_id: str, pairs: Collection[Pair]
     rows = [{"tenant_id": tenant_id, "program_id": program, "participant_id": participant,
              "status": EnrollmentStatus.ACTIVE.value, "created_at": now, "updated_at": now}
             for program, participant in sorted(set(pairs))]
-    stmt = insert_ignoring_conflicts(session, e).returning(e.c.program_id, e.c.participant_id)
-    return {(r.program_id, r.participant_id) for r in session.execute(stmt, rows)}
+    inserted = insert_rows(session, e, rows, conflict=lambda q: q.on_conflict_do_nothing(),
+                           returning=[e.c.program_id, e.c.participant_id])
+    return {(r.program_id, r.participant_id) for r in inserted}
 
 
 def reactivate_enrollments(session: Session, tenant_id: str, pairs: Collection[Pair],

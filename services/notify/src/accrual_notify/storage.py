@@ -21,7 +21,6 @@ from typing import Any
 import sqlalchemy as sa
 from accrual_platform.db import Database, JsonType, UtcDateTime, insert_rows
 from accrual_platform.ids import new_id
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from accrual_notify.domain.events import rfc3339, subscribes
@@ -237,12 +236,6 @@ _DELIVERY_COLUMNS = (*deliveries.c, messages.c.type)
 class NotifyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def _insert(self, table: sa.Table) -> Any:
-        """INSERT with ON CONFLICT support in the engine's dialect."""
-        if self.db.dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
 
     # -- endpoints -------------------------------------------------------------------------
 

@@ -172,7 +172,7 @@ def entry_row(*, tenant_id: str, program_id: str, participant_id: str, amount: d
             "created_at": now, "occurred_at": occurred_at, "payload_hash": None}
 
 
-def insert_entries(session: Session, dialect: str, rows: list[dict[str, Any]]) -> None:
+def insert_entries(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
         insert_rows(session, storage.ledger, rows,
                     conflict=lambda s: s.on_conflict_do_nothing(index_elements=["tenant_id", "source"]))

@@ -200,7 +200,7 @@ class Processor:
             claimed = self._claim(session, tenant_id, writes.evaluations)
             if len(claimed) < len(writes.evaluations):
                 raise _Raced(sorted({w["event_id"] for w in writes.evaluations} - claimed))
-            writes.flush(session, self.db.dialect, tenant_id, now)
+            writes.flush(session, tenant_id, now)
 
     def _claim(self, session: Session, tenant_id: str, evaluations: list[dict[str, Any]]) -> set[str]:
         """Store the events' evaluations in one statement; the ids this transaction won."""
@@ -293,7 +293,7 @@ class Processor:
             account = ledger.lock_account(session, self.db.dialect, tenant_id, program.program_id, beneficiary)
             writes.accounts[(program.program_id, beneficiary)] = account
         if any(r.caps.counted() for r in rules):
-            writes.flush_entries(session, self.db.dialect)  # caps count this batch's earlier awards too
+            writes.flush_entries(session)  # caps count this batch's earlier awards too
         usage = ledger.cap_usage(session, tenant_id, rules, beneficiary, occurred)
         evaluations = evaluate(program, rules, facts, account.lifetime_earned, usage)
         total = ZERO
@@ -341,12 +341,12 @@ class _Writes:
     dirty: dict[tuple[str, str], ledger.Account] = field(default_factory=dict)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
-    def flush_entries(self, session: Session, dialect: str) -> None:
-        ledger.insert_entries(session, dialect, self.entries)
+    def flush_entries(self, session: Session) -> None:
+        ledger.insert_entries(session, self.entries)
         self.entries = []
 
-    def flush(self, session: Session, dialect: str, tenant_id: str, now: dt.datetime) -> None:
-        self.flush_entries(session, dialect)
+    def flush(self, session: Session, tenant_id: str, now: dt.datetime) -> None:
+        self.flush_entries(session)
         ledger.write_accounts(session, tenant_id, self.dirty.values(), now)
 
 
