@@ -162,7 +162,14 @@ def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[De
     t = threading.Thread(target=killer, daemon=True)
     t.start()
     try:
-        submit_batches(dep, items)
+        # Submit in waves paced by the kills, so the kills land while events are in flight
+        # however fast the pipeline drains: the last waves go in only after the third kill.
+        size = 500
+        for wave, start in enumerate(range(0, len(items), size)):
+            deadline = time.monotonic() + 60
+            while kills < wave // 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            submit_batches(dep, items[start:start + size], size)
         counts = wait_terminal(libpq, run, len(items), timeout=420)
     finally:
         stop.set()
