@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from accrual.messages.v1 import messages_pb2
 from accrual_platform import structs
 from google.protobuf import json_format, struct_pb2
 from hypothesis import given
@@ -31,3 +32,18 @@ def test_non_finite_numbers_are_refused_like_json_format() -> None:
         json_format.MessageToDict(message)
     with pytest.raises(ValueError):
         structs.to_dict(message)
+
+
+@given(st.builds(
+    messages_pb2.RuleEvaluation, rule_id=st.text(), rule_version=st.integers(-(2**31), 2**31 - 1),
+    rule_name=st.text(), matched=st.booleans(), skip_reason=st.text(), message=st.text(),
+    points=st.text(), recipient_id=st.text(), program_id=st.text()))
+def test_scalars_to_dict_is_message_to_dict(message: messages_pb2.RuleEvaluation) -> None:
+    assert structs.scalars_to_dict(message) == json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def test_scalars_to_dict_refuses_fields_whose_json_differs() -> None:
+    with pytest.raises(TypeError):
+        structs.scalars_to_dict(messages_pb2.EventOutcome(status=messages_pb2.OUTCOME_STATUS_COMPLETED))
+    with pytest.raises(TypeError):
+        structs.scalars_to_dict(messages_pb2.EventOutcome(rule_evaluations=[messages_pb2.RuleEvaluation()]))

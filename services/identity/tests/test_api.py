@@ -10,6 +10,7 @@ import grpc
 import sqlalchemy as sa
 from accrual.identity.v1 import identity_pb2
 from accrual_identity import keys, storage
+from accrual_platform.facts import data_of
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -135,7 +136,7 @@ def test_create_normalises_identities_and_get_returns_them(stack: Stack) -> None
             storage.participants.c.id == made.participant_id)).scalar_one()
     assert str(birth) == "1990-05-17"
     notes = stack.notifications(tenant, 1)
-    assert [(n.type, n.fact_id, dict(n.data)) for n in notes] == [
+    assert [(n.type, n.fact_id, data_of(n)) for n in notes] == [
         ("participant.created", f"participant.created:{made.participant_id}",
          {"participant_id": made.participant_id})]
 
@@ -234,7 +235,7 @@ def test_resolve_creates_and_enrolls_once_and_replays_as_none(stack: Stack) -> N
     assert [(n.type, n.fact_id) for n in notes] == [
         ("participant.created", f"participant.created:{first.participant_id}"),
         ("enrollment.created", f"enrollment.created:{program}:{first.participant_id}")]
-    assert dict(notes[1].data) == {"program_id": program, "participant_id": first.participant_id,
+    assert data_of(notes[1]) == {"program_id": program, "participant_id": first.participant_id,
                                    "status": "ACTIVE"}
 
 
@@ -332,7 +333,7 @@ def test_inactive_enrollments_are_reactivated(stack: Stack) -> None:
         assert after.enrollment_change == NONE
     notes = stack.notifications(tenant, 5)
     reactivations = [n for n in notes if n.type == "enrollment.reactivated"]
-    assert [n.data["previous_status"] for n in reactivations] == ["FROZEN", "LOCKED", "CLOSED"]
+    assert [data_of(n)["previous_status"] for n in reactivations] == ["FROZEN", "LOCKED", "CLOSED"]
     assert len({n.fact_id for n in reactivations}) == 3
     assert all(n.fact_id.startswith(f"enrollment.reactivated:{program}:{first.participant_id}:")
                for n in reactivations)

@@ -11,6 +11,7 @@ import grpc
 import sqlalchemy as sa
 from accrual.identity.v1 import identity_pb2
 from accrual_identity import storage
+from accrual_platform.facts import data_of
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -99,7 +100,7 @@ def test_status_changes_and_reactivation_through_the_api(stack: Stack) -> None:
 
     notes = stack.notifications(tenant, 4)
     reactivated = [n for n in notes if n.type == "enrollment.reactivated"]
-    assert [n.data["previous_status"] for n in reactivated] == ["LOCKED", "CLOSED"]
+    assert [data_of(n)["previous_status"] for n in reactivated] == ["LOCKED", "CLOSED"]
     assert [n.type for n in notes] == ["participant.created", "enrollment.created",
                                        "enrollment.reactivated", "enrollment.reactivated"]
 

@@ -24,7 +24,7 @@ from accrual.messages.v1 import messages_pb2
 from accrual.notify.v1 import notify_pb2_grpc
 from accrual_notify import bootstrap, storage
 from accrual_notify.bootstrap import NotifyRuntime
-from accrual_platform import auth, queue
+from accrual_platform import auth, facts, queue
 from accrual_platform.db import utcnow
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.settings import Settings
@@ -172,11 +172,8 @@ class Harness:
     def notification(self, type_: str = "event.completed", fact_id: str | None = None,
                      data: dict[str, Any] | None = None,
                      tenant: str | None = None) -> messages_pb2.Notification:
-        note = messages_pb2.Notification(tenant_id=tenant or self.tenant, type=type_,
-                                         fact_id=fact_id or f"fact-{uuid.uuid4()}")
-        note.created_at.FromDatetime(utcnow())
-        note.data.update(data or {"event_id": "e-1", "points": "10"})
-        return note
+        return facts.notification(tenant or self.tenant, type_, fact_id or f"fact-{uuid.uuid4()}",
+                                  utcnow(), data or {"event_id": "e-1", "points": "10"})
 
     def publish(self, *notes: messages_pb2.Notification) -> None:
         """Enqueue as another service would: by queue and actor name."""

@@ -22,7 +22,7 @@ from accrual_notify import storage
 from accrual_notify.domain import events
 from accrual_notify.transport import WebhookClient
 from accrual_platform.db import utcnow
-from google.protobuf import json_format
+from accrual_platform.facts import data_of
 from standardwebhooks import Webhook
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ def test_every_produced_type_is_delivered_and_filtered_by_subscription(
     assert sorted(json.loads(r.body)["type"] for r in receiver.received("/points")) == [
         "points.adjusted", "points.awarded"]
     assert all(r.verified for r in receiver.received())
-    sent = {n.type: json_format.MessageToDict(n.data) for n in notes}
+    sent = {n.type: data_of(n) for n in notes}
     for request in receiver.received("/all"):
         body = json.loads(request.body)
         assert body["data"] == sent[body["type"]]  # data arrives exactly as produced
@@ -334,10 +334,31 @@ def test_event_failed_carries_what_partners_correlate_on(
     body = json.loads(request.body)
     assert body["type"] == "event.failed" and body["id"] == delivery.message_id
     data = body["data"]
-    assert data["event_id"] == json_format.MessageToDict(notes[1].data)["event_id"]
+    assert data["event_id"] == data_of(notes[1])["event_id"]
     assert (data["idempotency_key"], data["error_code"], data["error_message"]) == (
         "order-1", "program_not_found", "program does not exist")
     assert data["program_id"]
+
+
+def test_notifications_queued_with_struct_data_are_delivered_and_bad_data_json_is_dropped(
+        harness_factory: HarnessFactory, receiver: Receiver) -> None:
+    """Messages queued before data_json existed carry a Struct and still arrive as they were
+    produced; a note whose data_json is not a JSON object is dropped (it could never be sent
+    as documented) without holding back the others of its message."""
+    h = harness_factory()
+    endpoint_id = h.endpoint(receiver)
+    legacy = messages_pb2.Notification(tenant_id=h.tenant, type="points.awarded", fact_id="legacy-1")
+    legacy.created_at.FromDatetime(utcnow())
+    legacy.data.update({"event_id": "e-legacy", "points": "12", "rule_evaluations": [{"matched": True}]})
+    broken = h.notification(fact_id="broken-1")
+    broken.data_json = "[1, 2]"
+    h.publish(broken, legacy)
+
+    [delivery] = h.wait_final(endpoint_id)
+    [request] = receiver.received()
+    body = json.loads(request.body)
+    assert request.verified and body["id"] == delivery.message_id
+    assert body["data"] == {"event_id": "e-legacy", "points": "12", "rule_evaluations": [{"matched": True}]}
 
 
 # -- attempt errors ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
 from accrual.rules.v1 import rules_pb2
+from accrual_platform.facts import data_of
 from accrual_rules import storage
 from accrual_rules.merging import merge_ledgers
 
@@ -154,7 +155,7 @@ def test_tiers_multiply_and_announce_changes(stack: Stack) -> None:
     assert first.points_awarded == "125"
     notes = stack.drain_notifications()
     assert [n.type for n in notes] == ["points.awarded", "tier.changed"]
-    assert notes[1].data["tier"] == "silver" and notes[1].data["previous_tier"] is None
+    assert data_of(notes[1])["tier"] == "silver" and data_of(notes[1])["previous_tier"] is None
     [second] = stack.process(tenant, stack.event(pid, data={"amount": 125}))
     assert second.points_awarded == "187"  # 125 x 1.5 floored
     participant = stack.identity.participant(tenant, "user_abc123")

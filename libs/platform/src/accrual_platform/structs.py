@@ -12,6 +12,8 @@ import math
 from typing import Any
 
 from google.protobuf import struct_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 
 def to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
@@ -34,3 +36,23 @@ def _value(value: struct_pb2.Value) -> Any:
     if kind == "list_value":
         return [_value(v) for v in value.list_value.values]
     return None
+
+
+_JSON_SCALARS = frozenset({
+    FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BOOL, FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32,
+    FieldDescriptor.TYPE_SFIXED32})
+
+
+def scalars_to_dict(message: Message) -> dict[str, Any]:
+    """``MessageToDict(message, preserving_proto_field_name=True)`` for a message of only
+    singular string, bool and 32-bit integer fields (e.g. RuleEvaluation): the fields set,
+    read by the C runtime's ListFields instead of json_format's per-field Python walk.
+    Another field type (whose JSON form differs: 64-bit integers are strings, enums names)
+    is a TypeError rather than a silently different result."""
+    out: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        if field.type not in _JSON_SCALARS or field.is_repeated:
+            raise TypeError(f"{field.full_name} is not a singular string, bool or 32-bit integer field")
+        out[field.name] = value
+    return out

@@ -7,10 +7,9 @@ announces the same fact again yields the same webhook id and partners can dedupl
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import queue
+from accrual_platform import facts, queue
 from accrual_platform.outbox import outbox_row
 from sqlalchemy.orm import Session
 
@@ -19,12 +18,7 @@ from accrual_identity import storage
 PUBLISH_ACTOR = "publish_notifications"
 
 
-def _note(tenant_id: str, kind: str, fact_id: str, now: dt.datetime,
-          data: dict[str, Any]) -> messages_pb2.Notification:
-    note = messages_pb2.Notification(tenant_id=tenant_id, type=kind, fact_id=fact_id)
-    note.created_at.FromDatetime(now)
-    note.data.update(data)
-    return note
+_note = facts.notification
 
 
 def participant_created(tenant_id: str, participant_id: str,

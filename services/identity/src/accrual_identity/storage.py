@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 import structlog
 from accrual_platform import errors
-from accrual_platform.db import Database, JsonType, UtcDateTime, insert_rows
+from accrual_platform.db import Database, JsonType, UtcDateTime, in_values, insert_rows
 from accrual_platform.outbox import outbox_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -216,7 +216,7 @@ def survivors(session: Session, tenant_id: str, ids: Collection[str], *,
         rows: dict[str, Any] = {}
         for chunk in _chunks(sorted(set(pending.values()))):
             query = sa.select(p.c.id, p.c.attributes, p.c.status, p.c.merged_into, p.c.created_at
-                              ).where(p.c.tenant_id == tenant_id, p.c.id.in_(chunk))
+                              ).where(p.c.tenant_id == tenant_id, in_values(session, [p.c.id], chunk))
             if lock:
                 query = query.order_by(p.c.id).with_for_update(key_share=True)
             for row in session.execute(query):
@@ -245,7 +245,7 @@ def identity_owners(session: Session, tenant_id: str,
     for chunk in _chunks(set(wanted)):
         for row in session.execute(sa.select(i.c.type, i.c.value, i.c.participant_id).where(
                 i.c.tenant_id == tenant_id,
-                sa.tuple_(i.c.type, i.c.value).in_([(k.type.value, k.value) for k in chunk]))):
+                in_values(session, [i.c.type, i.c.value], [(k.type.value, k.value) for k in chunk]))):
             owners[Identity(IdentityType(row.type), row.value)] = row.participant_id
     return owners
 
@@ -284,7 +284,7 @@ def enrollment_statuses(session: Session, tenant_id: str,
     for chunk in _chunks(set(pairs)):
         for row in session.execute(sa.select(e.c.program_id, e.c.participant_id, e.c.status).where(
                 e.c.tenant_id == tenant_id,
-                sa.tuple_(e.c.program_id, e.c.participant_id).in_(chunk))):
+                in_values(session, [e.c.program_id, e.c.participant_id], chunk))):
             found[(row.program_id, row.participant_id)] = EnrollmentStatus(row.status)
     return found
 
@@ -312,7 +312,7 @@ def reactivate_enrollments(session: Session, tenant_id: str, pairs: Collection[P
     for chunk in _chunks(sorted(set(pairs))):
         result = session.execute(sa.update(e).where(
             e.c.tenant_id == tenant_id,
-            sa.tuple_(e.c.program_id, e.c.participant_id).in_(chunk),
+            in_values(session, [e.c.program_id, e.c.participant_id], chunk),
             e.c.status.in_([s.value for s in INACTIVE]),
         ).values(status=EnrollmentStatus.ACTIVE.value, updated_at=now).returning(
             e.c.program_id, e.c.participant_id))
@@ -327,7 +327,7 @@ def active_programs(session: Session, tenant_id: str,
     found: dict[str, list[str]] = {}
     for chunk in _chunks(sorted(set(participant_ids))):
         for row in session.execute(sa.select(e.c.participant_id, e.c.program_id).where(
-                e.c.tenant_id == tenant_id, e.c.participant_id.in_(chunk),
+                e.c.tenant_id == tenant_id, in_values(session, [e.c.participant_id], chunk),
                 e.c.status == EnrollmentStatus.ACTIVE.value).order_by(e.c.program_id)):
             found.setdefault(row.participant_id, []).append(row.program_id)
     return found

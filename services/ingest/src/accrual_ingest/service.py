@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors, queue
-from accrual_platform.db import Database, decimal_str, update_rows, utcnow
+from accrual_platform import errors, facts, queue, structs
+from accrual_platform.db import Database, decimal_str, in_values, update_rows, utcnow
 from accrual_platform.outbox import outbox_row
 
 from accrual_ingest import engagement, storage
@@ -421,10 +421,10 @@ class IngestService:
         e = storage.events
         with self.db.transaction() as session:
             session.execute(sa.update(e).where(
-                e.c.tenant_id == tenant_id, e.c.id.in_(list(event_ids)),
+                e.c.tenant_id == tenant_id, in_values(session, [e.c.id], event_ids),
                 e.c.status == storage.PENDING).values(status=storage.PROCESSING))
             rows = session.execute(sa.select(e).where(
-                e.c.tenant_id == tenant_id, e.c.id.in_(list(event_ids)),
+                e.c.tenant_id == tenant_id, in_values(session, [e.c.id], event_ids),
                 e.c.status == storage.PROCESSING)).all()
         return list(rows)
 
@@ -444,7 +444,7 @@ class IngestService:
             "id": o.event_id,
             "tenant_id": o.tenant_id,
             "status": storage.COMPLETED if o.status == messages_pb2.OUTCOME_STATUS_COMPLETED else storage.FAILED,
-            "rule_evaluations": [queue.to_payload(r) for r in o.rule_evaluations],
+            "rule_evaluations": [structs.scalars_to_dict(r) for r in o.rule_evaluations],
             "points_awarded": decimal.Decimal(o.points_awarded) if o.points_awarded else None,
             "error_code": o.error_code or None,
             "error_message": o.error_message or None,
@@ -453,20 +453,22 @@ class IngestService:
             "recipient_id": o.recipient_id or None,
             "completed_at": now,
         } for o in latest.values()]
+        evaluations = {u["id"]: u["rule_evaluations"] for u in updates}
         with self.db.transaction() as session:
-            rows = update_rows(session, e, ("id", "tenant_id"), updates,
-                               where=[e.c.status.in_([storage.PENDING, storage.PROCESSING])],
-                               keep=("participant_id", "recipient_id"), returning=list(e.c))
+            # The summary columns only: the event's data and the evaluations just written
+            # would come back as JSON for PostgreSQL to print and Python to parse again.
+            changed = update_rows(session, e, ("id", "tenant_id"), updates,
+                                  where=[e.c.status.in_([storage.PENDING, storage.PROCESSING])],
+                                  keep=("participant_id", "recipient_id"), returning=SUMMARY_COLUMNS)
+            rows = [Summary(**r._mapping, rule_evaluations=evaluations[r.id]) for r in changed]
             notes = messages_pb2.Notifications()
             for row in sorted(rows, key=lambda r: r.id):
                 completed = row.status == storage.COMPLETED
                 if completed:
                     analytics.setdefault(row.tenant_id, Increments()).add(processed_event(row))
                 kind = "event.completed" if completed else "event.failed"
-                note = notes.notifications.add(
-                    tenant_id=row.tenant_id, type=kind, fact_id=f"{kind}:{row.id}:{row.attempt}")
-                note.created_at.FromDatetime(row.processed_at)
-                note.data.update(event_summary(row))
+                notes.notifications.append(facts.notification(
+                    row.tenant_id, kind, f"{kind}:{row.id}:{row.attempt}", row.processed_at, event_summary(row)))
             if notes.notifications:
                 session.execute(storage.outbox.insert().values(
                     outbox_row(queue.NOTIFY_QUEUE, PUBLISH_ACTOR, notes)))
@@ -527,8 +529,7 @@ class IngestService:
         now = utcnow()
         with self.db.transaction() as session:
             query = sa.select(e.c.id, e.c.tenant_id).where(
-                e.c.status.in_([storage.PENDING, storage.PROCESSING]),
-                e.c.announced_at < now - older_than).order_by(e.c.announced_at).limit(limit)
+                e.c.completed_at.is_(None), e.c.announced_at < now - older_than).order_by(e.c.announced_at).limit(limit)
             if self.db.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = session.execute(query).all()
@@ -555,7 +556,34 @@ class SystemEventInput:
     event_data: dict[str, Any]
 
 
-def processed_event(row: sa.Row[Any]) -> ProcessedEvent:
+@dataclass(frozen=True)
+class Summary:
+    """What an outcome's webhook and the analytics need of an event (see SUMMARY_COLUMNS)."""
+
+    id: str
+    tenant_id: str
+    program_id: str
+    idempotency_key: str
+    event_type: str
+    external_id: str | None
+    participant_id: str | None
+    recipient_id: str | None
+    status: str
+    attempt: int
+    points_awarded: decimal.Decimal | None
+    error_code: str | None
+    error_message: str | None
+    event_timestamp: dt.datetime
+    processed_at: dt.datetime
+    origin: str
+    cdp_source: str | None
+    rule_evaluations: list[dict[str, Any]]
+
+
+SUMMARY_COLUMNS = [storage.events.c[f.name] for f in dataclasses.fields(Summary) if f.name != "rule_evaluations"]
+
+
+def processed_event(row: Summary) -> ProcessedEvent:
     return ProcessedEvent(program_id=row.program_id, event_type=row.event_type,
                           event_timestamp=row.event_timestamp, origin=row.origin,
                           participant_id=row.participant_id,
@@ -589,7 +617,7 @@ class StaleEventSweeper:
                 log.warning("stale_event_sweep_failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
 
 
-def event_summary(row: sa.Row[Any]) -> dict[str, Any]:
+def event_summary(row: Summary) -> dict[str, Any]:
     """Webhook data of an event: ids partners correlate on, status and outcome."""
     return {
         "event_id": row.id, "idempotency_key": row.idempotency_key, "program_id": row.program_id,

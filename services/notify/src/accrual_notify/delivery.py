@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 import dramatiq
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors, queue, structs
+from accrual_platform import errors, queue
 from accrual_platform.db import utcnow
+from accrual_platform.facts import data_of
 from accrual_platform.settings import Settings
 
 from accrual_notify import storage
@@ -84,9 +85,14 @@ class Publisher:
                 continue
             msg_id = events.message_id(note.tenant_id, note.fact_id)
             created = note.created_at.ToDatetime(dt.UTC) if note.HasField("created_at") else now
+            try:
+                data = data_of(note)
+            except ValueError as exc:
+                log.error("notification_invalid", tenant_id=note.tenant_id, fact_id=note.fact_id,
+                          type=note.type, error=str(exc))
+                continue
             body = events.envelope(msg_id=msg_id, type_=note.type, created_at=created,
-                                   tenant_id=note.tenant_id,
-                                   data=structs.to_dict(note.data))
+                                   tenant_id=note.tenant_id, data=data)
             facts.setdefault((note.tenant_id, note.fact_id), Fact(
                 tenant_id=note.tenant_id, fact_id=note.fact_id, type=note.type,
                 message_id=msg_id, payload=events.render(body)))

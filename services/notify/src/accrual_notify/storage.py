@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from accrual_platform.db import Database, JsonType, UtcDateTime, insert_rows
+from accrual_platform.db import Database, JsonType, UtcDateTime, in_values, insert_rows
 from accrual_platform.ids import new_id
 from sqlalchemy.orm import Session
 
@@ -405,7 +405,7 @@ class NotifyStore:
         out: list[Scheduled] = []
         for start in range(0, len(message_ids), 500):
             rows = session.execute(sa.select(d.c.tenant_id, d.c.id).where(
-                d.c.message_id.in_(list(message_ids[start:start + 500])), d.c.status == PENDING,
+                in_values(session, [d.c.message_id], message_ids[start:start + 500]), d.c.status == PENDING,
                 d.c.attempts == 0, d.c.lease_until.is_(None)).order_by(d.c.created_at, d.c.id)).all()
             out.extend(Scheduled(r.tenant_id, r.id, delay) for r in rows)
         return out

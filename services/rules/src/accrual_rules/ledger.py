@@ -19,7 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
-from accrual_platform.db import insert_rows, update_rows, utcnow
+from accrual_platform import facts
+from accrual_platform.db import in_values, insert_rows, update_rows, utcnow
 from accrual_platform.ids import new_id
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -79,7 +80,7 @@ def lock_accounts(session: Session, dialect: str, tenant_id: str,
             for program_id, participant_id in chunk],
             conflict=lambda s: s.on_conflict_do_nothing(index_elements=["tenant_id", "program_id", "participant_id"]))
         query = sa.select(b).where(b.c.tenant_id == tenant_id,
-                                   sa.tuple_(b.c.program_id, b.c.participant_id).in_(chunk)
+                                   in_values(session, [b.c.program_id, b.c.participant_id], chunk)
                                    ).order_by(b.c.program_id, b.c.participant_id)
         if dialect == "postgresql":
             query = query.with_for_update()
@@ -206,13 +207,7 @@ def settle(session: Session, tenant_id: str, program: ProgramPolicy, account: Ac
     return tiers
 
 
-def note(tenant_id: str, kind: str, fact_id: str, at: dt.datetime,
-         data: dict[str, Any]) -> messages_pb2.Notification:
-    """A webhook fact; ``fact_id`` is derived from what happened, so a replay is the same fact."""
-    n = messages_pb2.Notification(tenant_id=tenant_id, type=kind, fact_id=fact_id)
-    n.created_at.FromDatetime(at)
-    n.data.update(data)
-    return n
+note = facts.notification
 
 
 def tier_changed(tenant_id: str, fact_id: str, at: dt.datetime, account: Account,

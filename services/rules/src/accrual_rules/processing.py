@@ -26,7 +26,7 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import queue, structs
-from accrual_platform.db import Database, decimal_str, insert_rows, utcnow
+from accrual_platform.db import Database, decimal_str, in_values, insert_rows, utcnow
 from accrual_platform.grpc_server import internal_metadata
 from sqlalchemy.orm import Session
 
@@ -110,7 +110,7 @@ class Processor:
     # -- steps --------------------------------------------------------------------------
     def _stored(self, session: Session, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         t = storage.event_evaluations
-        rows = session.execute(sa.select(t.c.event_id, t.c.outcome).where(t.c.event_id.in_(list(ids))))
+        rows = session.execute(sa.select(t.c.event_id, t.c.outcome).where(in_values(session, [t.c.event_id], ids)))
         return {r.event_id: r.outcome for r in rows}
 
     @staticmethod

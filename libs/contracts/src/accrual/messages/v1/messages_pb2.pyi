@@ -81,18 +81,20 @@ class EventOutcomes(_message.Message):
     def __init__(self, outcomes: _Optional[_Iterable[_Union[EventOutcome, _Mapping]]] = ...) -> None: ...
 
 class Notification(_message.Message):
-    __slots__ = ("tenant_id", "type", "fact_id", "created_at", "data")
+    __slots__ = ("tenant_id", "type", "fact_id", "created_at", "data", "data_json")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     FACT_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     type: str
     fact_id: str
     created_at: _timestamp_pb2.Timestamp
     data: _struct_pb2.Struct
-    def __init__(self, tenant_id: _Optional[str] = ..., type: _Optional[str] = ..., fact_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    data_json: str
+    def __init__(self, tenant_id: _Optional[str] = ..., type: _Optional[str] = ..., fact_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., data_json: _Optional[str] = ...) -> None: ...
 
 class ParticipantsMerged(_message.Message):
     __slots__ = ("tenant_id", "merge_id", "merged_participant_id", "survivor_participant_id", "merged_at")
