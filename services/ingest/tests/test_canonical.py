@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from accrual_ingest.domain.canonical import payload_digest
+from accrual_ingest.domain.canonical import canonical_json, payload_digest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -90,3 +90,16 @@ def test_numbers_are_compared_by_value(n: int) -> None:
     assert payload_digest({"x": n}) == payload_digest({"x": float(n)})
     assert payload_digest({"x": n}) != payload_digest({"x": n + 1})
     assert payload_digest({"x": n}) != payload_digest({"x": str(n)})
+
+
+canonical_bodies = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(), inner, max_size=4)),
+    max_leaves=25)
+
+
+@given(st.dictionaries(st.text(), canonical_bodies, max_size=6))
+def test_canonical_json_is_the_text_digests_were_first_made_from(body: dict[str, Any]) -> None:
+    """Digests stored by earlier versions (json.dumps) must match those made now (orjson)."""
+    expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert canonical_json(body) == expected

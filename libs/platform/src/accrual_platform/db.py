@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
-import json
 import pathlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
@@ -238,7 +238,7 @@ def _unnest(table: sa.Table, names: Sequence[str], rows: Sequence[dict[str, Any]
         typ = table.c[n].type
         values = [r[n] for r in rows]
         if isinstance(typ, sa.JSON):
-            values = [None if x is None else json.dumps(x) for x in values]
+            values = [None if x is None else orjson.dumps(x).decode() for x in values]
             binds.append(sa.bindparam(f"u_{n}", values, type_=postgresql.ARRAY(sa.Text())))
             cols.append(sa.column(n, sa.Text()))
         else:

@@ -149,8 +149,8 @@ class IngestService:
         self._committer.close()
 
     # -- accept -------------------------------------------------------------------------
-    def _store(self, tenant_id: str, items: Sequence[ValidEvent], now: dt.datetime
-               ) -> tuple[dict[str, str], dict[str, sa.Row[Any]]]:
+    def _store(self, tenant_id: str, items: Sequence[ValidEvent], now: dt.datetime,
+               columns: Sequence[Any] | None = None) -> tuple[dict[str, str], dict[str, sa.Row[Any]]]:
         """Insert new events (+ outbox) in one transaction; return the inserted ids and the
         row of every key (inserted or already there), both by dedup key.
 
@@ -161,20 +161,21 @@ class IngestService:
         if not items:
             return {}, {}
         with self.db.transaction() as session:
-            inserted, rows = self._store_in(session, tenant_id, items, now)
+            inserted, rows = self._store_in(session, tenant_id, items, now, columns)
         if inserted:
             self._wake()
         return {k: r.id for k, r in inserted.items()}, rows
 
     @staticmethod
     def _store_in(session: Any, tenant_id: str, items: Sequence[ValidEvent],
-                  now: dt.datetime | Sequence[dt.datetime]) -> tuple[dict[str, sa.Row[Any]], dict[str, sa.Row[Any]]]:
-        inserted = storage.insert_new(session, tenant_id, items, now)
+                  now: dt.datetime | Sequence[dt.datetime], columns: Sequence[Any] | None = None
+                  ) -> tuple[dict[str, sa.Row[Any]], dict[str, sa.Row[Any]]]:
+        inserted = storage.insert_new(session, tenant_id, items, now, columns)
         _announce(session, tenant_id, [r.id for r in inserted.values()])
         rows = dict(inserted)
         missing = [e for e in items if _key(e) not in rows]
         if missing:
-            rows.update(storage.find_by_keys(session, tenant_id, missing))
+            rows.update(storage.find_by_keys(session, tenant_id, missing, columns))
         return inserted, rows
 
     def _store_group(self, group: Sequence[tuple[str, ValidEvent, dt.datetime]]) -> list[tuple[bool, sa.Row[Any]]]:
@@ -233,7 +234,7 @@ class IngestService:
         first_by_key: dict[str, tuple[int, ValidEvent]] = {}
         for i, event in valid:
             first_by_key.setdefault(_key(event), (i, event))
-        inserted, rows = self._store(tenant_id, [e for _, e in first_by_key.values()], now)
+        inserted, rows = self._store(tenant_id, [e for _, e in first_by_key.values()], now, storage.KEY_COLUMNS)
         out: dict[int, tuple[str, sa.Row[Any]]] = {}
         for i, event in valid:
             key = _key(event)
@@ -282,7 +283,7 @@ class IngestService:
         errors.collect([errors.FieldViolation(v.field, v.description) for v in violations],
                        reason="validation_failed")
         assert event is not None
-        inserted, rows = self._store(tenant_id, [event], now)
+        inserted, rows = self._store(tenant_id, [event], now, storage.KEY_COLUMNS)
         key = _key(event)
         row = rows[key]
         if key in inserted:

@@ -108,10 +108,17 @@ def _row_key(r: sa.Row[Any]) -> str:
     return dedup_key(scope, r.idempotency_key)
 
 
+#: What a batch answer needs of each event: its id, its dedup key and the payload digest.
+KEY_COLUMNS = [events.c.id, events.c.program_id, events.c.cdp_source, events.c.idempotency_key,
+               events.c.payload_digest]
+
+
 def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
-               received_at: dt.datetime | Sequence[dt.datetime]) -> dict[str, sa.Row[Any]]:
-    """Insert events whose key is new; returns {dedup_key: row} of those inserted (the whole
-    row comes back through RETURNING, so answering a new event costs no second query).
+               received_at: dt.datetime | Sequence[dt.datetime],
+               columns: Sequence[Any] | None = None) -> dict[str, sa.Row[Any]]:
+    """Insert events whose key is new; returns {dedup_key: row} of those inserted (the row,
+    or its ``columns``, comes back through RETURNING, so answering a new event costs no
+    second query; a batch asks for KEY_COLUMNS and PostgreSQL prints no event data back).
 
     ``items`` are all loyalty events or all CDP events (one conflict target per statement).
     Rows go in sorted by key: concurrent batches with overlapping keys then wait for each
@@ -142,23 +149,25 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
         target = {"index_elements": ["tenant_id", "program_id", "idempotency_key"],
                   "index_where": events.c.cdp_source.is_(None)}
     inserted = insert_rows(session, events, rows, conflict=lambda s: s.on_conflict_do_nothing(**target),
-                           returning=list(events.c))
+                           returning=list(columns or events.c))
     return {_row_key(r): r for r in inserted}
 
 
-def find_by_keys(session: Session, tenant_id: str, items: Sequence[ValidEvent]) -> dict[str, sa.Row[Any]]:
-    """Existing events with the dedup keys of ``items``, by dedup_key."""
+def find_by_keys(session: Session, tenant_id: str, items: Sequence[ValidEvent],
+                 columns: Sequence[Any] | None = None) -> dict[str, sa.Row[Any]]:
+    """Existing events (or their ``columns``) with the dedup keys of ``items``, by dedup_key."""
+    selected = list(columns or events.c)
     loyalty = list({(e.program_id, e.idempotency_key) for e in items if e.cdp_source is None})
     cdp = list({(e.cdp_source, e.idempotency_key) for e in items if e.cdp_source is not None})
     found: dict[str, sa.Row[Any]] = {}
     for start in range(0, len(loyalty), 500):
         cond = sa.tuple_(events.c.program_id, events.c.idempotency_key).in_(loyalty[start:start + 500])
-        for r in session.execute(sa.select(events).where(
+        for r in session.execute(sa.select(*selected).where(
                 events.c.tenant_id == tenant_id, events.c.cdp_source.is_(None), cond)):
             found[_row_key(r)] = r
     for start in range(0, len(cdp), 500):
         cond = sa.tuple_(events.c.cdp_source, events.c.idempotency_key).in_(cdp[start:start + 500])
-        for r in session.execute(sa.select(events).where(
+        for r in session.execute(sa.select(*selected).where(
                 events.c.tenant_id == tenant_id, events.c.cdp_source.isnot(None), cond)):
             found[_row_key(r)] = r
     return found

@@ -14,6 +14,8 @@ import hashlib
 import json
 from typing import Any
 
+import orjson
+
 
 def _canonical_value(value: Any) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, str):
@@ -36,5 +38,17 @@ def _canonical_value(value: Any) -> Any:
 def payload_digest(fields: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of ``fields`` (None values are dropped)."""
     body = _canonical_value({k: v for k, v in fields.items() if v is not None})
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def canonical_json(body: Any) -> bytes:
+    """UTF-8 of ``json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+    (the text digests were first made from, so stored digests still match), written by
+    orjson. A canonical body holds only strings, booleans, None, lists and dicts with string
+    keys (numbers became ``{"$num": …}``), where the two agree byte for byte: same escapes,
+    and sorting by UTF-8 bytes is sorting by code points. A string that is not valid
+    Unicode (a lone surrogate) falls back to json, which fails on it as before."""
+    try:
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

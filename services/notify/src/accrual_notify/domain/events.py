@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import orjson
 
 API_VERSION = "2026-11-01"
 WILDCARD = "*"
@@ -46,8 +47,9 @@ def envelope(*, msg_id: str, type_: str, created_at: dt.datetime, tenant_id: str
 
 
 def render(body: Mapping[str, Any]) -> str:
-    """Compact ASCII JSON: the exact text that is signed and sent."""
-    return json.dumps(body, separators=(",", ":"), sort_keys=False)
+    """Compact JSON (UTF-8, keys in the envelope's order): the exact text that is signed and
+    sent. orjson writes it in C; json.dumps was a third of the notify worker's time."""
+    return orjson.dumps(body).decode()
 
 
 def subscribes(enabled_events: Sequence[str], type_: str) -> bool:
