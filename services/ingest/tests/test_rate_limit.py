@@ -3,11 +3,14 @@ bucket and with the Redis one: headers on every answer, 429 + Retry-After when e
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import grpc
+import httpx
 import pytest
 from accrual.ingest.v1 import ingest_pb2
 from accrual_platform import ratelimit
@@ -100,3 +103,22 @@ def test_unreachable_redis_falls_back_to_the_process_bucket() -> None:
     limiter = ratelimit.RedisRateLimiter(CONFIG, "redis://127.0.0.1:1/0", timeout=0.2)
     decisions = [limiter.hit("k") for _ in range(BURST + 1)]
     assert [d.allowed for d in decisions] == [True] * BURST + [False]
+
+
+def test_a_concurrent_burst_is_counted_call_by_call(limited: Stack) -> None:
+    """Concurrent REST calls travel upstream coalesced; each still takes its own token."""
+    key, tenant = limited.tenant()
+    gate = threading.Barrier(2 * BURST)
+
+    def send(_: int) -> httpx.Response:
+        with limited.http(key) as c:
+            gate.wait()
+            return c.post("/v1/events", json=event())
+
+    with ThreadPoolExecutor(2 * BURST) as pool:
+        answers = list(pool.map(send, range(2 * BURST)))
+    assert sorted(r.status_code for r in answers) == [200] * BURST + [429] * BURST
+    assert all("Retry-After" in r.headers for r in answers if r.status_code == 429)
+    assert sorted(r.headers["X-RateLimit-Remaining"] for r in answers) == ["0"] * (BURST + 1) + [
+        str(n) for n in range(1, BURST)]
+    assert limited.count(tenant) == BURST

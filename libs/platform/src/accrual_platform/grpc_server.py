@@ -11,6 +11,7 @@ authenticated public call, errors included.
 from __future__ import annotations
 
 import collections
+import contextvars
 import hmac
 import signal
 import threading
@@ -97,6 +98,33 @@ class _RateLimited(ResourceExhausted):
         self.limit_metadata = limit_metadata
 
 
+#: Scope of a method that carries other calls: each is admitted by its own metadata (see
+#: :func:`admit`), the carrying call by nothing.
+PER_CALL_SCOPE = "per_call"
+
+
+class Refused(Exception):
+    """An API call refused at admission, with the rate-limit metadata its answer carries."""
+
+    def __init__(self, error: AppError, limit_metadata: list[tuple[str, str]]) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.limit_metadata = limit_metadata
+
+
+#: How the RPC being served admits calls: ``admit(metadata, scope)``. Set by the interceptor
+#: for the length of every call, so an internal method that carries other callers' calls
+#: (CoalescedSubmitEvents) admits each of them exactly as a call of its own would be.
+_admit: contextvars.ContextVar[Callable[[dict[str, str], str], tuple[auth.Principal, list[tuple[str, str]]]]] = \
+    contextvars.ContextVar("accrual_admit")
+
+
+def admit(metadata: dict[str, str], scope: str) -> tuple[auth.Principal, list[tuple[str, str]]]:
+    """Authenticate, rate-limit and authorize one call by its metadata, with the limiter and
+    authenticator of the RPC being served; (principal, rate-limit metadata), or Refused."""
+    return _admit.get()(metadata, scope)
+
+
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, authenticator: auth.Authenticator, internal_token: str,
                  limiter: ratelimit.RateLimiter | None = _FROM_ENV) -> None:
@@ -123,29 +151,24 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
             token = auth.current_principal.set(None)
+            admit_token = _admit.set(self.admit)
             started = time.perf_counter()
             code = "OK"
             limit_md: list[tuple[str, str]] = []
             try:
-                try:
-                    principal = self._principal(md)
-                except Unauthenticated:
-                    # A refused key is counted too (in a bucket of its own, keyed by its
-                    # digest), so a 401 carries the rate-limit headers like any answer.
-                    if md.get("x-internal-token") is None:
-                        limit_md = self._count(context, "unauthenticated:" + auth.hash_api_key(
-                            api_key_from_metadata(md) or ""))
-                    raise
-                if not principal.internal:
-                    limit_md = self._count(context, principal.key_id)
-                self._authorize(principal, scope)
-                auth.current_principal.set(principal)
-                structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
+                if scope != PER_CALL_SCOPE:
+                    try:
+                        principal, limit_md = self.admit(md, scope)
+                    except Refused as refused:
+                        limit_md = refused.limit_metadata
+                        raise refused.error from None
+                    if limit_md:
+                        context.set_trailing_metadata(limit_md)
+                    auth.current_principal.set(principal)
+                    structlog.contextvars.bind_contextvars(tenant_id=principal.tenant_id)
                 return inner(request, context)
             except AppError as exc:
                 code = exc.grpc_code.name
-                if isinstance(exc, _RateLimited):
-                    limit_md = exc.limit_metadata
                 context.abort_with_status(_with_metadata(rpc_status.to_status(exc.to_status()), limit_md))
             except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
                 code = "UNAVAILABLE"
@@ -159,6 +182,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 log.exception("rpc_failed")
                 context.abort(grpc.StatusCode.INTERNAL, "internal error")
             finally:
+                _admit.reset(admit_token)
                 auth.current_principal.reset(token)
                 log.debug("rpc_done", code=code, ms=round((time.perf_counter() - started) * 1e3, 2))
             return None
@@ -169,14 +193,37 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             response_serializer=handler.response_serializer,
         )
 
-    def _count(self, context: grpc.ServicerContext, bucket: str) -> list[tuple[str, str]]:
+    def admit(self, md: dict[str, str], scope: str) -> tuple[auth.Principal, list[tuple[str, str]]]:
+        """Authenticate the call (API key or internal token), count it against its key's rate
+        limit (public calls only) and check ``scope``; (principal, rate-limit metadata for
+        the answer), or Refused with the error and the metadata its answer carries."""
+        limit_md: list[tuple[str, str]] = []
+        try:
+            try:
+                principal = self._principal(md)
+            except Unauthenticated as exc:
+                # A refused key is counted too (in a bucket of its own, keyed by its
+                # digest), so a 401 carries the rate-limit headers like any answer.
+                if md.get("x-internal-token") is None:
+                    limit_md = self._count("unauthenticated:" + auth.hash_api_key(
+                        api_key_from_metadata(md) or ""))
+                raise Refused(exc, limit_md) from None
+            if not principal.internal:
+                limit_md = self._count(principal.key_id)
+            self._authorize(principal, scope)
+        except _RateLimited as exc:
+            raise Refused(exc, exc.limit_metadata) from None
+        except PermissionDenied as exc:
+            raise Refused(exc, limit_md) from None
+        return principal, limit_md
+
+    def _count(self, bucket: str) -> list[tuple[str, str]]:
         """Take a token of ``bucket``; its metadata goes on the answer, and an empty bucket
         is RESOURCE_EXHAUSTED with retry-after."""
         if self._limiter is None:
             return []
         decision = self._limiter.hit(bucket)
         limit_md = decision.metadata()
-        context.set_trailing_metadata(limit_md)
         if not decision.allowed:
             wait = dict(limit_md)["retry-after"]
             raise _RateLimited(limit_md, wait)

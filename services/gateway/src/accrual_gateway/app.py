@@ -25,7 +25,7 @@ from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
 from starlette.staticfiles import StaticFiles
 
-from accrual_gateway import shim
+from accrual_gateway import coalesce, shim
 from accrual_gateway.openapi import build_openapi
 
 log = structlog.get_logger("accrual.gateway")
@@ -41,7 +41,10 @@ DOCS_HTML = """<!doctype html><html><head><title>Accrual API</title>
 
 
 def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | None = None, *,
-               call_timeout: float = 10.0, max_body_bytes: int = 16 * 1024 * 1024) -> RequestIdMiddleware:
+               call_timeout: float = 10.0, max_body_bytes: int = 16 * 1024 * 1024,
+               coalesce_calls: bool = True) -> RequestIdMiddleware:
+    """``coalesce_calls``: send concurrent calls of a method with a ``coalesced_by`` option
+    (SubmitEvent) upstream together (see :mod:`accrual_gateway.coalesce`)."""
     routes = shim.build_routes(files or DEFAULT_FILES)
     spec = shim.dumps(build_openapi(routes))
     registry = CollectorRegistry()
@@ -50,6 +53,7 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
     latency = Histogram("accrual_http_request_seconds", "HTTP latency", ["route", "method"],
                         registry=registry)
     callables: dict[str, Any] = {}
+    coalescers: dict[str, coalesce.Coalescer] = {}
     channels: dict[str, Any] = {}
 
     def connect() -> None:
@@ -66,6 +70,14 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
                 callables[r.full_method] = ch.unary_unary(
                     r.full_method, request_serializer=lambda m: m.SerializeToString(),
                     response_deserializer=shim.response_class(r.method).FromString)
+                carrier = shim.coalesced_by(r.method)
+                if carrier is not None and coalesce_calls:
+                    send = ch.unary_unary(
+                        f"/{carrier.containing_service.full_name}/{carrier.name}",
+                        request_serializer=lambda m: m.SerializeToString(),
+                        response_deserializer=shim.response_class(carrier).FromString)
+                    coalescers[r.full_method] = coalesce.Coalescer(
+                        _with_timeout(send, call_timeout), shim.request_class(carrier))
 
     def error(status: int, body: dict[str, Any], request_id: str,
               headers: dict[str, str] | None = None) -> Response:
@@ -146,17 +158,22 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
                 key = value.strip()
         if key:
             metadata.append(("x-api-key", key))
-        call = callables[route.full_method](message, metadata=metadata, timeout=call_timeout)
+        coalescer = coalescers.get(route.full_method)
         try:
-            reply = await call
-        except grpc.aio.AioRpcError as exc:
+            if coalescer is not None:
+                reply, trailing = await coalescer.call(message, metadata)
+                headers = _forward(trailing)
+            else:
+                call = callables[route.full_method](message, metadata=metadata, timeout=call_timeout)
+                reply = await call
+                headers = _forward(await call.initial_metadata(), await call.trailing_metadata())
+        except (grpc.aio.AioRpcError, coalesce.CallFailed) as exc:
             status, body = shim.error_from_rpc(exc, route.invalid_status)
             headers = _forward(exc.initial_metadata(), exc.trailing_metadata())
             if status >= 500:
                 log.warning("upstream_error", code=exc.code().name, details=exc.details(),
                             request_id=request_id)
             return error(status, body, request_id, headers)
-        headers = _forward(await call.initial_metadata(), await call.trailing_metadata())
         body = shim.to_json(reply)
         if route.response_body:
             body = body[route.response_body]
@@ -207,6 +224,12 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
                        methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ])
     return RequestIdMiddleware(app)
+
+
+def _with_timeout(multicallable: Any, timeout: float) -> coalesce.Send:
+    async def send(message: Any) -> Any:
+        return await multicallable(message, timeout=timeout)
+    return send
 
 
 def request_id_of(request: Request) -> str:

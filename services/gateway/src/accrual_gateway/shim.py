@@ -347,6 +347,18 @@ def query_to_dict(desc: Descriptor, items: Sequence[tuple[str, str]], skip: set[
     return out
 
 
+def coalesced_by(method: MethodDescriptor) -> MethodDescriptor | None:
+    """The method of the same service that carries many calls of ``method`` at once, when its
+    ``coalesced_by`` option names one."""
+    name = method.GetOptions().Extensions[options_pb2.coalesced_by]
+    if not name:
+        return None
+    carrier: MethodDescriptor | None = method.containing_service.methods_by_name.get(name)
+    if carrier is None:
+        raise ValueError(f"{method.full_name}: coalesced_by names no method {name!r} of its service")
+    return carrier
+
+
 def request_class(method: MethodDescriptor) -> type[Message]:
     return GetMessageClass(method.input_type)
 

@@ -8,17 +8,21 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
+import structlog
 from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import auth, errors
+from accrual_platform import auth, errors, grpc_server
 from accrual_platform.db import decimal_str
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from sqlalchemy import exc as sa_exc
 
 from accrual_ingest.domain.cdp import IDENTITY_FIELDS, CdpInput, EventTypeSpec, PropertySpec
 from accrual_ingest.domain.engagement import SegmentConfig, average, from_micros
 from accrual_ingest.domain.validation import EventInput
 from accrual_ingest.insights import EngagementQueries
 from accrual_ingest.service import CdpResult, IngestService, SystemEventInput
+
+log = structlog.get_logger("accrual.ingest")
 
 _STATUS = {name: ingest_pb2.EventStatus.Value(f"EVENT_STATUS_{name}")
            for name in ("PENDING", "PROCESSING", "COMPLETED", "FAILED")}
@@ -165,6 +169,12 @@ def event_message(row: sa.Row[Any], *, deduplicated: bool = False) -> ingest_pb2
     return msg
 
 
+#: Metadata of a caller that a coalesced call carries: its credentials and request id.
+CALLER_METADATA = frozenset({"x-api-key", "authorization", "x-request-id"})
+#: SubmitEvent's own scope, which each coalesced call must hold.
+SUBMIT_SCOPE = grpc_server.required_scope("/accrual.ingest.v1.IngestService/SubmitEvent") or auth.ADMIN_SCOPE
+
+
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, service: IngestService, queries: EngagementQueries) -> None:
         self._svc = service
@@ -174,6 +184,41 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                     context: grpc.ServicerContext) -> ingest_pb2.Event:
         accepted = self._svc.submit(auth.tenant_id(), event_input(request))
         return event_message(accepted.row, deduplicated=accepted.deduplicated)
+
+    def CoalescedSubmitEvents(self, request: ingest_pb2.CoalescedSubmitEventsRequest,
+                              context: grpc.ServicerContext) -> ingest_pb2.CoalescedSubmitEventsResponse:
+        """Each call is admitted by its own metadata (API key, rate limit, scope) as
+        SubmitEvent would admit it; the admitted ones are stored together."""
+        resp = ingest_pb2.CoalescedSubmitEventsResponse()
+        results = [resp.results.add() for _ in request.calls]
+        admitted: list[tuple[int, str, EventInput]] = []
+        for i, call in enumerate(request.calls):
+            # Only what a caller may send: never the internal token of the carrying call.
+            md = {k: v for k, v in call.metadata.items() if k in CALLER_METADATA}
+            try:
+                principal, limit_md = grpc_server.admit(md, SUBMIT_SCOPE)
+            except grpc_server.Refused as refused:
+                results[i].status.CopyFrom(refused.error.to_status())
+                results[i].trailing_metadata.update(refused.limit_metadata)
+                continue
+            results[i].trailing_metadata.update(limit_md)
+            try:
+                admitted.append((i, principal.tenant_id, event_input(call.request)))
+            except errors.AppError as exc:
+                results[i].status.CopyFrom(exc.to_status())
+        try:
+            answers: list[Any] = self._svc.submit_many([(tenant, raw) for _, tenant, raw in admitted])
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            # Nothing was stored: each call is answered 503 like SubmitEvent, keeping its own
+            # rate-limit metadata.
+            log.warning("database_unavailable", error=str(exc).splitlines()[0])
+            answers = [errors.Unavailable("database unavailable, retry")] * len(admitted)
+        for (i, _, _), answer in zip(admitted, answers, strict=True):
+            if isinstance(answer, errors.AppError):
+                results[i].status.CopyFrom(answer.to_status())
+            else:
+                results[i].response.CopyFrom(event_message(answer.row, deduplicated=answer.deduplicated))
+        return resp
 
     def BatchSubmitEvents(self, request: ingest_pb2.BatchSubmitEventsRequest,
                           context: grpc.ServicerContext) -> ingest_pb2.BatchSubmitEventsResponse:

@@ -5,6 +5,7 @@ from accrual.options.v1 import options_pb2 as _options_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -226,6 +227,50 @@ class ClaimEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[Event]
     def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class CoalescedSubmitEventCall(_message.Message):
+    __slots__ = ("metadata", "request")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    metadata: _containers.ScalarMap[str, str]
+    request: SubmitEventRequest
+    def __init__(self, metadata: _Optional[_Mapping[str, str]] = ..., request: _Optional[_Union[SubmitEventRequest, _Mapping]] = ...) -> None: ...
+
+class CoalescedSubmitEventsRequest(_message.Message):
+    __slots__ = ("calls",)
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[CoalescedSubmitEventCall]
+    def __init__(self, calls: _Optional[_Iterable[_Union[CoalescedSubmitEventCall, _Mapping]]] = ...) -> None: ...
+
+class CoalescedSubmitEventResult(_message.Message):
+    __slots__ = ("response", "status", "trailing_metadata")
+    class TrailingMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TRAILING_METADATA_FIELD_NUMBER: _ClassVar[int]
+    response: Event
+    status: _status_pb2.Status
+    trailing_metadata: _containers.ScalarMap[str, str]
+    def __init__(self, response: _Optional[_Union[Event, _Mapping]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., trailing_metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CoalescedSubmitEventsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CoalescedSubmitEventResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CoalescedSubmitEventResult, _Mapping]]] = ...) -> None: ...
 
 class CdpIdentity(_message.Message):
     __slots__ = ("external_user_id", "email", "phone", "device_key")

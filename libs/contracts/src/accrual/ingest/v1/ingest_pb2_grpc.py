@@ -125,6 +125,11 @@ class IngestServiceStub:
                 request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ClaimEventsRequest.SerializeToString,
                 response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ClaimEventsResponse.FromString,
                 _registered_method=True)
+        self.CoalescedSubmitEvents = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/CoalescedSubmitEvents',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CoalescedSubmitEventsRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CoalescedSubmitEventsResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -260,6 +265,15 @@ class IngestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CoalescedSubmitEvents(self, request, context):
+        """The REST shim's concurrent SubmitEvent calls in one call (no HTTP binding). Each carried
+        call is authenticated, rate-limited and answered on its own, exactly as SubmitEvent would
+        answer it; the valid ones are stored in one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -352,6 +366,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.ClaimEvents,
                     request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ClaimEventsRequest.FromString,
                     response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.ClaimEventsResponse.SerializeToString,
+            ),
+            'CoalescedSubmitEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.CoalescedSubmitEvents,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CoalescedSubmitEventsRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CoalescedSubmitEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -841,6 +860,33 @@ class IngestService:
             '/accrual.ingest.v1.IngestService/ClaimEvents',
             accrual_dot_ingest_dot_v1_dot_ingest__pb2.ClaimEventsRequest.SerializeToString,
             accrual_dot_ingest_dot_v1_dot_ingest__pb2.ClaimEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CoalescedSubmitEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/CoalescedSubmitEvents',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.CoalescedSubmitEventsRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.CoalescedSubmitEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,3 +7,5 @@ REQUIRED_SCOPE_FIELD_NUMBER: _ClassVar[int]
 required_scope: _descriptor.FieldDescriptor
 INVALID_ARGUMENT_HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
 invalid_argument_http_status: _descriptor.FieldDescriptor
+COALESCED_BY_FIELD_NUMBER: _ClassVar[int]
+coalesced_by: _descriptor.FieldDescriptor
