@@ -116,3 +116,12 @@ def test_an_internal_caller_cannot_submit_through_the_carrier_without_keys(stack
     with pytest.raises(grpc.RpcError):  # and a plain SubmitEvent without a key stays refused
         stack.stub.SubmitEvent(_carried(None).request)
     assert stack.count(tenant) == 0
+
+
+def test_the_carrier_takes_at_most_a_batch_of_calls(stack: Stack) -> None:
+    key, tenant = stack.tenant()
+    with pytest.raises(grpc.RpcError) as refused:
+        stack.stub.CoalescedSubmitEvents(ingest_pb2.CoalescedSubmitEventsRequest(
+            calls=[_carried(key) for _ in range(1001)]))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert stack.count(tenant) == 0

@@ -18,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 
 from accrual_ingest.domain.cdp import IDENTITY_FIELDS, CdpInput, EventTypeSpec, PropertySpec
 from accrual_ingest.domain.engagement import SegmentConfig, average, from_micros
-from accrual_ingest.domain.validation import EventInput
+from accrual_ingest.domain.validation import MAX_BATCH, EventInput
 from accrual_ingest.insights import EngagementQueries
 from accrual_ingest.service import CdpResult, IngestService, SystemEventInput
 
@@ -189,6 +189,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                               context: grpc.ServicerContext) -> ingest_pb2.CoalescedSubmitEventsResponse:
         """Each call is admitted by its own metadata (API key, rate limit, scope) as
         SubmitEvent would admit it; the admitted ones are stored together."""
+        if len(request.calls) > MAX_BATCH:
+            raise errors.InvalidArgument.field("calls", f"must contain at most {MAX_BATCH} calls")
         resp = ingest_pb2.CoalescedSubmitEventsResponse()
         results = [resp.results.add() for _ in request.calls]
         admitted: list[tuple[int, str, EventInput]] = []

@@ -459,13 +459,18 @@ class IngestService:
         """Move PENDING events to PROCESSING; return every event not finished yet."""
         e = storage.events
         with self.db.transaction() as session:
-            session.execute(sa.update(e).where(
+            rows = list(session.execute(sa.update(e).where(
                 e.c.tenant_id == tenant_id, in_values(session, [e.c.id], event_ids),
-                e.c.status == storage.PENDING).values(status=storage.PROCESSING))
-            rows = session.execute(sa.select(e).where(
-                e.c.tenant_id == tenant_id, in_values(session, [e.c.id], event_ids),
-                e.c.status == storage.PROCESSING)).all()
-        return list(rows)
+                e.c.status == storage.PENDING).values(status=storage.PROCESSING).returning(*e.c)).all())
+            # Events claimed before (a redelivery, or a worker that died mid-batch) are
+            # PROCESSING already: read them too. Usually there are none and no second query.
+            claimed = {r.id for r in rows}
+            again = sorted(set(event_ids) - claimed)
+            if again:
+                rows += session.execute(sa.select(e).where(
+                    e.c.tenant_id == tenant_id, in_values(session, [e.c.id], again),
+                    e.c.status == storage.PROCESSING)).all()
+        return rows
 
     def record_outcomes(self, outcomes: Sequence[messages_pb2.EventOutcome]) -> int:
         """Store outcomes of unfinished events and announce them; redeliveries change nothing.
