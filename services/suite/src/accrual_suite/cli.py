@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import sys
 
@@ -58,6 +59,7 @@ Accrual is running (embedded: SQLite under {hosting_var()}, in-process broker)
   admin API key (tenant "default"): {key}
 Try:  curl -H "X-API-Key: {key}" http://{settings.gateway_host}:{settings.gateway_port}/v1/programs
 """, flush=True)
+    freeze_startup_heap()
     try:
         serve_app(app, settings.gateway_host, settings.gateway_port)
     finally:
@@ -113,6 +115,7 @@ def cmd_serve(ns: argparse.Namespace) -> None:
     keepers = [StatisticsKeeper(r.db) for r in runtimes]
     for k in keepers:
         k.start()
+    freeze_startup_heap()
     log.info("serving", service=ns.service, port=port)
     wait_for_termination([lambda: server.stop(10).wait(), *[r.stop for r in runtimes], *[k.stop for k in keepers]])
 
@@ -128,8 +131,18 @@ def cmd_worker(ns: argparse.Namespace) -> None:
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
+    freeze_startup_heap()
     log.info("worker_started", queues=[q for r in runtimes for q in r.queues])
     wait_for_termination([worker.stop, *[r.stop for r in runtimes]])
+
+
+def freeze_startup_heap() -> None:
+    """Move what start-up made (modules, descriptors, compiled statements: most objects a
+    process will ever hold) out of the garbage collector's sight (``gc.freeze``). A full
+    collection otherwise walks all of it, a pause of tens of milliseconds that showed as the
+    REST accept p99 (make profile: server-side p99 50-75 ms at 600/s, p50 5-10 ms)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _scheduler_interval() -> float:
@@ -161,7 +174,9 @@ def cmd_gateway(_: argparse.Namespace) -> None:
     configure_logging("gateway", fmt=settings.log_format, level=settings.log_level)
     from accrual_gateway.app import create_app, serve_app
 
-    serve_app(create_app(_channels(settings)), settings.gateway_host, settings.gateway_port)
+    app = create_app(_channels(settings))
+    freeze_startup_heap()
+    serve_app(app, settings.gateway_host, settings.gateway_port)
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
