@@ -212,8 +212,73 @@ def _by_json_name(desc: Descriptor) -> dict[str, FieldDescriptor]:
     return names
 
 
+class _Unsupported(Exception):
+    """A field the direct fill leaves to json_format."""
+
+
+def _fill(message: Message, shaped: dict[str, Any]) -> None:
+    """Set ``shaped`` (checked by shape_input: proto names, JSON types of the fields) on
+    ``message`` directly: scalars by setattr, enums by number, Timestamp from its text,
+    Struct by update, nested and repeated messages recursively. json_format.ParseDict does
+    the same through a generic per-field Python walk, two thirds of the gateway's time on a
+    1,000-event batch. Anything else (64-bit or float fields from strings, maps of messages,
+    other well-known types) raises _Unsupported, and parse_into leaves the message to
+    json_format; so does any value the fill refuses, so errors read as they always did."""
+    desc = message.DESCRIPTOR
+    for name, value in shaped.items():
+        field = desc.fields_by_name[name]
+        oneof = field.containing_oneof
+        if oneof is not None and message.WhichOneof(oneof.name) is not None:
+            raise _Unsupported(name)  # two members of one oneof: json_format names the error
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            if value_field.type != FieldDescriptor.TYPE_STRING:
+                raise _Unsupported(name)
+            getattr(message, name).update(value)
+        elif field.is_repeated:
+            target = getattr(message, name)
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                for item in value:
+                    _fill_message(target.add(), field, item)
+            else:
+                target.extend(_fill_scalar(field, item) for item in value)
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            _fill_message(getattr(message, name), field, value)
+        else:
+            setattr(message, name, _fill_scalar(field, value))
+
+
+def _fill_message(target: Message, field: FieldDescriptor, value: Any) -> None:
+    full_name = field.message_type.full_name
+    if full_name == "google.protobuf.Timestamp":
+        target.FromJsonString(value)  # type: ignore[attr-defined]
+    elif full_name == "google.protobuf.Struct":
+        target.SetInParent()
+        target.update(value)  # type: ignore[attr-defined]
+    elif full_name.startswith("google.protobuf."):
+        raise _Unsupported(full_name)
+    else:
+        target.SetInParent()  # present even when given as {}
+        _fill(target, value)
+
+
+def _fill_scalar(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return field.enum_type.values_by_name[value].number
+    if field.type in _FLOATS or (field.type in _INTS and not isinstance(value, int)):
+        raise _Unsupported(field.name)  # NaN/Infinity spellings, integers given as strings
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        raise _Unsupported(field.name)
+    return value
+
+
 def parse_into(message: Message, data: dict[str, Any], prefix: str = "") -> None:
     shaped = shape_input(data, message.DESCRIPTOR, prefix)
+    try:
+        _fill(message, shaped)
+        return
+    except (_Unsupported, ValueError, TypeError, KeyError, AttributeError):
+        message.Clear()
     try:
         json_format.ParseDict(shaped, message)
     except json_format.ParseError as exc:
