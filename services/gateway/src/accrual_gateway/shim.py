@@ -248,7 +248,7 @@ def _fill(message: Message, shaped: dict[str, Any]) -> None:
             setattr(message, name, _fill_scalar(field, value))
 
 
-def _fill_message(target: Message, field: FieldDescriptor, value: Any) -> None:
+def _fill_message(target: Message, field: Any, value: Any) -> None:
     full_name = field.message_type.full_name
     if full_name == "google.protobuf.Timestamp":
         target.FromJsonString(value)  # type: ignore[attr-defined]
@@ -262,7 +262,7 @@ def _fill_message(target: Message, field: FieldDescriptor, value: Any) -> None:
         _fill(target, value)
 
 
-def _fill_scalar(field: FieldDescriptor, value: Any) -> Any:
+def _fill_scalar(field: Any, value: Any) -> Any:
     if field.type == FieldDescriptor.TYPE_ENUM:
         return field.enum_type.values_by_name[value].number
     if field.type in _FLOATS or (field.type in _INTS and not isinstance(value, int)):
