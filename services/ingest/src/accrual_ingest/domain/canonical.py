@@ -18,8 +18,11 @@ import orjson
 
 
 def _canonical_value(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return value
+    if kind is int:  # the text Decimal(value).normalize() prints with "f", without Decimal
+        return {"$num": str(value)}
     if isinstance(value, int | float | decimal.Decimal):
         d = decimal.Decimal(repr(value)) if isinstance(value, float) else decimal.Decimal(value)
         if not d.is_finite():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import unicodedata
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from accrual_ingest.domain.canonical import payload_digest
 
@@ -63,9 +64,14 @@ def _uuid(value: str) -> str | None:
         return None
 
 
+#: Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F: one regular expression
+#: scan in C instead of a category lookup per character in Python (a sixth of validation).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def has_control_chars(text: str) -> bool:
     """True when ``text`` holds a control character (NUL, newline, tab, ESC, DEL...)."""
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
+    return _CONTROL.search(text) is not None
 
 
 def check_key(value: str, name: str, bad: Any, *, required: bool = True) -> None:
@@ -103,7 +109,9 @@ def json_problem(value: Any, path: str) -> tuple[str, str] | None:
 
 
 def json_size(value: dict[str, Any]) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    """Bytes of the compact UTF-8 JSON of ``value`` (as orjson writes it: the same text as
+    json.dumps but for the spelling of some floats, e.g. 1e16 for 1e+16)."""
+    return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
 
 
 def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple[ValidEvent | None, list[Violation]]:
