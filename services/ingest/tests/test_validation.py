@@ -1,7 +1,8 @@
 import datetime as dt
+import unicodedata
 
 from accrual_ingest.domain.canonical import payload_digest
-from accrual_ingest.domain.validation import EventInput, validate_event
+from accrual_ingest.domain.validation import EventInput, has_control_chars, validate_event
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -58,3 +59,8 @@ def test_retry_without_timestamp_has_same_digest() -> None:
     a, _ = validate_event(make(), NOW)
     b, _ = validate_event(make(event_data={"amount": 125.0}), NOW + dt.timedelta(seconds=30))
     assert a is not None and b is not None and a.digest == b.digest
+
+
+@given(st.text())
+def test_control_characters_are_unicode_category_cc(text: str) -> None:
+    assert has_control_chars(text) == any(unicodedata.category(ch) == "Cc" for ch in text)
