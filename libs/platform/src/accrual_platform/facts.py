@@ -22,8 +22,9 @@ from accrual_platform import structs
 def notification(tenant_id: str, kind: str, fact_id: str, at: dt.datetime,
                  data: Mapping[str, Any]) -> messages_pb2.Notification:
     """A webhook fact; ``fact_id`` is derived from what happened, so a replay is the same fact."""
+    payload = data if isinstance(data, dict) else dict(data)  # orjson writes dicts, not Mappings
     note = messages_pb2.Notification(tenant_id=tenant_id, type=kind, fact_id=fact_id,
-                                      data_json=orjson.dumps(dict(data)).decode())
+                                      data_json=orjson.dumps(payload).decode())
     note.created_at.FromDatetime(at)
     return note
 

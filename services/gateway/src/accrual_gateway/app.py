@@ -67,17 +67,11 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
         for r in routes:
             if r.full_method not in callables:
                 ch = shim.channel_for(channels, r)
-                callables[r.full_method] = ch.unary_unary(
-                    r.full_method, request_serializer=lambda m: m.SerializeToString(),
-                    response_deserializer=shim.response_class(r.method).FromString)
+                callables[r.full_method] = _unary(ch, r.method)
                 carrier = shim.coalesced_by(r.method)
                 if carrier is not None and coalesce_calls:
-                    send = ch.unary_unary(
-                        f"/{carrier.containing_service.full_name}/{carrier.name}",
-                        request_serializer=lambda m: m.SerializeToString(),
-                        response_deserializer=shim.response_class(carrier).FromString)
                     coalescers[r.full_method] = coalesce.Coalescer(
-                        _with_timeout(send, call_timeout), shim.request_class(carrier))
+                        _with_timeout(_unary(ch, carrier), call_timeout), shim.request_class(carrier))
 
     def error(status: int, body: dict[str, Any], request_id: str,
               headers: dict[str, str] | None = None) -> Response:
@@ -224,6 +218,14 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
                        methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ])
     return RequestIdMiddleware(app)
+
+
+def _unary(channel: Any, method: Any) -> Any:
+    """The unary multicallable of ``method`` (a MethodDescriptor) on ``channel``."""
+    return channel.unary_unary(
+        f"/{method.containing_service.full_name}/{method.name}",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=shim.response_class(method).FromString)
 
 
 def _with_timeout(multicallable: Any, timeout: float) -> coalesce.Send:

@@ -18,18 +18,15 @@ from accrual_identity import storage
 PUBLISH_ACTOR = "publish_notifications"
 
 
-_note = facts.notification
-
-
 def participant_created(tenant_id: str, participant_id: str,
                         now: dt.datetime) -> messages_pb2.Notification:
-    return _note(tenant_id, "participant.created", f"participant.created:{participant_id}", now,
+    return facts.notification(tenant_id, "participant.created", f"participant.created:{participant_id}", now,
                  {"participant_id": participant_id})
 
 
 def enrollment_created(tenant_id: str, program_id: str, participant_id: str,
                        now: dt.datetime) -> messages_pb2.Notification:
-    return _note(tenant_id, "enrollment.created",
+    return facts.notification(tenant_id, "enrollment.created",
                  f"enrollment.created:{program_id}:{participant_id}", now,
                  {"program_id": program_id, "participant_id": participant_id, "status": "ACTIVE"})
 
@@ -40,7 +37,7 @@ def enrollment_reactivated(tenant_id: str, program_id: str, participant_id: str,
     data = {"program_id": program_id, "participant_id": participant_id, "status": "ACTIVE"}
     if previous_status:
         data["previous_status"] = previous_status
-    return _note(tenant_id, "enrollment.reactivated",
+    return facts.notification(tenant_id, "enrollment.reactivated",
                  f"enrollment.reactivated:{program_id}:{participant_id}:{now.isoformat()}", now,
                  data)
 

@@ -207,12 +207,9 @@ def settle(session: Session, tenant_id: str, program: ProgramPolicy, account: Ac
     return tiers
 
 
-note = facts.notification
-
-
 def tier_changed(tenant_id: str, fact_id: str, at: dt.datetime, account: Account,
                  old_tier: str | None, new_tier: str | None,
                  cause: dict[str, Any]) -> messages_pb2.Notification:
-    return note(tenant_id, "tier.changed", fact_id, at, {
+    return facts.notification(tenant_id, "tier.changed", fact_id, at, {
         "program_id": account.program_id, "participant_id": account.participant_id,
         "previous_tier": old_tier, "tier": new_tier, **cause})

@@ -27,6 +27,7 @@ from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import queue, structs
 from accrual_platform.db import Database, decimal_str, in_values, insert_rows, utcnow
+from accrual_platform.facts import notification
 from accrual_platform.grpc_server import internal_metadata
 from sqlalchemy.orm import Session
 
@@ -315,7 +316,7 @@ class Processor:
             writes.entries.append(entry)
             entry_id = entry["id"]
             total += ev.points
-            event_notes.append(ledger.note(tenant_id, "points.awarded", f"points.awarded:{source}", now, {
+            event_notes.append(notification(tenant_id, "points.awarded", f"points.awarded:{source}", now, {
                 "transaction_id": entry_id, "program_id": program.program_id,
                 "participant_id": beneficiary, "points": decimal_str(ev.points),
                 "event_id": facts.event_id, "rule_id": ev.rule_id, "rule_version": ev.version}))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-from accrual_platform import errors, queue
+from accrual_platform import errors, facts, queue
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_row
@@ -589,7 +589,7 @@ class RulesService:
                 return original, _balance_dict(account), True
             old_tier, new_tier = ledger.settle(session, tenant_id, program, account, value,
                                                value if value > 0 else ledger.ZERO, now)
-            notes = [ledger.note(tenant_id, "points.adjusted", f"points.adjusted:{source}", now, {
+            notes = [facts.notification(tenant_id, "points.adjusted", f"points.adjusted:{source}", now, {
                 "transaction_id": entry_id, "program_id": program.program_id,
                 "participant_id": participant, "points": decimal_str(value), "reason": reason.strip(),
                 "idempotency_key": idempotency_key, "available": decimal_str(account.available)})]
