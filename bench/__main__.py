@@ -30,6 +30,7 @@ from bench import baselines, load
 from bench.deploy import Deployment, fresh_database, purge_broker
 
 RESULTS = pathlib.Path(__file__).with_name("results")
+GOAL_HALF_LOAD = 1000.0  # SPEC 9: p99 <= 25 ms at half the 2,000/s single-event goal
 
 SEED_RULES = [
     {"name": "1 point per dollar", "event_type": "purchase", "condition": "properties.amount > 0",
@@ -195,6 +196,15 @@ def main() -> None:
             figures["rest_half_load_paused"] = {"offered_per_s": paused_half, "per_s": res.rate,
                                                 "p50_ms": res.pct(50), "p99_ms": res.pct(99), "errors": res.errors}
             print(f"  {load.summary(res)}", flush=True)
+            # SPEC 9's own half load: half of the 2,000/s goal, whatever this run reached.
+            print(f"REST latency at {GOAL_HALF_LOAD:,.0f}/s (half the goal), pipeline paused (open loop, "
+                  f"{secs}s) ...", flush=True)
+            with paused_workers(dep):
+                res = load.open_loop(dep.base_url, dep.api_key, pid, rate=GOAL_HALF_LOAD, seconds=secs)
+            figures["rest_goal_half_load_paused"] = {"offered_per_s": GOAL_HALF_LOAD, "per_s": res.rate,
+                                                     "p50_ms": res.pct(50), "p99_ms": res.pct(99),
+                                                     "errors": res.errors}
+            print(f"  {load.summary(res)}", flush=True)
             wait_drained(libpq, 600)
 
         half = max(50.0, figures["rest_accept"]["per_s"] / 2)
@@ -293,6 +303,14 @@ def report(f: dict[str, Any]) -> None:
     if hp:
         rows.append((f"REST accept p99 at half load, pipeline paused ({fmt(hp.get('offered_per_s'), '/s')})",
                      f"{fmt(hp.get('p99_ms'))} ms (p50 {fmt(hp.get('p50_ms'))})", "", "≤ 25 ms"))
+    gp = f.get("rest_goal_half_load_paused")
+    if gp:
+        rows.append((f"REST accept p99 at {fmt(gp.get('offered_per_s'), '/s')} (half the goal), pipeline paused",
+                     f"{fmt(gp.get('p99_ms'))} ms (p50 {fmt(gp.get('p50_ms'))})", "", "≤ 25 ms"))
+    el = f.get("e2e_latency", {})
+    if el.get("accept_p99_ms") is not None:
+        rows.append((f"REST accept p99 at {fmt(el.get('offered_per_s'), '/s')} (half the goal), pipeline running",
+                     f"{fmt(el.get('accept_p99_ms'))} ms", "", "≤ 25 ms"))
     rows.append(("gRPC accept (single event)", fmt(g.get("per_s"), "/s"),
                  f"REST {ratio(g.get('per_s'), ra.get('per_s'))}", ""))
     b = f.get("batch_accept", {})

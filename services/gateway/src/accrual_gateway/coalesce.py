@@ -4,7 +4,14 @@ A burst of single-event submissions otherwise costs one gRPC call, one handler t
 small transaction per event in ingest, where a batch costs a twentieth of that per event.
 Calls are never held back for a timer: the first call of an idle gateway goes up at once,
 and the calls that arrive while ``max_in_flight`` carrying calls are upstream wait for the
-next one, so the batch size follows the load. Each call keeps its own metadata (API key,
+next one, so the batch size follows the load.
+
+One carrier at a time is the default: ingest's work on a carrier is mostly Python holding
+its GIL, so a second concurrent carrier mostly halves both batches (twice the per-call cost)
+and contends for that lock. Measured with the workers paused (/tmp scripts like make bench's
+phases, 4-5 runs each): p99 at 1,000 accepts/s 17-24 ms with one, 26-31 ms with two (three:
+32-34 ms); closed-loop throughput (wrk, 64 connections) 2,700-3,090/s with one, 2,420-3,040/s
+with two. Each call keeps its own metadata (API key,
 request id) and gets its own answer, error and rate-limit headers, exactly as if it had
 been sent alone (the upstream method admits each call by its own metadata).
 """
@@ -52,7 +59,7 @@ class Coalescer:
     carrying call and ``max_in_flight`` carrying calls at a time."""
 
     def __init__(self, send: Send, request_class: type[Message], *, max_calls: int = 256,
-                 max_in_flight: int = 2) -> None:
+                 max_in_flight: int = 1) -> None:
         self._send = send
         self._request_class = request_class
         self._max_calls = max_calls
