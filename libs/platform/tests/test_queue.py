@@ -7,10 +7,12 @@ import datetime as dt
 import decimal
 import pathlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
+from accrual_platform import db as db_module
 from accrual_platform import queue
 from accrual_platform.db import (
     ExactDecimal,
@@ -115,3 +117,56 @@ def test_insert_rows_in_bulk_with_conflicts(engine: sa.Engine) -> None:
         got = {r.id: r for r in s.execute(sa.select(things))}
     assert got["007"].doc == [{"i": 7}] and got["008"].doc == {"i": [8]}
     assert got["049"].amount == decimal.Decimal("4.9") and got["001"].owner is None
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)  # cached on PostgreSQL only
+def test_insert_and_update_statements_are_built_once_per_shape(engine: sa.Engine) -> None:
+    """The second call of a shape reuses the first call's statement, with its own values."""
+    cache = db_module._STATEMENTS
+    row = {"tenant_id": "t", "id": "", "status": "NEW", "amount": None, "doc": None, "owner": None, "at": None}
+    with Session(engine) as s, s.begin():
+        before = len(cache._entries)
+        for i in range(5):
+            insert_rows(s, things, [{**row, "id": f"r{i}", "doc": {"i": i}}],
+                        conflict=lambda q: q.on_conflict_do_nothing(), returning=[things.c.id])
+        assert len(cache._entries) == before + 1
+        done = (things.c.status == "NEW")
+        for i in range(5):
+            got = update_rows(s, things, ("tenant_id", "id"), [{"tenant_id": "t", "id": f"r{i}", "status": "DONE"}],
+                              where=[done], returning=[things.c.id])
+            assert [r.id for r in got] == [f"r{i}"]
+        assert len(cache._entries) == before + 2
+    with Session(engine) as s:
+        assert {(r.id, r.status, r.doc["i"]) for r in s.execute(sa.select(things))} == {
+            (f"r{i}", "DONE", i) for i in range(5)}
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)  # cached on PostgreSQL only
+def test_statement_cache_never_mixes_up_clauses_made_per_call(engine: sa.Engine) -> None:
+    """A conflict clause closing over its maker's variables, or a where clause built per
+    call, is not taken for another one: each call gets the statement of its own clauses."""
+    base = {"tenant_id": "t", "status": "NEW", "amount": None, "doc": None, "owner": None, "at": None}
+    with Session(engine) as s, s.begin():
+        insert_rows(s, things, [{**base, "id": "a", "owner": "old"}])
+
+        def upsert(column: str) -> Any:
+            return lambda q: q.on_conflict_do_update(index_elements=["tenant_id", "id"],
+                                                     set_={column: q.excluded[column]})
+
+        for column, value in (("owner", "o2"), ("status", "S2"), ("owner", "o3")):
+            insert_rows(s, things, [{**base, "id": "a", "owner": value, "status": value}], conflict=upsert(column))
+        got = s.execute(sa.select(things.c.owner, things.c.status)).one()
+        assert (got.owner, got.status) == ("o3", "S2")
+        for status in ("S2", "nope"):
+            changed = update_rows(s, things, ("tenant_id", "id"), [{"tenant_id": "t", "id": "a", "amount": 1}],
+                                  where=[things.c.status == status], returning=[things.c.id])
+            assert len(changed) == (1 if status == "S2" else 0)
+
+
+def test_statement_cache_is_bounded() -> None:
+    cache = db_module.StatementCache(size=3)
+    keep = [object() for _ in range(5)]
+    built = [cache.get(("x", o), lambda o=o: ("stmt", id(o))) for o in keep]
+    assert len(cache._entries) == 3
+    assert cache.get(("x", keep[4]), lambda: "rebuilt") == built[4]
+    assert cache.get(("x", keep[0]), lambda: "rebuilt") == "rebuilt"  # evicted: built again

@@ -88,6 +88,25 @@ def _add(stmt: Any, table: sa.Table, names: Sequence[str]) -> dict[str, Any]:
     return {n: table.c[n] + stmt.excluded[n] for n in names}
 
 
+def _participants_upsert(stmt: Any, first: Any, last: Any) -> Any:
+    t, ex = participant_stats, stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=["tenant_id", "program_id", "participant_id"],
+        set_={**_add(stmt, t, ["events", "points_micros"]),
+              "first_event_at": first(sa.func.coalesce(t.c.first_event_at, ex.first_event_at),
+                                      sa.func.coalesce(ex.first_event_at, t.c.first_event_at)),
+              "last_event_at": last(sa.func.coalesce(t.c.last_event_at, ex.last_event_at),
+                                    sa.func.coalesce(ex.last_event_at, t.c.last_event_at))})
+
+
+def _participants_conflict_pg(stmt: Any) -> Any:
+    return _participants_upsert(stmt, sa.func.least, sa.func.greatest)
+
+
+def _participants_conflict(stmt: Any) -> Any:  # SQLite: min/max of several arguments
+    return _participants_upsert(stmt, sa.func.min, sa.func.max)
+
+
 def apply(session: Session, tenant_id: str, inc: Increments) -> None:
     """Add ``inc`` to the aggregates, one executemany per table. Rows go in key order (and
     the tables in one order), so concurrent outcome batches touching the same rows wait for
@@ -100,23 +119,11 @@ def apply(session: Session, tenant_id: str, inc: Increments) -> None:
     pg = session.bind is not None and session.bind.dialect.name == "postgresql"
     if inc.participants:
         t = participant_stats
-        first = sa.func.least if pg else sa.func.min
-        last = sa.func.greatest if pg else sa.func.max
-
-        def participants(stmt: Any) -> Any:
-            ex = stmt.excluded
-            return stmt.on_conflict_do_update(
-                index_elements=["tenant_id", "program_id", "participant_id"],
-                set_={**_add(stmt, t, ["events", "points_micros"]),
-                      "first_event_at": first(sa.func.coalesce(t.c.first_event_at, ex.first_event_at),
-                                              sa.func.coalesce(ex.first_event_at, t.c.first_event_at)),
-                      "last_event_at": last(sa.func.coalesce(t.c.last_event_at, ex.last_event_at),
-                                            sa.func.coalesce(ex.last_event_at, t.c.last_event_at))})
         insert_rows(session, t, [
             {"tenant_id": tenant_id, "program_id": program, "participant_id": participant,
              "events": events, "points_micros": micros, "first_event_at": first_at, "last_event_at": last_at}
             for (program, participant), (events, micros, first_at, last_at) in sorted(inc.participants.items())],
-            conflict=participants)
+            conflict=_participants_conflict_pg if pg else _participants_conflict)
     if inc.participant_days:
         insert_rows(session, participant_day_stats, [
             {"tenant_id": tenant_id, "program_id": program, "participant_id": participant, "day": day,

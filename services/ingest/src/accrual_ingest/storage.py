@@ -94,6 +94,10 @@ def _insert(session: Session) -> Any:
             else sqlite.insert)
 
 
+#: The condition "status PENDING or PROCESSING", one object for every call (a statement
+#: using it is built once: see accrual_platform.db.StatementCache).
+IN_PROGRESS = events.c.status.in_([PENDING, PROCESSING])
+
 def scope_of(e: ValidEvent) -> str:
     """What an idempotency key is unique within: the program, or the CDP source."""
     return f"cdp:{e.cdp_source}" if e.cdp_source is not None else e.program_id
@@ -111,6 +115,16 @@ def _row_key(r: sa.Row[Any]) -> str:
 #: What a batch answer needs of each event: its id, its dedup key and the payload digest.
 KEY_COLUMNS = [events.c.id, events.c.program_id, events.c.cdp_source, events.c.idempotency_key,
                events.c.payload_digest]
+
+
+def _loyalty_conflict(stmt: Any) -> Any:
+    return stmt.on_conflict_do_nothing(index_elements=["tenant_id", "program_id", "idempotency_key"],
+                                       index_where=events.c.cdp_source.is_(None))
+
+
+def _cdp_conflict(stmt: Any) -> Any:
+    return stmt.on_conflict_do_nothing(index_elements=["tenant_id", "cdp_source", "idempotency_key"],
+                                       index_where=events.c.cdp_source.isnot(None))
 
 
 def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
@@ -142,13 +156,7 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
         "attempt": 1, "origin": e.origin, "cdp_source": e.cdp_source,
         "cdp_identities": e.cdp_identities,
     } for e, at in pairs]
-    if cdp:
-        target = {"index_elements": ["tenant_id", "cdp_source", "idempotency_key"],
-                  "index_where": events.c.cdp_source.isnot(None)}
-    else:
-        target = {"index_elements": ["tenant_id", "program_id", "idempotency_key"],
-                  "index_where": events.c.cdp_source.is_(None)}
-    inserted = insert_rows(session, events, rows, conflict=lambda s: s.on_conflict_do_nothing(**target),
+    inserted = insert_rows(session, events, rows, conflict=_cdp_conflict if cdp else _loyalty_conflict,
                            returning=list(columns or events.c))
     return {_row_key(r): r for r in inserted}
 
