@@ -92,16 +92,16 @@ class Processor:
             return
         outcomes: list[messages_pb2.EventOutcome] = []
         notes = messages_pb2.Notifications()
-        with self.db.transaction() as session:
+        catalog = Catalog()
+        with self.db.transaction() as session:  # one read transaction: earlier results and the programs
             stored = self._stored(session, [e.event_id for e in claimed])
-        todo = []
+            todo = [Pending(event) for event in claimed if event.event_id not in stored]
+            self._load_in(session, tenant_id, {t.event.program_id for t in todo if not t.is_cdp}, catalog)
         for event in claimed:
             if event.event_id in stored:
                 self._replay(stored[event.event_id], outcomes, notes)
-            else:
-                todo.append(Pending(event))
         if todo:
-            self._evaluate_batch(tenant_id, todo, md, outcomes, notes)
+            self._evaluate_batch(tenant_id, todo, md, outcomes, notes, catalog)
         if notes.notifications:
             queue.enqueue(self.broker, queue.NOTIFY_QUEUE, "publish_notifications", notes)
         if outcomes:
@@ -122,21 +122,27 @@ class Processor:
             notes.notifications.append(queue.decode(n, messages_pb2.Notification))
 
     def _load(self, tenant_id: str, program_ids: set[str], catalog: Catalog) -> None:
+        if program_ids - set(catalog.programs):
+            with self.db.transaction() as session:
+                self._load_in(session, tenant_id, program_ids, catalog)
+
+    @staticmethod
+    def _load_in(session: Session, tenant_id: str, program_ids: set[str], catalog: Catalog) -> None:
+        """The programs of ``program_ids`` not in ``catalog`` yet, with their rules and event types."""
         missing = program_ids - set(catalog.programs)
         if not missing:
             return
         p, r, t = storage.programs, storage.rules, storage.program_event_types
-        with self.db.transaction() as session:
-            for row in session.execute(sa.select(p).where(p.c.tenant_id == tenant_id, p.c.id.in_(missing))):
-                catalog.programs[row.id] = row
-                catalog.rules.setdefault(row.id, [])
-                catalog.event_types.setdefault(row.id, {})
-            for row in session.execute(sa.select(r).where(
-                    r.c.tenant_id == tenant_id, r.c.program_id.in_(missing), r.c.status != "ARCHIVED")):
-                catalog.rules[row.program_id].append(rule_spec(row))
-            for row in session.execute(sa.select(t).where(t.c.tenant_id == tenant_id,
-                                                          t.c.program_id.in_(missing))):
-                catalog.event_types[row.program_id][row.name] = list(row.properties)
+        for row in session.execute(sa.select(p).where(p.c.tenant_id == tenant_id, p.c.id.in_(missing))):
+            catalog.programs[row.id] = row
+            catalog.rules.setdefault(row.id, [])
+            catalog.event_types.setdefault(row.id, {})
+        for row in session.execute(sa.select(r).where(
+                r.c.tenant_id == tenant_id, r.c.program_id.in_(missing), r.c.status != "ARCHIVED")):
+            catalog.rules[row.program_id].append(rule_spec(row))
+        for row in session.execute(sa.select(t).where(t.c.tenant_id == tenant_id,
+                                                      t.c.program_id.in_(missing))):
+            catalog.event_types[row.program_id][row.name] = list(row.properties)
 
     def _type_failure(self, catalog: Catalog, program: Any, event: ingest_pb2.Event) -> tuple[str, str] | None:
         return check_event_type(program.event_type_policy, catalog.event_types.get(program.id, {}),
@@ -144,9 +150,8 @@ class Processor:
 
     def _evaluate_batch(self, tenant_id: str, todo: list[Pending], md: list[tuple[str, str]],
                         outcomes: list[messages_pb2.EventOutcome],
-                        notes: messages_pb2.Notifications) -> None:
-        catalog = Catalog()
-        self._load(tenant_id, {t.event.program_id for t in todo if not t.is_cdp}, catalog)
+                        notes: messages_pb2.Notifications, catalog: Catalog) -> None:
+        """``catalog`` holds the programs of todo's loyalty events already."""
         ready: list[Pending] = []
         for item in todo:
             if item.is_cdp:
