@@ -196,33 +196,40 @@ def grpc_closed_loop(address: str, key: str, program_id: str, seconds: float, co
 
 def batches(base_url: str, key: str, program_id: str, total: int, size: int = 1000, concurrency: int = 4,
             run: str | None = None) -> Result:
-    """POST /v1/events/batch with ``size``-event batches until ``total`` events are accepted."""
+    """POST /v1/events/batch with ``size``-event batches until ``total`` events are accepted.
+
+    The bodies are serialised before the clock starts and the answers read by orjson: the
+    generator shares the suite's cores, and building and printing 1,000-event bodies with
+    the json module in the timed loop took about a tenth of them."""
     import aiohttp
+    import orjson
 
     run = run or uuid.uuid4().hex[:8]
+    bodies = [(min(start + size, total) - start,
+               orjson.dumps({"events": [event_body(program_id, run, i) for i in range(start, min(start + size, total))]}))
+              for start in range(0, total, size)]
 
     async def main() -> Result:
         lat: list[float] = []
         errors = 0
         accepted = 0
-        async with aiohttp.ClientSession(headers={"X-API-Key": key},
+        async with aiohttp.ClientSession(headers={"X-API-Key": key, "Content-Type": "application/json"},
                                          timeout=aiohttp.ClientTimeout(total=120)) as session:
-            starts = iter(range(0, total, size))
+            pending = iter(bodies)
 
             async def loop() -> None:
                 nonlocal errors, accepted
-                for start in starts:
-                    body = {"events": [event_body(program_id, run, i) for i in range(start, min(start + size, total))]}
+                for count, body in pending:
                     t0 = time.perf_counter()
-                    async with session.post(f"{base_url}/v1/events/batch", json=body) as r:
-                        data = await r.json()
+                    async with session.post(f"{base_url}/v1/events/batch", data=body) as r:
+                        data = orjson.loads(await r.read())
                     lat.append((time.perf_counter() - t0) * 1000)
                     if r.status != 200:
-                        errors += len(body["events"])
+                        errors += count
                         continue
                     ok = sum(1 for x in data["results"] if x["status"] == "accepted")
                     accepted += ok
-                    errors += len(body["events"]) - ok
+                    errors += count - ok
 
             t0 = time.perf_counter()
             await asyncio.gather(*(loop() for _ in range(concurrency)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import uuid
@@ -57,7 +58,10 @@ class ValidEvent:
     cdp_identities: list[dict[str, str]] | None = field(default=None)
 
 
+@functools.lru_cache(maxsize=4096)
 def _uuid(value: str) -> str | None:
+    """The canonical text of a UUID, or None. Cached: a batch names the same program (and
+    often the same participants) on every event, and parsing was a twentieth of accepting it."""
     try:
         return str(uuid.UUID(value))
     except (ValueError, AttributeError):
