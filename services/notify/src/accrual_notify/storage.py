@@ -70,7 +70,8 @@ messages = sa.Table(
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
-    sa.UniqueConstraint("tenant_id", "fact_id"),
+    # One message per fact: the id is derived from (tenant_id, fact_id), so the primary key
+    # is that uniqueness (migration 0004 dropped a second, redundant unique index).
 )
 
 deliveries = sa.Table(
