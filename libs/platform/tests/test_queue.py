@@ -6,6 +6,7 @@ import binascii
 import datetime as dt
 import decimal
 import pathlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,3 +171,33 @@ def test_statement_cache_is_bounded() -> None:
     assert len(cache._entries) == 3
     assert cache.get(("x", keep[4]), lambda: "rebuilt") == built[4]
     assert cache.get(("x", keep[0]), lambda: "rebuilt") == "rebuilt"  # evicted: built again
+
+
+def test_statement_cache_is_safe_for_threads() -> None:
+    """Worker and RPC threads share the cache: concurrent lookups, builds and evictions
+    neither fail nor return another shape's statement."""
+    import threading
+
+    cache = db_module.StatementCache(size=8)
+    shapes = [(f"shape{i}",) for i in range(40)]
+    failures: list[BaseException] = []
+
+    def run(offset: int) -> None:
+        try:
+            for n in range(3000):
+                shape = shapes[(n * 7 + offset) % len(shapes)]
+                assert cache.get(shape, lambda s=shape: ("stmt", s)) == ("stmt", shape)
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == [] and len(cache._entries) <= 8

@@ -14,6 +14,7 @@ import decimal
 import json
 import pathlib
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -303,16 +304,18 @@ class StatementCache:
     def __init__(self, size: int = 256) -> None:
         self._size = size
         self._entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
+        self._lock = threading.Lock()  # worker and RPC threads share one cache
 
     def get(self, parts: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         key = _identity(parts)
         hit = self._entries.get(key)
         if hit is not None:
             return hit[1]
-        stmt = build()
-        if len(self._entries) >= self._size:
-            self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (parts, stmt)  # parts keep their objects (and so their ids) alive
+        stmt = build()  # two threads may both build a new shape; either statement serves
+        with self._lock:
+            if key not in self._entries and len(self._entries) >= self._size:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = (parts, stmt)  # parts keep their objects (and so their ids) alive
         return stmt
 
 
