@@ -64,10 +64,10 @@ class Settings:
     stale_event_sweep_seconds: float = 30.0
     #: After a commit wakes an outbox relay, it waits this long for more rows, so a stream
     #: of single-event accepts reaches the rules workers as fewer, larger messages.
-    #: 0.25 rather than 0.1: at 800-1,000 events/s the pipeline then works on batches twice as
-    #: big, spends less of the shared cores on per-batch costs, and accepts answer sooner
-    #: (p50 20-26 vs 48 ms at 800/s, two runs each), for ~70 ms more accept-to-completed.
-    outbox_linger_seconds: float = 0.25
+    #: 0.25 made accepts answer sooner with the pipeline running at 800-1,000/s (bigger
+    #: batches, fewer per-batch costs) but took make bench's accept-to-completed p99 at
+    #: 1,000/s to 767-984 ms (0.1: 537-896 ms) against the 1 s goal, so it stays at 0.1.
+    outbox_linger_seconds: float = 0.1
 
     @property
     def is_sqlite(self) -> bool:
@@ -127,7 +127,7 @@ class Settings:
             webhook_endpoint_max_in_flight=int(env.get("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", "4")),
             stale_event_after_seconds=float(env.get("STALE_EVENT_AFTER_SECONDS", "120")),
             stale_event_sweep_seconds=float(env.get("STALE_EVENT_SWEEP_SECONDS", "30")),
-            outbox_linger_seconds=float(env.get("OUTBOX_LINGER_SECONDS", "0.25")),
+            outbox_linger_seconds=float(env.get("OUTBOX_LINGER_SECONDS", "0.1")),
         )
         for name in require_peers:
             settings.peer(name)
