@@ -9,26 +9,10 @@ import sqlalchemy as sa
 from accrual_identity import bootstrap, storage
 from accrual_platform import migrations
 from accrual_platform.db import make_engine
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-
-
-def _differences(url: str) -> list[object]:
-    engine = make_engine(url, bootstrap.SCHEMA, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={
-                "include_schemas": True, "compare_type": True,
-                "version_table_schema": bootstrap.SCHEMA,
-                "include_name": lambda name, type_, _: type_ != "schema"
-                or name == bootstrap.SCHEMA})
-            return list(compare_metadata(context, storage.metadata))
-    finally:
-        engine.dispose()
 
 
 def test_migrated_schema_matches_the_tables(database_url: str) -> None:
-    assert _differences(database_url) == []
+    assert migrations.differences(database_url, bootstrap.SCHEMA, storage.metadata) == []
 
 
 def test_upgrade_is_repeatable(database_url: str) -> None:
@@ -61,7 +45,7 @@ def test_downgrade_and_upgrade_on_a_fresh_sqlite_file(tmp_path: pathlib.Path) ->
     finally:
         engine.dispose()
     migrations.upgrade(url, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
-    assert _differences(url) == []
+    assert migrations.differences(url, bootstrap.SCHEMA, storage.metadata) == []
 
 
 @pytest.mark.parametrize("name", ["tenants", "api_keys", "participants", "identities", "merges",
@@ -123,4 +107,4 @@ def test_0002_fills_the_birthday_of_existing_participants(database_url: str) -> 
     finally:
         engine.dispose()
     assert rows == {ids[0]: "02-28", ids[1]: None, ids[2]: None}
-    assert _differences(database_url) == []
+    assert migrations.differences(database_url, bootstrap.SCHEMA, storage.metadata) == []

@@ -10,41 +10,17 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from accrual_ingest import bootstrap, storage
-from accrual_platform.db import ensure_schema, make_engine
+from accrual_platform import migrations
+from accrual_platform.db import make_engine
 from accrual_platform.testing import PG_URL
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.migration import MigrationContext
-
-
-def _differences(url: str) -> list[object]:
-    engine = make_engine(url, bootstrap.SCHEMA, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={
-                "include_schemas": True, "compare_type": True, "version_table_schema": bootstrap.SCHEMA,
-                "include_name": lambda name, type_, _: type_ != "schema" or name == bootstrap.SCHEMA})
-            return list(compare_metadata(context, storage.metadata))
-    finally:
-        engine.dispose()
 
 
 def test_migrated_schema_matches_the_tables(database_url: str) -> None:
-    assert _differences(database_url) == []
+    assert migrations.differences(database_url, bootstrap.SCHEMA, storage.metadata) == []
 
 
 def _migrate(url: str, schema: str, target: str, direction: str = "upgrade") -> None:
-    engine = make_engine(url, schema, pool_size=1)
-    try:
-        ensure_schema(engine, schema)
-        with engine.begin() as conn:
-            cfg = Config()
-            cfg.set_main_option("script_location", str(bootstrap.MIGRATIONS))
-            cfg.attributes.update(schema=schema, connection=conn)
-            getattr(command, direction)(cfg, target)
-    finally:
-        engine.dispose()
+    getattr(migrations, direction)(url, schema, bootstrap.MIGRATIONS, target)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

@@ -11,12 +11,9 @@ import pytest
 import sqlalchemy as sa
 from accrual_notify import bootstrap, storage
 from accrual_notify.domain import events
-from accrual_platform.db import ensure_schema, make_engine
+from accrual_platform import migrations
+from accrual_platform.db import make_engine
 from accrual_platform.testing import PG_URL
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.migration import MigrationContext
 
 SCHEMA = bootstrap.SCHEMA
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
@@ -37,16 +34,7 @@ def url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[str]
 
 
 def _migrate(url: str, target: str, direction: str = "upgrade") -> None:
-    engine = make_engine(url, SCHEMA, pool_size=1)
-    try:
-        ensure_schema(engine, SCHEMA)
-        with engine.begin() as conn:
-            cfg = Config()
-            cfg.set_main_option("script_location", str(bootstrap.MIGRATIONS))
-            cfg.attributes.update(schema=SCHEMA, connection=conn)
-            getattr(command, direction)(cfg, target)
-    finally:
-        engine.dispose()
+    getattr(migrations, direction)(url, SCHEMA, bootstrap.MIGRATIONS, target)
 
 
 def _engine(url: str) -> sa.Engine:
@@ -55,15 +43,7 @@ def _engine(url: str) -> sa.Engine:
 
 def test_migrated_schema_matches_the_tables(url: str) -> None:
     _migrate(url, "head")
-    engine = make_engine(url, SCHEMA, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={
-                "include_schemas": True, "compare_type": True, "version_table_schema": SCHEMA,
-                "include_name": lambda name, type_, _: type_ != "schema" or name == SCHEMA})
-            assert list(compare_metadata(context, storage.metadata)) == []
-    finally:
-        engine.dispose()
+    assert migrations.differences(url, SCHEMA, storage.metadata) == []
 
 
 def test_0004_keeps_messages_and_one_message_per_fact_still_holds(url: str) -> None:

@@ -24,14 +24,39 @@ def _config(script_location: pathlib.Path, schema: str) -> Config:
     return cfg
 
 
-def upgrade(database_url: str, schema: str, script_location: pathlib.Path) -> None:
+def _run(database_url: str, schema: str, script_location: pathlib.Path, step: Any, target: str) -> None:
     engine = make_engine(database_url, schema, pool_size=1)
     try:
         ensure_schema(engine, schema)
         with engine.begin() as conn:
             cfg = _config(script_location, schema)
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            step(cfg, target)
+    finally:
+        engine.dispose()
+
+
+def upgrade(database_url: str, schema: str, script_location: pathlib.Path, target: str = "head") -> None:
+    _run(database_url, schema, script_location, command.upgrade, target)
+
+
+def downgrade(database_url: str, schema: str, script_location: pathlib.Path, target: str) -> None:
+    _run(database_url, schema, script_location, command.downgrade, target)
+
+
+def differences(database_url: str, schema: str, metadata: sa.MetaData) -> list[Any]:
+    """What the migrated ``schema`` lacks or has beyond ``metadata`` (alembic's comparison;
+    empty when the migrations build exactly the tables the code uses)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(database_url, schema, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={
+                "include_schemas": True, "compare_type": True, "version_table_schema": schema,
+                "include_name": lambda name, type_, _: type_ != "schema" or name == schema})
+            return list(compare_metadata(context, metadata))
     finally:
         engine.dispose()
 
