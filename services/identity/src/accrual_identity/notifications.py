@@ -21,14 +21,14 @@ PUBLISH_ACTOR = "publish_notifications"
 def participant_created(tenant_id: str, participant_id: str,
                         now: dt.datetime) -> messages_pb2.Notification:
     return facts.notification(tenant_id, "participant.created", f"participant.created:{participant_id}", now,
-                 {"participant_id": participant_id})
+                              {"participant_id": participant_id})
 
 
 def enrollment_created(tenant_id: str, program_id: str, participant_id: str,
                        now: dt.datetime) -> messages_pb2.Notification:
     return facts.notification(tenant_id, "enrollment.created",
-                 f"enrollment.created:{program_id}:{participant_id}", now,
-                 {"program_id": program_id, "participant_id": participant_id, "status": "ACTIVE"})
+                              f"enrollment.created:{program_id}:{participant_id}", now,
+                              {"program_id": program_id, "participant_id": participant_id, "status": "ACTIVE"})
 
 
 def enrollment_reactivated(tenant_id: str, program_id: str, participant_id: str,
@@ -38,8 +38,8 @@ def enrollment_reactivated(tenant_id: str, program_id: str, participant_id: str,
     if previous_status:
         data["previous_status"] = previous_status
     return facts.notification(tenant_id, "enrollment.reactivated",
-                 f"enrollment.reactivated:{program_id}:{participant_id}:{now.isoformat()}", now,
-                 data)
+                              f"enrollment.reactivated:{program_id}:{participant_id}:{now.isoformat()}", now,
+                              data)
 
 
 def write(session: Session, notes: list[messages_pb2.Notification]) -> bool:

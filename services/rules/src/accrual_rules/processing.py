@@ -122,14 +122,15 @@ class Processor:
             notes.notifications.append(queue.decode(n, messages_pb2.Notification))
 
     def _load(self, tenant_id: str, program_ids: set[str], catalog: Catalog) -> None:
-        if program_ids - set(catalog.programs):
+        """The programs of ``program_ids`` not in ``catalog`` yet, in a transaction of their own."""
+        missing = program_ids - catalog.programs.keys()
+        if missing:
             with self.db.transaction() as session:
-                self._load_in(session, tenant_id, program_ids, catalog)
+                self._load_in(session, tenant_id, missing, catalog)
 
     @staticmethod
-    def _load_in(session: Session, tenant_id: str, program_ids: set[str], catalog: Catalog) -> None:
-        """The programs of ``program_ids`` not in ``catalog`` yet, with their rules and event types."""
-        missing = program_ids - set(catalog.programs)
+    def _load_in(session: Session, tenant_id: str, missing: set[str], catalog: Catalog) -> None:
+        """The programs of ``missing`` (none in ``catalog`` yet), with their rules and event types."""
         if not missing:
             return
         p, r, t = storage.programs, storage.rules, storage.program_event_types
