@@ -205,9 +205,8 @@ def batches(base_url: str, key: str, program_id: str, total: int, size: int = 10
     import orjson
 
     run = run or uuid.uuid4().hex[:8]
-    bodies = [(min(start + size, total) - start,
-               orjson.dumps({"events": [event_body(program_id, run, i) for i in range(start, min(start + size, total))]}))
-              for start in range(0, total, size)]
+    spans = [range(start, min(start + size, total)) for start in range(0, total, size)]
+    bodies = [(len(span), orjson.dumps({"events": [event_body(program_id, run, i) for i in span]})) for span in spans]
 
     async def main() -> Result:
         lat: list[float] = []
