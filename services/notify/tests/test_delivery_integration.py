@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
 from accrual_notify import storage
 from accrual_notify.domain import events
@@ -183,6 +184,36 @@ def test_fan_out_follows_subscriptions_and_a_slow_endpoint_blocks_no_other(
     assert all(r.verified for r in receiver.received())
 
 
+def test_facts_no_endpoint_subscribes_to_are_not_stored(
+        harness_factory: HarnessFactory, receiver: Receiver) -> None:
+    h = harness_factory(worker=False)
+    lonely = f"{h.tenant}-lonely"
+    points_only = h.endpoint(receiver, "/points", events=("points.awarded",))
+    disabled = h.endpoint(receiver, "/disabled")
+    h.runtime.endpoints.update(h.tenant, disabled, status=storage.DISABLED)
+
+    published = h.runtime.publisher.publish([
+        h.notification("event.completed", "event:e-1:completed"),
+        h.notification("points.awarded", "points:e-1"),
+        h.notification("event.completed", "event:e-2:completed", tenant=lonely)])
+
+    assert published == 1
+    [delivery] = h.deliveries(points_only)
+    assert delivery.type == "points.awarded" and h.deliveries(disabled) == []
+    with h.store.db.transaction() as session:
+        m = storage.messages
+        stored = session.execute(sa.select(m.c.tenant_id, m.c.fact_id).where(
+            m.c.tenant_id.in_([h.tenant, lonely]))).all()
+    assert sorted(map(tuple, stored)) == [(h.tenant, "points:e-1")]
+    # an endpoint that subscribes later receives what happens from then on, once
+    everything = h.endpoint(receiver, "/all")
+    again = h.notification("event.completed", "event:e-1:completed")
+    assert h.runtime.publisher.publish([again]) == 1
+    h.runtime.publisher.publish([again])  # a redelivery re-sends the unattempted one, no new one
+    assert [d.type for d in h.deliveries(everything)] == ["event.completed"]
+    assert h.deliveries(points_only) == [delivery]
+
+
 def test_deleted_endpoint_receives_nothing(
         harness_factory: HarnessFactory, receiver: Receiver) -> None:
     h = harness_factory(worker=False)
@@ -236,7 +267,7 @@ def test_sweeper_resends_a_delivery_whose_message_was_lost(
     # A publisher that died between commit and enqueue: the rows exist, no message does.
     h.store.store_facts([storage.Fact(h.tenant, "lost-fact", "event.failed",
                                       events.message_id(h.tenant, "lost-fact"), "{}")],
-                        utcnow() - dt.timedelta(minutes=10), 0.0)
+                        h.store.subscribers([h.tenant]), utcnow() - dt.timedelta(minutes=10), 0.0)
     assert h.runtime.sweeper.sweep_once() >= 1
 
     [delivery] = h.wait_final(endpoint_id)

@@ -67,21 +67,31 @@ class Publisher:
         self._clock = clock
 
     def publish(self, notes: Sequence[messages_pb2.Notification]) -> int:
-        """Store the facts and schedule their deliveries; returns how many were scheduled.
+        """Store the facts some endpoint subscribes to and schedule their deliveries; returns
+        how many deliveries were scheduled.
 
-        Notifications that cannot be delivered as documented (unknown type, no tenant or
-        fact id) are logged and dropped: retrying them would never succeed.
+        A fact no enabled endpoint of its tenant subscribes to is not stored: it would have no
+        delivery to attempt, log or retry (an endpoint created later receives what happens
+        from then on). Notifications that cannot be delivered as documented (unknown type, no
+        tenant or fact id) are logged and dropped: retrying them would never succeed.
         """
         now = self._clock()
-        facts: dict[tuple[str, str], Fact] = {}
+        valid: list[messages_pb2.Notification] = []
         for note in notes:
             if not note.tenant_id or not note.fact_id or len(note.fact_id) > MAX_FACT_ID:
                 log.error("notification_invalid", tenant_id=note.tenant_id,
                           fact_id=note.fact_id[:100], type=note.type)
-                continue
-            if note.type not in events.WEBHOOK_TYPES:
+            elif note.type not in events.WEBHOOK_TYPES:
                 log.error("notification_type_unknown", tenant_id=note.tenant_id,
                           fact_id=note.fact_id, type=note.type)
+            else:
+                valid.append(note)
+        subscribers = self._store.subscribers(sorted({note.tenant_id for note in valid}))
+        facts: dict[tuple[str, str], Fact] = {}
+        for note in valid:
+            if (note.tenant_id, note.fact_id) in facts or not any(
+                    events.subscribes(ep.enabled_events, note.type)
+                    for ep in subscribers[note.tenant_id]):
                 continue
             msg_id = events.message_id(note.tenant_id, note.fact_id)
             created = note.created_at.ToDatetime(dt.UTC) if note.HasField("created_at") else now
@@ -93,15 +103,18 @@ class Publisher:
                 continue
             body = events.envelope(msg_id=msg_id, type_=note.type, created_at=created,
                                    tenant_id=note.tenant_id, data=data)
-            facts.setdefault((note.tenant_id, note.fact_id), Fact(
+            facts[(note.tenant_id, note.fact_id)] = Fact(
                 tenant_id=note.tenant_id, fact_id=note.fact_id, type=note.type,
-                message_id=msg_id, payload=events.render(body)))
+                message_id=msg_id, payload=events.render(body))
         if not facts:
+            log.debug("notifications_unsubscribed", notifications=len(valid))
             return 0
         scheduled = self._store.store_facts(
-            list(facts.values()), now, retry.initial_delay(self._settings.webhook_retry_schedule))
+            list(facts.values()), subscribers, now,
+            retry.initial_delay(self._settings.webhook_retry_schedule))
         self._scheduler.schedule(scheduled)
-        log.info("notifications_published", facts=len(facts), deliveries=len(scheduled))
+        log.info("notifications_published", facts=len(facts), deliveries=len(scheduled),
+                 unsubscribed=len(valid) - len(facts))
         return len(scheduled)
 
 

@@ -14,7 +14,7 @@ concurrent ``deliver_webhook`` messages harmless on PostgreSQL and SQLite alike.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +158,18 @@ class Attempt:
     response_excerpt: str
     error: str
     started_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """An enabled endpoint of a tenant and the event types it subscribes to."""
+
+    endpoint_id: str
+    enabled_events: tuple[str, ...]
+
+
+def _do_nothing(statement: Any) -> Any:
+    return statement.on_conflict_do_nothing()
 
 
 @dataclass(frozen=True)
@@ -361,16 +373,31 @@ class NotifyStore:
 
     # -- fan-out ----------------------------------------------------------------------------
 
-    def store_facts(self, facts: Sequence[Fact], now: dt.datetime,
-                    first_delay: float) -> list[Scheduled]:
-        """Insert each fact once and a delivery per subscribed, enabled endpoint.
+    def subscribers(self, tenant_ids: Sequence[str]) -> dict[str, list[Subscriber]]:
+        """The enabled endpoints of each tenant, with what they subscribe to (one query)."""
+        e = endpoints
+        out: dict[str, list[Subscriber]] = {t: [] for t in tenant_ids}
+        if not out:
+            return out
+        with self.db.transaction() as session:
+            rows = session.execute(sa.select(e.c.tenant_id, e.c.id, e.c.enabled_events).where(
+                e.c.tenant_id.in_(sorted(out)), e.c.status == ENABLED,
+                e.c.deleted_at.is_(None)).order_by(e.c.tenant_id, e.c.id)).all()
+        for row in rows:
+            out[row.tenant_id].append(Subscriber(row.id, tuple(row.enabled_events)))
+        return out
+
+    def store_facts(self, facts: Sequence[Fact], subscribers: Mapping[str, Sequence[Subscriber]],
+                    now: dt.datetime, first_delay: float) -> list[Scheduled]:
+        """Insert each fact once and a delivery per endpoint of ``subscribers`` (as read by
+        :meth:`subscribers`) that subscribes to its type.
 
         Returns the deliveries that need a ``deliver_webhook`` message: the new ones, plus
         those of already-stored facts that were never attempted (their message may have been
         lost if the previous run died between commit and enqueue; a duplicate is harmless
         because attempts are claimed).
         """
-        m, e, d = messages, endpoints, deliveries
+        m, d = messages, deliveries
         first_at = now + dt.timedelta(seconds=first_delay)
         unique: dict[str, Fact] = {}
         for fact in facts:
@@ -384,17 +411,13 @@ class NotifyStore:
             inserted = {r.id for r in insert_rows(
                 session, m, [{"id": f.message_id, "tenant_id": f.tenant_id, "fact_id": f.fact_id, "type": f.type,
                               "payload": f.payload, "created_at": now} for f in ordered],
-                conflict=lambda s: s.on_conflict_do_nothing(), returning=[m.c.id])}
+                conflict=_do_nothing, returning=[m.c.id])}
             scheduled = self._unattempted(session, [k for k in unique if k not in inserted], first_delay)
-            subscribers: dict[str, list[Any]] = {}
-            for tenant_id in sorted({f.tenant_id for f in ordered if f.message_id in inserted}):
-                subscribers[tenant_id] = list(session.execute(sa.select(e.c.id, e.c.enabled_events).where(
-                    e.c.tenant_id == tenant_id, e.c.status == ENABLED, e.c.deleted_at.is_(None))).all())
-            rows = [{"id": new_id(), "tenant_id": f.tenant_id, "endpoint_id": ep.id,
+            rows = [{"id": new_id(), "tenant_id": f.tenant_id, "endpoint_id": ep.endpoint_id,
                      "message_id": f.message_id, "status": PENDING, "attempts": 0,
                      "next_attempt_at": first_at, "created_at": now}
                     for f in ordered if f.message_id in inserted
-                    for ep in subscribers[f.tenant_id] if subscribes(ep.enabled_events, f.type)]
+                    for ep in subscribers.get(f.tenant_id, ()) if subscribes(ep.enabled_events, f.type)]
             if rows:
                 session.execute(d.insert(), rows)
         scheduled.extend(Scheduled(r["tenant_id"], r["id"], first_delay) for r in rows)
