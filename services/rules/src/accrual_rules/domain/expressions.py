@@ -28,8 +28,16 @@ class ExpressionError(ValueError):
 _POS = re.compile(r"at \((\d+), (\d+)\)")
 
 
+#: The engine computes in 96-bit decimals: a number past about ±7.9e28 in the context (valid
+#: JSON, so accepted with the event) cannot be read; from a dict it says so, from JSON text it
+#: says "Invalid JSON" (the text is valid: orjson wrote it).
+OUT_OF_RANGE = "the event holds a number beyond what expressions compute with (about ±7.9e28)"
+
+
 def _error(exc: Exception) -> ExpressionError:
     first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+    if first == "Invalid JSON":
+        return ExpressionError(OUT_OF_RANGE)
     try:
         body = json.loads(first)
         message = str(body.get("source") or body)
@@ -53,11 +61,14 @@ class Compiled:
     def narrow(self, context: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in context.items() if k in self.words}
 
-    def evaluate(self, context: dict[str, Any], *, narrowed: bool = False) -> Any:
+    def evaluate(self, context: dict[str, Any] | bytes, *, narrowed: bool = False) -> Any:
+        """``context`` as a dict, or (narrowed only) as JSON text of one."""
         try:
-            return self.program.evaluate(context if narrowed else self.narrow(context))
+            return self.program.evaluate(context if narrowed or isinstance(context, bytes) else self.narrow(context))
         except RuntimeError as exc:
             raise _error(exc) from None
+        except Exception as exc:  # the engine raises plain Exceptions for values it cannot convert
+            raise ExpressionError(f"{OUT_OF_RANGE} ({str(exc).splitlines()[0][:200]})") from None
 
 
 @lru_cache(maxsize=4096)
