@@ -22,7 +22,11 @@ def test_ids_are_unique_version_4_uuids_across_threads() -> None:
         t.join()
     ids = [x for chunk in out for x in chunk]
     assert len(set(ids)) == 20_000
-    assert all(uuid.UUID(x).version == 4 and uuid.UUID(x).variant == uuid.RFC_4122 for x in ids[:500])
+    parsed = [uuid.UUID(x) for x in ids]
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == x for u, x in zip(parsed, ids, strict=True))
+    # the random bits are all used: every hex digit but the version and variant takes all values
+    assert all(len({x.replace("-", "")[i] for x in ids}) == 16 for i in range(32) if i not in (12, 16))
+    assert {x[19] for x in ids} == set("89ab")
 
 
 def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:

@@ -7,11 +7,12 @@ awards. ``now`` is the event timestamp, so reprocessing gives the same answer.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
@@ -48,11 +49,12 @@ class ProgramPolicy:
         return max(reached, key=lambda t: t.min_lifetime_points) if reached else None
 
     def round(self, points: decimal.Decimal) -> decimal.Decimal:
-        return points.quantize(self._quantum, rounding=ROUNDINGS[self.rounding_mode])
+        return points.quantize(_quantum(self.rounding_precision), rounding=ROUNDINGS[self.rounding_mode])
 
-    @cached_property
-    def _quantum(self) -> decimal.Decimal:
-        return decimal.Decimal(1).scaleb(-self.rounding_precision)
+
+@lru_cache(maxsize=64)
+def _quantum(precision: int) -> decimal.Decimal:
+    return decimal.Decimal(1).scaleb(-precision)
 
 
 CAP_FIELDS = ("max_points_per_event", "per_participant_daily", "per_participant_weekly",
@@ -82,18 +84,20 @@ class Caps:
     def to_json(self) -> dict[str, str]:
         return {k: str(getattr(self, k)) for k in CAP_FIELDS if getattr(self, k) is not None}
 
+    # Derived once, in __post_init__ (evaluate() asks for every rule of every event; not
+    # functools.cached_property: on Python 3.11 its lock is shared by all instances).
+    _counted: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    #: whether any cap applies (most rules have none)
+    limited: bool = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        counted = tuple(k for k in CAP_WINDOWS if getattr(self, k) is not None)
+        object.__setattr__(self, "_counted", counted)
+        object.__setattr__(self, "limited", self.max_points_per_event is not None or bool(counted))
+
     def counted(self) -> tuple[str, ...]:
         """The caps that need usage from the ledger."""
         return self._counted
-
-    @cached_property
-    def _counted(self) -> tuple[str, ...]:
-        return tuple(k for k in CAP_WINDOWS if getattr(self, k) is not None)
-
-    @cached_property
-    def limited(self) -> bool:
-        """Whether any cap applies (most rules have none)."""
-        return self.max_points_per_event is not None or bool(self._counted)
 
 
 @dataclass(frozen=True)
