@@ -253,6 +253,31 @@ def test_a_number_beyond_the_engines_range_fails_the_rules_that_read_it_not_the_
         compile_expression("properties.amount").evaluate({"properties": {"amount": 1e29}})
 
 
+@pytest.mark.parametrize("text", ["NaN", "-Infinity", "sNaN", "inf"])
+def test_a_formula_giving_a_non_finite_number_as_text_fails_that_rule(text: str) -> None:
+    """Decimal parses these, then raises on the comparison and the rounding after: before, the
+    worker's whole batch failed, as for a number out of range."""
+    [verdict] = evaluate(ProgramPolicy("p", "P"), [rule("properties.code")],
+                         EventFacts("e1", "purchase", TS, {"code": text}), D(0))
+    assert (verdict.matched, verdict.skip_reason) == (False, "evaluation_error")
+    assert "non-finite" in verdict.message
+    assert points([rule("properties.code")], {"code": "12.5"}) == [D(12)]
+
+
+@pytest.mark.parametrize("amount", [1e18, 5e27, 5e28])
+def test_an_award_past_what_the_ledger_holds_fails_that_rule(amount: float) -> None:
+    """Before: 5e28 raised InvalidOperation in the rounding, 1e20 overflowed the ledger's
+    NUMERIC(30, 10) in the insert; either failed the worker's whole batch."""
+    program = ProgramPolicy("p", "P", tiers=(Tier("gold", D(0), D("1.5")),))
+    big = rule("properties.amount", rule_id="a", order=0, apply_tier_multiplier=True)
+    small = rule("properties.amount / 1e12", rule_id="b", order=1)
+    first, second = evaluate(program, [big, small], EventFacts("e1", "purchase", TS, {"amount": amount}), D(0))
+    assert (first.matched, first.skip_reason) == (False, "evaluation_error")
+    assert "one award may be at most 1e18" in first.message
+    assert second.matched and second.points == (D(repr(amount)) / D("1e12")).quantize(D(1), decimal.ROUND_FLOOR)
+    assert points([rule("properties.amount")], {"amount": 999_999_999_999_999_000}) == [D("999999999999999000")]
+
+
 def test_a_context_json_cannot_hold_is_handed_over_as_it_is() -> None:
     context = {"properties": {"amount": 2**70}}
     assert json_context(context) is context

@@ -9,10 +9,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
+import dramatiq.errors
+import grpc
 import pytest
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
 from accrual.rules.v1 import rules_pb2
+from accrual_platform import errors
 from accrual_platform.facts import data_of
 from accrual_rules import storage
 from accrual_rules.merging import merge_ledgers
@@ -144,6 +147,106 @@ def test_an_erroring_rule_is_skipped_and_the_others_run(stack: Stack) -> None:
     assert "Unsupported type" in first.message
     assert (second.matched, second.points) == (True, "10")
     assert outcome.points_awarded == "10"
+
+
+def test_numbers_no_rule_can_compute_with_fail_those_rules_not_the_batch(stack: Stack) -> None:
+    """Valid JSON, so accepted: a property past the engine's range, a formula giving "NaN" or
+    more points than the ledger holds. Each used to raise out of the worker, failing the whole
+    batch on every redelivery."""
+    tenant, md = stack.tenant()
+    pid = program(stack, md)
+    rule(stack, md, pid, "properties.amount", order=1)
+    rule(stack, md, pid, "properties.code", order=2, condition="properties.code != null")
+    rule(stack, md, pid, "1", order=3)
+    events = [stack.event(pid, data={"amount": 1e29}), stack.event(pid, data={"amount": 5e19}),
+              stack.event(pid, data={"amount": 2, "code": "NaN"}), stack.event(pid, data={"amount": 3})]
+    outcomes = {o.event_id: o for o in stack.process(tenant, *events)}
+    assert [outcomes[e].points_awarded for e in events] == ["1", "1", "3", "4"]
+    assert all(o.status == COMPLETED for o in outcomes.values())
+    errors = [[r.message for r in outcomes[e].rule_evaluations if r.skip_reason == "evaluation_error"]
+              for e in events]
+    assert "beyond what expressions compute with" in errors[0][0]
+    assert "one award may be at most 1e18" in errors[1][0]
+    assert "non-finite" in errors[2][0]
+    assert errors[3] == []
+
+
+def test_an_event_the_worker_cannot_handle_fails_alone(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug that raises for one event: the batch is split until that event is alone, it is
+    FAILED with the error, and every other event of the batch completes once."""
+    tenant, md = stack.tenant()
+    pid = program(stack, md)
+    rule(stack, md, pid, "properties.amount * 1")
+    events = [stack.event(pid, data={"amount": n}) for n in range(1, 8)]
+    poisoned = events[4]
+    real = stack.processor._apply
+
+    def apply(session: Any, tenant_id: str, item: Any, *args: Any) -> None:
+        if item.event.event_id == poisoned:
+            raise KeyError("a bug")
+        real(session, tenant_id, item, *args)
+
+    monkeypatch.setattr(stack.processor, "_apply", apply)
+    outcomes = stack.process(tenant, *events)
+    assert sorted(o.event_id for o in outcomes) == sorted(events)
+    failed = [o for o in outcomes if o.status == FAILED]
+    assert [(o.event_id, o.error_code) for o in failed] == [(poisoned, "processing_error")]
+    assert "KeyError" in failed[0].error_message
+    participant = stack.identity.participant(tenant, "user_abc123")
+    assert stack.balance(md, pid, participant).available == str(sum(range(1, 8)) - 5)
+    assert len(ledger_rows(stack, tenant)) == 6
+
+
+class _Rpc(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+
+@pytest.mark.parametrize("failure", [
+    errors.Unavailable("database unavailable, retry"),  # what Database.transaction raises
+    sa.exc.OperationalError("SELECT 1", {}, ConnectionError("server closed the connection")),
+    _Rpc(grpc.StatusCode.UNAVAILABLE), _Rpc(grpc.StatusCode.INTERNAL),
+    dramatiq.errors.ConnectionClosed(ConnectionError("broker gone")), ConnectionRefusedError()],
+    ids=type)
+def test_a_transient_failure_is_raised_for_a_retry_not_isolated(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch, failure: Exception) -> None:
+    """An outage must never fail events: the message is retried, whole."""
+    tenant, md = stack.tenant()
+    pid = program(stack, md)
+    rule(stack, md, pid, "properties.amount * 1")
+    events = [stack.event(pid, data={"amount": n}) for n in (1, 2)]
+
+    def down(*args: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(stack.processor, "_evaluate_batch", down)
+    with pytest.raises(type(failure)):
+        stack.process(tenant, *events)
+    assert stack.drain_outcomes() == []
+    monkeypatch.undo()
+    assert {o.status for o in stack.process(tenant, *events)} == {COMPLETED}
+
+
+@pytest.mark.parametrize("failure", [_Rpc(grpc.StatusCode.INVALID_ARGUMENT), KeyError("a bug"),
+                                     sa.exc.DataError("INSERT", {}, ValueError("numeric field overflow"))], ids=type)
+def test_what_fails_the_same_every_time_is_isolated(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch, failure: Exception) -> None:
+    tenant, md = stack.tenant()
+    pid = program(stack, md)
+    rule(stack, md, pid, "properties.amount * 1")
+    [event] = [stack.event(pid, data={"amount": 1})]
+
+    def broken(*args: Any) -> None:
+        raise failure
+
+    monkeypatch.setattr(stack.processor, "_evaluate_batch", broken)
+    [outcome] = stack.process(tenant, event)
+    assert (outcome.status, outcome.error_code) == (FAILED, "processing_error")
+    assert type(failure).__name__ in outcome.error_message
 
 
 def test_tiers_multiply_and_announce_changes(stack: Stack) -> None:

@@ -20,12 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
+import dramatiq.errors
+import grpc
 import sqlalchemy as sa
+import sqlalchemy.exc
 import structlog
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import queue, structs
+from accrual_platform import errors, queue, structs
 from accrual_platform.db import Database, decimal_str, in_values, insert_rows, utcnow
 from accrual_platform.facts import notification
 from accrual_platform.grpc_server import internal_metadata
@@ -75,6 +78,30 @@ class Processor:
 
     # -- entry point ----------------------------------------------------------------------
     def process(self, tenant_id: str, event_ids: Sequence[str]) -> None:
+        """Evaluate a batch. A transient failure (database, broker, a peer unavailable) is
+        raised, so the message is retried. Any other failure is the batch's own: it is split
+        in halves until the event that fails is alone, and that event is FAILED with the
+        error, so one event the code cannot handle never holds back the others."""
+        try:
+            self._process_replaying(tenant_id, event_ids)
+        except Exception as exc:
+            if transient(exc):
+                raise
+            if len(event_ids) > 1:
+                log.warning("batch_failed_isolating", events=len(event_ids), error=_describe(exc))
+                middle = len(event_ids) // 2
+                self.process(tenant_id, event_ids[:middle])
+                self.process(tenant_id, event_ids[middle:])
+                return
+            log.exception("event_processing_failed", event_id=event_ids[0])
+            outcome = messages_pb2.EventOutcome(
+                tenant_id=tenant_id, event_id=event_ids[0], status=messages_pb2.OUTCOME_STATUS_FAILED,
+                error_code="processing_error", error_message=f"the event could not be evaluated: {_describe(exc)}")
+            outcome.processed_at.FromDatetime(utcnow())
+            queue.enqueue(self.broker, queue.INGEST_QUEUE, "record_outcomes",
+                          messages_pb2.EventOutcomes(outcomes=[outcome]))
+
+    def _process_replaying(self, tenant_id: str, event_ids: Sequence[str]) -> None:
         for attempt in range(3):
             try:
                 self._process(tenant_id, event_ids)
@@ -359,6 +386,35 @@ class _Writes:
 
 class _Raced(Exception):
     """A concurrent delivery stored some of this batch's evaluations first."""
+
+
+#: gRPC codes that say "this request cannot work", whenever it is sent; any other code (a
+#: peer unavailable, timing out, failing inside) may clear up, so the message is retried.
+_REFUSED_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                            grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE,
+                            grpc.StatusCode.ALREADY_EXISTS})
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a retry of the same work may succeed. Everything that went to another process
+    counts, except what the database or a peer refused as such (a value out of range, an
+    invalid argument); so does our own Unavailable (what Database.transaction raises when the
+    database is down). Only the rest, an error in this process's own handling of the events'
+    data, is isolated and fails the one event: an outage must never fail events."""
+    if isinstance(exc, errors.AppError):
+        return exc.grpc_code not in _REFUSED_CODES
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        return code not in _REFUSED_CODES
+    if isinstance(exc, sa.exc.DBAPIError):
+        return not isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.ProgrammingError))
+    return isinstance(exc, (sa.exc.TimeoutError, sa.exc.DisconnectionError, sa.exc.PendingRollbackError,
+                            dramatiq.errors.BrokerError, OSError, TimeoutError))
+
+
+def _describe(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
 
 
 def _beneficiary(item: Pending) -> str:

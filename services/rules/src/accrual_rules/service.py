@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from accrual_rules import ledger, storage
 from accrual_rules.domain.evaluation import (
     CAP_FIELDS,
+    MAX_POINTS,
     ROUNDINGS,
     Caps,
     Evaluation,
@@ -41,7 +42,6 @@ POLICIES = ("CREATE", "REJECT")
 STATUSES = ("ACTIVE", "SUSPENDED")
 EVENT_TYPE_POLICIES = ("OPEN", "REGISTERED")
 PROPERTY_TYPES = ("STRING", "NUMBER", "BOOLEAN", "OBJECT", "ARRAY")
-MAX_POINTS = decimal.Decimal("1e18")
 # Names of event types and properties: what ingest accepts (1 to 255 characters), without
 # surrounding whitespace or control characters.
 _NAME = re.compile(r"^(?=\S)[^\x00-\x1f]{1,255}(?<=\S)$")

@@ -20,6 +20,9 @@ import orjson
 from accrual_rules.domain.expressions import Compiled, ExpressionError, compile_expression, to_decimal
 
 ZERO = decimal.Decimal(0)
+#: The most points one ledger entry may carry (an adjustment or a rule's award): the ledger's
+#: NUMERIC(30, 10) holds 20 digits before the point, so balances keep room to add up.
+MAX_POINTS = decimal.Decimal("1e18")
 
 ROUNDINGS = {
     "FLOOR": decimal.ROUND_FLOOR,
@@ -259,6 +262,10 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
             continue
         if rule.apply_tier_multiplier and tier is not None:
             raw *= tier.multiplier
+        if raw >= MAX_POINTS:  # nor could rounding take it: Decimal's 28 digits overflow first
+            append(Evaluation(rule.rule_id, rule.version, rule.name, False, "evaluation_error",
+                              f"formula gave {raw:.6E} points; one award may be at most 1e18"))
+            continue
         points = program.round(raw)
         if rule.caps.limited:
             points, limited_by = apply_caps(rule, points, usage.get(rule.rule_id, NO_USAGE))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import decimal
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -81,17 +82,20 @@ def compile_expression(source: str) -> Compiled:
 
 
 def to_decimal(value: Any) -> decimal.Decimal:
-    if isinstance(value, bool) or value is None:
-        raise ExpressionError(f"formula must give a number, got {json.dumps(value)}")
-    if isinstance(value, int):
-        return decimal.Decimal(value)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+    kind = type(value)  # exact types: a bool is no number here, and the engine makes no subclasses
+    if kind is float:
+        if not math.isfinite(value):
             raise ExpressionError("formula gave a non-finite number")
         return decimal.Decimal(repr(value))
-    if isinstance(value, str):
+    if kind is int:
+        return decimal.Decimal(value)
+    if kind is str:
         try:
-            return decimal.Decimal(value)
+            number = decimal.Decimal(value)
         except decimal.InvalidOperation:
             pass
+        else:  # "NaN" and "Infinity" parse, then fail every comparison and rounding after
+            if number.is_finite():
+                return number
+            raise ExpressionError(f"formula gave a non-finite number ({json.dumps(value)})")
     raise ExpressionError(f"formula must give a number, got {json.dumps(value, default=str)}")
