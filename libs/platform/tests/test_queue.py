@@ -5,11 +5,13 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import decimal
+import json
 import pathlib
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+import dramatiq
 import pytest
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
@@ -201,3 +203,16 @@ def test_statement_cache_is_safe_for_threads() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert failures == [] and len(cache._entries) <= 8
+
+
+def test_the_orjson_envelope_is_the_json_one() -> None:
+    """Messages written by Dramatiq's stdlib encoder (already queued during an upgrade) read
+    back the same, and what orjson writes the stdlib reads."""
+    queue.make_broker("stub://")
+    message = dramatiq.Message(queue_name="rules", actor_name="evaluate_events", args=("Cg5hYmM=",),
+                               kwargs={}, options={"retries": 2, "traceback": "é\n"})
+    assert isinstance(dramatiq.get_encoder(), queue.OrjsonEncoder)
+    assert dramatiq.Message.decode(json.dumps(message.asdict()).encode()) == message
+    assert json.loads(message.encode()) == json.loads(json.dumps(message.asdict()))
+    with pytest.raises(dramatiq.DecodeError):
+        dramatiq.Message.decode(b"{not json")

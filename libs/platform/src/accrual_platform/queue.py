@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import dramatiq
+import orjson
 from dramatiq.brokers.stub import StubBroker
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -25,8 +26,25 @@ INGEST_QUEUE = "ingest"
 NOTIFY_QUEUE = "notify"
 
 
+class OrjsonEncoder(dramatiq.Encoder):
+    """Dramatiq's JSON envelope written and read by orjson: the same JSON, without the
+    stdlib encoder's Python layers (2% of the rules worker's time in a drain profile)."""
+
+    def encode(self, data: dict[str, Any]) -> bytes:
+        return orjson.dumps(data)
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        try:
+            decoded: dict[str, Any] = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise dramatiq.DecodeError("failed to decode message", data, exc) from None
+        return decoded
+
+
 def make_broker(url: str) -> dramatiq.Broker:
-    """StubBroker for ``stub://``, RabbitMQ for ``amqp://``, Redis for ``redis://``."""
+    """StubBroker for ``stub://``, RabbitMQ for ``amqp://``, Redis for ``redis://``; sets
+    Dramatiq's (process-wide) message encoder to :class:`OrjsonEncoder`."""
+    dramatiq.set_encoder(OrjsonEncoder())
     broker: dramatiq.Broker
     if url.startswith("stub"):
         broker = StubBroker()

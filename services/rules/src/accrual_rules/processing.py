@@ -35,7 +35,7 @@ from accrual_platform.grpc_server import internal_metadata
 from sqlalchemy.orm import Session
 
 from accrual_rules import ledger, storage
-from accrual_rules.domain.evaluation import EventFacts, RuleSpec, check_event_type, evaluate
+from accrual_rules.domain.evaluation import EventFacts, ProgramPolicy, RuleSpec, check_event_type, evaluate
 from accrual_rules.rows import program_policy, rule_spec
 
 log = structlog.get_logger("accrual.rules.worker")
@@ -62,6 +62,7 @@ class Catalog:
     """Programs of the tenant touched by a batch, with their rules and registered types."""
 
     programs: dict[str, Any] = field(default_factory=dict)
+    policies: dict[str, ProgramPolicy] = field(default_factory=dict)
     rules: dict[str, list[RuleSpec]] = field(default_factory=dict)
     event_types: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
 
@@ -163,6 +164,7 @@ class Processor:
         p, r, t = storage.programs, storage.rules, storage.program_event_types
         for row in session.execute(sa.select(p).where(p.c.tenant_id == tenant_id, p.c.id.in_(missing))):
             catalog.programs[row.id] = row
+            catalog.policies[row.id] = program_policy(row)
             catalog.rules.setdefault(row.id, [])
             catalog.event_types.setdefault(row.id, {})
         for row in session.execute(sa.select(r).where(
@@ -308,27 +310,28 @@ class Processor:
                     log.info("cdp_event_skipped_by_program", event_id=e.event_id,
                              program_id=program_row.id, reason=refused[0])
                     continue
-            total += self._award(session, tenant_id, program_row, catalog.rules[program_row.id], facts,
-                                 beneficiary, occurred, now, outcome, event_notes, writes)
+            total += self._award(session, tenant_id, catalog.policies[program_row.id],
+                                 catalog.rules[program_row.id], facts, beneficiary, occurred, now,
+                                 outcome, event_notes, writes)
         outcome.points_awarded = decimal_str(total)
         writes.evaluations.append({"event_id": e.event_id, "outcome": {
             "outcome": queue.encode(outcome), "notifications": [queue.encode(n) for n in event_notes]}})
         outcomes.append(outcome)
         notes.notifications.extend(event_notes)
 
-    def _award(self, session: Session, tenant_id: str, program_row: Any, rules: list[RuleSpec],
+    def _award(self, session: Session, tenant_id: str, program: ProgramPolicy, rules: list[RuleSpec],
                facts: EventFacts, beneficiary: str, occurred: dt.datetime, now: dt.datetime,
                outcome: messages_pb2.EventOutcome, event_notes: list[messages_pb2.Notification],
                writes: _Writes) -> decimal.Decimal:
         """Evaluate one program's rules for the event and queue what they award."""
-        program = program_policy(program_row)
         account = writes.accounts.get((program.program_id, beneficiary))
         if account is None:
             account = ledger.lock_account(session, self.db.dialect, tenant_id, program.program_id, beneficiary)
             writes.accounts[(program.program_id, beneficiary)] = account
+        usage: dict[str, Any] = {}
         if any(r.caps.counted() for r in rules):
             writes.flush_entries(session)  # caps count this batch's earlier awards too
-        usage = ledger.cap_usage(session, tenant_id, rules, beneficiary, occurred)
+            usage = ledger.cap_usage(session, tenant_id, rules, beneficiary, occurred)
         evaluations = evaluate(program, rules, facts, account.lifetime_earned, usage)
         total = ZERO
         for ev in evaluations:
