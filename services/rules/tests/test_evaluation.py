@@ -13,6 +13,7 @@ from accrual_rules.domain.evaluation import (
     Tier,
     apply_caps,
     check_event_type,
+    compiled_rule,
     evaluate,
     json_context,
     window_starts,
@@ -296,3 +297,30 @@ def test_evaluations_are_the_same_for_a_hundred_rules_in_any_order() -> None:
     assert (by_id["r005"].points, by_id["r005"].message) == (D(20), "capped by max_points_per_event")
     assert (by_id["r010"].points, by_id["r010"].message) == (D(12), "")
     assert (by_id["r011"].points, by_id["r011"].message) == (D(25), "")
+
+
+CONDITIONS = ['properties.amount > 100', 'properties.category == "electronics"', "properties.amount",
+              "properties.missing > 1", 'properties.category', "true", "properties.amount > 1 and properties.vip",
+              "properties.tags", ""]
+FORMULAS = ["properties.amount * 2", "properties.missing * 2", "properties.amount - 1000", "properties.category",
+            '"12.5"', "properties.vip", "properties.amount > 100 ? 50 : 0",
+            "10000000000000000000000000000 * properties.amount"]
+
+
+@given(condition=st.sampled_from(CONDITIONS), formula=st.sampled_from(FORMULAS),
+       amount=st.one_of(st.floats(-1e6, 1e6), st.integers(-1000, 1000), st.none(), st.text(max_size=3)),
+       category=st.sampled_from(["electronics", "food", None]), vip=st.one_of(st.booleans(), st.none()))
+def test_condition_and_formula_asked_at_once_give_the_verdicts_of_each_on_its_own(
+        condition: str, formula: str, amount: object, category: object, vip: object) -> None:
+    properties = {k: v for k, v in {"amount": amount, "category": category, "vip": vip, "tags": ["a"]}.items()
+                  if v is not None}
+    r = rule(formula, condition)
+    facts = EventFacts("e1", "purchase", TS, properties)
+    combined = evaluate(ProgramPolicy("p", "P"), [r], facts, D(0))
+    condition_c, formula_c, both = compiled_rule(r.rule_id, r.version, r.condition, r.formula)
+    assert (both is not None) == bool(condition)
+    with pytest.MonkeyPatch.context() as patch:  # the same rule, each expression asked on its own
+        patch.setattr("accrual_rules.domain.evaluation.compiled_rule",
+                      lambda *args: (condition_c, formula_c, None))
+        separate = evaluate(ProgramPolicy("p", "P"), [r], facts, D(0))
+    assert combined == separate
