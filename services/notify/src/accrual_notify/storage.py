@@ -1,7 +1,8 @@
 """The notify schema and every query against it.
 
 Four tables: ``endpoints`` (partner URLs and their signing secrets), ``messages`` (one row
-per fact, unique on tenant and fact id, holding the exact envelope text that is signed),
+per fact some endpoint subscribed to when it was published, unique on tenant and fact id,
+holding the exact envelope text that is signed),
 ``deliveries`` (one message to one endpoint, with its state and schedule) and
 ``delivery_attempts`` (one row per HTTP attempt, for the partner's delivery log).
 

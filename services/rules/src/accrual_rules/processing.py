@@ -94,10 +94,13 @@ class Processor:
                 self.process(tenant_id, event_ids[:middle])
                 self.process(tenant_id, event_ids[middle:])
                 return
-            log.exception("event_processing_failed", event_id=event_ids[0])
+            log.exception("event_processing_failed", event_id=event_ids[0], error=_describe(exc))
+            # the partner sees what kind of failure, not its text (SQL, internals): that is logged
             outcome = messages_pb2.EventOutcome(
                 tenant_id=tenant_id, event_id=event_ids[0], status=messages_pb2.OUTCOME_STATUS_FAILED,
-                error_code="processing_error", error_message=f"the event could not be evaluated: {_describe(exc)}")
+                error_code="processing_error",
+                error_message=f"the event could not be evaluated ({type(exc).__name__}); "
+                              "the error is logged with the event's id")
             outcome.processed_at.FromDatetime(utcnow())
             queue.enqueue(self.broker, queue.INGEST_QUEUE, "record_outcomes",
                           messages_pb2.EventOutcomes(outcomes=[outcome]))
