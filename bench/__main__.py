@@ -53,8 +53,11 @@ def setup_program(base: str, key: str) -> str:
 
 
 def pending(libpq: str) -> int:
+    """Events without an outcome yet (PENDING or PROCESSING), counted by ingest's own partial
+    index of unfinished events: counting by status scanned the whole table, 40-100 ms of
+    PostgreSQL CPU per poll once it held the earlier phases' events (pg_stat_statements)."""
     with psycopg.connect(libpq) as conn:
-        row = conn.execute("SELECT count(*) FROM ingest.events WHERE status IN ('PENDING', 'PROCESSING')").fetchone()
+        row = conn.execute("SELECT count(*) FROM ingest.events WHERE completed_at IS NULL").fetchone()
         return int(row[0]) if row else 0
 
 

@@ -30,7 +30,7 @@ import uuid
 import psycopg
 
 from bench import load
-from bench.__main__ import RESULTS, cpu_per_event, setup_program, wait_drained
+from bench.__main__ import RESULTS, cpu_per_event, pending, setup_program, wait_drained
 from bench.deploy import Deployment, fresh_database, purge_broker
 
 SPY = pathlib.Path(sys.executable).parent / "py-spy"
@@ -129,9 +129,7 @@ def main() -> None:
         finally:
             for n in workers:
                 dep.signal(n, signal.SIGCONT)
-        with psycopg.connect(libpq) as conn:
-            row = conn.execute("SELECT count(*) FROM ingest.events WHERE status IN ('PENDING','PROCESSING')").fetchone()
-            pending = int(row[0]) if row else ns.events
+        backlog = pending(libpq) or ns.events
         pgss = False
         with psycopg.connect(libpq, autocommit=True) as conn:
             try:
@@ -145,8 +143,8 @@ def main() -> None:
         t0 = time.perf_counter()
         wait_drained(libpq, 900)
         took = time.perf_counter() - t0
-        say(f"\n3. pipeline drain of {pending:,} events: {pending / took:,.0f} events/s")
-        say(f"   CPU ms per event: {cpu_per_event(cpu0, dep.cpu_seconds(), pending)}")
+        say(f"\n3. pipeline drain of {backlog:,} events: {backlog / took:,.0f} events/s")
+        say(f"   CPU ms per event: {cpu_per_event(cpu0, dep.cpu_seconds(), backlog)}")
         for line in prof.report(spies, "drain"):
             say(line)
         if pgss:
