@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 
-from accrual_platform.ids import new_id
+from accrual_platform.ids import new_id, new_request_id
 
 
 def test_ids_are_unique_version_4_uuids_across_threads() -> None:
@@ -42,3 +43,9 @@ def test_a_forked_child_does_not_repeat_the_parents_ids() -> None:
     os.waitpid(pid, 0)
     parent = [new_id() for _ in range(10)]
     assert len(child) == 10 and not set(child) & set(parent)
+
+
+def test_request_ids_are_random_hex_and_unique() -> None:
+    got = [new_request_id() for _ in range(5000)]
+    assert len(set(got)) == 5000
+    assert all(re.fullmatch(r"req_[0-9a-f]{32}", x) for x in got)

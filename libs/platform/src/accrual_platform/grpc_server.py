@@ -16,7 +16,6 @@ import hmac
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from typing import Any
@@ -30,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from sqlalchemy import exc as sa_exc
 
-from accrual_platform import auth, ratelimit
+from accrual_platform import auth, ids, ratelimit
 from accrual_platform.errors import (
     AppError,
     PermissionDenied,
@@ -147,7 +146,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             md = _metadata(context)
-            request_id = md.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+            request_id = md.get("x-request-id") or ids.new_request_id()
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
             token = auth.current_principal.set(None)

@@ -36,14 +36,24 @@ def _reset() -> None:
 os.register_at_fork(after_in_child=_reset)
 
 
-def new_id() -> str:
-    """A new random UUID as text (the form every table here stores)."""
+def _random16() -> bytes:
     buf = _local
     offset = buf.offset
     if offset + 16 > len(buf.data):
         buf.data, offset = os.urandom(_CHUNK), 0
     buf.offset = offset + 16
+    return buf.data[offset:offset + 16]
+
+
+def new_id() -> str:
+    """A new random UUID as text (the form every table here stores)."""
     # str(uuid.UUID(bytes=..., version=4)) spelt out: the same text in half the time
-    x = buf.data[offset:offset + 16].hex()
+    x = _random16().hex()
     variant = int(x[16:18], 16) & 0x3F | 0x80
     return f"{x[:8]}-{x[8:12]}-4{x[13:16]}-{variant:02x}{x[18:20]}-{x[20:]}"
+
+
+def new_request_id() -> str:
+    """``req_`` and 128 random bits in hex: a request id for logs and answers (one per request,
+    so from the same buffer rather than a system call each)."""
+    return f"req_{_random16().hex()}"

@@ -19,7 +19,6 @@ Input policy, the same on every route (see the gateway README):
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import grpc
 import orjson
 from accrual.options.v1 import options_pb2
+from accrual_platform import ids
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import (
@@ -473,7 +473,7 @@ def error_from_rpc(exc: grpc.aio.AioRpcError | grpc.RpcError, invalid_status: in
 def new_request_id(incoming: str | None) -> str:
     if incoming and re.fullmatch(r"[A-Za-z0-9_.:\-]{1,128}", incoming):
         return incoming
-    return f"req_{uuid.uuid4().hex}"
+    return ids.new_request_id()
 
 
 def dumps(data: Any) -> bytes:
