@@ -1,13 +1,15 @@
-"""structs.to_dict gives what json_format.MessageToDict gives, for any JSON-like value."""
+"""structs.to_dict gives what json_format.MessageToDict gives, for any JSON-like value; the
+timestamp helpers what Timestamp.FromDatetime / ToDatetime give."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import structs
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -47,3 +49,15 @@ def test_scalars_to_dict_refuses_fields_whose_json_differs() -> None:
         structs.scalars_to_dict(messages_pb2.EventOutcome(status=messages_pb2.OUTCOME_STATUS_COMPLETED))
     with pytest.raises(TypeError):
         structs.scalars_to_dict(messages_pb2.EventOutcome(rule_evaluations=[messages_pb2.RuleEvaluation()]))
+
+
+@given(at=st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59),
+                       timezones=st.none() | st.integers(-23 * 60, 23 * 60).map(
+                           lambda minutes: dt.timezone(dt.timedelta(minutes=minutes)))))
+def test_timestamps_are_what_protobuf_makes_of_them(at: dt.datetime) -> None:
+    ours, theirs = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
+    structs.set_timestamp(ours, at)
+    theirs.FromDatetime(at)
+    assert ours == theirs
+    assert structs.timestamp_datetime(ours) == theirs.ToDatetime(dt.UTC)
+    assert structs.timestamp_datetime(ours).tzinfo == dt.UTC

@@ -25,7 +25,7 @@ def notification(tenant_id: str, kind: str, fact_id: str, at: dt.datetime,
     payload = data if isinstance(data, dict) else dict(data)  # orjson writes dicts, not Mappings
     note = messages_pb2.Notification(tenant_id=tenant_id, type=kind, fact_id=fact_id,
                                       data_json=orjson.dumps(payload).decode())
-    note.created_at.FromDatetime(at)
+    structs.set_timestamp(note.created_at, at)
     return note
 
 

@@ -37,7 +37,7 @@ class OrjsonEncoder(dramatiq.Encoder):
         try:
             decoded: dict[str, Any] = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise dramatiq.DecodeError("failed to decode message", data, exc) from None
+            raise dramatiq.DecodeError("failed to decode message", data, exc) from None  # type: ignore[no-untyped-call]
         return decoded
 
 

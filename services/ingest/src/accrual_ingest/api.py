@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import structlog
 from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import auth, errors, grpc_server
+from accrual_platform import auth, errors, grpc_server, structs
 from accrual_platform.db import decimal_str
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from sqlalchemy import exc as sa_exc
@@ -33,7 +33,7 @@ _SAFE_INT = 2**53
 
 
 def _ts(value: dt.datetime, target: timestamp_pb2.Timestamp) -> None:
-    target.FromDatetime(value)
+    structs.set_timestamp(target, value)
 
 
 def _datetime(msg: Any, name: str, field: str) -> dt.datetime | None:
@@ -43,8 +43,7 @@ def _datetime(msg: Any, name: str, field: str) -> dt.datetime | None:
     ts = getattr(msg, name)
     if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos < 1_000_000_000):
         raise errors.InvalidArgument.field(field, "must be a valid RFC 3339 timestamp between years 1 and 9999")
-    value: dt.datetime = ts.ToDatetime(dt.UTC)
-    return value
+    return structs.timestamp_datetime(ts)
 
 
 def plain_value(value: struct_pb2.Value) -> Any:

@@ -496,7 +496,7 @@ class IngestService:
             "points_awarded": decimal.Decimal(o.points_awarded) if o.points_awarded else None,
             "error_code": o.error_code or None,
             "error_message": o.error_message or None,
-            "processed_at": o.processed_at.ToDatetime(dt.UTC) if o.HasField("processed_at") else now,
+            "processed_at": structs.timestamp_datetime(o.processed_at) if o.HasField("processed_at") else now,
             "participant_id": o.participant_id or None,
             "recipient_id": o.recipient_id or None,
             "completed_at": now,

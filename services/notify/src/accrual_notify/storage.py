@@ -414,7 +414,7 @@ class NotifyStore:
                               "payload": f.payload, "created_at": now} for f in ordered],
                 conflict=_do_nothing, returning=[m.c.id])}
             scheduled = self._unattempted(session, [k for k in unique if k not in inserted], first_delay)
-            rows = [{"id": new_id(), "tenant_id": f.tenant_id, "endpoint_id": ep.endpoint_id,
+            rows: list[dict[str, Any]] = [{"id": new_id(), "tenant_id": f.tenant_id, "endpoint_id": ep.endpoint_id,
                      "message_id": f.message_id, "status": PENDING, "attempts": 0,
                      "next_attempt_at": first_at, "created_at": now}
                     for f in ordered if f.message_id in inserted

@@ -292,7 +292,7 @@ class Processor:
         e = item.event
         assert item.actor is not None
         beneficiary = _beneficiary(item)
-        occurred = e.event_timestamp.ToDatetime(dt.UTC)
+        occurred = structs.timestamp_datetime(e.event_timestamp)
         facts = EventFacts(
             event_id=e.event_id, event_type=e.event_type, timestamp=occurred,
             properties=structs.to_dict(e.event_data),
@@ -303,7 +303,7 @@ class Processor:
             status=messages_pb2.OUTCOME_STATUS_COMPLETED,
             participant_id=item.actor.participant_id,
             recipient_id=item.recipient.participant_id if item.recipient else "")
-        outcome.processed_at.FromDatetime(now)
+        structs.set_timestamp(outcome.processed_at, now)
         event_notes: list[messages_pb2.Notification] = []
         total = ZERO
         for program_row in item.programs:
