@@ -258,11 +258,8 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
             condition, formula, both = compiled_rule(rule.rule_id, rule.version, rule.condition, rule.formula)
             value: Any = _UNANSWERED
             if both is not None:
-                given = narrowed_contexts.get(both.words)
-                if given is None:
-                    given = narrowed_contexts[both.words] = json_context(both.narrow(context))
                 try:
-                    answer = both.evaluate(given, narrowed=True)
+                    answer = both.evaluate(_given(narrowed_contexts, both, context), narrowed=True)
                 except ExpressionError:
                     answer = None  # asked again below, of each on its own, for the exact message
                 if type(answer) is list:
@@ -273,19 +270,13 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
                         value = answer[1]
             if value is _UNANSWERED:
                 if condition is not None:
-                    given = narrowed_contexts.get(condition.words)
-                    if given is None:
-                        given = narrowed_contexts[condition.words] = json_context(condition.narrow(context))
-                    outcome = condition.evaluate(given, narrowed=True)
+                    outcome = condition.evaluate(_given(narrowed_contexts, condition, context), narrowed=True)
                     if outcome is not True and outcome is not False:
                         raise ExpressionError(f"condition must give true or false, got {outcome!r}")
                     if not outcome:
                         append(Evaluation(rule.rule_id, rule.version, rule.name, False, "condition_false"))
                         continue
-                given = narrowed_contexts.get(formula.words)
-                if given is None:
-                    given = narrowed_contexts[formula.words] = json_context(formula.narrow(context))
-                value = formula.evaluate(given, narrowed=True)
+                value = formula.evaluate(_given(narrowed_contexts, formula, context), narrowed=True)
             raw = to_decimal(value)
             if raw < 0:
                 raise ExpressionError(f"formula gave a negative number ({raw}); debit with an adjustment")
@@ -312,6 +303,16 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
         if rule.stop_after_match:
             stopped = True
     return results
+
+
+def _given(made: dict[frozenset[str], bytes | dict[str, Any]], expression: Compiled,
+           context: dict[str, Any]) -> bytes | dict[str, Any]:
+    """What ``expression`` is handed: the context cut to the names it uses, as JSON text,
+    made once per event per set of names (``made`` holds those of this event)."""
+    given = made.get(expression.words)
+    if given is None:
+        given = made[expression.words] = json_context(expression.narrow(context))
+    return given
 
 
 def json_context(context: dict[str, Any]) -> bytes | dict[str, Any]:
