@@ -13,7 +13,7 @@ from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import auth, errors, grpc_server, structs
 from accrual_platform.db import decimal_str
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 from sqlalchemy import exc as sa_exc
 
 from accrual_ingest.domain.cdp import IDENTITY_FIELDS, CdpInput, EventTypeSpec, PropertySpec
@@ -30,10 +30,6 @@ _ORIGIN = {name: ingest_pb2.EventOrigin.Value(f"EVENT_ORIGIN_{name}") for name i
 _PROPERTY_TYPE_PREFIX = "CDP_PROPERTY_TYPE_"
 _MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31
 _SAFE_INT = 2**53
-
-
-def _ts(value: dt.datetime, target: timestamp_pb2.Timestamp) -> None:
-    structs.set_timestamp(target, value)
 
 
 def _datetime(msg: Any, name: str, field: str) -> dt.datetime | None:
@@ -115,8 +111,8 @@ def event_type_message(row: sa.Row[Any]) -> ingest_pb2.CdpEventType:
     for p in row.properties:
         msg.properties.add(name=p["name"], required=bool(p.get("required")),
                            type=ingest_pb2.CdpPropertyType.Value(_PROPERTY_TYPE_PREFIX + p["type"]))
-    _ts(row.created_at, msg.created_at)
-    _ts(row.updated_at, msg.updated_at)
+    structs.set_timestamp(msg.created_at, row.created_at)
+    structs.set_timestamp(msg.updated_at, row.updated_at)
     return msg
 
 
@@ -137,7 +133,7 @@ def segment_config_message(program_id: str, config: SegmentConfig,
     msg = ingest_pb2.SegmentConfig(program_id=program_id)
     json_format.ParseDict(config.to_json(), msg)
     if updated_at is not None:
-        _ts(updated_at, msg.updated_at)
+        structs.set_timestamp(msg.updated_at, updated_at)
     return msg
 
 
@@ -157,10 +153,10 @@ def event_message(row: sa.Row[Any], *, deduplicated: bool = False) -> ingest_pb2
     data = struct_pb2.Struct()
     data.update(row.event_data or {})
     msg.event_data.CopyFrom(data)
-    _ts(row.event_timestamp, msg.event_timestamp)
-    _ts(row.received_at, msg.received_at)
+    structs.set_timestamp(msg.event_timestamp, row.event_timestamp)
+    structs.set_timestamp(msg.received_at, row.received_at)
     if row.processed_at is not None:
-        _ts(row.processed_at, msg.processed_at)
+        structs.set_timestamp(msg.processed_at, row.processed_at)
     if row.points_awarded is not None:
         msg.points_awarded = decimal_str(row.points_awarded)
     for item in row.rule_evaluations or []:
@@ -320,7 +316,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         resp = ingest_pb2.ListSegmentsResponse(
             segments=[ingest_pb2.Segment(name=c.name, description=c.description, count=c.count) for c in counts])
         if at is not None:
-            _ts(at, resp.as_of)
+            structs.set_timestamp(resp.as_of, at)
         return resp
 
     def ListSegmentMembers(self, request: ingest_pb2.ListSegmentMembersRequest,
@@ -332,7 +328,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         for r in rows:
             resp.members.add(participant_id=r.participant_id, events=int(r.events), points=_points(r.micros))
         if at is not None:
-            _ts(at, resp.as_of)
+            structs.set_timestamp(resp.as_of, at)
         return resp
 
     def GetSegmentConfig(self, request: ingest_pb2.GetSegmentConfigRequest,
