@@ -96,12 +96,9 @@ class Processor:
                 return
             log.exception("event_processing_failed", event_id=event_ids[0], error=_describe(exc))
             # the partner sees what kind of failure, not its text (SQL, internals): that is logged
-            outcome = messages_pb2.EventOutcome(
-                tenant_id=tenant_id, event_id=event_ids[0], status=messages_pb2.OUTCOME_STATUS_FAILED,
-                error_code="processing_error",
-                error_message=f"the event could not be evaluated ({type(exc).__name__}); "
+            outcome = _failed(tenant_id, event_ids[0], "processing_error",
+                              f"the event could not be evaluated ({type(exc).__name__}); "
                               "the error is logged with the event's id")
-            outcome.processed_at.FromDatetime(utcnow())
             queue.enqueue(self.broker, queue.INGEST_QUEUE, "record_outcomes",
                           messages_pb2.EventOutcomes(outcomes=[outcome]))
 
@@ -192,12 +189,12 @@ class Processor:
                 continue
             program = catalog.programs.get(item.event.program_id)
             if program is None:
-                outcomes.append(_failed(tenant_id, item.event, "program_not_found",
+                outcomes.append(_failed(tenant_id, item.event.event_id, "program_not_found",
                                         f"program {item.event.program_id} does not exist"))
                 continue
             refused = self._type_failure(catalog, program, item.event)
             if refused:  # refused before resolution: no participant is created for it
-                outcomes.append(_failed(tenant_id, item.event, *refused))
+                outcomes.append(_failed(tenant_id, item.event.event_id, *refused))
                 continue
             item.programs = [program]
             ready.append(item)
@@ -225,7 +222,7 @@ class Processor:
                 if failure:
                     who = item.actor if item.actor.error_code else item.recipient
                     assert who is not None
-                    outcomes.append(_failed(tenant_id, item.event, failure, who.error_message,
+                    outcomes.append(_failed(tenant_id, item.event.event_id, failure, who.error_message,
                                             participant_id=item.actor.participant_id))
                     continue
                 runnable.append(item)
@@ -431,10 +428,10 @@ def _beneficiary(item: Pending) -> str:
     return ""
 
 
-def _failed(tenant_id: str, event: ingest_pb2.Event, code: str, message: str,
+def _failed(tenant_id: str, event_id: str, code: str, message: str,
             participant_id: str = "") -> messages_pb2.EventOutcome:
     outcome = messages_pb2.EventOutcome(
-        tenant_id=tenant_id, event_id=event.event_id, status=messages_pb2.OUTCOME_STATUS_FAILED,
+        tenant_id=tenant_id, event_id=event_id, status=messages_pb2.OUTCOME_STATUS_FAILED,
         error_code=code, error_message=message, participant_id=participant_id)
-    outcome.processed_at.FromDatetime(utcnow())
+    structs.set_timestamp(outcome.processed_at, utcnow())
     return outcome
