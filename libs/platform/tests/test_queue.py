@@ -122,6 +122,91 @@ def test_insert_rows_in_bulk_with_conflicts(engine: sa.Engine) -> None:
     assert got["049"].amount == decimal.Decimal("4.9") and got["001"].owner is None
 
 
+def _copied(engine: sa.Engine, n: int) -> list[dict[str, Any]]:
+    return [{"tenant_id": "t", "id": f"{i:03}", "status": "NEW", "amount": decimal.Decimal(i) / 8,
+             "doc": [{"i": i, "s": "tab\there \\ \"q\" é"}] if i % 2 else {"i": [i], "n": None},
+             "owner": None if i % 3 else f"o\n{i}",
+             "at": dt.datetime(2026, 11, 23, 1, 2, 3, i, tzinfo=dt.timezone(dt.timedelta(hours=5)))}
+            for i in range(n)]
+
+
+def test_insert_rows_expecting_new_rows_stores_and_returns_them(engine: sa.Engine) -> None:
+    """expect_new (COPY on PostgreSQL): every value stored as the INSERT stores it (JSON,
+    exact decimals, text needing escapes, UTC datetimes), and the returned rows carry the
+    given values, a column not given as None."""
+    rows = _copied(engine, 40)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with Session(engine) as s, s.begin():
+        got = insert_rows(s, things, [{k: v for k, v in r.items() if k != "owner"} for r in rows],
+                          conflict=lambda q: q.on_conflict_do_nothing(),
+                          returning=[things.c.id, things.c.doc, things.c.owner], expect_new=True)
+    if engine.dialect.name == "postgresql":  # by COPY: no INSERT statement ran
+        assert not [x for x in statements if "INSERT" in x.upper()], statements
+    assert sorted((r.id, r.doc, r.owner) for r in got) == sorted((r["id"], r["doc"], None) for r in rows)
+    with Session(engine) as s:
+        stored = {r.id: r for r in s.execute(sa.select(things))}
+    for r in rows:
+        row = stored[r["id"]]
+        assert (row.amount, row.doc, row.owner) == (r["amount"], r["doc"], None)
+        assert row.at == r["at"] and row.at.tzinfo == dt.UTC
+
+
+def test_insert_rows_expecting_new_rows_falls_back_when_some_exist(engine: sa.Engine) -> None:
+    """A key already taken: the rows are inserted by the conflict clause instead, only the
+    new ones are returned, and the transaction's earlier work stays."""
+    rows = _copied(engine, 30)
+    with Session(engine) as s, s.begin():
+        insert_rows(s, things, rows[10:12])
+        s.execute(sa.update(things).where(things.c.id == "010").values(status="KEPT"))
+        got = insert_rows(s, things, rows, conflict=lambda q: q.on_conflict_do_nothing(),
+                          returning=[things.c.id], expect_new=True)
+        assert sorted(r.id for r in got) == [r["id"] for r in rows if r["id"] not in ("010", "011")]
+        assert s.execute(sa.select(things.c.status).where(things.c.id == "010")).scalar_one() == "KEPT"
+    with Session(engine) as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 30
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_insert_rows_expecting_new_rows_raises_other_errors_as_sqlalchemy_does(engine: sa.Engine) -> None:
+    """A failure that is not a taken key (here a NULL in a NOT NULL column, a value too
+    long) is raised, as the SQLAlchemy error a statement raises, not retried."""
+    for bad, error in (({"status": None}, sa.exc.IntegrityError), ({"status": "x" * 17}, sa.exc.DataError)):
+        with Session(engine) as s, pytest.raises(error), s.begin():
+            insert_rows(s, things, [{**_copied(engine, 1)[0], **bad}],
+                        conflict=lambda q: q.on_conflict_do_nothing(), expect_new=True)
+    with Session(engine) as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_insert_rows_expecting_new_rows_waits_for_a_concurrent_insert_of_the_same_key(engine: sa.Engine) -> None:
+    """Another transaction holding the same key uncommitted: the COPY waits for it, then
+    falls back to the conflict clause, and the key is stored once."""
+    import threading
+    rows = _copied(engine, 5)
+    holder = Session(engine)
+    holder.begin()
+    insert_rows(holder, things, rows[2:3])
+    result: list[Any] = []
+
+    def other() -> None:
+        with Session(engine) as s, s.begin():
+            result.extend(insert_rows(s, things, rows, conflict=lambda q: q.on_conflict_do_nothing(),
+                                      returning=[things.c.id], expect_new=True))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(0.5)
+    assert t.is_alive()  # waiting at the unique index
+    holder.commit()
+    holder.close()
+    t.join(10)
+    assert sorted(r.id for r in result) == ["000", "001", "003", "004"]
+    with Session(engine) as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 5
+
+
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)  # cached on PostgreSQL only
 def test_insert_and_update_statements_are_built_once_per_shape(engine: sa.Engine) -> None:
     """The second call of a shape reuses the first call's statement, with its own values."""

@@ -129,7 +129,7 @@ def _cdp_conflict(stmt: Any) -> Any:
 
 def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
                received_at: dt.datetime | Sequence[dt.datetime],
-               columns: Sequence[Any] | None = None) -> dict[str, sa.Row[Any]]:
+               columns: Sequence[Any] | None = None) -> dict[str, Any]:
     """Insert events whose key is new; returns {dedup_key: row} of those inserted (the row,
     or its ``columns``, comes back through RETURNING, so answering a new event costs no
     second query; a batch asks for KEY_COLUMNS and PostgreSQL prints no event data back).
@@ -157,7 +157,7 @@ def insert_new(session: Session, tenant_id: str, items: Sequence[ValidEvent],
         "cdp_identities": e.cdp_identities,
     } for e, at in pairs]
     inserted = insert_rows(session, events, rows, conflict=_cdp_conflict if cdp else _loyalty_conflict,
-                           returning=list(columns or events.c))
+                           returning=list(columns or events.c), expect_new=True)
     return {_row_key(r): r for r in inserted}
 
 

@@ -412,7 +412,7 @@ class NotifyStore:
             inserted = {r.id for r in insert_rows(
                 session, m, [{"id": f.message_id, "tenant_id": f.tenant_id, "fact_id": f.fact_id, "type": f.type,
                               "payload": f.payload, "created_at": now} for f in ordered],
-                conflict=_do_nothing, returning=[m.c.id])}
+                conflict=_do_nothing, returning=[m.c.id], expect_new=True)}
             scheduled = self._unattempted(session, [k for k in unique if k not in inserted], first_delay)
             rows: list[dict[str, Any]] = [{"id": new_id(), "tenant_id": f.tenant_id, "endpoint_id": ep.endpoint_id,
                      "message_id": f.message_id, "status": PENDING, "attempts": 0,

@@ -173,10 +173,15 @@ def entry_row(*, tenant_id: str, program_id: str, participant_id: str, amount: d
             "created_at": now, "occurred_at": occurred_at, "payload_hash": None}
 
 
-def insert_entries(session: Session, rows: list[dict[str, Any]]) -> None:
+def insert_entries(session: Session, rows: list[dict[str, Any]], *, last: bool = False) -> None:
+    """Insert ledger entries, skipping a source already there. ``last``: the transaction's
+    final insert of entries, which goes in by COPY (insert_rows' expect_new: the sources
+    are new). Earlier ones (caps count a batch's earlier awards) stay plain INSERTs: a
+    savepoint each would make a batch hold many subtransactions."""
     if rows:
         insert_rows(session, storage.ledger, rows,
-                    conflict=lambda s: s.on_conflict_do_nothing(index_elements=["tenant_id", "source"]))
+                    conflict=lambda s: s.on_conflict_do_nothing(index_elements=["tenant_id", "source"]),
+                    expect_new=last)
 
 
 def apply_delta(program: ProgramPolicy, account: Account, available_delta: decimal.Decimal,

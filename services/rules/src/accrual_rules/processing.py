@@ -248,7 +248,7 @@ class Processor:
                                          "outcome": ev["outcome"], "created_at": now}
                                         for ev in sorted(evaluations, key=lambda ev: ev["event_id"])],
                            conflict=lambda s: s.on_conflict_do_nothing(index_elements=["event_id"]),
-                           returning=[t.c.event_id])
+                           returning=[t.c.event_id], expect_new=True)
         return {r.event_id for r in rows}
 
     def _resolve(self, tenant_id: str, items: list[Pending], md: list[tuple[str, str]]) -> None:
@@ -378,12 +378,12 @@ class _Writes:
     dirty: dict[tuple[str, str], ledger.Account] = field(default_factory=dict)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
-    def flush_entries(self, session: Session) -> None:
-        ledger.insert_entries(session, self.entries)
+    def flush_entries(self, session: Session, *, last: bool = False) -> None:
+        ledger.insert_entries(session, self.entries, last=last)
         self.entries = []
 
     def flush(self, session: Session, tenant_id: str, now: dt.datetime) -> None:
-        self.flush_entries(session)
+        self.flush_entries(session, last=True)
         ledger.write_accounts(session, tenant_id, self.dirty.values(), now)
 
 
