@@ -18,6 +18,8 @@ Input policy, the same on every route (see the gateway README):
 
 from __future__ import annotations
 
+import base64
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from google.protobuf.descriptor import (
     FileDescriptor,
     MethodDescriptor,
 )
+from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -106,9 +109,138 @@ def shape_output(data: dict[str, Any], desc: Descriptor) -> dict[str, Any]:
 
 
 def to_json(message: Message) -> dict[str, Any]:
+    """The answer's JSON: what ``shape_output`` makes of json_format.MessageToDict (proto
+    names, every field present, enums unprefixed), built by converters made once per message
+    type. json_format's generic walk took a quarter of the gateway's time on a 1,000-event
+    batch (5.4 ms for its 1,000 results, 1.1 ms this way). A message with a field the
+    converters do not cover (a well-known type other than WKT_PASSTHROUGH's, a map of
+    messages) goes through json_format as before."""
+    shaper = _shaper(message.DESCRIPTOR)
+    if shaper is None:
+        return _to_json_generic(message)
+    return shaper(message)  # type: ignore[no-any-return]
+
+
+def _to_json_generic(message: Message) -> dict[str, Any]:
     data = json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
     return shape_output(data, message.DESCRIPTOR)
+
+
+def _raw_json(message: Message) -> Any:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+class _Uncovered(Exception):
+    """A field type to_json leaves to json_format."""
+
+
+_INT64S = (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_UINT64,
+           FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64)
+
+
+def _float_json(field: FieldDescriptor) -> Any:
+    shortest = field.type == FieldDescriptor.TYPE_FLOAT
+
+    def convert(v: float) -> Any:
+        if math.isinf(v):
+            return "-Infinity" if v < 0 else "Infinity"
+        if math.isnan(v):
+            return "NaN"
+        return type_checkers.ToShortestFloat(v) if shortest else v
+    return convert
+
+
+def _value_json(field: FieldDescriptor, shaped: bool) -> Any:
+    """A converter of one value of ``field`` as MessageToDict writes it or, ``shaped``, as
+    shape_output then makes it (enum prefix off, ``*_UNSPECIFIED`` and unknown numbers
+    null, nested messages shaped); None means "the value as it is"."""
+    t = field.type
+    if t == FieldDescriptor.TYPE_MESSAGE:
+        full_name = field.message_type.full_name
+        if full_name == "google.protobuf.Timestamp":
+            return lambda v: v.ToJsonString()
+        if full_name in WKT_PASSTHROUGH:
+            return _raw_json
+        if full_name.startswith("google.protobuf.") or not shaped:
+            raise _Uncovered(full_name)
+        inner = _shaper(field.message_type)
+        if inner is None:
+            raise _Uncovered(full_name)
+        return inner
+    if t == FieldDescriptor.TYPE_ENUM:
+        enum = field.enum_type
+        if enum.full_name == "google.protobuf.NullValue":
+            return lambda v: None
+        if shaped:
+            prefix = enum_prefix(enum)
+            short = {v.number: (None if v.name.endswith("_UNSPECIFIED") else v.name.removeprefix(prefix))
+                     for v in enum.values}
+            return short.get
+        names = {v.number: v.name for v in enum.values}
+        return lambda v: names.get(v, v)
+    if t == FieldDescriptor.TYPE_BYTES:
+        return lambda v: base64.b64encode(v).decode("utf-8")
+    if t in _INT64S:
+        return str
+    if t in _FLOATS:
+        return _float_json(field)
+    if t == FieldDescriptor.TYPE_BOOL:
+        return bool
+    return None
+
+
+_SHAPERS: dict[str, Any] = {}
+
+
+def _shaper(desc: Descriptor) -> Any:
+    """The converter of ``desc``'s messages for to_json, made once; None if it has a field
+    to_json does not cover (a type that contains itself included)."""
+    if desc.full_name in _SHAPERS:
+        return _SHAPERS[desc.full_name]
+    _SHAPERS[desc.full_name] = None
+    try:
+        plan = []
+        for field in desc.fields:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                key_field = field.message_type.fields_by_name["key"]
+                value_field = field.message_type.fields_by_name["value"]
+                bool_keys = key_field.type == FieldDescriptor.TYPE_BOOL
+                plan.append((field.name, "map", (_value_json(value_field, False), bool_keys)))
+            elif field.is_repeated:
+                plan.append((field.name, "list", _value_json(field, True)))
+            elif field.has_presence:
+                plan.append((field.name, "optional", _value_json(field, True)))
+            else:
+                plan.append((field.name, "plain", _value_json(field, True)))
+    except _Uncovered:
+        return None
+
+    def shape(message: Message) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, kind, convert in plan:
+            if kind == "plain":
+                value = getattr(message, name)
+                out[name] = value if convert is None else convert(value)
+            elif kind == "optional":
+                if message.HasField(name):
+                    value = getattr(message, name)
+                    out[name] = value if convert is None else convert(value)
+                else:
+                    out[name] = None
+            elif kind == "list":
+                values = getattr(message, name)
+                out[name] = list(values) if convert is None else [convert(v) for v in values]
+            else:
+                value_convert, bool_keys = convert
+                out[name] = {(("true" if k else "false") if bool_keys else str(k)):
+                             (v if value_convert is None else value_convert(v))
+                             for k, v in getattr(message, name).items()}
+        return out
+
+    _SHAPERS[desc.full_name] = shape
+    return shape
 
 
 def _in(value: Any, field: FieldDescriptor, path: str) -> Any:
