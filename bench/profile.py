@@ -150,13 +150,13 @@ def main() -> None:
         if pgss:
             with psycopg.connect(libpq) as conn:
                 rows = conn.execute(
-                    "SELECT calls, round(total_exec_time::numeric), rows, "
+                    "SELECT calls, round(total_exec_time::numeric), rows, round(wal_bytes / 1e6, 1), "
                     "left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements s "
                     "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
-                    "ORDER BY total_exec_time DESC LIMIT 15").fetchall()
-            say("   pg_stat_statements (calls | total ms | rows | statement), wall time incl. waits:")
+                    "ORDER BY total_exec_time DESC LIMIT 20").fetchall()
+            say("   pg_stat_statements (calls | total ms | rows | WAL MB | statement), wall time incl. waits:")
             for r in rows:
-                say(f"     {r[0]} | {r[1]} | {r[2]} | {r[3]}")
+                say(f"     {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]}")
         else:
             say("   (pg_stat_statements not loaded: no per-statement figures)")
     finally:

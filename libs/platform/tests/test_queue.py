@@ -301,3 +301,16 @@ def test_the_orjson_envelope_is_the_json_one() -> None:
     assert json.loads(message.encode()) == json.loads(json.dumps(message.asdict()))
     with pytest.raises(dramatiq.DecodeError):
         dramatiq.Message.decode(b"{not json")
+
+
+def test_connections_compress_large_values_with_lz4_where_the_server_has_it() -> None:
+    eng = make_engine(PG_URL, "bulk_test")
+    try:
+        with eng.connect() as conn:
+            has_lz4 = conn.exec_driver_sql(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'").scalar()
+            setting = conn.exec_driver_sql("SHOW default_toast_compression").scalar()
+    finally:
+        eng.dispose()
+    assert has_lz4, "this project's PostgreSQL (Debian's) is built with lz4"
+    assert setting == "lz4"
