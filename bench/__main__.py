@@ -61,11 +61,20 @@ def pending(libpq: str) -> int:
         return int(row[0]) if row else 0
 
 
+def any_pending(libpq: str) -> bool:
+    """Whether some event has no outcome yet. EXISTS stops at the first unfinished entry of
+    the partial index; counting them all cost PostgreSQL 56 ms a poll in a 30,000-event
+    drain (pg_stat_statements), CPU charged to the pipeline being measured."""
+    with psycopg.connect(libpq) as conn:
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM ingest.events WHERE completed_at IS NULL)").fetchone()
+        return bool(row and row[0])
+
+
 def wait_drained(libpq: str, timeout: float) -> float:
     """Seconds until no event is PENDING or PROCESSING (or the timeout)."""
     t0 = time.perf_counter()
-    while pending(libpq) and time.perf_counter() - t0 < timeout:
-        time.sleep(1.0)  # the count itself costs PostgreSQL CPU; poll gently
+    while any_pending(libpq) and time.perf_counter() - t0 < timeout:
+        time.sleep(1.0)
     return time.perf_counter() - t0
 
 
@@ -232,16 +241,19 @@ def main() -> None:
         total = 20_000 if ns.quick else 30_000
         run = "e2eb" + uuid.uuid4().hex[:6]
         print(f"batch accept: {total:,} events in 1,000-event batches, 4 in flight ...", flush=True)
+        cpu_start = dep.cpu_seconds()
         res = load.batches(dep.base_url, dep.api_key, pid, total=total, run=run)
         figures["batch_accept"] = {"per_s": res.rate, "p50_batch_ms": res.pct(50), "errors": res.errors}
         print(f"  {res.rate:,.0f} events/s, batch p50 {res.pct(50):.0f} ms, errors {res.errors}", flush=True)
         print("end to end: the batch backlog through rules → ledger → COMPLETED ...", flush=True)
-        cpu0 = dep.cpu_seconds()
         wait_drained(libpq, 900)
         done, n, _, span = e2e_latencies(libpq, run)
         figures["e2e_throughput"] = {"per_s": done / span if span else 0.0, "completed": done, "events": n}
-        figures["cpu_ms_per_processed"] = cpu_per_event(cpu0, dep.cpu_seconds(), n)
-        print(f"  CPU ms per processed event (after acceptance): {figures['cpu_ms_per_processed']}", flush=True)
+        # From before the first batch: the pipeline processes events while the batches are
+        # still arriving (a snapshot taken after the accepts missed that CPU and divided the
+        # rest by every event, the cpu_ms_per_processed of earlier results).
+        figures["cpu_ms_per_e2e_event"] = cpu_per_event(cpu_start, dep.cpu_seconds(), n)
+        print(f"  CPU ms per event, batch accept + processing: {figures['cpu_ms_per_e2e_event']}", flush=True)
         print(f"  {figures['e2e_throughput']['per_s']:,.0f} events/s ({done:,}/{n:,} completed)", flush=True)
 
         # The figures above share 2 cores between accepting and the pipeline processing what
@@ -349,7 +361,7 @@ def report(f: dict[str, Any]) -> None:
     for label, key in (("CPU ms per REST accept", "cpu_ms_per_accept"),
                        ("CPU ms per REST accept, pipeline paused", "cpu_ms_per_accept_paused"),
                        ("CPU ms per batch-accepted event, pipeline paused", "cpu_ms_per_batch_accept_paused"),
-                       ("CPU ms per processed event", "cpu_ms_per_processed")):
+                       ("CPU ms per event end to end (batch accept + processing)", "cpu_ms_per_e2e_event")):
         per = f.get(key) or {}
         if per:
             top = ", ".join(f"{k} {v:.2f}" for k, v in list(per.items())[:5])
