@@ -1,17 +1,28 @@
-"""Random (version 4) UUIDs for row ids, without a system call per id.
+"""Row ids: time-ordered (version 7) UUIDs, without a system call per id.
+
+Version 7 (RFC 9562): the first 48 bits are the Unix time in milliseconds, the rest 74
+random bits (beside the version and variant). New rows' ids then sort after older ones, so
+each primary-key index takes its inserts at its right-hand edge instead of on a random page:
+fewer pages touched, fewer of them written whole to the WAL after a checkpoint. A copy of
+rules.ledger_entries holding 400,000 rows took 40,000 more (COPY, 1,000-row batches, after a
+CHECKPOINT) at 14.3-15.2 us of PostgreSQL CPU and 1,552 bytes of WAL per row with version 7
+ids, 17.8-18.5 us and 2,105 bytes with random (version 4) ones (/tmp/work/uuidexp.py). The
+ids are opaque to partners; what a version 7 id tells beyond a random one is when it was
+made, which the rows carry anyway (received_at, created_at).
 
 ``uuid.uuid4()`` reads 16 bytes from ``os.urandom`` each time, and the read releases the
 GIL: in a process whose other threads are busy, each id then waits for the GIL again
 (about 20x slower per id measured with one busy thread), and the rules worker makes an id
 per ledger entry. This module reads the kernel's random bytes 4 KiB at a time, into a
-buffer per thread; ids are still 122 random bits from the same source. The buffers are
-dropped in a forked child, so two processes never hand out the same bytes.
+buffer per thread. The buffers are dropped in a forked child, so two processes never hand
+out the same bytes.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 
 _CHUNK = 4096
 
@@ -46,11 +57,14 @@ def _random16() -> bytes:
 
 
 def new_id() -> str:
-    """A new random UUID as text (the form every table here stores)."""
-    # str(uuid.UUID(bytes=..., version=4)) spelt out: the same text in half the time
+    """A new version 7 UUID as text (the form every table here stores)."""
+    # the canonical text spelt out (half the time of str(uuid.UUID(...))): 12 hex digits of
+    # milliseconds, the version digit 7, 3 random digits, the variant (10xx) and 2 random
+    # bits, then 14 random digits
+    t = f"{time.time_ns() // 1_000_000:012x}"
     x = _random16().hex()
-    variant = int(x[16:18], 16) & 0x3F | 0x80
-    return f"{x[:8]}-{x[8:12]}-4{x[13:16]}-{variant:02x}{x[18:20]}-{x[20:]}"
+    variant = int(x[3:5], 16) & 0x3F | 0x80
+    return f"{t[:8]}-{t[8:]}-7{x[:3]}-{variant:02x}{x[5:7]}-{x[7:19]}"
 
 
 def new_request_id() -> str:
