@@ -51,12 +51,17 @@ def scalars_to_dict(message: Message) -> dict[str, Any]:
     read by the C runtime's ListFields instead of json_format's per-field Python walk.
     Another field type (whose JSON form differs: 64-bit integers are strings, enums names)
     is a TypeError rather than a silently different result."""
-    out: dict[str, Any] = {}
-    for field, value in message.ListFields():
-        if field.type not in _JSON_SCALARS or field.is_repeated:
-            raise TypeError(f"{field.full_name} is not a singular string, bool or 32-bit integer field")
-        out[field.name] = value
-    return out
+    desc = message.DESCRIPTOR
+    if desc.full_name not in _SCALAR_MESSAGES:  # checked once per message type, not per value
+        bad = [f.full_name for f in desc.fields if f.type not in _JSON_SCALARS or f.is_repeated]
+        if bad:
+            raise TypeError(f"{bad[0]} is not a singular string, bool or 32-bit integer field")
+        _SCALAR_MESSAGES.add(desc.full_name)
+    return {field.name: value for field, value in message.ListFields()}
+
+
+#: Message types found to hold only fields scalars_to_dict covers.
+_SCALAR_MESSAGES: set[str] = set()
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -508,7 +508,8 @@ class IngestService:
             changed = update_rows(session, e, ("id", "tenant_id"), updates,
                                   where=[storage.IN_PROGRESS],
                                   keep=("participant_id", "recipient_id"), returning=SUMMARY_COLUMNS)
-            rows = [Summary(**r._mapping, rule_evaluations=evaluations[r.id]) for r in changed]
+            # positional: SUMMARY_COLUMNS are Summary's fields in order, the evaluations last
+            rows = [Summary(*r, evaluations[r.id]) for r in changed]
             notes = messages_pb2.Notifications()
             for row in sorted(rows, key=lambda r: r.id):
                 completed = row.status == storage.COMPLETED
@@ -628,6 +629,8 @@ class Summary:
 
 
 SUMMARY_COLUMNS = [storage.events.c[f.name] for f in dataclasses.fields(Summary) if f.name != "rule_evaluations"]
+# record_outcomes builds a Summary from a row of SUMMARY_COLUMNS and the evaluations, by position
+assert dataclasses.fields(Summary)[-1].name == "rule_evaluations"
 
 
 def processed_event(row: Summary) -> ProcessedEvent:

@@ -35,7 +35,14 @@ from accrual_platform.grpc_server import internal_metadata
 from sqlalchemy.orm import Session
 
 from accrual_rules import ledger, storage
-from accrual_rules.domain.evaluation import EventFacts, ProgramPolicy, RuleSpec, check_event_type, evaluate
+from accrual_rules.domain.evaluation import (
+    EventFacts,
+    ProgramPolicy,
+    RuleSpec,
+    check_event_type,
+    checks_event_types,
+    evaluate,
+)
 from accrual_rules.rows import program_policy, rule_spec
 
 log = structlog.get_logger("accrual.rules.worker")
@@ -175,6 +182,8 @@ class Processor:
             catalog.event_types[row.program_id][row.name] = list(row.properties)
 
     def _type_failure(self, catalog: Catalog, program: Any, event: ingest_pb2.Event) -> tuple[str, str] | None:
+        if not checks_event_types(program.event_type_policy):
+            return None  # nothing to check: the event's data is not converted for nothing
         return check_event_type(program.event_type_policy, catalog.event_types.get(program.id, {}),
                                 event.event_type, structs.to_dict(event.event_data))
 

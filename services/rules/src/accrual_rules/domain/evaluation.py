@@ -330,13 +330,18 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "STRING": (str,), "NUMBER": (int, float), "BOOLEAN": (bool,), "OBJECT": (dict,), "ARRAY": (list,)}
 
 
+def checks_event_types(policy: str) -> bool:
+    """Whether a program's event-type policy looks at events at all (OPEN does not)."""
+    return policy == "REGISTERED"
+
+
 def check_event_type(policy: str, registered: Mapping[str, Sequence[Mapping[str, Any]]],
                      event_type: str, properties: Mapping[str, Any]) -> tuple[str, str] | None:
     """Why an event fails the program's event-type policy (error code, message), or None.
 
     OPEN accepts every event. REGISTERED needs the type registered and, for every declared
     property, a value of the declared type (required ones present)."""
-    if policy != "REGISTERED":
+    if not checks_event_types(policy):
         return None
     if event_type not in registered:
         return "event_type_not_registered", f"event type {event_type!r} is not registered on the program"
