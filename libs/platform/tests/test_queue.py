@@ -314,3 +314,33 @@ def test_connections_compress_large_values_with_lz4_where_the_server_has_it() ->
         eng.dispose()
     assert has_lz4, "this project's PostgreSQL (Debian's) is built with lz4"
     assert setting == "lz4"
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_insert_rows_expecting_new_rows_on_a_lost_connection_is_unavailable(engine: sa.Engine) -> None:
+    """The connection dies before the COPY: Database.transaction answers Unavailable (a 503
+    for callers), as for a statement, and the next transaction works on a new connection."""
+    from accrual_platform.db import Database
+    from accrual_platform.errors import Unavailable
+    db = Database(PG_URL, "bulk_test")
+    rows = _copied(engine, 3)
+
+    def lost(insert: Any) -> None:
+        with pytest.raises(Unavailable), db.transaction() as s:
+            pid = s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            with engine.connect() as other:
+                other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                other.commit()
+            insert(s)
+
+    try:
+        # the savepoint's statement meets the dead connection first; then the COPY itself
+        lost(lambda s: insert_rows(s, things, rows, conflict=lambda q: q.on_conflict_do_nothing(), expect_new=True))
+        lost(lambda s: db_module.copy_rows(s, things, list(rows[0]), rows))
+        with db.transaction() as s:
+            insert_rows(s, things, _copied(engine, 3), conflict=lambda q: q.on_conflict_do_nothing(),
+                        expect_new=True)
+        with db.transaction() as s:
+            assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 3
+    finally:
+        db.dispose()
