@@ -14,6 +14,7 @@ import datetime as dt
 import decimal
 import functools
 import json
+import operator
 import pathlib
 import sqlite3
 import threading
@@ -453,9 +454,17 @@ def copy_rows(session: Session, table: sa.Table, names: Sequence[str], rows: Seq
     try:
         with dbapi.cursor() as cur, cur.copy(sql) as copy:
             write = copy.write_row
-            plan = list(zip(names, procs, strict=True))
-            for r in rows:
-                write([r[n] if p is None else p(r[n]) for n, p in plan])
+            values = operator.itemgetter(*names) if len(names) > 1 else (lambda r: (r[names[0]],))
+            processed = [(i, p) for i, p in enumerate(procs) if p is not None]
+            if not processed:
+                for r in rows:
+                    write(values(r))
+            else:
+                for r in rows:
+                    row = list(values(r))
+                    for i, p in processed:
+                        row[i] = p(row[i])
+                    write(row)
     except conn.dialect.loaded_dbapi.Error as exc:
         disconnect = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
         if disconnect:

@@ -34,6 +34,8 @@ class _Buffer(threading.local):
     def __init__(self) -> None:
         self.data = b""
         self.offset = 0
+        self.ms = -1  # the millisecond of ``prefix``, the text every id made in it starts with
+        self.prefix = ""
 
 
 _local = _Buffer()
@@ -56,15 +58,21 @@ def _random16() -> bytes:
     return buf.data[offset:offset + 16]
 
 
+_VARIANT = "89ab"  # the variant bits 10 and two random bits, as the digit they make
+
+
 def new_id() -> str:
     """A new version 7 UUID as text (the form every table here stores)."""
-    # the canonical text spelt out (half the time of str(uuid.UUID(...))): 12 hex digits of
-    # milliseconds, the version digit 7, 3 random digits, the variant (10xx) and 2 random
-    # bits, then 14 random digits
-    t = f"{time.time_ns() // 1_000_000:012x}"
+    # The canonical text spelt out (a third of the time of str(uuid.UUID(...))): 12 hex
+    # digits of milliseconds (formatted once per millisecond and thread) and the version
+    # digit 7, then 3 random digits, the variant digit, 3 and 12 random digits.
+    ms = time.time_ns() // 1_000_000
+    buf = _local
+    if ms != buf.ms:
+        t = f"{ms:012x}"
+        buf.ms, buf.prefix = ms, f"{t[:8]}-{t[8:]}-7"
     x = _random16().hex()
-    variant = int(x[3:5], 16) & 0x3F | 0x80
-    return f"{t[:8]}-{t[8:]}-7{x[:3]}-{variant:02x}{x[5:7]}-{x[7:19]}"
+    return f"{buf.prefix}{x[:3]}-{_VARIANT[int(x[3], 16) & 3]}{x[4:7]}-{x[7:19]}"
 
 
 def new_request_id() -> str:
