@@ -554,7 +554,7 @@ class IngestService:
                                         error_message=_violations_message(violations),
                                         error_field=violations[0].field)
             else:
-                valid.append((i, dataclasses.replace(event, origin=storage.SYSTEM)))
+                valid.append((i, event._replace(origin=storage.SYSTEM)))
         for i, (outcome, row) in self._accept_many(tenant_id, valid, now).items():
             if outcome == "conflict":
                 results[i] = ItemResult("error", event_id=row.id, error_code="idempotency_conflict",

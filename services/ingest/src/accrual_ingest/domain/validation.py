@@ -7,8 +7,8 @@ import functools
 import math
 import re
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,9 +25,12 @@ class Violation:
     description: str
 
 
-@dataclass(frozen=True)
-class EventInput:
-    """What a partner sent, before validation; None means absent."""
+class EventInput(NamedTuple):
+    """What a partner sent, before validation; None means absent.
+
+    EventInput and ValidEvent are NamedTuples, immutable like the frozen dataclasses they
+    were and made in a third of the time (a frozen dataclass sets each field through
+    object.__setattr__): a 1,000-event batch makes two per event."""
 
     program_id: str
     idempotency_key: str
@@ -40,8 +43,7 @@ class EventInput:
     event_data: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class ValidEvent:
+class ValidEvent(NamedTuple):
     program_id: str
     idempotency_key: str
     event_type: str
@@ -55,7 +57,7 @@ class ValidEvent:
     origin: str = "EXTERNAL"
     #: CDP events only: the source system (the dedup scope) and the normalised identities.
     cdp_source: str | None = None
-    cdp_identities: list[dict[str, str]] | None = field(default=None)
+    cdp_identities: list[dict[str, str]] | None = None
 
 
 @functools.lru_cache(maxsize=4096)
