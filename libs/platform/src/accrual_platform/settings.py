@@ -48,7 +48,9 @@ class Settings:
     grpc_port: int = 50051
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
-    worker_threads: int = 8
+    #: Dramatiq threads per worker process; None: 8 for a worker that delivers webhooks
+    #: (waiting on partners' endpoints), 4 for the others (see hosting.worker_threads).
+    worker_threads: int | None = None
     webhook_retry_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     webhook_timeout_seconds: float = 15.0
     webhook_allow_private: bool = False
@@ -114,7 +116,7 @@ class Settings:
             grpc_port=int(env.get("GRPC_PORT", "50051")),
             gateway_host=env.get("GATEWAY_HOST", "127.0.0.1"),
             gateway_port=int(env.get("GATEWAY_PORT", "8080")),
-            worker_threads=int(env.get("WORKER_THREADS", "8")),
+            worker_threads=int(env["WORKER_THREADS"]) if env.get("WORKER_THREADS") else None,
             webhook_retry_schedule=_retry_schedule(
                 env.get("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000")),
             webhook_timeout_seconds=float(env.get("WEBHOOK_TIMEOUT_SECONDS", "15")),
