@@ -143,6 +143,11 @@ def test_insert_rows_expecting_new_rows_stores_and_returns_them(engine: sa.Engin
                           returning=[things.c.id, things.c.doc, things.c.owner], expect_new=True)
     if engine.dialect.name == "postgresql":  # by COPY: no INSERT statement ran
         assert not [x for x in statements if "INSERT" in x.upper()], statements
+    statements.clear()
+    with Session(engine) as s, s.begin():  # a few rows: the INSERT (see COPY_MIN_ROWS)
+        few = insert_rows(s, things, [{**r, "id": "few" + r["id"]} for r in rows[:3]],
+                          conflict=lambda q: q.on_conflict_do_nothing(), returning=[things.c.id], expect_new=True)
+    assert len(few) == 3 and [x for x in statements if "INSERT" in x.upper()]
     assert sorted((r.id, r.doc, r.owner) for r in got) == sorted((r["id"], r["doc"], None) for r in rows)
     with Session(engine) as s:
         stored = {r.id: r for r in s.execute(sa.select(things))}
@@ -155,7 +160,7 @@ def test_insert_rows_expecting_new_rows_stores_and_returns_them(engine: sa.Engin
 def test_insert_rows_expecting_new_rows_falls_back_when_some_exist(engine: sa.Engine) -> None:
     """A key already taken: the rows are inserted by the conflict clause instead, only the
     new ones are returned, and the transaction's earlier work stays."""
-    rows = _copied(engine, 30)
+    rows = _copied(engine, 40)
     with Session(engine) as s, s.begin():
         insert_rows(s, things, rows[10:12])
         s.execute(sa.update(things).where(things.c.id == "010").values(status="KEPT"))
@@ -164,7 +169,7 @@ def test_insert_rows_expecting_new_rows_falls_back_when_some_exist(engine: sa.En
         assert sorted(r.id for r in got) == [r["id"] for r in rows if r["id"] not in ("010", "011")]
         assert s.execute(sa.select(things.c.status).where(things.c.id == "010")).scalar_one() == "KEPT"
     with Session(engine) as s:
-        assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 30
+        assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 40
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
@@ -173,8 +178,9 @@ def test_insert_rows_expecting_new_rows_raises_other_errors_as_sqlalchemy_does(e
     long) is raised, as the SQLAlchemy error a statement raises, not retried."""
     for bad, error in (({"status": None}, sa.exc.IntegrityError), ({"status": "x" * 17}, sa.exc.DataError)):
         with Session(engine) as s, pytest.raises(error), s.begin():
-            insert_rows(s, things, [{**_copied(engine, 1)[0], **bad}],
-                        conflict=lambda q: q.on_conflict_do_nothing(), expect_new=True)
+            rows = _copied(engine, 40)
+            rows[17] = {**rows[17], **bad}
+            insert_rows(s, things, rows, conflict=lambda q: q.on_conflict_do_nothing(), expect_new=True)
     with Session(engine) as s:
         assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 0
 
@@ -184,7 +190,7 @@ def test_insert_rows_expecting_new_rows_waits_for_a_concurrent_insert_of_the_sam
     """Another transaction holding the same key uncommitted: the COPY waits for it, then
     falls back to the conflict clause, and the key is stored once."""
     import threading
-    rows = _copied(engine, 5)
+    rows = _copied(engine, 40)
     holder = Session(engine)
     holder.begin()
     insert_rows(holder, things, rows[2:3])
@@ -202,9 +208,9 @@ def test_insert_rows_expecting_new_rows_waits_for_a_concurrent_insert_of_the_sam
     holder.commit()
     holder.close()
     t.join(10)
-    assert sorted(r.id for r in result) == ["000", "001", "003", "004"]
+    assert sorted(r.id for r in result) == [r["id"] for r in rows if r["id"] != "002"]
     with Session(engine) as s:
-        assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 5
+        assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 40
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)  # cached on PostgreSQL only
@@ -323,7 +329,7 @@ def test_insert_rows_expecting_new_rows_on_a_lost_connection_is_unavailable(engi
     from accrual_platform.db import Database
     from accrual_platform.errors import Unavailable
     db = Database(PG_URL, "bulk_test")
-    rows = _copied(engine, 3)
+    rows = _copied(engine, 40)
 
     def lost(insert: Any) -> None:
         with pytest.raises(Unavailable), db.transaction() as s:
@@ -338,9 +344,8 @@ def test_insert_rows_expecting_new_rows_on_a_lost_connection_is_unavailable(engi
         lost(lambda s: insert_rows(s, things, rows, conflict=lambda q: q.on_conflict_do_nothing(), expect_new=True))
         lost(lambda s: db_module.copy_rows(s, things, list(rows[0]), rows))
         with db.transaction() as s:
-            insert_rows(s, things, _copied(engine, 3), conflict=lambda q: q.on_conflict_do_nothing(),
-                        expect_new=True)
+            insert_rows(s, things, rows, conflict=lambda q: q.on_conflict_do_nothing(), expect_new=True)
         with db.transaction() as s:
-            assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 3
+            assert s.execute(sa.select(sa.func.count()).select_from(things)).scalar_one() == 40
     finally:
         db.dispose()
