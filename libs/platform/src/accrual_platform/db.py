@@ -438,7 +438,7 @@ def _rows_of(returning: Sequence[Any], rows: Sequence[dict[str, Any]]) -> list[A
 
 @functools.lru_cache(maxsize=64)
 def _row_type(names: tuple[str, ...]) -> Any:
-    return collections.namedtuple("CopiedRow", names)  # type: ignore[misc]
+    return collections.namedtuple("CopiedRow", names)
 
 
 def copy_rows(session: Session, table: sa.Table, names: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:

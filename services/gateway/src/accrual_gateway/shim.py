@@ -158,19 +158,22 @@ def _value_json(field: FieldDescriptor, shaped: bool) -> Any:
     null, nested messages shaped); None means "the value as it is"."""
     t = field.type
     if t == FieldDescriptor.TYPE_MESSAGE:
-        full_name = field.message_type.full_name
+        message_type = field.message_type
+        assert message_type is not None  # a message field names its type
+        full_name = message_type.full_name
         if full_name == "google.protobuf.Timestamp":
             return lambda v: v.ToJsonString()
         if full_name in WKT_PASSTHROUGH:
             return _raw_json
         if full_name.startswith("google.protobuf.") or not shaped:
             raise _Uncovered(full_name)
-        inner = _shaper(field.message_type)
+        inner = _shaper(message_type)
         if inner is None:
             raise _Uncovered(full_name)
         return inner
     if t == FieldDescriptor.TYPE_ENUM:
         enum = field.enum_type
+        assert enum is not None  # an enum field names its type
         if enum.full_name == "google.protobuf.NullValue":
             return lambda v: None
         if shaped:
@@ -194,14 +197,14 @@ def _value_json(field: FieldDescriptor, shaped: bool) -> Any:
 _SHAPERS: dict[str, Any] = {}
 
 
-def _shaper(desc: Descriptor) -> Any:
+def _shaper(desc: Any) -> Any:
     """The converter of ``desc``'s messages for to_json, made once; None if it has a field
     to_json does not cover (a type that contains itself included)."""
     if desc.full_name in _SHAPERS:
         return _SHAPERS[desc.full_name]
     _SHAPERS[desc.full_name] = None
     try:
-        plan = []
+        plan: list[tuple[str, str, Any]] = []
         for field in desc.fields:
             if field.message_type is not None and field.message_type.GetOptions().map_entry:
                 key_field = field.message_type.fields_by_name["key"]

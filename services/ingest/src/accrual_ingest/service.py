@@ -515,7 +515,7 @@ class IngestService:
                                   where=[storage.IN_PROGRESS],
                                   keep=("participant_id", "recipient_id"), returning=SUMMARY_COLUMNS)
             # positional: SUMMARY_COLUMNS are Summary's fields in order, the evaluations last
-            rows = [Summary(*r, evaluations[r.id]) for r in changed]
+            rows = [_summary(*r, evaluations[r.id]) for r in changed]
             notes = messages_pb2.Notifications()
             for row in sorted(rows, key=lambda r: r.id):
                 completed = row.status == storage.COMPLETED
@@ -635,8 +635,10 @@ class Summary:
 
 
 SUMMARY_COLUMNS = [storage.events.c[f.name] for f in dataclasses.fields(Summary) if f.name != "rule_evaluations"]
-# record_outcomes builds a Summary from a row of SUMMARY_COLUMNS and the evaluations, by position
+# record_outcomes builds a Summary from a row of SUMMARY_COLUMNS and the evaluations, by
+# position (through an alias typed for it: a type checker cannot count a row's fields)
 assert dataclasses.fields(Summary)[-1].name == "rule_evaluations"
+_summary: Callable[..., Summary] = Summary
 
 
 def processed_event(row: Summary) -> ProcessedEvent:
