@@ -32,7 +32,7 @@ from decimal import Decimal
 import httpx
 import psycopg
 import pytest
-from accrual_platform.testing import AMQP_URL, PG_URL
+from accrual_platform.testing import AMQP_URL, PG_URL, free_port
 
 from bench.deploy import Deployment, fresh_database, purge_broker
 
@@ -268,8 +268,10 @@ def test_webhook_receiver_down_then_up_gets_everything_once(suite: tuple[Deploym
     dep, libpq = suite
     pid = program(dep)
     h = {"X-API-Key": dep.api_key}
-    with socketserver.TCPServer(("127.0.0.1", 0), _Receiver) as probe:
-        port = probe.server_address[1]
+    # Below the ephemeral range: while the receiver is down, the notify worker's connection
+    # attempts to a closed ephemeral port can take it as their own source port (a TCP
+    # self-connect), and the receiver then failed to bind it again ("Address already in use").
+    port = free_port()
     # After the database outage of the previous test, a service whose pooled connections died
     # answers its next request 503 (by design: no pre-ping) and reconnects; retry as a partner would.
     for _ in range(10):
