@@ -13,6 +13,7 @@ from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
 from accrual.rules.v1 import rules_pb2
 from accrual_gateway import shim
+from google.protobuf import struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
@@ -97,7 +98,6 @@ def _fill_message(target: Message, field: FieldDescriptor, rnd: random.Random, d
 
 
 def _struct_value(rnd: random.Random) -> Any:
-    from google.protobuf import struct_pb2
     s = struct_pb2.Struct()
     s.update({"v": _json_value(rnd, 1)})
     return s.fields["v"]

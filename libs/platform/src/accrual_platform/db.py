@@ -299,9 +299,14 @@ def _arrays(table: sa.Table, names: Sequence[str], rows: Sequence[dict[str, Any]
     for n in names:
         values = [r[n] for r in rows]
         if isinstance(table.c[n].type, sa.JSON):
-            values = [None if x is None else dumps_json(x) for x in values]
+            values = [_json_text(x) for x in values]
         out[f"u_{n}"] = values
     return out
+
+
+def _json_text(value: Any) -> str | None:
+    """A JSON column's value as the text sent for it (NULL stays NULL)."""
+    return None if value is None else dumps_json(value)
 
 
 class StatementCache:
@@ -451,8 +456,8 @@ def copy_rows(session: Session, table: sa.Table, names: Sequence[str], rows: Seq
     # Per column: JSON as text, our TypeDecorators' bind processing (UTC datetimes...), or
     # the value itself for types psycopg dumps as they are.
     procs: list[Callable[[Any], Any] | None] = [
-        (lambda v: None if v is None else dumps_json(v)) if isinstance(table.c[n].type, sa.JSON)
-        else table.c[n].type.bind_processor(conn.dialect) for n in names]
+        _json_text if isinstance(table.c[n].type, sa.JSON) else table.c[n].type.bind_processor(conn.dialect)
+        for n in names]
     target = f'{_quoted(table.schema)}.{_quoted(table.name)}' if table.schema else _quoted(table.name)
     sql = f"COPY {target} ({', '.join(_quoted(n) for n in names)}) FROM STDIN"
     dbapi = conn.connection.driver_connection

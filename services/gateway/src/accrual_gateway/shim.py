@@ -121,15 +121,14 @@ def to_json(message: Message) -> dict[str, Any]:
     return shaper(message)  # type: ignore[no-any-return]
 
 
-def _to_json_generic(message: Message) -> dict[str, Any]:
-    data = json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
-    return shape_output(data, message.DESCRIPTOR)
-
-
 def _raw_json(message: Message) -> Any:
+    """MessageToDict as the shim prints answers: proto names, fields without presence too."""
     return json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
+
+
+def _to_json_generic(message: Message) -> dict[str, Any]:
+    return shape_output(_raw_json(message), message.DESCRIPTOR)
 
 
 class _Uncovered(Exception):

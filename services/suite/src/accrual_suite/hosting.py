@@ -78,11 +78,11 @@ def start_server(settings: Settings, runtimes: Sequence[Runtime],
     return server, port
 
 
-#: Threads of a worker that serves none of these queues, unless WORKER_THREADS says otherwise.
-#: The rules and ingest workers are CPU- and database-bound: 4 threads keep both cores busy,
-#: and each thread holds a whole batch (up to CLAIM_CHUNK events) in memory, so 8 of them
-#: took the ingest worker to 177 MB in make bench, past SPEC 9's 150 MB. The notify worker
-#: waits on partners' endpoints (up to the webhook timeout) and keeps 8.
+#: Threads per worker process unless WORKER_THREADS says otherwise. The rules and ingest
+#: workers are CPU- and database-bound: 4 threads keep both cores busy, and each thread holds
+#: a whole batch (up to CLAIM_CHUNK events) in memory, so 8 of them took the ingest worker to
+#: 177 MB in make bench, past SPEC 9's 150 MB. The notify worker waits on partners'
+#: endpoints (up to the webhook timeout) and keeps 8.
 CPU_BOUND_THREADS = 4
 IO_BOUND_THREADS = 8
 
