@@ -5,9 +5,10 @@
 On a fresh per-service deployment (PostgreSQL + RabbitMQ, as make bench): each round
 batch-accepts ``--events`` events with the workers stopped (SIGSTOP), then lets them drain
 (rules -> ledger -> COMPLETED -> notifications) and prints the drain rate and the CPU
-milliseconds per event of every process. No profiler runs, so the figures are the code's
-own; run it on two versions back to back (a git worktree for the other) and alternate: on
-this project's machines the speed drifts by 10-25% within minutes.
+milliseconds per event of every process; at the end, every process's peak resident memory.
+No profiler runs, so the figures are the code's own; run it on two versions back to back
+(a git worktree for the other) and alternate: on this project's machines the speed drifts
+by 10-25% within minutes.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def main() -> None:
             print(f"round {rnd}: batch accept (workers stopped) {res.rate:,.0f} events/s, "
                   f"CPU {sum(accept.values()):.3f} ms/event; drain {ns.events / took:,.0f} events/s, "
                   f"CPU {sum(processing.values()):.3f} ms/event {processing}", flush=True)
+        peak = dep.peak_rss_mb()
+        print("peak RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(peak.items(), key=lambda kv: -kv[1])),
+              flush=True)
     finally:
         dep.stop()
 
