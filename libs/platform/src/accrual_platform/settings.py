@@ -49,7 +49,8 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     #: Dramatiq threads per worker process; None: 8 for a worker that delivers webhooks
-    #: (waiting on partners' endpoints), 4 for the others (see hosting.worker_threads).
+    #: (waiting on partners' endpoints), 2 for the ingest worker alone (outcomes), 4 for the
+    #: others (see hosting.worker_threads).
     worker_threads: int | None = None
     webhook_retry_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     webhook_timeout_seconds: float = 15.0
