@@ -140,6 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="short phases (smoke run)")
     parser.add_argument("--rules-workers", type=int, default=int(os.environ.get("BENCH_RULES_WORKERS", "1")))
+    parser.add_argument("--ingest-replicas", type=int, default=int(os.environ.get("BENCH_INGEST_REPLICAS", "1")),
+                        help="ingest service processes, reached round robin; with more than one, rate-limit "
+                             "buckets are shared in Redis (BENCH_REDIS_URL) as a deployment of replicas needs")
     ns = parser.parse_args()
     secs = 3 if ns.quick else 10
     admin = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -148,10 +151,14 @@ def main() -> None:
     purge_broker(broker)
     sa_url = libpq.replace("postgresql://", "postgresql+psycopg://", 1)
     workdir = pathlib.Path("var/bench") / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    dep = Deployment(sa_url, broker, workdir, rules_workers=ns.rules_workers)
+    redis = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    extra = {"REDIS_URL": redis} if ns.ingest_replicas > 1 else {}
+    dep = Deployment(sa_url, broker, workdir, rules_workers=ns.rules_workers, ingest_replicas=ns.ingest_replicas,
+                     extra_env=extra)
     figures: dict[str, Any] = {
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "participants": load.PARTICIPANTS,
+        "ingest_replicas": ns.ingest_replicas,
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "note": "suite, PostgreSQL, RabbitMQ and load generators share the same cores"},
     }
@@ -374,12 +381,16 @@ def report(f: dict[str, Any]) -> None:
     lines.insert(1, "-+-".join("-" * w for w in widths))
     text = "\n".join(lines)
     print()
+    replicas = f.get("ingest_replicas", 1)
+    deployment = (f"{replicas} ingest processes (round robin, rate limits shared in Redis)" if replicas > 1
+                  else "one process per service")
     print(f"Accrual bench, {f['when']}, {f['machine']['cores']} cores ({f['machine']['note']}); "
-          f"load spread over {f.get('participants')} participants")
+          f"{deployment}; load spread over {f.get('participants')} participants")
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stamp = f["when"].replace(":", "").replace("-", "")
-    md = [f"# Accrual bench {f['when']}", "", f"{f['machine']['cores']} cores; {f['machine']['note']}.", "",
+    md = [f"# Accrual bench {f['when']}", "", f"{f['machine']['cores']} cores; {f['machine']['note']}; {deployment}.",
+          "",
           "| " + " | ".join(head) + " |", "|" + "---|" * 4]
     md += ["| " + " | ".join(row) + " |" for row in rows]
     for name in (stamp, "latest"):

@@ -58,6 +58,8 @@ class Deployment:
     ports: dict[str, int] = field(default_factory=dict)
     api_key: str = ""
     rules_workers: int = 1
+    #: Ingest service processes; more than one are reached round robin (INGEST_ADDR lists them).
+    ingest_replicas: int = 1
 
     @property
     def base_url(self) -> str:
@@ -69,14 +71,17 @@ class Deployment:
 
     def env(self) -> dict[str, str]:
         p = self.ports
+        ingest = ",".join(f"127.0.0.1:{port}" for name, port in p.items() if name.partition("-")[0] == "ingest")
         return {**os.environ, "DATABASE_URL": self.database_url, "BROKER_URL": self.broker_url,
                 "INTERNAL_TOKEN": "bench-" + uuid.uuid4().hex, "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
-                "IDENTITY_ADDR": f"127.0.0.1:{p['identity']}", "INGEST_ADDR": f"127.0.0.1:{p['ingest']}",
+                "IDENTITY_ADDR": f"127.0.0.1:{p['identity']}", "INGEST_ADDR": ingest,
                 "RULES_ADDR": f"127.0.0.1:{p['rules']}", "NOTIFY_ADDR": f"127.0.0.1:{p['notify']}",
                 "GATEWAY_PORT": str(p["gateway"]), "MALLOC_ARENA_MAX": "2", **self.extra_env}
 
     def start(self) -> None:
         self.ports = {name: free_port() for name in (*SERVICES, "gateway")}
+        for i in range(1, self.ingest_replicas):
+            self.ports[f"ingest-{i}"] = free_port()
         env = self.env()
         subprocess.run([str(BIN), "migrate"], env=env, check=True, capture_output=True)
         self.api_key = subprocess.run(
@@ -84,6 +89,8 @@ class Deployment:
             env=env, check=True, capture_output=True, text=True).stdout.strip()
         commands: dict[str, tuple[list[str], dict[str, str]]] = {
             s: (["serve", s], {"GRPC_PORT": str(self.ports[s])}) for s in SERVICES}
+        for i in range(1, self.ingest_replicas):
+            commands[f"ingest-{i}"] = (["serve", "ingest"], {"GRPC_PORT": str(self.ports[f"ingest-{i}"])})
         for i in range(self.rules_workers):
             commands[f"worker-rules-{i}"] = (["worker", "rules"], {})
         commands["worker-ingest"] = (["worker", "ingest"], {})

@@ -45,13 +45,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.drain")
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--ingest-replicas", type=int, default=1, help="ingest service processes (round robin)")
     ns = parser.parse_args()
     admin = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
     broker = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
     libpq = fresh_database(admin, "accrual_bench")
     purge_broker(broker)
     workdir = pathlib.Path("var/bench") / ("drain-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S"))
-    dep = Deployment(libpq.replace("postgresql://", "postgresql+psycopg://", 1), broker, workdir)
+    dep = Deployment(libpq.replace("postgresql://", "postgresql+psycopg://", 1), broker, workdir,
+                     ingest_replicas=ns.ingest_replicas)
     dep.start()
     try:
         pid = setup_program(dep.base_url, dep.api_key)

@@ -15,6 +15,7 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
 from accrual.rules.v1 import rules_pb2
+from accrual_platform import clients
 from google.protobuf.descriptor import FileDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -61,8 +62,9 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
         by_address: dict[str, Any] = {}
         for name, address in addresses.items():
             if address not in by_address:
-                by_address[address] = grpc.aio.insecure_channel(address, options=[
-                    ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+                where, options = clients.target(address)
+                by_address[address] = grpc.aio.insecure_channel(where, options=[
+                    ("grpc.max_receive_message_length", 64 * 1024 * 1024), *options])
             channels[name] = by_address[address]
         for r in routes:
             if r.full_method not in callables:
