@@ -40,3 +40,51 @@ def test_config_from_environment() -> None:
         RateLimitConfig.from_env({"RATE_LIMIT_BURST": "lots"})
     with pytest.raises(ValueError, match="negative"):
         RateLimitConfig.from_env({"RATE_LIMIT_PER_SECOND": "-1"})
+
+
+@pytest.mark.parametrize(("burst", "counts"), [(4, [5]), (4, [2, 3, 1]), (3, [1, 1, 1, 1]), (10, [3, 0, 9])])
+def test_hit_many_decides_as_hits_in_a_row(burst: int, counts: list[int]) -> None:
+    one, many = Clock(), Clock()
+    single = LocalRateLimiter(RateLimitConfig(rate=2, burst=burst), clock=one)
+    grouped = LocalRateLimiter(RateLimitConfig(rate=2, burst=burst), clock=many)
+    for n in counts:
+        assert grouped.hit_many("k", n) == [single.hit("k") for _ in range(n)]
+        one.now += 0.3
+        many.now += 0.3
+    assert grouped.hit("k") == single.hit("k")
+
+
+def test_admit_many_answers_each_call_as_admit_would() -> None:
+    """A group of coalesced calls: good keys, an unknown and a missing key, a key without the
+    scope, one key past its limit, a bad internal token; each answer (and its rate-limit
+    metadata) is what admit gives the same call, in order."""
+    from accrual_platform import auth
+    from accrual_platform.grpc_server import Refused, ServiceInterceptor
+
+    keys = {"sk_a": auth.Principal("t1", "key-a", frozenset({"events:write"})),
+            "sk_b": auth.Principal("t2", "key-b", frozenset({"events:write"})),
+            "sk_read": auth.Principal("t1", "key-r", frozenset({"events:read"}))}
+    mds = [{"x-api-key": "sk_a"}, {"authorization": "Bearer sk_b"}, {"x-api-key": "sk_a"}, {"x-api-key": "sk_nope"},
+           {}, {"x-api-key": "sk_read"}, {"x-api-key": "sk_a"}, {"x-internal-token": "wrong"}, {"x-api-key": "sk_a"},
+           {"x-api-key": "sk_nope"}]
+
+    def interceptor() -> ServiceInterceptor:
+        return ServiceInterceptor(keys.get, "internal-token",
+                                  LocalRateLimiter(RateLimitConfig(rate=0.001, burst=3), clock=Clock()))
+
+    def shape(answer: object) -> object:
+        if isinstance(answer, Refused):
+            return ("refused", type(answer.error).__name__, answer.error.message, answer.limit_metadata)
+        return answer
+
+    one_by_one = interceptor()
+    expected = []
+    for md in mds:
+        try:
+            expected.append(shape(one_by_one.admit(md, "events:write")))
+        except Refused as refused:
+            expected.append(shape(refused))
+    got = [shape(a) for a in interceptor().admit_many(mds, "events:write")]
+    assert got == expected
+    assert [g[0] if isinstance(g, tuple) and g[0] == "refused" else "ok" for g in got] == \
+        ["ok", "ok", "ok", "refused", "refused", "refused", "ok", "refused", "refused", "refused"]

@@ -99,10 +99,29 @@ def test_redis_buckets_are_shared_between_processes() -> None:
         b.close()
 
 
+@pytest.mark.integration
+def test_redis_takes_a_group_of_calls_in_one_step_as_hits_in_a_row() -> None:
+    a = ratelimit.RedisRateLimiter(CONFIG, REDIS_URL)
+    b = ratelimit.RedisRateLimiter(CONFIG, REDIS_URL)
+    key = f"group-{uuid.uuid4()}"
+    try:
+        first = a.hit_many(key, 2)
+        assert [(d.allowed, d.remaining) for d in first] == [(True, 2), (True, 1)]
+        rest = b.hit_many(key, 3)  # the other process sees the shared bucket
+        assert [(d.allowed, d.remaining) for d in rest] == [(True, 0), (False, 0), (False, 0)]
+        assert all(0 < d.retry_after <= 5 for d in rest[1:])
+        assert not a.hit(key).allowed
+        assert [d.allowed for d in a.hit_many(f"other-{uuid.uuid4()}", BURST + 2)] == [True] * BURST + [False] * 2
+    finally:
+        a.close()
+        b.close()
+
+
 def test_unreachable_redis_falls_back_to_the_process_bucket() -> None:
     limiter = ratelimit.RedisRateLimiter(CONFIG, "redis://127.0.0.1:1/0", timeout=0.2)
     decisions = [limiter.hit("k") for _ in range(BURST + 1)]
     assert [d.allowed for d in decisions] == [True] * BURST + [False]
+    assert [d.allowed for d in limiter.hit_many("g", BURST + 1)] == [True] * BURST + [False]
 
 
 def test_a_concurrent_burst_is_counted_call_by_call(limited: Stack) -> None:

@@ -91,6 +91,24 @@ class RateLimiter(Protocol):
 
     def hit(self, key: str) -> Decision: ...
 
+    def hit_many(self, key: str, count: int) -> list[Decision]:
+        """``count`` calls of one key at once: the decisions ``count`` hits in a row would
+        get, in one step (one Redis round trip for a group of coalesced calls)."""
+        ...
+
+
+def _taken(before: float, count: int) -> int:
+    """How many of ``count`` hits in a row a bucket holding ``before`` tokens allows."""
+    return max(0, min(count, math.floor(before)))
+
+
+def _decisions(config: RateLimitConfig, before: float, count: int, allowed: int) -> list[Decision]:
+    """What ``count`` hits in a row get from a bucket holding ``before`` tokens, of which the
+    first ``allowed`` pass (:func:`_taken`), each leaving a token less; the rest are refused."""
+    out = [_decide(config, before - (i + 1), True) for i in range(allowed)]
+    out += [_decide(config, before - allowed, False)] * (count - allowed)
+    return out
+
 
 class LocalRateLimiter:
     """Buckets in this process's memory (embedded mode, or when Redis is unreachable)."""
@@ -115,6 +133,17 @@ class LocalRateLimiter:
                 self._buckets.clear()  # a full bucket is what an unknown key gets anyway
             self._buckets[key] = (tokens, now)
         return _decide(self.config, tokens, allowed)
+
+    def hit_many(self, key: str, count: int) -> list[Decision]:
+        now = self._clock()
+        with self._lock:
+            tokens, at = self._buckets.get(key, (float(self.config.burst), now))
+            before = min(float(self.config.burst), tokens + max(0.0, now - at) * self.config.rate)
+            taken = _taken(before, count)
+            if len(self._buckets) >= self._max_keys and key not in self._buckets:
+                self._buckets.clear()
+            self._buckets[key] = (before - taken, now)
+        return _decisions(self.config, before, count, taken)
 
 
 # KEYS[1] bucket; ARGV: rate per second, burst. Returns {allowed, tokens left as text}.
@@ -142,8 +171,31 @@ return {allowed, tostring(tokens)}
 """
 
 
+# The same for ARGV[3] calls at once. Returns {calls allowed, tokens before them as text}.
+_LUA_MANY = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed = math.max(0, math.min(count, math.floor(tokens)))
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - allowed), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, tostring(tokens)}
+"""
+
+
 class RedisRateLimiter:
-    """Buckets shared by every process through Redis (one atomic script per call)."""
+    """Buckets shared by every process through Redis (one atomic script per call, or per
+    key for a group of coalesced calls)."""
 
     def __init__(self, config: RateLimitConfig, url: str, *, timeout: float = 0.25) -> None:
         import redis
@@ -151,6 +203,7 @@ class RedisRateLimiter:
         self.config = config
         self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._script: Any = self._client.register_script(_LUA)
+        self._script_many: Any = self._client.register_script(_LUA_MANY)
         self._fallback = LocalRateLimiter(config)
         self._errors = (redis.RedisError, OSError)
 
@@ -161,6 +214,17 @@ class RedisRateLimiter:
             log.warning("rate_limit_redis_unavailable", error=str(exc))
             return self._fallback.hit(key)
         return _decide(self.config, float(tokens), bool(int(allowed)))
+
+    def hit_many(self, key: str, count: int) -> list[Decision]:
+        if count == 1:
+            return [self.hit(key)]
+        try:
+            allowed, before = self._script_many(keys=[KEY_PREFIX + key],
+                                                args=[self.config.rate, self.config.burst, count])
+        except self._errors as exc:
+            log.warning("rate_limit_redis_unavailable", error=str(exc))
+            return self._fallback.hit_many(key, count)
+        return _decisions(self.config, float(before), count, int(allowed))
 
     def close(self) -> None:
         self._client.close()
