@@ -20,6 +20,32 @@ BIN = pathlib.Path(sys.executable).parent / "accrual"
 SERVICES = ("identity", "ingest", "rules", "notify")
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far; 0 when it is gone."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_seconds() -> dict[str, float]:
+    """CPU time used so far by all PostgreSQL and all RabbitMQ processes of the machine."""
+    out = {"postgres": 0.0, "rabbitmq": 0.0}
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "postgres":
+            out["postgres"] += process_cpu_seconds(int(proc.name))
+        elif comm.startswith("beam"):
+            out["rabbitmq"] += process_cpu_seconds(int(proc.name))
+    return out
+
+
 def fresh_database(admin_url: str, name: str) -> str:
     """Drop and create ``name`` on the server of ``admin_url`` (a libpq URL); its libpq URL."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -150,29 +176,7 @@ class Deployment:
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system) used so far by each process of the suite, and by all
         PostgreSQL and RabbitMQ processes of the machine (backends of live pools included)."""
-        tick = os.sysconf("SC_CLK_TCK")
-
-        def of(pid: int) -> float:
-            try:
-                fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                return 0.0
-            return (int(fields[11]) + int(fields[12])) / tick
-
-        out = {name: of(p.pid) for name, p in self.procs.items()}
-        out["postgres"] = out["rabbitmq"] = 0.0
-        for proc in pathlib.Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                comm = (proc / "comm").read_text().strip()
-            except OSError:
-                continue
-            if comm == "postgres":
-                out["postgres"] += of(int(proc.name))
-            elif comm.startswith("beam"):
-                out["rabbitmq"] += of(int(proc.name))
-        return out
+        return {**{name: process_cpu_seconds(p.pid) for name, p in self.procs.items()}, **server_cpu_seconds()}
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs.items()}

@@ -21,22 +21,14 @@ import signal
 import time
 import uuid
 
-import psycopg
-
 from bench import load
-from bench.__main__ import cpu_per_event, setup_program
+from bench.__main__ import any_pending, cpu_per_event, setup_program
 from bench.deploy import Deployment, fresh_database, purge_broker
-
-
-def unfinished(libpq: str) -> bool:
-    with psycopg.connect(libpq) as conn:
-        row = conn.execute("SELECT EXISTS (SELECT 1 FROM ingest.events WHERE completed_at IS NULL)").fetchone()
-        return bool(row and row[0])
 
 
 def drain(libpq: str, timeout: float = 900) -> float:
     t0 = time.perf_counter()
-    while unfinished(libpq) and time.perf_counter() - t0 < timeout:
+    while any_pending(libpq) and time.perf_counter() - t0 < timeout:
         time.sleep(0.25)
     return time.perf_counter() - t0
 

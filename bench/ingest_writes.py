@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
-import os
-import pathlib
 import random
 import time
 import uuid
@@ -30,21 +28,11 @@ from accrual_ingest.service import IngestService
 from accrual_platform.db import Database
 from accrual_platform.testing import PG_URL, fresh_schema
 
-TICK = os.sysconf("SC_CLK_TCK")
+from bench.deploy import server_cpu_seconds
 
 
 def postgres_cpu() -> float:
-    total = 0
-    for p in pathlib.Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            if (p / "comm").read_text().strip().startswith("postgres"):
-                fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total / TICK
+    return server_cpu_seconds()["postgres"]
 
 
 def main() -> None:

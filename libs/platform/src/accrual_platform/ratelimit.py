@@ -122,17 +122,7 @@ class LocalRateLimiter:
         self._lock = threading.Lock()
 
     def hit(self, key: str) -> Decision:
-        now = self._clock()
-        with self._lock:
-            tokens, at = self._buckets.get(key, (float(self.config.burst), now))
-            tokens = min(float(self.config.burst), tokens + max(0.0, now - at) * self.config.rate)
-            allowed = tokens >= 1
-            if allowed:
-                tokens -= 1
-            if len(self._buckets) >= self._max_keys and key not in self._buckets:
-                self._buckets.clear()  # a full bucket is what an unknown key gets anyway
-            self._buckets[key] = (tokens, now)
-        return _decide(self.config, tokens, allowed)
+        return self.hit_many(key, 1)[0]
 
     def hit_many(self, key: str, count: int) -> list[Decision]:
         now = self._clock()
@@ -141,38 +131,14 @@ class LocalRateLimiter:
             before = min(float(self.config.burst), tokens + max(0.0, now - at) * self.config.rate)
             taken = _taken(before, count)
             if len(self._buckets) >= self._max_keys and key not in self._buckets:
-                self._buckets.clear()
+                self._buckets.clear()  # a full bucket is what an unknown key gets anyway
             self._buckets[key] = (before - taken, now)
         return _decisions(self.config, before, count, taken)
 
 
-# KEYS[1] bucket; ARGV: rate per second, burst. Returns {allowed, tokens left as text}.
+# KEYS[1] bucket; ARGV: rate per second, burst, calls. Takes up to that many tokens at once;
+# returns {calls allowed, tokens before them as text}.
 _LUA = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {allowed, tostring(tokens)}
-"""
-
-
-# The same for ARGV[3] calls at once. Returns {calls allowed, tokens before them as text}.
-_LUA_MANY = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
@@ -194,8 +160,8 @@ return {allowed, tostring(tokens)}
 
 
 class RedisRateLimiter:
-    """Buckets shared by every process through Redis (one atomic script per call, or per
-    key for a group of coalesced calls)."""
+    """Buckets shared by every process through Redis: one atomic script per call, or per key
+    for a group of coalesced calls."""
 
     def __init__(self, config: RateLimitConfig, url: str, *, timeout: float = 0.25) -> None:
         import redis
@@ -203,24 +169,15 @@ class RedisRateLimiter:
         self.config = config
         self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._script: Any = self._client.register_script(_LUA)
-        self._script_many: Any = self._client.register_script(_LUA_MANY)
         self._fallback = LocalRateLimiter(config)
         self._errors = (redis.RedisError, OSError)
 
     def hit(self, key: str) -> Decision:
-        try:
-            allowed, tokens = self._script(keys=[KEY_PREFIX + key], args=[self.config.rate, self.config.burst])
-        except self._errors as exc:
-            log.warning("rate_limit_redis_unavailable", error=str(exc))
-            return self._fallback.hit(key)
-        return _decide(self.config, float(tokens), bool(int(allowed)))
+        return self.hit_many(key, 1)[0]
 
     def hit_many(self, key: str, count: int) -> list[Decision]:
-        if count == 1:
-            return [self.hit(key)]
         try:
-            allowed, before = self._script_many(keys=[KEY_PREFIX + key],
-                                                args=[self.config.rate, self.config.burst, count])
+            allowed, before = self._script(keys=[KEY_PREFIX + key], args=[self.config.rate, self.config.burst, count])
         except self._errors as exc:
             log.warning("rate_limit_redis_unavailable", error=str(exc))
             return self._fallback.hit_many(key, count)
