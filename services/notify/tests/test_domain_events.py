@@ -48,4 +48,5 @@ def test_enabled_events_are_validated_and_normalised() -> None:
     assert [f for f, _ in events.validate_enabled_events([])[1]] == ["enabled_events"]
     assert set(events.WEBHOOK_TYPES) == {
         "event.completed", "event.failed", "points.awarded", "points.adjusted",
-        "participant.created", "enrollment.created", "enrollment.reactivated", "tier.changed"}
+        "participant.created", "enrollment.created", "enrollment.reactivated", "tier.changed",
+        "rule.suspended"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pathlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 EMBEDDED_VAR_DIR = pathlib.Path(os.environ.get("ACCRUAL_VAR_DIR", "var"))
@@ -33,6 +34,17 @@ def _retry_schedule(raw: str) -> tuple[float, ...]:
     if not values:
         raise ConfigError("WEBHOOK_RETRY_SCHEDULE is empty")
     return values
+
+
+def _positive(env: Mapping[str, str], name: str, default: str) -> float:
+    raw = env.get(name, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number: {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be above 0: {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,13 @@ class Settings:
     #:   ms and 1,013-1,218 ms.
     #: An earlier machine: 0.25 took that p99 to 767-984 ms (0.1: 537-896).
     outbox_linger_seconds: float = 0.1
+    #: Rule expressions run in sandbox processes: CPU per expression, memory per process
+    #: beyond its own start-up size, how many processes, and after how many breaches of
+    #: either limit a rule is suspended.
+    rule_eval_deadline_ms: float = 50.0
+    rule_eval_memory_mb: int = 256
+    rule_eval_processes: int = 2
+    rule_suspend_after_breaches: int = 3
 
     @property
     def is_sqlite(self) -> bool:
@@ -141,6 +160,10 @@ class Settings:
             stale_event_after_seconds=float(env.get("STALE_EVENT_AFTER_SECONDS", "120")),
             stale_event_sweep_seconds=float(env.get("STALE_EVENT_SWEEP_SECONDS", "30")),
             outbox_linger_seconds=float(env.get("OUTBOX_LINGER_SECONDS", "0.1")),
+            rule_eval_deadline_ms=_positive(env, "RULE_EVAL_DEADLINE_MS", "50"),
+            rule_eval_memory_mb=int(_positive(env, "RULE_EVAL_MEMORY_MB", "256")),
+            rule_eval_processes=int(_positive(env, "RULE_EVAL_PROCESSES", "2")),
+            rule_suspend_after_breaches=int(_positive(env, "RULE_SUSPEND_AFTER_BREACHES", "3")),
         )
         for name in require_peers:
             settings.peer(name)

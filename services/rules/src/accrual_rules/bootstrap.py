@@ -21,6 +21,7 @@ from accrual_rules import storage
 from accrual_rules.api import RulesServicer
 from accrual_rules.merging import merge_ledgers
 from accrual_rules.processing import Processor
+from accrual_rules.sandbox import Sandbox
 from accrual_rules.scheduler import Clock, TriggerScheduler
 from accrual_rules.service import RulesService
 
@@ -38,7 +39,10 @@ class RulesRuntime:
         self.settings = settings
         self.db = Database(settings.database_url, SCHEMA, pool_size=20)
         self.relay = OutboxRelay(self.db, storage.outbox, broker)
-        self.service = RulesService(self.db, on_commit=self.relay.notify,
+        self.sandbox = Sandbox(deadline_ms=settings.rule_eval_deadline_ms, memory_mb=settings.rule_eval_memory_mb,
+                               processes=settings.rule_eval_processes,
+                               suspend_after=settings.rule_suspend_after_breaches)
+        self.service = RulesService(self.db, self.sandbox, on_commit=self.relay.notify,
                                     participant_exists=self._participant_exists)
         self._identity: identity_pb2_grpc.IdentityServiceStub | None = None
         self._broker = broker
@@ -66,7 +70,7 @@ class RulesRuntime:
                 self.db, self._broker,
                 ingest_pb2_grpc.IngestServiceStub(clients.channel(self.settings.peer("ingest"))),
                 identity_pb2_grpc.IdentityServiceStub(clients.channel(self.settings.peer("identity"))),
-                self.settings.internal_token)
+                self.settings.internal_token, self.sandbox, on_commit=self.relay.notify)
         return self._processor
 
     def scheduler(self, clock: Clock = utcnow) -> TriggerScheduler:
@@ -103,6 +107,7 @@ class RulesRuntime:
 
     def stop(self) -> None:
         self.relay.stop()
+        self.sandbox.close()
         self.db.dispose()
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +34,9 @@ from accrual_platform.facts import notification
 from accrual_platform.grpc_server import internal_metadata
 from sqlalchemy.orm import Session
 
-from accrual_rules import ledger, storage
+from accrual_rules import budget, ledger, storage
 from accrual_rules.domain.evaluation import (
+    Answer,
     EventFacts,
     ProgramPolicy,
     RuleSpec,
@@ -44,6 +45,7 @@ from accrual_rules.domain.evaluation import (
     evaluate,
 )
 from accrual_rules.rows import program_policy, rule_spec
+from accrual_rules.sandbox import CRASHED, Job, Sandbox
 
 log = structlog.get_logger("accrual.rules.worker")
 ZERO = decimal.Decimal(0)
@@ -58,6 +60,9 @@ class Pending:
     programs: list[Any] = field(default_factory=list)
     actor: identity_pb2.ResolveResult | None = None
     recipient: identity_pb2.ResolveResult | None = None
+    facts: EventFacts | None = None
+    #: the programs whose rules apply (a CDP event's refused event types left out)
+    applicable: list[Any] = field(default_factory=list)
 
     @property
     def is_cdp(self) -> bool:
@@ -76,13 +81,18 @@ class Catalog:
 
 class Processor:
     def __init__(self, db: Database, broker: dramatiq.Broker, ingest: Any, identity: Any,
-                 internal_token: str) -> None:
-        """``ingest`` and ``identity`` are stubs of IngestService and IdentityService."""
+                 internal_token: str, sandbox: Sandbox,
+                 on_commit: Callable[[], None] = lambda: None) -> None:
+        """``ingest`` and ``identity`` are stubs of IngestService and IdentityService;
+        ``sandbox`` runs the rules' expressions; ``on_commit`` wakes the outbox relay (a
+        suspended rule's webhook goes through it)."""
         self.db = db
         self.broker = broker
         self._ingest = ingest
         self._identity = identity
         self._token = internal_token
+        self.sandbox = sandbox
+        self._on_commit = on_commit
 
     # -- entry point ----------------------------------------------------------------------
     def process(self, tenant_id: str, event_ids: Sequence[str]) -> None:
@@ -236,8 +246,11 @@ class Processor:
                     continue
                 runnable.append(item)
             now = utcnow()
+            self._ask_sandbox(tenant_id, runnable, catalog, writes)
             for item in runnable:
                 self._apply(session, tenant_id, item, catalog, outcomes, notes, writes, now)
+            suspended = budget.record_breaches(session, self.db.dialect, tenant_id, writes.breaches,
+                                               self.sandbox.suspend_after, now)
             # The evaluations, stored with their final outcome, are the claim: the unique
             # event id lets one transaction award an event. A concurrent delivery of the same
             # event waited for our account locks above, so losing here is rare; the whole
@@ -246,6 +259,45 @@ class Processor:
             if len(claimed) < len(writes.evaluations):
                 raise _Raced(sorted({w["event_id"] for w in writes.evaluations} - claimed))
             writes.flush(session, tenant_id, now)
+        if suspended:
+            self._on_commit()
+
+    def _programs_of(self, catalog: Catalog, item: Pending) -> list[Any]:
+        """The programs whose rules apply to the event (a CDP event's refused types left out)."""
+        if not item.is_cdp:
+            return item.programs
+        kept = []
+        for program_row in item.programs:
+            refused = self._type_failure(catalog, program_row, item.event)
+            if refused:
+                log.info("cdp_event_skipped_by_program", event_id=item.event.event_id,
+                         program_id=program_row.id, reason=refused[0])
+                continue
+            kept.append(program_row)
+        return kept
+
+    def _ask_sandbox(self, tenant_id: str, items: list[Pending], catalog: Catalog, writes: _Writes) -> None:
+        """Every runnable event's rules, of every program, in one call to the sandbox (in
+        chunks), with the balances as they were locked; _award asks again, alone, for an event
+        whose participant's lifetime points an earlier event of the batch changed."""
+        jobs: list[Job] = []
+        keys: list[tuple[str, str]] = []
+        for item in items:
+            item.facts = _facts(item)
+            item.applicable = self._programs_of(catalog, item)
+            beneficiary = _beneficiary(item)
+            for program_row in item.applicable:
+                account = writes.accounts.get((program_row.id, beneficiary))
+                lifetime = account.lifetime_earned if account is not None else ZERO
+                jobs.append(Job(catalog.policies[program_row.id], catalog.rules[program_row.id],
+                                item.facts, lifetime))
+                keys.append((item.event.event_id, program_row.id))
+        if not jobs:
+            return
+        asked = self.sandbox.answers(jobs)
+        writes.add_breaches(asked.breaches)
+        for key, job, answers in zip(keys, jobs, asked.answers, strict=True):
+            writes.answers[key] = (job.lifetime_points, answers)
 
     def _claim(self, session: Session, tenant_id: str, evaluations: list[dict[str, Any]]) -> set[str]:
         """Store the events' evaluations in one statement; the ids this transaction won."""
@@ -296,14 +348,17 @@ class Processor:
                notes: messages_pb2.Notifications, writes: _Writes, now: dt.datetime) -> None:
         """Evaluate one claimed event; its writes are queued in ``writes`` (same transaction)."""
         e = item.event
-        assert item.actor is not None
+        assert item.actor is not None and item.facts is not None
         beneficiary = _beneficiary(item)
-        occurred = structs.timestamp_datetime(e.event_timestamp)
-        facts = EventFacts(
-            event_id=e.event_id, event_type=e.event_type, timestamp=occurred,
-            properties=structs.to_dict(e.event_data),
-            participant={"id": item.actor.participant_id,
-                         "attributes": structs.to_dict(item.actor.attributes)})
+        facts = item.facts
+        occurred = facts.timestamp
+        if any(writes.answers.get((e.event_id, p.id), (None, []))[1] is None for p in item.applicable):
+            # The evaluator died twice on this event: it is failed, not retried for ever.
+            outcomes.append(_failed(tenant_id, e.event_id, CRASHED,
+                                    "a rule's expressions crashed the expression engine twice on this "
+                                    "event; the rule is suspended if it does so again",
+                                    participant_id=item.actor.participant_id))
+            return
         outcome = messages_pb2.EventOutcome(
             tenant_id=tenant_id, event_id=e.event_id,
             status=messages_pb2.OUTCOME_STATUS_COMPLETED,
@@ -312,13 +367,7 @@ class Processor:
         structs.set_timestamp(outcome.processed_at, now)
         event_notes: list[messages_pb2.Notification] = []
         total = ZERO
-        for program_row in item.programs:
-            if item.is_cdp:
-                refused = self._type_failure(catalog, program_row, e)
-                if refused:
-                    log.info("cdp_event_skipped_by_program", event_id=e.event_id,
-                             program_id=program_row.id, reason=refused[0])
-                    continue
+        for program_row in item.applicable:
             total += self._award(session, tenant_id, catalog.policies[program_row.id],
                                  catalog.rules[program_row.id], facts, beneficiary, occurred, now,
                                  outcome, event_notes, writes)
@@ -327,6 +376,19 @@ class Processor:
             "outcome": queue.encode(outcome), "notifications": [queue.encode(n) for n in event_notes]}})
         outcomes.append(outcome)
         notes.notifications.extend(event_notes)
+
+    def _answers(self, writes: _Writes, program: ProgramPolicy, rules: list[RuleSpec],
+                 facts: EventFacts, lifetime: decimal.Decimal) -> list[Answer]:
+        """The batch's answers for the event, or new ones when an earlier event of the batch
+        changed the participant's lifetime points (expressions may read them, and the tier)."""
+        asked_with, answers = writes.answers[(facts.event_id, program.program_id)]
+        if asked_with == lifetime and answers is not None:
+            return answers
+        again = self.sandbox.answers([Job(program, rules, facts, lifetime)])
+        writes.add_breaches(again.breaches)
+        if again.answers[0] is None:
+            raise _EventCrashed(facts.event_id)
+        return again.answers[0]
 
     def _award(self, session: Session, tenant_id: str, program: ProgramPolicy, rules: list[RuleSpec],
                facts: EventFacts, beneficiary: str, occurred: dt.datetime, now: dt.datetime,
@@ -341,7 +403,8 @@ class Processor:
         if any(r.caps.counted() for r in rules):
             writes.flush_entries(session)  # caps count this batch's earlier awards too
             usage = ledger.cap_usage(session, tenant_id, rules, beneficiary, occurred)
-        evaluations = evaluate(program, rules, facts, account.lifetime_earned, usage)
+        evaluations = evaluate(program, rules, facts, account.lifetime_earned, usage,
+                               self._answers(writes, program, rules, facts, account.lifetime_earned))
         total = ZERO
         for ev in evaluations:
             outcome.rule_evaluations.add(
@@ -386,6 +449,14 @@ class _Writes:
     entries: list[dict[str, Any]] = field(default_factory=list)
     dirty: dict[tuple[str, str], ledger.Account] = field(default_factory=dict)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    #: (event id, program id) -> (lifetime points asked with, the sandbox's answers or None)
+    answers: dict[tuple[str, str], tuple[decimal.Decimal, list[Answer] | None]] = field(default_factory=dict)
+    #: rule id -> the reasons of its breaches in this batch
+    breaches: dict[str, list[str]] = field(default_factory=dict)
+
+    def add_breaches(self, found: dict[str, list[str]]) -> None:
+        for rule_id, reasons in found.items():
+            self.breaches.setdefault(rule_id, []).extend(reasons)
 
     def flush_entries(self, session: Session, *, last: bool = False) -> None:
         ledger.insert_entries(session, self.entries, last=last)
@@ -394,6 +465,10 @@ class _Writes:
     def flush(self, session: Session, tenant_id: str, now: dt.datetime) -> None:
         self.flush_entries(session, last=True)
         ledger.write_accounts(session, tenant_id, self.dirty.values(), now)
+
+
+class _EventCrashed(Exception):
+    """The evaluator died twice on an event asked about again (rare: see Processor._answers)."""
 
 
 class _Raced(Exception):
@@ -427,6 +502,16 @@ def transient(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     first = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
+
+
+def _facts(item: Pending) -> EventFacts:
+    e = item.event
+    assert item.actor is not None
+    return EventFacts(
+        event_id=e.event_id, event_type=e.event_type, timestamp=structs.timestamp_datetime(e.event_timestamp),
+        properties=structs.to_dict(e.event_data),
+        participant={"id": item.actor.participant_id,
+                     "attributes": structs.to_dict(item.actor.attributes)})
 
 
 def _beneficiary(item: Pending) -> str:

@@ -21,4 +21,5 @@ def rule_spec(row: Any) -> RuleSpec:
                     event_type=row.event_type, condition=row.condition, formula=row.formula,
                     apply_tier_multiplier=row.apply_tier_multiplier, order=row.order,
                     stop_after_match=row.stop_after_match, active_from=row.active_from,
-                    active_to=row.active_to, status=row.status, caps=Caps.from_json(row.caps))
+                    active_to=row.active_to, status=row.status, caps=Caps.from_json(row.caps),
+                    budget_breaches=row.budget_breaches)

@@ -21,7 +21,7 @@ from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_row
 from sqlalchemy.orm import Session
 
-from accrual_rules import ledger, storage
+from accrual_rules import ledger, sandbox, storage
 from accrual_rules.domain.evaluation import (
     CAP_FIELDS,
     MAX_POINTS,
@@ -34,9 +34,10 @@ from accrual_rules.domain.evaluation import (
     context_for,
     evaluate,
 )
-from accrual_rules.domain.expressions import ExpressionError, compile_expression, to_decimal
+from accrual_rules.domain.expressions import LimitExceeded, branches, check_limits
 from accrual_rules.domain.triggers import normalise_triggers
 from accrual_rules.rows import program_policy, rule_spec
+from accrual_rules.sandbox import Job
 
 POLICIES = ("CREATE", "REJECT")
 STATUSES = ("ACTIVE", "SUSPENDED")
@@ -104,19 +105,9 @@ def validate_tiers(tiers: Sequence[Mapping[str, str]], v: list[errors.FieldViola
     return clean
 
 
-def check_expression(source: str, field: str) -> None:
-    try:
-        compile_expression(source)
-    except ExpressionError as exc:
-        raise _expression_error(field, exc) from None
-
-
-def _expression_error(field: str, exc: ExpressionError) -> errors.InvalidArgument:
-    where = f" at line/column {exc.position[0]}:{exc.position[1]}" if exc.position else ""
-    return errors.InvalidArgument(
-        f"{field}: {exc.message}{where}", reason="invalid_expression",
-        violations=[errors.FieldViolation(field, f"{exc.message}{where}")],
-        metadata={"position": f"{exc.position[0]}:{exc.position[1]}"} if exc.position else None)
+def _expression_error(field: str, message: str, position: tuple[int, int] | None) -> errors.FieldViolation:
+    where = f" at line/column {position[0]}:{position[1]}" if position else ""
+    return errors.FieldViolation(field, f"{message}{where}")
 
 
 def _samples(source: str, declared: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
@@ -129,36 +120,87 @@ def _samples(source: str, declared: Sequence[Mapping[str, Any]] | None) -> list[
     return samples
 
 
-def check_result_types(fields: Mapping[str, Any], declared: Sequence[Mapping[str, Any]] | None) -> None:
-    """A formula must give a number and a condition a boolean: tried on sample events, a
-    result of the wrong type is refused now (errors that depend on real data are not)."""
+_DIED = {
+    sandbox.TIMEOUT: "runs past the {deadline:g} ms CPU deadline on a sample event",
+    sandbox.EXHAUSTED: "asks for more than the {memory} MB memory limit on a sample event",
+    sandbox.CRASHED: "crashes the expression engine on a sample event",
+}
+
+
+def check_expressions(fields: Mapping[str, Any], declared: Sequence[Mapping[str, Any]] | None,
+                      evaluator: sandbox.Sandbox) -> None:
+    """Check a rule's condition and formula before anything runs them for real.
+
+    First the static limits (length, nesting, literal ranges), in this process: they need no
+    engine. Then, in the sandbox: the source must compile, a formula must give a number and a
+    condition a boolean on sample events (errors that depend on real data are not refused),
+    and neither the whole source nor any branch of its ``?:`` (which a sample may not take)
+    may go over the sandbox's budget or crash it."""
+    v: list[errors.FieldViolation] = []
+    limits: dict[str, str] = {}
+    sources = {f: fields[f] for f in ("condition", "formula") if str(fields[f]).strip()}
+    for field, source in sources.items():
+        try:
+            check_limits(source)
+        except LimitExceeded as exc:
+            v.append(errors.FieldViolation(field, exc.message))
+            limits[field] = exc.limit
+    if v:
+        raise errors.InvalidArgument(f"{v[0].field}: {v[0].description}", reason="expression_limit",
+                                     violations=v, metadata={"limit": ",".join(limits.values())})
     sample_program = types.SimpleNamespace(program_id="sample", name="sample")
-    for field, wants in (("condition", "bool"), ("formula", "number")):
-        source = fields[field]
-        if not source.strip():
+    tasks: list[tuple[str, list[dict[str, Any]]]] = []
+    index: list[tuple[str, bool]] = []
+    for field, source in sources.items():
+        contexts = [context_for(sample_program, EventFacts(  # type: ignore[arg-type]
+            "sample", fields.get("event_type") or "sample", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), props),
+            None, decimal.Decimal(0)) for props in _samples(source, declared)]
+        tasks.append((source, contexts))
+        index.append((field, True))
+        for branch in branches(source):
+            tasks.append((branch, contexts))
+            index.append((field, False))
+    position: tuple[int, int] | None = None
+    reason = "invalid_expression"
+    done: set[str] = set()
+    for (field, whole), result in zip(index, evaluator.check(tasks), strict=True):
+        if field in done:
             continue
-        compiled = compile_expression(source)
-        for props in _samples(source, declared):
-            facts = EventFacts("sample", fields.get("event_type") or "sample",
-                               dt.datetime(2026, 1, 1, tzinfo=dt.UTC), props)
-            ctx = context_for(sample_program, facts, None, decimal.Decimal(0))  # type: ignore[arg-type]
-            try:
-                value = compiled.evaluate(ctx)
-            except ExpressionError:
-                continue
-            if value is None:
-                continue
-            if wants == "bool" and not isinstance(value, bool):
-                raise errors.InvalidArgument.field(
-                    field, f"must give true or false, gives {json.dumps(value, default=str)} "
-                    f"on a sample event", reason="invalid_expression")
-            if wants == "number":
-                try:
-                    to_decimal(value)
-                except ExpressionError:
-                    raise errors.InvalidArgument.field(
-                        field, f"must give a number, gives {json.dumps(value, default=str)} "
-                        "on a sample event", reason="invalid_expression") from None
+        if result[0] == "died":
+            reason = result[1]
+            v.append(errors.FieldViolation(field, _DIED[result[1]].format(
+                deadline=evaluator.deadline_ms, memory=evaluator.memory_mb)))
+            done.add(field)
+            continue
+        if result[0] == "compile":
+            if whole:
+                position = (result[2], result[3]) if result[2] else None
+                v.append(_expression_error(field, result[1], position))
+                done.add(field)
+            continue
+        if whole:
+            problem = _wrong_type(field, result)
+            if problem:
+                v.append(errors.FieldViolation(field, problem))
+                done.add(field)
+    if v:
+        metadata = {"position": f"{position[0]}:{position[1]}"} if position and len(v) == 1 else None
+        raise errors.InvalidArgument(f"{v[0].field}: {v[0].description}", reason=reason, violations=v,
+                                     metadata=metadata)
+
+
+def _wrong_type(field: str, results: Sequence[Any]) -> str:
+    """What is wrong with the sample results of a condition (a boolean) or formula (a number)."""
+    for result in results:
+        kind = result[0]
+        if kind in ("err", "null"):
+            continue
+        shown = json.dumps(result[1]) if kind == "bool" else result[1]
+        if field == "condition" and kind != "bool":
+            return f"must give true or false, gives {shown} on a sample event"
+        if field == "formula" and kind != "num":
+            return f"must give a number, gives {shown} on a sample event"
+    return ""
 
 
 def validate_caps(raw: Mapping[str, str | None] | None, v: list[errors.FieldViolation]) -> dict[str, str]:
@@ -177,7 +219,8 @@ def validate_caps(raw: Mapping[str, str | None] | None, v: list[errors.FieldViol
     return clean
 
 
-def validate_rule(fields: dict[str, Any], declared: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+def validate_rule(fields: dict[str, Any], declared: Sequence[Mapping[str, Any]] | None,
+                  evaluator: sandbox.Sandbox) -> dict[str, Any]:
     """Check every field of a rule (create, update or draft); returns the clean fields."""
     v: list[errors.FieldViolation] = []
     fields = dict(fields)
@@ -195,15 +238,8 @@ def validate_rule(fields: dict[str, Any], declared: Sequence[Mapping[str, Any]] 
     if not -1_000_000 <= fields["order"] <= 1_000_000:
         v.append(errors.FieldViolation("order", "must be between -1000000 and 1000000"))
     fields["caps"] = validate_caps(fields.get("caps"), v)
-    for field in ("condition", "formula"):
-        if str(fields[field]).strip():
-            try:
-                compile_expression(fields[field])
-            except ExpressionError as exc:
-                v.extend(_expression_error(field, exc).violations)
-    errors.collect(v, reason="invalid_expression" if any(
-        x.field in ("condition", "formula") for x in v) else "invalid_argument")
-    check_result_types(fields, declared)
+    errors.collect(v)
+    check_expressions(fields, declared, evaluator)
     return fields
 
 
@@ -218,11 +254,13 @@ def _anyone(tenant_id: str, participant_id: str) -> bool:
 
 
 class RulesService:
-    def __init__(self, db: Database, on_commit: Callable[[], None] = lambda: None,
+    def __init__(self, db: Database, evaluator: sandbox.Sandbox, on_commit: Callable[[], None] = lambda: None,
                  participant_exists: Callable[[str, str], bool] = _anyone) -> None:
-        """``participant_exists(tenant, participant_id)`` asks identity (adjustments only go to
+        """``evaluator`` runs rule expressions (simulations and save-time checks);
+        ``participant_exists(tenant, participant_id)`` asks identity (adjustments only go to
         participants that exist); ``on_commit`` wakes the outbox relay."""
         self.db = db
+        self.sandbox = evaluator
         self._on_commit = on_commit
         self.participant_exists = participant_exists
 
@@ -379,7 +417,8 @@ class RulesService:
     # -- rules --------------------------------------------------------------------------
     def create_rule(self, tenant_id: str, program_id: str, fields: dict[str, Any]) -> sa.Row[Any]:
         program = self.get_program(tenant_id, program_id)
-        fields = validate_rule(fields, self._declared(tenant_id, program.id, fields["event_type"]))
+        fields = validate_rule(fields, self._declared(tenant_id, program.id, fields["event_type"]),
+                               self.sandbox)
         now = utcnow()
         rule_id = new_id()
         row = {"id": rule_id, "tenant_id": tenant_id, "program_id": program.id, "version": 1,
@@ -406,7 +445,9 @@ class RulesService:
                 return cast("sa.Row[Any]", locked)
             now = utcnow()
             version = locked.version + 1
-            values = {**{k: fields[k] for k in storage.RULE_FIELDS}, "version": version, "updated_at": now}
+            # A saved rule starts its budget count again (the operator fixed it, or means it).
+            values = {**{k: fields[k] for k in storage.RULE_FIELDS}, "version": version, "updated_at": now,
+                      "budget_breaches": 0}
             session.execute(sa.update(r).where(r.c.id == locked.id).values(values))
             session.execute(storage.rule_versions.insert().values(
                 rule_id=locked.id, version=version, snapshot=_snapshot(values), created_at=now))
@@ -421,7 +462,8 @@ class RulesService:
                 raise errors.Conflict(f"rule {rule_id} is archived", reason="rule_archived")
             merged = {**current, **changes}
             merged["caps"] = changes.get("caps", current["caps"] or {})
-            return validate_rule(merged, self._declared(tenant_id, program.id, merged["event_type"], session))
+            return validate_rule(merged, self._declared(tenant_id, program.id, merged["event_type"], session),
+                                 self.sandbox)
 
         return self._new_version(tenant_id, program.id, rule_id, change)
 
@@ -495,7 +537,7 @@ class RulesService:
             rules = []
             for i, draft in enumerate(drafts):
                 try:
-                    clean = validate_rule(draft, registered.get(draft["event_type"]))
+                    clean = validate_rule(draft, registered.get(draft["event_type"]), self.sandbox)
                 except errors.InvalidArgument as exc:
                     raise errors.InvalidArgument(
                         f"draft_rules[{i}]: {exc.message}", reason=exc.reason,
@@ -518,7 +560,13 @@ class RulesService:
                                      participant_id, at) if participant_id else {}
         facts = EventFacts("simulation", event_type, at, event_data,
                            participant={"id": participant_id or None, "attributes": attributes})
-        evaluations = evaluate(program, rules, facts, account.lifetime_earned, usage)
+        asked = self.sandbox.answers([Job(program, rules, facts, account.lifetime_earned)])
+        if asked.answers[0] is None:
+            raise errors.InvalidArgument(
+                "a rule's expressions crashed the expression engine on this event",
+                reason=sandbox.CRASHED, violations=[errors.FieldViolation(
+                    "event_data", "a rule's expressions crashed the expression engine on this event")])
+        evaluations = evaluate(program, rules, facts, account.lifetime_earned, usage, asked.answers[0])
         tier = program.tier_for(account.lifetime_earned)
         total = sum((e.points for e in evaluations if e.matched), ledger.ZERO)
         return evaluations, total, tier.name if tier else ""

@@ -66,6 +66,8 @@ rules = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("caps", JsonType),
+    # times the rule went over the expression sandbox's budget since it was last saved
+    sa.Column("budget_breaches", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_rules_program", "tenant_id", "program_id"),
 )
 

@@ -18,6 +18,7 @@ WILDCARD = "*"
 WEBHOOK_TYPES: tuple[str, ...] = (
     "event.completed", "event.failed", "points.awarded", "points.adjusted",
     "participant.created", "enrollment.created", "enrollment.reactivated", "tier.changed",
+    "rule.suspended",
 )
 MAX_DESCRIPTION = 1000
 

@@ -137,6 +137,8 @@ class RuleSpec:
     active_to: dt.datetime | None
     status: str = "ACTIVE"
     caps: Caps = Caps()
+    #: times the rule went over the sandbox's budget since it was last saved
+    budget_breaches: int = 0
 
 
 @dataclass(frozen=True)
@@ -221,11 +223,104 @@ def _order(rule: RuleSpec) -> tuple[int, str]:
     return rule.order, rule.rule_id
 
 
+class Breach(NamedTuple):
+    """A rule's expressions went past the sandbox's budget on an event, or crashed it:
+    ``reason`` is evaluation_timeout, evaluation_resource_exhausted or evaluation_crashed."""
+
+    reason: str
+    message: str
+
+
+#: What the expressions of one rule gave on one event: the formula's number (condition true),
+#: False (condition false), an error message (str), a Breach, or None (not asked: the rule
+#: was skipped before its expressions, for its status, event type or time window).
+Answer = decimal.Decimal | bool | str | Breach | None
+
+
+def expression_needed(rule: RuleSpec, event: EventFacts) -> bool:
+    """Whether evaluate() asks the rule's expressions about this event (stop_after_match aside:
+    what an earlier rule does is not known until its caps are applied)."""
+    if rule.status != "ACTIVE":
+        return False
+    if rule.event_type and rule.event_type != event.event_type:
+        return False
+    return not ((rule.active_from and event.timestamp < rule.active_from) or (
+        rule.active_to and event.timestamp >= rule.active_to))
+
+
+def ordered(rules: Sequence[RuleSpec]) -> list[RuleSpec]:
+    """Rules in evaluation order: answers are given in this order."""
+    return sorted(rules, key=_order)
+
+
+def answer(rule: RuleSpec, context: dict[str, Any],
+           made: dict[frozenset[str], bytes | dict[str, Any]]) -> Answer:
+    """Ask the engine about one rule: the formula's value as a Decimal, False when the
+    condition is false, or the error message. This is the only place expressions run, and
+    in the suite it runs inside the sandbox's child processes (accrual_rules.sandbox)."""
+    try:
+        condition, formula, both = compiled_rule(rule.rule_id, rule.version, rule.condition, rule.formula)
+        value: Any = _UNANSWERED
+        if both is not None:
+            try:
+                reply = both.evaluate(_given(made, both, context), narrowed=True)
+            except ExpressionError:
+                reply = None  # asked again below, of each on its own, for the exact message
+            if type(reply) is list:
+                if len(reply) == 1 and reply[0] is False:
+                    return False
+                if len(reply) == 2 and reply[0] is True:
+                    value = reply[1]
+        if value is _UNANSWERED:
+            if condition is not None:
+                outcome = condition.evaluate(_given(made, condition, context), narrowed=True)
+                if outcome is not True and outcome is not False:
+                    raise ExpressionError(f"condition must give true or false, got {_short(outcome)}")
+                if not outcome:
+                    return False
+            value = formula.evaluate(_given(made, formula, context), narrowed=True)
+        return to_decimal(value)
+    except ExpressionError as exc:
+        return exc.message
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "…"
+
+
+def answers_for(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFacts,
+                lifetime_points: decimal.Decimal, before: Any = None,
+                known: Mapping[int, Answer] | None = None) -> list[Answer]:
+    """The answer of every rule of ``ordered(rules)`` to the event (None where none is
+    needed). ``before(i)``, when given, is called before rule i's expressions run (the
+    sandbox marks its progress and arms its deadline there); ``known`` answers, by position,
+    are taken as they are instead of running the rule."""
+    tier = program.tier_for(lifetime_points)
+    context = context_for(program, event, tier, lifetime_points)
+    made: dict[frozenset[str], bytes | dict[str, Any]] = {}
+    out: list[Answer] = []
+    for i, rule in enumerate(ordered(rules)):
+        if not expression_needed(rule, event):
+            out.append(None)
+            continue
+        if known and i in known:
+            out.append(known[i])
+            continue
+        if before is not None:
+            before(i)
+        out.append(answer(rule, context, made))
+    return out
+
+
 def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFacts,
              lifetime_points: decimal.Decimal,
-             usage: Mapping[str, CapUsage] | None = None) -> list[Evaluation]:
+             usage: Mapping[str, CapUsage] | None = None,
+             answers: Sequence[Answer] | None = None) -> list[Evaluation]:
     """Evaluate ``rules`` in order. ``usage`` gives, per rule id, what capped rules already
-    awarded (rules missing from it count as unused).
+    awarded (rules missing from it count as unused). ``answers`` are what the expressions
+    gave (answers_for, run in the sandbox); without them the expressions run here, which
+    only pure tests and the plain-Python benchmark do.
 
     This runs once per event for every active rule of the program (the goal is 100 rules in
     under a millisecond), so the loop avoids per-rule allocations: verdicts are tuples, caps
@@ -234,13 +329,13 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
     reads JSON text faster than it converts a dict).
     """
     tier = program.tier_for(lifetime_points)
-    context = context_for(program, event, tier, lifetime_points)
+    context: dict[str, Any] | None = None
     usage = usage or {}
-    narrowed_contexts: dict[frozenset[str], bytes | dict[str, Any]] = {}
+    made: dict[frozenset[str], bytes | dict[str, Any]] = {}
     results: list[Evaluation] = []
     append = results.append
     stopped = False
-    for rule in sorted(rules, key=_order):
+    for i, rule in enumerate(ordered(rules)):
         if rule.status != "ACTIVE":
             append(Evaluation(rule.rule_id, rule.version, rule.name, False, rule.status.lower()))
             continue
@@ -254,34 +349,27 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
                 rule.active_to and event.timestamp >= rule.active_to):
             append(Evaluation(rule.rule_id, rule.version, rule.name, False, "outside_time_window"))
             continue
-        try:
-            condition, formula, both = compiled_rule(rule.rule_id, rule.version, rule.condition, rule.formula)
-            value: Any = _UNANSWERED
-            if both is not None:
-                try:
-                    answer = both.evaluate(_given(narrowed_contexts, both, context), narrowed=True)
-                except ExpressionError:
-                    answer = None  # asked again below, of each on its own, for the exact message
-                if type(answer) is list:
-                    if len(answer) == 1 and answer[0] is False:
-                        append(Evaluation(rule.rule_id, rule.version, rule.name, False, "condition_false"))
-                        continue
-                    if len(answer) == 2 and answer[0] is True:
-                        value = answer[1]
-            if value is _UNANSWERED:
-                if condition is not None:
-                    outcome = condition.evaluate(_given(narrowed_contexts, condition, context), narrowed=True)
-                    if outcome is not True and outcome is not False:
-                        raise ExpressionError(f"condition must give true or false, got {outcome!r}")
-                    if not outcome:
-                        append(Evaluation(rule.rule_id, rule.version, rule.name, False, "condition_false"))
-                        continue
-                value = formula.evaluate(_given(narrowed_contexts, formula, context), narrowed=True)
-            raw = to_decimal(value)
-            if raw < 0:
-                raise ExpressionError(f"formula gave a negative number ({raw}); debit with an adjustment")
-        except ExpressionError as exc:
-            append(Evaluation(rule.rule_id, rule.version, rule.name, False, "evaluation_error", exc.message))
+        if answers is not None:
+            given = answers[i]
+        else:
+            if context is None:
+                context = context_for(program, event, tier, lifetime_points)
+            given = answer(rule, context, made)
+        if given is False:
+            append(Evaluation(rule.rule_id, rule.version, rule.name, False, "condition_false"))
+            continue
+        if type(given) is str:
+            append(Evaluation(rule.rule_id, rule.version, rule.name, False, "evaluation_error", given))
+            continue
+        if type(given) is Breach:
+            append(Evaluation(rule.rule_id, rule.version, rule.name, False, given.reason, given.message))
+            continue
+        if given is None or type(given) is not decimal.Decimal:
+            raise ValueError(f"no answer for rule {rule.rule_id}")  # a caller's bug, not the rule's
+        raw = given
+        if raw < 0:
+            append(Evaluation(rule.rule_id, rule.version, rule.name, False, "evaluation_error",
+                              f"formula gave a negative number ({raw}); debit with an adjustment"))
             continue
         if rule.apply_tier_multiplier and tier is not None:
             raw *= tier.multiplier

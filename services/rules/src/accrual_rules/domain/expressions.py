@@ -99,3 +99,145 @@ def to_decimal(value: Any) -> decimal.Decimal:
                 return number
             raise ExpressionError(f"formula gave a non-finite number ({json.dumps(value)})")
     raise ExpressionError(f"formula must give a number, got {json.dumps(value, default=str)}")
+
+
+# -- static limits, checked on save before the engine sees a source ---------------------------
+
+#: A rule's expression is at most this many bytes (UTF-8).
+MAX_SOURCE_BYTES = 4096
+#: Brackets, parentheses and braces nest at most this deep (the engine recurses per level
+#: and overflows its stack on deep nesting).
+MAX_NESTING = 32
+#: A literal range such as ``[1..10]`` spans at most this many values.
+MAX_RANGE = 10_000
+
+_RANGE = re.compile(r"[\[(]\s*(-?\d+(?:\.\d+)?)\s*\.\.\s*(-?\d+(?:\.\d+)?)\s*[\])]")
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+class LimitExceeded(ExpressionError):
+    """A source over one of the static limits; ``limit`` names which."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+def _code_only(source: str) -> str:
+    """The source with the text of string literals blanked (their brackets are no nesting)."""
+    out = []
+    quote = ""
+    escaped = False
+    for ch in source:
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+                out.append(ch)
+                continue
+            out.append(" ")
+            continue
+        if ch in "'\"`":
+            quote = ch
+        out.append(ch)
+    return "".join(out)
+
+
+def check_limits(source: str) -> None:
+    """Raise LimitExceeded when ``source`` is over a static limit."""
+    size = len(source.encode())
+    if size > MAX_SOURCE_BYTES:
+        raise LimitExceeded(f"is {size} bytes long; an expression may be at most {MAX_SOURCE_BYTES} bytes",
+                            "max_length")
+    code = _code_only(source)
+    depth = deepest = 0
+    for ch in code:
+        if ch in _OPEN:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in _CLOSE:
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise LimitExceeded(f"nests {deepest} levels deep; an expression may nest at most {MAX_NESTING}",
+                            "max_nesting")
+    for m in _RANGE.finditer(code):
+        low, high = decimal.Decimal(m.group(1)), decimal.Decimal(m.group(2))
+        count = abs(high - low) + 1
+        if count > MAX_RANGE:
+            raise LimitExceeded(f"range {m.group(0)} spans {count:f} values; a literal range "
+                                f"may span at most {MAX_RANGE}", "max_range")
+
+
+def branches(source: str, limit: int = 64) -> list[str]:
+    """Sub-expressions a sample event may not reach: both branches of every ``?:``, at the
+    top level and inside every parenthesised or bracketed group (function arguments
+    included), so a save-time check runs each of them once. At most ``limit``."""
+    code = _code_only(source)
+    found: list[str] = []
+    groups: list[tuple[int, int]] = [(0, len(code))]
+    stack: list[int] = []
+    for i, ch in enumerate(code):
+        if ch in _OPEN:
+            stack.append(i)
+        elif ch in _CLOSE and stack:
+            groups.append((stack.pop() + 1, i))
+    for start, end in groups:
+        for part_start, part_end in _split_depth0(code, start, end, ","):
+            found.extend(_ternary_branches(source, code, part_start, part_end))
+        if len(found) >= limit:
+            break
+    return [b for b in dict.fromkeys(found) if b.strip()][:limit]
+
+
+def _depth0(code: str, start: int, end: int) -> list[int]:
+    """Positions in code[start:end] outside any nested group."""
+    out, depth = [], 0
+    for i in range(start, end):
+        ch = code[i]
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+        elif depth == 0:
+            out.append(i)
+    return out
+
+
+def _split_depth0(code: str, start: int, end: int, sep: str) -> list[tuple[int, int]]:
+    parts, last = [], start
+    for i in _depth0(code, start, end):
+        if code[i] == sep:
+            parts.append((last, i))
+            last = i + 1
+    parts.append((last, end))
+    return parts
+
+
+def _ternary_branches(source: str, code: str, start: int, end: int) -> list[str]:
+    """The two branches of a top-level ``c ? a : b`` in code[start:end] (recursively)."""
+    positions = _depth0(code, start, end)
+    question = None
+    for i in positions:
+        if code[i] == "?" and code[i + 1:i + 2] not in ("?", ".") and code[i - 1:i] != "?":
+            question = i
+            break
+    if question is None:
+        return []
+    pending = 0
+    for i in positions:
+        if i <= question:
+            continue
+        ch = code[i]
+        if ch == "?" and code[i + 1:i + 2] not in ("?", ".") and code[i - 1:i] != "?":
+            pending += 1
+        elif ch == ":":
+            if pending:
+                pending -= 1
+                continue
+            then, otherwise = (question + 1, i), (i + 1, end)
+            return [source[then[0]:then[1]], source[otherwise[0]:otherwise[1]],
+                    *_ternary_branches(source, code, *then), *_ternary_branches(source, code, *otherwise)]
+    return []
