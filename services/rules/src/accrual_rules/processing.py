@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from accrual_rules import budget, ledger, storage
 from accrual_rules.domain.evaluation import (
     Answer,
+    Breach,
     EventFacts,
     ProgramPolicy,
     RuleSpec,
@@ -226,6 +227,20 @@ class Processor:
             assert item.actor is not None
             item.programs = sorted((catalog.programs[p] for p in set(item.actor.active_program_ids)
                                     if p in catalog.programs), key=lambda row: row.id)
+        runnable: list[Pending] = []
+        for item in ready:
+            assert item.actor is not None
+            failure = item.actor.error_code or (item.recipient.error_code if item.recipient else "")
+            if failure:
+                who = item.actor if item.actor.error_code else item.recipient
+                assert who is not None
+                outcomes.append(_failed(tenant_id, item.event.event_id, failure, who.error_message,
+                                        participant_id=item.actor.participant_id))
+                continue
+            runnable.append(item)
+        # The expressions run before the write transaction, so no lock is held while a hostile
+        # rule uses its budget; _award asks again for the few events whose balance changed.
+        answered, breached = self._ask_sandbox(tenant_id, runnable, catalog)
         with self.db.transaction() as session:
             # Every lock up front and in one order (budget rules by id, then balances by program
             # and participant), so two workers on overlapping batches never deadlock.
@@ -233,20 +248,8 @@ class Processor:
                                      [r for i in ready for p in i.programs for r in catalog.rules[p.id]])
             accounts = ledger.lock_accounts(session, self.db.dialect, tenant_id, {
                 (p.id, _beneficiary(i)) for i in ready if _beneficiary(i) for p in i.programs})
-            writes = _Writes(accounts)
-            runnable: list[Pending] = []
-            for item in ready:
-                assert item.actor is not None
-                failure = item.actor.error_code or (item.recipient.error_code if item.recipient else "")
-                if failure:
-                    who = item.actor if item.actor.error_code else item.recipient
-                    assert who is not None
-                    outcomes.append(_failed(tenant_id, item.event.event_id, failure, who.error_message,
-                                            participant_id=item.actor.participant_id))
-                    continue
-                runnable.append(item)
+            writes = _Writes(accounts, answers=answered, breaches=breached)
             now = utcnow()
-            self._ask_sandbox(tenant_id, runnable, catalog, writes)
             for item in runnable:
                 self._apply(session, tenant_id, item, catalog, outcomes, notes, writes, now)
             suspended = budget.record_breaches(session, self.db.dialect, tenant_id, writes.breaches,
@@ -276,28 +279,29 @@ class Processor:
             kept.append(program_row)
         return kept
 
-    def _ask_sandbox(self, tenant_id: str, items: list[Pending], catalog: Catalog, writes: _Writes) -> None:
+    def _ask_sandbox(self, tenant_id: str, items: list[Pending], catalog: Catalog
+                     ) -> tuple[dict[tuple[str, str], tuple[decimal.Decimal, list[Answer] | None]],
+                                dict[str, list[str]]]:
         """Every runnable event's rules, of every program, in one call to the sandbox (in
-        chunks), with the balances as they were locked; _award asks again, alone, for an event
-        whose participant's lifetime points an earlier event of the batch changed."""
-        jobs: list[Job] = []
-        keys: list[tuple[str, str]] = []
+        chunks), with the balances as they are now: by (event id, program id) the lifetime
+        points asked with and the answers, and the breaches per rule id."""
+        answered: dict[tuple[str, str], tuple[decimal.Decimal, list[Answer] | None]] = {}
+        keys: list[tuple[str, str, str]] = []
         for item in items:
             item.facts = _facts(item)
             item.applicable = self._programs_of(catalog, item)
-            beneficiary = _beneficiary(item)
-            for program_row in item.applicable:
-                account = writes.accounts.get((program_row.id, beneficiary))
-                lifetime = account.lifetime_earned if account is not None else ZERO
-                jobs.append(Job(catalog.policies[program_row.id], catalog.rules[program_row.id],
-                                item.facts, lifetime))
-                keys.append((item.event.event_id, program_row.id))
-        if not jobs:
-            return
+            keys.extend((item.event.event_id, p.id, _beneficiary(item)) for p in item.applicable)
+        if not keys:
+            return answered, {}
+        with self.db.transaction() as session:
+            balances = ledger.read_accounts(session, tenant_id, {(p, who) for _, p, who in keys})
+        facts = {item.event.event_id: item.facts for item in items}
+        jobs = [Job(catalog.policies[p], catalog.rules[p], facts[event_id],  # type: ignore[arg-type]
+                    balances[(p, who)].lifetime_earned) for event_id, p, who in keys]
         asked = self.sandbox.answers(jobs)
-        writes.add_breaches(asked.breaches)
-        for key, job, answers in zip(keys, jobs, asked.answers, strict=True):
-            writes.answers[key] = (job.lifetime_points, answers)
+        for (event_id, p, _), job, answers in zip(keys, jobs, asked.answers, strict=True):
+            answered[(event_id, p)] = (job.lifetime_points, answers)
+        return answered, {k: list(v) for k, v in asked.breaches.items()}
 
     def _claim(self, session: Session, tenant_id: str, evaluations: list[dict[str, Any]]) -> set[str]:
         """Store the events' evaluations in one statement; the ids this transaction won."""
@@ -384,7 +388,10 @@ class Processor:
         asked_with, answers = writes.answers[(facts.event_id, program.program_id)]
         if asked_with == lifetime and answers is not None:
             return answers
-        again = self.sandbox.answers([Job(program, rules, facts, lifetime)])
+        # Rules already over budget on this event are not run again.
+        breached = {i: a for i, a in enumerate(answers or []) if type(a) is Breach}
+        again = self.sandbox.answers([Job(program, rules, facts, lifetime)],
+                                     earlier={k: len(v) for k, v in writes.breaches.items()}, known=[breached])
         writes.add_breaches(again.breaches)
         if again.answers[0] is None:
             raise _EventCrashed(facts.event_id)

@@ -214,10 +214,13 @@ class Sandbox:
         if child is None:
             try:
                 child = _Child(self.deadline_ms, self.memory_mb)
-            except BaseException:
+            except BaseException as exc:
                 with self._cond:
                     self._count -= 1
                     self._cond.notify()
+                if isinstance(exc, Died):  # no rule ran yet: the sandbox itself is failing
+                    log.error("rule_sandbox_start_failed", detail=exc.detail)
+                    raise errors.Unavailable("the rule sandbox could not start, retry") from None
                 raise
         alive = True
         try:
@@ -256,20 +259,29 @@ class Sandbox:
             self._cond.notify_all()
 
     # -- rules ----------------------------------------------------------------------------
-    def answers(self, jobs: Sequence[Job]) -> Outcome:
-        """What every job's rules give (each job's rules in ``ordered`` order)."""
+    def answers(self, jobs: Sequence[Job], *, earlier: Mapping[str, int] | None = None,
+                known: Sequence[Mapping[int, Answer]] | None = None) -> Outcome:
+        """What every job's rules give (each job's rules in ``ordered`` order). ``earlier``:
+        breaches per rule id found since the rules were read (they count towards
+        ``suspend_after``); ``known``: per job, answers by position not to ask again."""
         outcome = Outcome(answers=[])
         skipped: dict[str, Answer] = {}
-        prior = {r.rule_id: r.budget_breaches for job in jobs for r in job.rules}
+        prior = {r.rule_id: r.budget_breaches + (earlier or {}).get(r.rule_id, 0)
+                 for job in jobs for r in job.rules}
+        for rule_id, count in prior.items():
+            if count >= self.suspend_after:
+                skipped[rule_id] = Breach(TIMEOUT, f"not run: the rule went over its budget {count} times "
+                                          "and is suspended")
         for start in range(0, len(jobs), CHUNK):
             chunk = [(job.program, ordered(job.rules), job.facts, job.lifetime_points)
                      for job in jobs[start:start + CHUNK]]
-            outcome.answers.extend(self._chunk(chunk, outcome, skipped, prior))
+            given = {(j, pos): a for j, answers in enumerate((known or [])[start:start + CHUNK])
+                     for pos, a in answers.items()}
+            outcome.answers.extend(self._chunk(chunk, outcome, skipped, prior, given))
         return outcome
 
     def _chunk(self, chunk: list[Any], outcome: Outcome, skipped: dict[str, Answer],
-               prior: Mapping[str, int]) -> list[list[Answer] | None]:
-        given: dict[tuple[int, int], Answer] = {}
+               prior: Mapping[str, int], given: dict[tuple[int, int], Answer]) -> list[list[Answer] | None]:
         crashes: collections.Counter[tuple[int, int]] = collections.Counter()
         failed: set[int] = set()
         unplaced = 0

@@ -12,8 +12,8 @@ runs past the deadline kills the child at once, even while the engine holds the 
 
 from __future__ import annotations
 
+import contextlib
 import decimal
-import json
 import mmap
 import os
 import pickle
@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from accrual_rules.domain.evaluation import Breach, answers_for
-from accrual_rules.domain.expressions import ExpressionError, compile_expression, to_decimal
+from accrual_rules.domain.expressions import ExpressionError, compile_expression, shown, to_decimal
 
 MARKER = struct.Struct("<iiq")  # job, rule, progress count
 EXIT_MEMORY = 3
@@ -156,8 +156,7 @@ def run_check(guard: Guard, payload: Any) -> list[Any]:
                 try:
                     results.append(["num", str(to_decimal(value))])
                 except ExpressionError:
-                    text = json.dumps(value, default=str)
-                    results.append(["other", text if len(text) <= 80 else text[:80] + "…"])
+                    results.append(["other", shown(value)])
         out.append(results)
     return out
 
@@ -176,10 +175,8 @@ def _vm_size() -> int:
 def _warm_up() -> None:
     """The engine's first error costs about 100 ms (it sets up its backtraces): paid here,
     before the first deadline is armed."""
-    try:
+    with contextlib.suppress(ExpressionError):
         compile_expression("1 +")
-    except ExpressionError:
-        pass
     compile_expression("1 + 1").evaluate({})
 
 
@@ -188,12 +185,12 @@ def main() -> None:
     with open(marker_path, "r+b") as f:
         marker = mmap.mmap(f.fileno(), MARKER.size)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # The limit is this process's own size after its imports plus the budget, so the budget
+    _warm_up()
+    # The limit is this process's own size after its start-up plus the budget, so the budget
     # is what expressions may allocate.
     if memory_mb > 0:
         limit = _vm_size() + memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    _warm_up()
     guard = Guard(marker, deadline_ms / 1000)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     write_frame(stdout, b'"ready"')

@@ -97,8 +97,17 @@ def to_decimal(value: Any) -> decimal.Decimal:
         else:  # "NaN" and "Infinity" parse, then fail every comparison and rounding after
             if number.is_finite():
                 return number
-            raise ExpressionError(f"formula gave a non-finite number ({json.dumps(value)})")
-    raise ExpressionError(f"formula must give a number, got {json.dumps(value, default=str)}")
+            raise ExpressionError(f"formula gave a non-finite number ({shown(value)})")
+    raise ExpressionError(f"formula must give a number, got {shown(value)}")
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A value as short JSON for a message (a result may be huge or nested thousands deep)."""
+    try:
+        text = json.dumps(value, default=str)
+    except (RecursionError, ValueError):
+        text = "a value nested too deep to show"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # -- static limits, checked on save before the engine sees a source ---------------------------
