@@ -123,6 +123,8 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
                     if not isinstance(parsed, dict):
                         raise shim.ShimError(400, "invalid_json", "request body must be a JSON object",
                                              [("body", "must be a JSON object")])
+                    if route.verb == "PUT" and not any(v is not None for v in parsed.values()):
+                        raise shim.empty_replacement(route)
                     data = parsed
                 else:
                     data = {route.body: parsed}

@@ -422,6 +422,16 @@ def parse_into(message: Message, data: dict[str, Any], prefix: str = "") -> None
         raise ShimError(400, "invalid_argument", f"{field}: {text}", [(field, text)]) from None
 
 
+def empty_replacement(route: Route) -> ShimError:
+    """The 400 of a replacing PUT whose body sets nothing: it would silently reset the
+    resource to its defaults, which is never what a client that forgot its body meant."""
+    fields = [f.name for f in route.method.input_type.fields if f.name not in route.path_fields]
+    description = "is required: a PUT replaces the whole resource, and the body sets nothing"
+    return ShimError(400, "invalid_argument",
+                     f"the body must set at least one of {', '.join(fields)}",
+                     [(name, description) for name in fields])
+
+
 # -- routes ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
