@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import decimal
@@ -17,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors, facts, queue, structs
+from accrual_platform import errors, facts, pages, queue, structs
 from accrual_platform.db import Database, decimal_str, in_values, update_rows, utcnow
 from accrual_platform.outbox import outbox_row
 
@@ -45,6 +44,7 @@ PUBLISH_ACTOR = "publish_notifications"
 CLAIM_CHUNK = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+EVENT_PAGES = pages.Codec("events", pages.timestamp, pages.uuid_key)
 
 
 @dataclass(frozen=True)
@@ -427,13 +427,7 @@ class IngestService:
         if filters.get("occurred_before"):
             query = query.where(e.c.event_timestamp < filters["occurred_before"])
         if page_token:
-            try:
-                at_raw, _, last_id = base64.urlsafe_b64decode(page_token.encode()).decode().partition("|")
-                at = dt.datetime.fromisoformat(at_raw)
-                if at.tzinfo is None or not last_id:
-                    raise ValueError("incomplete token")
-            except (ValueError, UnicodeDecodeError):
-                raise errors.InvalidArgument.field("page_token", "is not a token from a previous page") from None
+            at, last_id = EVENT_PAGES.decode(page_token)
             query = query.where(sa.or_(e.c.received_at < at,
                                        sa.and_(e.c.received_at == at, e.c.id < last_id)))
         query = query.order_by(e.c.received_at.desc(), e.c.id.desc()).limit(size + 1)
@@ -443,7 +437,7 @@ class IngestService:
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
-            token = base64.urlsafe_b64encode(f"{last.received_at.isoformat()}|{last.id}".encode()).decode()
+            token = EVENT_PAGES.encode(last.received_at, last.id)
         return rows, token
 
     # -- retry, claim, outcome ----------------------------------------------------------

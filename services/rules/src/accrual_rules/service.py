@@ -3,7 +3,6 @@ direct adjustments (the synchronous API)."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import decimal
 import hashlib
@@ -15,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-from accrual_platform import errors, facts, queue
+from accrual_platform import errors, facts, pages, queue
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_row
@@ -312,11 +311,11 @@ class RulesService:
         p = storage.programs
         query = sa.select(p).where(p.c.tenant_id == tenant_id)
         if page_token:
-            after = _decode_token(page_token)
+            (after,) = PROGRAM_PAGES.decode(page_token)
             query = query.where(p.c.id > after)
         with self.db.transaction() as session:
             rows = list(session.execute(query.order_by(p.c.id).limit(size + 1)).all())
-        token = _encode_token(rows[size - 1].id) if len(rows) > size else ""
+        token = PROGRAM_PAGES.encode(rows[size - 1].id) if len(rows) > size else ""
         return rows[:size], token
 
     # -- event types ----------------------------------------------------------------------
@@ -632,11 +631,7 @@ class RulesService:
                                        entry.c.program_id == program.id,
                                        entry.c.participant_id == participant_id)
         if page_token:
-            at_raw, _, last_id = _decode_token(page_token).partition("|")
-            try:
-                at = dt.datetime.fromisoformat(at_raw)
-            except ValueError:
-                raise errors.InvalidArgument.field("page_token", "is not a token from a previous page") from None
+            at, last_id = TRANSACTION_PAGES.decode(page_token)
             query = query.where(sa.or_(entry.c.created_at < at,
                                        sa.and_(entry.c.created_at == at, entry.c.id < last_id)))
         query = query.order_by(entry.c.created_at.desc(), entry.c.id.desc()).limit(size + 1)
@@ -645,7 +640,7 @@ class RulesService:
         token = ""
         if len(rows) > size:
             last = rows[size - 1]
-            token = _encode_token(f"{last.created_at.isoformat()}|{last.id}")
+            token = TRANSACTION_PAGES.encode(last.created_at, last.id)
         return rows[:size], token
 
 
@@ -666,12 +661,5 @@ def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
             for k, v in row.items() if k in storage.RULE_FIELDS}
 
 
-def _encode_token(raw: str) -> str:
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise errors.InvalidArgument.field("page_token", "is not a token from a previous page") from None
+PROGRAM_PAGES = pages.Codec("programs", pages.uuid_key)
+TRANSACTION_PAGES = pages.Codec("transactions", pages.timestamp, pages.uuid_key)
