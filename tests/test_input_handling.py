@@ -128,3 +128,53 @@ def test_every_list_refuses_a_page_token_it_did_not_make(suite: Suite, lists: di
             assert r.status_code == 400, (name, bad[:20], r.status_code, r.text)
             assert r.json()["error"]["code"] == "invalid_argument", (name, r.text)
             assert fields(r) == ["page_token"], (name, r.text)
+
+
+LONG, MID = "x" * 17_000, "y" * 300
+
+
+def _short_and_named(r: httpx.Response, status: int, field: str | None) -> None:
+    """The answer names the field and quotes at most a short prefix of the value."""
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    text = r.text
+    assert len(text) < 2000, len(text)
+    assert "x" * 41 not in text and "y" * 41 not in text, text
+    assert "metadata" not in text and "Stream removed" not in text, text
+    if field is not None:
+        assert field in fields(r) or field in r.json()["error"]["message"], text
+
+
+def test_long_values_get_a_short_answer_naming_the_field(suite: Suite) -> None:
+    api = suite.api
+    pid = program(api)
+    for value in (LONG, MID):
+        cases: list[tuple[httpx.Response, int, str | None]] = [
+            (api.post("/v1/cdp/events", json={
+                "source": "pos", "externalEventId": uuid.uuid4().hex, "eventType": value,
+                "identity": {"email": "a@example.com"}, "properties": {}}), 422, "eventType"),
+            (api.post("/v1/cdp/events", json={
+                "source": value, "externalEventId": value, "eventType": "purchase",
+                "identity": {"email": "a@example.com"}, "properties": {}}), 422, "externalEventId"),
+            (api.get(f"/v1/cdp/event-types/{value}"), 404, None),
+            (api.get(f"/v1/programs/{pid}/segments/{value}/members"), 404, None),
+            (api.post("/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/", "enabled_events": [value]}),
+             400, "enabled_events[0]"),
+            (api.post("/v1/events", json={"program_id": pid, "idempotency_key": value, "external_id": "a",
+                                          "event_type": "purchase", "event_data": {}}), 400, "idempotency_key"),
+            (api.post("/v1/events", json={"program_id": pid, "idempotency_key": uuid.uuid4().hex,
+                                          "external_id": "a", "event_type": "purchase",
+                                          "event_data": {value: {"deep": "a\x00b"}}}), 400, None),
+            (api.post("/v1/programs", json={"name": "p", value: 1}), 400, None),
+            (api.get("/v1/events", params={value: "1"}), 400, None),
+            (api.post("/v1/programs", json={"name": value}), 400, "name"),
+            (api.get(f"/v1/programs/{value}"), 400, "program_id"),
+        ]
+        for i, (r, status, field) in enumerate(cases):
+            try:
+                _short_and_named(r, status, field)
+            except AssertionError as exc:
+                raise AssertionError(f"case {i} ({len(value)} characters): {exc}") from None
+    # a key no one could have been given: 401, not a transport error
+    for key in ("sk_" + LONG, "sk_" + MID):
+        r = httpx.get(f"{suite.base_url}/v1/programs", headers={"X-API-Key": key})
+        _short_and_named(r, 401, None)

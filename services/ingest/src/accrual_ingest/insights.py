@@ -121,7 +121,8 @@ class EngagementQueries:
                 size: int, token: str) -> tuple[list[sa.Row[Any]], str, dt.datetime | None]:
         program_id = program_uuid(program_id)
         if segment not in SEGMENTS:
-            raise errors.NotFound(f"segment {segment!r} does not exist; segments are " + ", ".join(SEGMENTS),
+            raise errors.NotFound(f"segment {errors.excerpt(segment)} does not exist; segments are "
+                                  + ", ".join(SEGMENTS),
                                   reason="segment_not_found")
         size = page_size(size)
         after = after_token(engagement.MEMBER_PAGES, token)

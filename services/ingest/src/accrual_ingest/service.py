@@ -385,7 +385,8 @@ class IngestService:
         with self.db.transaction() as session:
             row = storage.get_event_type(session, tenant_id, name)
         if row is None:
-            raise errors.NotFound(f"CDP event type {name!r} is not registered", reason="event_type_not_found")
+            raise errors.NotFound(f"CDP event type {errors.excerpt(name)} is not registered",
+                                  reason="event_type_not_found")
         return row
 
     # -- read ---------------------------------------------------------------------------

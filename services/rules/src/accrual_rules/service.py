@@ -83,7 +83,7 @@ def validate_tiers(tiers: Sequence[Mapping[str, str]], v: list[errors.FieldViola
         if not name or len(name) > 200:
             v.append(errors.FieldViolation(f"tiers[{i}].name", "is required (1 to 200 characters)"))
         elif name in names:
-            v.append(errors.FieldViolation(f"tiers[{i}].name", f"must be unique ({name!r} repeats)"))
+            v.append(errors.FieldViolation(f"tiers[{i}].name", f"must be unique ({errors.excerpt(name)} repeats)"))
         names.add(name)
         try:
             minimum = _decimal(t.get("min_lifetime_points") or "0", f"tiers[{i}].min_lifetime_points",
@@ -334,7 +334,8 @@ class RulesService:
             if not _NAME.match(pname):
                 v.append(errors.FieldViolation(f"properties[{i}].name", _NAME_RULE))
             elif pname in seen:
-                v.append(errors.FieldViolation(f"properties[{i}].name", f"must be unique ({pname!r} repeats)"))
+                v.append(errors.FieldViolation(f"properties[{i}].name",
+                                               f"must be unique ({errors.excerpt(pname)} repeats)"))
             seen.add(pname)
             if prop["type"] not in PROPERTY_TYPES:
                 v.append(errors.FieldViolation(f"properties[{i}].type",
@@ -350,7 +351,7 @@ class RulesService:
             ).on_conflict_do_nothing(index_elements=["tenant_id", "program_id", "name"])
                 .returning(t.c.name)).first()
         if done is None:
-            raise errors.AlreadyExists(f"event type {name!r} is already registered on the program",
+            raise errors.AlreadyExists(f"event type {errors.excerpt(name)} is already registered on the program",
                                        reason="event_type_exists",
                                        violations=[errors.FieldViolation("name", "is already registered")])
         return next(r for r in self.list_event_types(tenant_id, program.id) if r.name == name)
