@@ -165,6 +165,17 @@ def test_segments_follow_the_event_clock_and_the_program_config(stack: Stack) ->
             bad = c.put(f"/v1/programs/{s.program}/segment-config", json=body)
             assert bad.status_code == 400, (body, bad.text)
             assert bad.json()["error"]["details"][0]["field"] == field
+        # A replacing PUT that sets nothing is refused, naming the sections, and resets nothing.
+        sections = ["high_engagers", "purchasers", "advocates", "at_risk"]
+        for raw in (b"", b"{}", b'{"high_engagers": null}'):
+            empty = c.put(f"/v1/programs/{s.program}/segment-config", content=raw)
+            assert empty.status_code == 400, (raw, empty.text)
+            assert [d["field"] for d in empty.json()["error"]["details"]] == sections
+        failure = stack.failure(lambda: stack.stub.UpdateSegmentConfig(
+            ingest_pb2.UpdateSegmentConfigRequest(program_id=s.program), metadata=stack.md(s.key), timeout=10))
+        assert failure.code == grpc.StatusCode.INVALID_ARGUMENT and failure.fields == sections
+        assert c.get(f"/v1/programs/{s.program}/segment-config").json()["high_engagers"] == {
+            "min_events": 1, "window_days": 60}
         missing = c.get(f"/v1/programs/{s.program}/segments/whales/members")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "segment_not_found"
     assert members("high_engagers") == sorted([s.a, s.b, s.c])

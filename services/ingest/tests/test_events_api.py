@@ -15,6 +15,7 @@ import httpx
 import pytest
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
+from accrual_ingest.service import StaleEventSweeper
 
 if TYPE_CHECKING:
     from conftest import Stack
@@ -400,3 +401,33 @@ def test_stale_sweep_announces_unfinished_events_again_and_only_those(stack: Sta
     with stack.http(key) as c:
         completed = c.get(f"/v1/events/{done['event_id']}").json()
     assert completed["status"] == "COMPLETED"
+
+
+def test_a_sweeper_started_after_a_restart_announces_every_unfinished_event_once(stack: Stack) -> None:
+    """The embedded suite's sweep at start: unfinished events however recent, each once."""
+    key, tenant = stack.tenant()
+    with stack.http(key) as c:
+        stuck = [c.post("/v1/events", json=body()).json()["event_id"] for _ in range(3)]
+        done = c.post("/v1/events", json=body()).json()["event_id"]
+    stack.runtime.service.record_outcomes([messages_pb2.EventOutcome(
+        tenant_id=tenant, event_id=done, status=messages_pb2.OUTCOME_STATUS_COMPLETED, points_awarded="1")])
+    before = stack.accepted_messages(tenant)
+    sweeper = StaleEventSweeper(stack.runtime.service, interval=3600, older_than=3600, at_start=True)
+    sweeper.start()
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and any(
+                stack.accepted_messages(tenant).count(e) == before.count(e) for e in stuck):
+            time.sleep(0.05)
+        time.sleep(0.3)  # room for a second, wrong, announcement
+        after = stack.accepted_messages(tenant)
+    finally:
+        sweeper.stop()
+    assert [after.count(e) - before.count(e) for e in stuck] == [1, 1, 1]
+    assert after.count(done) == before.count(done)
+    # without at_start, events this recent wait for the stale sweep
+    idle = StaleEventSweeper(stack.runtime.service, interval=3600, older_than=3600)
+    idle.start()
+    time.sleep(0.3)
+    idle.stop()
+    assert stack.accepted_messages(tenant) == after

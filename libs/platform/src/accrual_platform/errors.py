@@ -6,6 +6,7 @@ Domain code raises these; the gRPC error interceptor turns them into a rich stat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,12 +15,44 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 DOMAIN = "accrual.dev"
+#: How much of a client's value an error quotes back: enough to recognise it.
+EXCERPT_LENGTH = 40
+#: Bounds of what an error carries. The status travels in gRPC trailers, which a peer
+#: refuses past 8-16 KiB (the gateway then saw RESOURCE_EXHAUSTED, a 429 with gRPC internals):
+#: at these bounds a status stays under 8 KiB however many violations it names (the first
+#: MAX_VIOLATIONS of them: enough to fix a request by).
+MAX_MESSAGE, MAX_FIELD, MAX_DESCRIPTION, MAX_METADATA_VALUE = 600, 100, 300, 200
+MAX_VIOLATIONS = 10
+
+
+def shorten(text: str, limit: int = EXCERPT_LENGTH) -> str:
+    """``text`` itself when short, else its first ``limit`` characters and "…"."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def excerpt(value: object, limit: int = EXCERPT_LENGTH) -> str:
+    """A client's value quoted in an error: its repr, of at most ``limit`` characters of it."""
+    return repr(shorten(str(value), limit))
+
+
+#: no word of ours is this long; a run of it in an error text is a client's value echoed
+_LONG_RUN = re.compile(r"\S{" + str(2 * EXCERPT_LENGTH + 1) + ",}")
+
+
+def clip(text: str, limit: int) -> str:
+    """An error text as sent: every long run of non-space characters (a value some check
+    echoed whole) cut to its first EXCERPT_LENGTH characters, the whole to ``limit``."""
+    return shorten(_LONG_RUN.sub(lambda m: shorten(m.group()), text), limit)
 
 
 @dataclass(frozen=True)
 class FieldViolation:
     field: str
     description: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field", shorten(self.field, MAX_FIELD))
+        object.__setattr__(self, "description", clip(self.description, MAX_DESCRIPTION))
 
 
 class AppError(Exception):
@@ -31,12 +64,13 @@ class AppError(Exception):
     def __init__(self, message: str, *, reason: str | None = None,
                  violations: Sequence[FieldViolation] = (),
                  metadata: dict[str, str] | None = None) -> None:
+        message = clip(message, MAX_MESSAGE)
         super().__init__(message)
         self.message = message
         if reason:
             self.reason = reason
-        self.violations = tuple(violations)
-        self.metadata = dict(metadata or {})
+        self.violations = tuple(violations)[:MAX_VIOLATIONS]
+        self.metadata = {k: shorten(v, MAX_METADATA_VALUE) for k, v in (metadata or {}).items()}
 
     def to_status(self) -> status_pb2.Status:
         details: list[any_pb2.Any] = []

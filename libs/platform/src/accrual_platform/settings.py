@@ -77,6 +77,9 @@ class Settings:
     #: Ingest announces again events unfinished this long after their last announcement.
     stale_event_after_seconds: float = 120.0
     stale_event_sweep_seconds: float = 30.0
+    #: Ingest announces again every unfinished event at start: the embedded suite's
+    #: in-process broker lost the messages that carried them when its process ended.
+    announce_unfinished_at_start: bool = False
     #: After a commit wakes an outbox relay, it waits this long for more rows, so a stream
     #: of single-event accepts reaches the rules workers as fewer, larger messages.
     #: 0.25 makes rules messages of a few hundred events instead of about a hundred under

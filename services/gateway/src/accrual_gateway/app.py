@@ -33,6 +33,8 @@ log = structlog.get_logger("accrual.gateway")
 DEFAULT_FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
                  notify_pb2.DESCRIPTOR)
 REQUEST_ID_KEY = "accrual.request_id"
+#: keys are "sk_" and 43 characters; this leaves room for other spellings
+MAX_API_KEY_LENGTH = 256
 FORWARD_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
 
 DOCS_HTML = """<!doctype html><html><head><title>Accrual API</title>
@@ -123,6 +125,8 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
                     if not isinstance(parsed, dict):
                         raise shim.ShimError(400, "invalid_json", "request body must be a JSON object",
                                              [("body", "must be a JSON object")])
+                    if route.verb == "PUT" and not any(v is not None for v in parsed.values()):
+                        raise shim.empty_replacement(route)
                     data = parsed
                 else:
                     data = {route.body: parsed}
@@ -152,6 +156,11 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
             scheme, _, value = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() == "bearer":
                 key = value.strip()
+        if key and len(key) > MAX_API_KEY_LENGTH:
+            # No key is this long, and one this long would pass gRPC's metadata limit: the
+            # call would fail in the transport (a 429 naming gRPC internals), not as a 401.
+            return error(401, {"code": "unauthenticated", "message": "unknown or revoked API key",
+                               "details": []}, request_id)
         if key:
             metadata.append(("x-api-key", key))
         coalescer = coalescers.get(route.full_method)

@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 import orjson
 from accrual.options.v1 import options_pb2
-from accrual_platform import ids
+from accrual_platform import errors, ids
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import (
@@ -63,9 +63,13 @@ class ShimError(Exception):
 
     def __init__(self, status: int, code: str, message: str,
                  violations: Sequence[tuple[str, str]] = ()) -> None:
+        # Bounded like every error of the suite: a client's long key or value is quoted as
+        # a short prefix, never echoed whole.
+        message = errors.clip(message, errors.MAX_MESSAGE)
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.violations = list(violations)
+        self.violations = [(errors.shorten(f, errors.MAX_FIELD), errors.clip(d, errors.MAX_DESCRIPTION))
+                           for f, d in violations][:errors.MAX_VIOLATIONS]
 
     def body(self, request_id: str) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message,
@@ -328,8 +332,8 @@ def shape_input(data: dict[str, Any], desc: Descriptor, prefix: str = "") -> dic
     for key, value in data.items():
         field = desc.fields_by_name.get(key) or _by_json_name(desc).get(key)
         if field is None:
-            raise ShimError(400, "invalid_argument", f"{prefix}{key}: unknown field",
-                            [(prefix + key, "unknown field")])
+            name = prefix + errors.shorten(key)
+            raise ShimError(400, "invalid_argument", f"{name}: unknown field", [(name, "unknown field")])
         shaped = _in(value, field, prefix + key)
         if shaped is not None:
             out[field.name] = shaped
@@ -420,6 +424,16 @@ def parse_into(message: Message, data: dict[str, Any], prefix: str = "") -> None
         m = re.search(r'Failed to parse (\w+) field', text)
         field = prefix + (m.group(1) if m else "body")
         raise ShimError(400, "invalid_argument", f"{field}: {text}", [(field, text)]) from None
+
+
+def empty_replacement(route: Route) -> ShimError:
+    """The 400 of a replacing PUT whose body sets nothing: it would silently reset the
+    resource to its defaults, which is never what a client that forgot its body meant."""
+    fields = [f.name for f in route.method.input_type.fields if f.name not in route.path_fields]
+    description = "is required: a PUT replaces the whole resource, and the body sets nothing"
+    return ShimError(400, "invalid_argument",
+                     f"the body must set at least one of {', '.join(fields)}",
+                     [(name, description) for name in fields])
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -514,8 +528,9 @@ def query_to_dict(desc: Descriptor, items: Sequence[tuple[str, str]], skip: set[
             d = field.message_type if field is not None and field.message_type and \
                 field.message_type.full_name not in WKT_PASSTHROUGH else None
         if field is None:
-            raise ShimError(400, "invalid_argument", f"{key}: unknown query parameter",
-                            [(key, "unknown query parameter")])
+            name = errors.shorten(key)
+            raise ShimError(400, "invalid_argument", f"{name}: unknown query parameter",
+                            [(name, "unknown query parameter")])
         value: Any = raw
         if field.type in (FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32,
                           FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_INT64,
@@ -597,6 +612,10 @@ def error_from_rpc(exc: grpc.aio.AioRpcError | grpc.RpcError, invalid_status: in
                                        for v in bad.field_violations)
             else:
                 body["details"].append({"type": detail.type_url})
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and raw is None:
+        # Not a rate limit (those carry an ErrorInfo) but the transport refusing a message
+        # or metadata size: nothing the client can wait out, and no gRPC internals to show.
+        status = 500
     if code == grpc.StatusCode.UNAVAILABLE and body["code"] == "unavailable":
         body["message"] = exc.details() or "service unavailable, retry"
     if status == 500:

@@ -14,19 +14,22 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors
+from accrual_platform import errors, pages
 from accrual_platform.db import Database, utcnow
 from sqlalchemy.orm import Session
 
 from accrual_identity import notifications, storage
 from accrual_identity.domain.enrollments import INACTIVE, EnrollmentStatus, Pair
 from accrual_identity.validation import (
-    decode_cursor,
-    encode_cursor,
+    MAX_ID_LENGTH,
     existing_participant,
     page_size,
     require_uuid,
 )
+
+#: a program's enrollments go by participant id, a participant's by program id
+PROGRAM_PAGES = pages.Codec("program_enrollments", pages.text(MAX_ID_LENGTH))
+PARTICIPANT_PAGES = pages.Codec("participant_enrollments", pages.text(MAX_ID_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -72,22 +75,22 @@ class Enrollments:
                          size: int, token: str) -> Page:
         """A page of the program's enrollments; empty for a program nobody is enrolled in."""
         program = require_uuid(program_id, "program_id")
-        limit, after = page_size(size), decode_cursor(token) if token else None
+        limit, after = page_size(size), _after(PROGRAM_PAGES, token)
         with self._db.transaction() as session:
             rows = storage.list_enrollments(session, tenant_id, program_id=program,
                                             status=status, after=after, limit=limit + 1)
-        return _page(rows, limit, lambda r: r.participant_id)
+        return _page(PROGRAM_PAGES, rows, limit, lambda r: r.participant_id)
 
     def list_for_participant(self, tenant_id: str, participant_id: str,
                              status: EnrollmentStatus | None, size: int, token: str) -> Page:
         """A page of the participant's (its survivor's, when merged) enrollments."""
         wanted = require_uuid(participant_id, "participant_id")
-        limit, after = page_size(size), decode_cursor(token) if token else None
+        limit, after = page_size(size), _after(PARTICIPANT_PAGES, token)
         with self._db.transaction() as session:
             person = existing_participant(session, tenant_id, wanted)
             rows = storage.list_enrollments(session, tenant_id, participant_id=person.id,
                                             status=status, after=after, limit=limit + 1)
-        return _page(rows, limit, lambda r: r.program_id)
+        return _page(PARTICIPANT_PAGES, rows, limit, lambda r: r.program_id)
 
     def get(self, tenant_id: str, program_id: str,
             participant_id: str) -> storage.EnrollmentRecord:
@@ -152,11 +155,17 @@ class Enrollments:
         return enrollment
 
 
-def _page(rows: list[storage.EnrollmentRecord], limit: int,
+def _after(codec: pages.Codec, token: str) -> str | None:
+    """The last key of the previous page (a participant or program id), None for the first."""
+    parts = codec.decode_optional(token)
+    return parts[0] if parts else None
+
+
+def _page(codec: pages.Codec, rows: list[storage.EnrollmentRecord], limit: int,
           key: Callable[[storage.EnrollmentRecord], str]) -> Page:
     if len(rows) > limit:
         rows = rows[:limit]
-        return rows, encode_cursor(key(rows[-1]))
+        return rows, codec.encode(key(rows[-1]))
     return rows, ""
 
 

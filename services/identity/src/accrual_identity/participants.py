@@ -297,7 +297,7 @@ def _prepare(item: ResolveItem, region: str) -> resolution.Subject | ResolveOutc
         participant_id = canonical_uuid(item.participant_id)
         if participant_id is None:
             return ResolveOutcome(error_code=resolution.PARTICIPANT_NOT_FOUND,
-                                  error_message=f"participant_id {item.participant_id!r} "
+                                  error_message=f"participant_id {errors.excerpt(item.participant_id)} "
                                                 "is not a UUID")
     identities = []
     for index, (kind, value) in enumerate(item.identities):

@@ -3,14 +3,13 @@ enrollments of live (not merged) participants."""
 
 from __future__ import annotations
 
-import base64
 import calendar
 import contextlib
 import datetime as dt
 import uuid
 
 import sqlalchemy as sa
-from accrual_platform import errors
+from accrual_platform import errors, pages
 from accrual_platform.db import Database
 
 from accrual_identity import storage
@@ -29,6 +28,9 @@ def month_days(day: dt.date) -> list[str]:
 
 def years_between(start: dt.date, day: dt.date) -> int:
     return day.year - start.year
+
+
+CANDIDATE_PAGES = pages.Codec("scheduled_candidates", pages.uuid_key)
 
 
 class Schedule:
@@ -56,9 +58,9 @@ class Schedule:
         after = ""
         if page_token:
             try:
-                after = base64.urlsafe_b64decode(page_token.encode()).decode()
-            except (ValueError, UnicodeDecodeError):
-                violations.append(errors.FieldViolation("page_token", "is not a token from a previous page"))
+                (after,) = CANDIDATE_PAGES.decode(page_token)
+            except errors.InvalidArgument as exc:
+                violations.extend(exc.violations)
         errors.collect(violations)
         assert day is not None
         size = page_size or DEFAULT_PAGE
@@ -84,7 +86,7 @@ class Schedule:
         token = ""
         if len(rows) > size:
             rows = rows[:size]
-            token = base64.urlsafe_b64encode(rows[-1][0].encode()).decode()
+            token = CANDIDATE_PAGES.encode(rows[-1][0])
         out = []
         for pid, since in rows:
             start_day = since.date() if isinstance(since, dt.datetime) else since

@@ -1,5 +1,5 @@
-"""Checks of request values every identity use case shares: ids, page cursors, and the
-participant an id names.
+"""Checks of request values every identity use case shares: ids, page sizes, and the
+participant an id names (page tokens are accrual_platform.pages').
 
 Each failure names the request field, so a client sees which value to fix, and nothing
 malformed reaches a query.
@@ -7,8 +7,6 @@ malformed reaches a query.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 
 from accrual_platform import errors
@@ -43,22 +41,6 @@ def page_size(requested: int) -> int:
     if not 0 <= requested <= MAX_PAGE_SIZE:
         raise errors.InvalidArgument.field("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
     return requested or DEFAULT_PAGE_SIZE
-
-
-def encode_cursor(last_key: str) -> str:
-    """Opaque token of a page's last key; the next page starts after it."""
-    return base64.urlsafe_b64encode(last_key.encode()).decode().rstrip("=")
-
-
-def decode_cursor(token: str) -> str:
-    """The key a token from a previous page carries (an id of at most 36 characters)."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    if not raw or len(raw) > MAX_ID_LENGTH or not raw.isprintable():
-        raise errors.InvalidArgument.field("page_token", "is not a token from a previous page")
-    return raw
 
 
 def existing_participant(session: Session, tenant_id: str, participant_id: str, *,

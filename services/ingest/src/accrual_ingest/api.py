@@ -341,6 +341,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     def UpdateSegmentConfig(self, request: ingest_pb2.UpdateSegmentConfigRequest,
                             context: grpc.ServicerContext) -> ingest_pb2.SegmentConfig:
+        sections = [f.name for f in request.DESCRIPTOR.fields if f.name != "program_id"]
+        if not any(request.HasField(name) for name in sections):
+            # A replacement that names no section would reset every threshold to its default.
+            errors.collect([errors.FieldViolation(
+                name, "is required: set at least one section (an empty section takes its defaults)")
+                for name in sections])
         requested = json_format.MessageToDict(request, preserving_proto_field_name=True)
         requested.pop("program_id", None)
         config, updated = self._queries.put_config(auth.tenant_id(), request.program_id, requested)

@@ -40,7 +40,8 @@ class IngestRuntime:
                                  })
         self.service = IngestService(self.db, self.relay.notify)
         self.sweeper = StaleEventSweeper(self.service, interval=settings.stale_event_sweep_seconds,
-                                         older_than=settings.stale_event_after_seconds)
+                                         older_than=settings.stale_event_after_seconds,
+                                         at_start=settings.announce_unfinished_at_start)
 
     def register(self, server: grpc.Server) -> None:
         ingest_pb2_grpc.add_IngestServiceServicer_to_server(

@@ -9,19 +9,22 @@ events gives the same answers as live traffic.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from accrual_platform import pages
 from accrual_platform.db import JsonType, UtcDateTime, insert_rows
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from accrual_ingest.domain.engagement import BUCKETS, Increments, SegmentConfig
 from accrual_ingest.storage import metadata
+
+MEMBER_PAGES = pages.Codec("segment_members", pages.uuid_key)
+INACTIVE_PAGES = pages.Codec("inactive_participants", pages.uuid_key)
 
 daily_stats = sa.Table(
     "analytics_daily", metadata,
@@ -283,20 +286,8 @@ def segment_page(session: Session, query: sa.Select[Any], after: str, size: int
     token = ""
     if len(rows) > size:
         rows = rows[:size]
-        token = encode_token(rows[-1].participant_id)
+        token = MEMBER_PAGES.encode(rows[-1].participant_id)
     return rows, token
-
-
-def encode_token(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode()
-
-
-def decode_token(token: str) -> str | None:
-    try:
-        value = base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value or None
 
 
 def inactive_page(session: Session, tenant_id: str, program_id: str, last_day: dt.date, after: str,
@@ -313,5 +304,5 @@ def inactive_page(session: Session, tenant_id: str, program_id: str, last_day: d
     token = ""
     if len(rows) > size:
         rows = rows[:size]
-        token = encode_token(rows[-1][0])
+        token = INACTIVE_PAGES.encode(rows[-1][0])
     return rows, token

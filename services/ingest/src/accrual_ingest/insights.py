@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from accrual_platform import errors
+from accrual_platform import errors, pages
 from accrual_platform.db import Database, utcnow
 
 from accrual_ingest import engagement
@@ -48,13 +48,10 @@ def page_size(value: int) -> int:
     return value or DEFAULT_PAGE
 
 
-def after_token(token: str) -> str:
-    if not token:
-        return ""
-    value = engagement.decode_token(token)
-    if value is None:
-        raise errors.InvalidArgument.field("page_token", "is not a token from a previous page")
-    return value
+def after_token(codec: pages.Codec, token: str) -> str:
+    """The participant id after which a page starts, "" for the first page."""
+    parts = codec.decode_optional(token)
+    return parts[0] if parts else ""
 
 
 @dataclass(frozen=True)
@@ -124,10 +121,11 @@ class EngagementQueries:
                 size: int, token: str) -> tuple[list[sa.Row[Any]], str, dt.datetime | None]:
         program_id = program_uuid(program_id)
         if segment not in SEGMENTS:
-            raise errors.NotFound(f"segment {segment!r} does not exist; segments are " + ", ".join(SEGMENTS),
+            raise errors.NotFound(f"segment {errors.excerpt(segment)} does not exist; segments are "
+                                  + ", ".join(SEGMENTS),
                                   reason="segment_not_found")
         size = page_size(size)
-        after = after_token(token)
+        after = after_token(engagement.MEMBER_PAGES, token)
         with self.db.transaction() as session:
             config, _ = engagement.get_config(session, tenant_id, program_id)
             at = self._as_of(session, tenant_id, program_id, as_of)
@@ -146,6 +144,6 @@ class EngagementQueries:
         if day is None:
             raise errors.InvalidArgument.field("last_event_on_or_before", "is required")
         size = page_size(size)
-        after = after_token(token)
+        after = after_token(engagement.INACTIVE_PAGES, token)
         with self.db.transaction() as session:
             return engagement.inactive_page(session, tenant_id, program_id, day, after, size)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import decimal
@@ -17,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors, facts, queue, structs
+from accrual_platform import errors, facts, pages, queue, structs
 from accrual_platform.db import Database, decimal_str, in_values, update_rows, utcnow
 from accrual_platform.outbox import outbox_row
 
@@ -45,6 +44,7 @@ PUBLISH_ACTOR = "publish_notifications"
 CLAIM_CHUNK = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+EVENT_PAGES = pages.Codec("events", pages.timestamp, pages.uuid_key)
 
 
 @dataclass(frozen=True)
@@ -385,7 +385,8 @@ class IngestService:
         with self.db.transaction() as session:
             row = storage.get_event_type(session, tenant_id, name)
         if row is None:
-            raise errors.NotFound(f"CDP event type {name!r} is not registered", reason="event_type_not_found")
+            raise errors.NotFound(f"CDP event type {errors.excerpt(name)} is not registered",
+                                  reason="event_type_not_found")
         return row
 
     # -- read ---------------------------------------------------------------------------
@@ -427,13 +428,7 @@ class IngestService:
         if filters.get("occurred_before"):
             query = query.where(e.c.event_timestamp < filters["occurred_before"])
         if page_token:
-            try:
-                at_raw, _, last_id = base64.urlsafe_b64decode(page_token.encode()).decode().partition("|")
-                at = dt.datetime.fromisoformat(at_raw)
-                if at.tzinfo is None or not last_id:
-                    raise ValueError("incomplete token")
-            except (ValueError, UnicodeDecodeError):
-                raise errors.InvalidArgument.field("page_token", "is not a token from a previous page") from None
+            at, last_id = EVENT_PAGES.decode(page_token)
             query = query.where(sa.or_(e.c.received_at < at,
                                        sa.and_(e.c.received_at == at, e.c.id < last_id)))
         query = query.order_by(e.c.received_at.desc(), e.c.id.desc()).limit(size + 1)
@@ -443,7 +438,7 @@ class IngestService:
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
-            token = base64.urlsafe_b64encode(f"{last.received_at.isoformat()}|{last.id}".encode()).decode()
+            token = EVENT_PAGES.encode(last.received_at, last.id)
         return rows, token
 
     # -- retry, claim, outcome ----------------------------------------------------------
@@ -570,8 +565,10 @@ class IngestService:
                 results[i] = ItemResult(outcome, event_id=row.id)
         return [results[i] for i in range(len(items))]
 
-    def sweep_stale(self, older_than: dt.timedelta, limit: int = 1000) -> int:
-        """Announce again the unfinished events last announced more than ``older_than`` ago.
+    def sweep_stale(self, older_than: dt.timedelta, limit: int = 1000, *,
+                    announced_before: dt.datetime | None = None) -> int:
+        """Announce again the unfinished events last announced more than ``older_than`` ago
+        (or, given ``announced_before``, before that moment).
 
         Every consumer is idempotent, so a second announcement of an event that is merely
         slow costs a replay; an event whose message was lost (dead-lettered after its
@@ -581,9 +578,10 @@ class IngestService:
         """
         e = storage.events
         now = utcnow()
+        cutoff = announced_before if announced_before is not None else now - older_than
         with self.db.transaction() as session:
             query = sa.select(e.c.id, e.c.tenant_id).where(
-                e.c.completed_at.is_(None), e.c.announced_at < now - older_than).order_by(e.c.announced_at).limit(limit)
+                e.c.completed_at.is_(None), e.c.announced_at < cutoff).order_by(e.c.announced_at).limit(limit)
             if self.db.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = session.execute(query).all()
@@ -649,12 +647,19 @@ def processed_event(row: Summary) -> ProcessedEvent:
 
 
 class StaleEventSweeper:
-    """Runs :meth:`IngestService.sweep_stale` every ``interval`` seconds in a thread."""
+    """Runs :meth:`IngestService.sweep_stale` every ``interval`` seconds in a thread.
 
-    def __init__(self, service: IngestService, *, interval: float, older_than: float) -> None:
+    ``at_start``: first announce again every event left unfinished when the thread starts,
+    however recent. An in-process broker's messages died with the process that held them,
+    so after a restart of the embedded suite nothing else would carry those events before
+    they are stale (``older_than``, two minutes by default)."""
+
+    def __init__(self, service: IngestService, *, interval: float, older_than: float,
+                 at_start: bool = False) -> None:
         self._service = service
         self._interval = interval
         self._older_than = dt.timedelta(seconds=older_than)
+        self._at_start = at_start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stale-event-sweeper", daemon=True)
 
@@ -667,12 +672,23 @@ class StaleEventSweeper:
             self._thread.join(5)
 
     def _run(self) -> None:
+        if self._at_start:
+            self._sweep_unfinished(utcnow())
         while not self._stop.wait(self._interval):
             try:
                 while self._service.sweep_stale(self._older_than) and not self._stop.is_set():
                     pass
             except Exception as exc:  # the database may be down; try again next round
                 log.warning("stale_event_sweep_failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+
+    def _sweep_unfinished(self, started: dt.datetime) -> None:
+        # A fixed cutoff: events announced again here are not taken a second time.
+        try:
+            while (self._service.sweep_stale(self._older_than, announced_before=started)
+                   and not self._stop.is_set()):
+                pass
+        except Exception as exc:  # the regular sweep takes them later
+            log.warning("unfinished_event_sweep_failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
 
 
 def event_summary(row: Summary) -> dict[str, Any]:

@@ -7,13 +7,11 @@ nothing across tenants.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from accrual_platform import errors
+from accrual_platform import errors, pages
 from accrual_platform.db import utcnow
 from accrual_platform.settings import Settings
 
@@ -23,6 +21,7 @@ from accrual_notify.transport import resolve_host
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+DELIVERY_PAGES = pages.Codec("webhook_deliveries", pages.timestamp, pages.uuid_key)
 
 
 def parse_id(value: str, field: str) -> str:
@@ -30,22 +29,6 @@ def parse_id(value: str, field: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise errors.InvalidArgument.field(field, "must be a UUID") from None
-
-
-def encode_cursor(created_at: dt.datetime, row_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
-
-
-def decode_cursor(token: str) -> tuple[dt.datetime, str]:
-    try:
-        at_raw, _, row_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-        at = dt.datetime.fromisoformat(at_raw)
-        if at.tzinfo is None:
-            raise ValueError("naive cursor")
-        return at, str(uuid.UUID(row_id))
-    except (ValueError, binascii.Error, UnicodeError):
-        raise errors.InvalidArgument.field(
-            "page_token", "is not a token from a previous page") from None
 
 
 class Endpoints:
@@ -150,9 +133,9 @@ class Endpoints:
         if page_size < 0:
             raise errors.InvalidArgument.field("page_size", "must not be negative")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = decode_cursor(page_token) if page_token else None
+        after = DELIVERY_PAGES.decode_optional(page_token)
         rows = self._store.list_deliveries(tenant_id, endpoint.id, size + 1, after)
         if len(rows) <= size:
             return rows, ""
         last = rows[size - 1]
-        return rows[:size], encode_cursor(last.created_at, last.id)
+        return rows[:size], DELIVERY_PAGES.encode(last.created_at, last.id)

@@ -3,7 +3,6 @@ direct adjustments (the synchronous API)."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import decimal
 import hashlib
@@ -15,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-from accrual_platform import errors, facts, queue
+from accrual_platform import errors, facts, pages, queue
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_row
@@ -85,7 +84,7 @@ def validate_tiers(tiers: Sequence[Mapping[str, str]], v: list[errors.FieldViola
         if not name or len(name) > 200:
             v.append(errors.FieldViolation(f"tiers[{i}].name", "is required (1 to 200 characters)"))
         elif name in names:
-            v.append(errors.FieldViolation(f"tiers[{i}].name", f"must be unique ({name!r} repeats)"))
+            v.append(errors.FieldViolation(f"tiers[{i}].name", f"must be unique ({errors.excerpt(name)} repeats)"))
         names.add(name)
         try:
             minimum = _decimal(t.get("min_lifetime_points") or "0", f"tiers[{i}].min_lifetime_points",
@@ -350,11 +349,11 @@ class RulesService:
         p = storage.programs
         query = sa.select(p).where(p.c.tenant_id == tenant_id)
         if page_token:
-            after = _decode_token(page_token)
+            (after,) = PROGRAM_PAGES.decode(page_token)
             query = query.where(p.c.id > after)
         with self.db.transaction() as session:
             rows = list(session.execute(query.order_by(p.c.id).limit(size + 1)).all())
-        token = _encode_token(rows[size - 1].id) if len(rows) > size else ""
+        token = PROGRAM_PAGES.encode(rows[size - 1].id) if len(rows) > size else ""
         return rows[:size], token
 
     # -- event types ----------------------------------------------------------------------
@@ -373,7 +372,8 @@ class RulesService:
             if not _NAME.match(pname):
                 v.append(errors.FieldViolation(f"properties[{i}].name", _NAME_RULE))
             elif pname in seen:
-                v.append(errors.FieldViolation(f"properties[{i}].name", f"must be unique ({pname!r} repeats)"))
+                v.append(errors.FieldViolation(f"properties[{i}].name",
+                                               f"must be unique ({errors.excerpt(pname)} repeats)"))
             seen.add(pname)
             if prop["type"] not in PROPERTY_TYPES:
                 v.append(errors.FieldViolation(f"properties[{i}].type",
@@ -389,7 +389,7 @@ class RulesService:
             ).on_conflict_do_nothing(index_elements=["tenant_id", "program_id", "name"])
                 .returning(t.c.name)).first()
         if done is None:
-            raise errors.AlreadyExists(f"event type {name!r} is already registered on the program",
+            raise errors.AlreadyExists(f"event type {errors.excerpt(name)} is already registered on the program",
                                        reason="event_type_exists",
                                        violations=[errors.FieldViolation("name", "is already registered")])
         return next(r for r in self.list_event_types(tenant_id, program.id) if r.name == name)
@@ -680,11 +680,7 @@ class RulesService:
                                        entry.c.program_id == program.id,
                                        entry.c.participant_id == participant_id)
         if page_token:
-            at_raw, _, last_id = _decode_token(page_token).partition("|")
-            try:
-                at = dt.datetime.fromisoformat(at_raw)
-            except ValueError:
-                raise errors.InvalidArgument.field("page_token", "is not a token from a previous page") from None
+            at, last_id = TRANSACTION_PAGES.decode(page_token)
             query = query.where(sa.or_(entry.c.created_at < at,
                                        sa.and_(entry.c.created_at == at, entry.c.id < last_id)))
         query = query.order_by(entry.c.created_at.desc(), entry.c.id.desc()).limit(size + 1)
@@ -693,7 +689,7 @@ class RulesService:
         token = ""
         if len(rows) > size:
             last = rows[size - 1]
-            token = _encode_token(f"{last.created_at.isoformat()}|{last.id}")
+            token = TRANSACTION_PAGES.encode(last.created_at, last.id)
         return rows[:size], token
 
 
@@ -714,12 +710,5 @@ def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
             for k, v in row.items() if k in storage.RULE_FIELDS}
 
 
-def _encode_token(raw: str) -> str:
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_token(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise errors.InvalidArgument.field("page_token", "is not a token from a previous page") from None
+PROGRAM_PAGES = pages.Codec("programs", pages.uuid_key)
+TRANSACTION_PAGES = pages.Codec("transactions", pages.timestamp, pages.uuid_key)

@@ -36,7 +36,8 @@ def cmd_run(_: argparse.Namespace) -> None:
     settings = _settings(embedded=True)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     settings = dataclasses.replace(settings, peers={n: address for n in hosting.SERVICES},
-                                   webhook_allow_private=True)
+                                   webhook_allow_private=True,
+                                   announce_unfinished_at_start=settings.broker_url.startswith("stub"))
     configure_logging("suite", fmt=settings.log_format, level=settings.log_level)
     hosting.migrate(settings)
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))

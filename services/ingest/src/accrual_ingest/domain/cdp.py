@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from accrual_platform.errors import excerpt
 from accrual_platform.identities import IdentityType, InvalidIdentity, normalize
 
 from accrual_ingest.domain.canonical import payload_digest
@@ -77,7 +78,7 @@ def validate_event_type(spec: EventTypeSpec) -> list[Violation]:
     for i, prop in enumerate(spec.properties):
         check_key(prop.name, f"properties[{i}].name", bad)
         if prop.name in seen:
-            bad(f"properties[{i}].name", f"{prop.name!r} is declared twice")
+            bad(f"properties[{i}].name", f"{excerpt(prop.name)} is declared twice")
         seen.add(prop.name)
         if prop.type not in PROPERTY_TYPES:
             bad(f"properties[{i}].type", "must be one of " + ", ".join(PROPERTY_TYPES))
@@ -139,7 +140,7 @@ def validate_cdp_event(raw: CdpInput, spec: EventTypeSpec | None, now: dt.dateti
     check_key(raw.external_event_id, "externalEventId", bad)
     check_key(raw.event_type, "eventType", bad)
     if raw.event_type and spec is None:
-        bad("eventType", f"{raw.event_type!r} is not a registered CDP event type")
+        bad("eventType", f"{excerpt(raw.event_type)} is not a registered CDP event type")
     if raw.occurred_at is not None and raw.occurred_at > now + MAX_FUTURE:
         bad("occurredAt", "must not be more than 5 minutes in the future")
     identities: list[dict[str, str]] = []

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
+from accrual_platform.errors import excerpt, shorten
 
 from accrual_ingest.domain.canonical import payload_digest
 
@@ -102,8 +103,8 @@ def json_problem(value: Any, path: str) -> tuple[str, str] | None:
     if isinstance(value, dict):
         for k, v in value.items():
             if "\x00" in str(k):
-                return f"{path}.{k!r}", "keys must not contain NUL characters"
-            found = json_problem(v, f"{path}.{k}")
+                return f"{path}.{excerpt(k)}", "keys must not contain NUL characters"
+            found = json_problem(v, f"{path}.{shorten(str(k))}")
             if found:
                 return found
     if isinstance(value, list):

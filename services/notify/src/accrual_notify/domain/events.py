@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+from accrual_platform.errors import excerpt
 
 API_VERSION = "2026-11-01"
 WILDCARD = "*"
@@ -71,7 +72,7 @@ def validate_enabled_events(values: Sequence[str]) -> tuple[tuple[str, ...], lis
         value = raw.strip()
         if value != WILDCARD and value not in WEBHOOK_TYPES:
             violations.append((f"enabled_events[{i}]",
-                               f"unknown event type {raw!r}; one of *, {', '.join(WEBHOOK_TYPES)}"))
+                               f"unknown event type {excerpt(raw)}; one of *, {', '.join(WEBHOOK_TYPES)}"))
         elif value not in seen:
             seen.append(value)
     if WILDCARD in seen:

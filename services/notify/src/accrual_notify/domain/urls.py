@@ -12,6 +12,8 @@ import ipaddress
 import urllib.parse
 from collections.abc import Callable, Sequence
 
+from accrual_platform.errors import excerpt
+
 from accrual_notify.domain.events import Violation
 
 MAX_URL_LENGTH = 2048
@@ -59,9 +61,9 @@ def check_url(url: str, *, allow_private: bool, resolve: Resolver) -> list[Viola
             addresses = [ipaddress.ip_address(a.split("%", 1)[0])
                          for a in resolve(host, port or 443)]
         except (OSError, ValueError, UnicodeError):
-            return [("url", f"host {host!r} does not resolve")]
+            return [("url", f"host {excerpt(host)} does not resolve")]
     if not addresses:
-        return [("url", f"host {host!r} does not resolve")]
+        return [("url", f"host {excerpt(host)} does not resolve")]
     for address in addresses:
         if not is_public(address):
             return [("url", "must not point to a private, loopback, link-local or reserved "
