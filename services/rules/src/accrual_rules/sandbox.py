@@ -319,7 +319,8 @@ class Sandbox:
                         f"not run: the rule went over its budget {prior.get(rule.rule_id, 0) + len(found)} "
                         "times and is suspended"))
                 continue
-            return [None if j in failed else [decode(a) for a in answers]
+            numbers: dict[str, decimal.Decimal] = {}
+            return [None if j in failed else [decode(a, numbers) for a in answers]
                     for j, answers in enumerate(reply)]
 
     # -- save-time checks -------------------------------------------------------------------

@@ -50,11 +50,12 @@ def write_frame(stream: Any, body: bytes) -> None:
 
 
 def encode(answer: Any) -> Any:
-    """An answer as JSON: null, false, ["d", number text], ["e", message], ["b", reason, message]."""
+    """An answer as JSON: null, false, a number as its text (most answers: kept small, since a
+    batch has tens of thousands), ["e", message] or ["b", reason, message]."""
     if answer is None or answer is False:
         return answer
     if type(answer) is decimal.Decimal:
-        return ["d", str(answer)]
+        return str(answer)
     if type(answer) is str:
         return ["e", answer]
     if type(answer) is Breach:
@@ -62,16 +63,21 @@ def encode(answer: Any) -> Any:
     raise TypeError(f"cannot encode {type(answer).__name__}")
 
 
-def decode(raw: Any) -> Any:
-    """The answer ``encode`` wrote."""
+def decode(raw: Any, numbers: dict[str, decimal.Decimal] | None = None) -> Any:
+    """The answer ``encode`` wrote; ``numbers`` caches the Decimals of one reply (many
+    answers of a batch are the same number)."""
     if raw is None or raw is False:
         return raw
-    kind = raw[0]
-    if kind == "d":
-        return decimal.Decimal(raw[1])
-    if kind == "e":
+    if type(raw) is str:
+        if numbers is None:
+            return decimal.Decimal(raw)
+        number = numbers.get(raw)
+        if number is None:
+            number = numbers[raw] = decimal.Decimal(raw)
+        return number
+    if raw[0] == "e":
         return str(raw[1])
-    if kind == "b":
+    if raw[0] == "b":
         return Breach(str(raw[1]), str(raw[2]))
     raise ValueError(f"unknown answer {raw!r}")
 
