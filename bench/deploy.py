@@ -129,6 +129,11 @@ class Deployment:
             self.launch(name)
         self._wait_ready()
 
+    def create_key(self, tenant: str, scopes: str = "admin") -> str:
+        """A new API key of ``tenant`` (the deployment's own key is the ``bench`` tenant's)."""
+        return subprocess.run([str(BIN), "keys", "create", "--tenant", tenant, "--scopes", scopes],
+                              env=self._env, check=True, capture_output=True, text=True).stdout.strip()
+
     def launch(self, name: str) -> None:
         """(Re)start one process of the deployment; its log is appended to."""
         args, extra = self._commands[name]

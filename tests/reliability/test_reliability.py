@@ -324,3 +324,114 @@ def test_sigterm_on_every_process_under_load_loses_nothing(suite: tuple[Deployme
     counts = wait_terminal(libpq, run, len(items), timeout=300)
     assert counts.get("COMPLETED") == len(items), counts
     assert_exact_ledger(libpq, pid, items)
+
+
+# -- a hostile tenant -----------------------------------------------------------------------
+
+#: Rule expressions a hostile tenant tries on save and in simulations: each is a 400.
+REFUSED_ON_SAVE = {
+    "deep nesting": "[" * 20000 + "1" + "]" * 20000,
+    "nesting past the limit": "[" * 40 + "1" + "]" * 40,
+    "huge range": "len(map([1..100000000], #))",
+    "quadratic map": "sum(map([1..10000], sum(map([1..10000], #))))",
+    "hidden in a branch": "properties.amount > 0 ? 1 : sum(map([1..10000], sum(map([1..10000], #))))",
+    "huge string": "len('" + "a" * 5000 + "')",
+}
+#: Rules that pass every save-time check (a sample event has n = 1) and blow up on real data.
+COSTLY_ON_DATA = {
+    "data-driven quadratic": "sum(map([1..properties.n], sum(map([1..properties.n], #))))",
+    "data-driven allocation": "len(map([1..properties.n], map([1..properties.n], #)))",
+}
+
+
+def latest_bench_accept_p99_ms() -> float:
+    """The REST accept p99 of the latest make bench, measured while the pipeline works."""
+    import json
+
+    results = sorted((pathlib.Path(__file__).parents[2] / "bench" / "results").glob("2*.json"))
+    assert results, "make bench has no committed results"
+    return float(json.loads(results[-1].read_text())["rest_half_load"]["p99_ms"])
+
+
+def test_a_hostile_tenant_costs_another_tenant_nothing(suite: tuple[Deployment, str]) -> None:
+    dep, libpq = suite
+    good = program(dep)
+    hostile_key = dep.create_key(f"hostile-{uuid.uuid4().hex[:6]}")
+    hk = {"X-API-Key": hostile_key}
+    base = dep.base_url
+    r = httpx.post(f"{base}/v1/programs", json={"name": "hostile"}, headers=hk, timeout=30)
+    assert r.status_code == 200, r.text
+    bad = r.json()["program_id"]
+    run = f"calm{uuid.uuid4().hex[:6]}"
+    items = events(good, run, 5000, 200)
+    stop = threading.Event()
+    refusals: list[tuple[str, int, str]] = []
+    costly_ids: list[str] = []
+
+    def attack() -> None:
+        for name, formula in REFUSED_ON_SAVE.items():
+            r = httpx.post(f"{base}/v1/programs/{bad}/rules", headers=hk, timeout=60,
+                           json={"name": name, "formula": formula})
+            refusals.append((name, r.status_code, r.text[:200]))
+            r = httpx.post(f"{base}/v1/programs/{bad}/rules:simulate", headers=hk, timeout=60, json={
+                "event_type": "purchase", "event_data": {"n": 1}, "draft_rules": [{"name": name, "formula": formula}]})
+            refusals.append((f"simulate {name}", r.status_code, r.text[:200]))
+        for name, formula in COSTLY_ON_DATA.items():
+            r = httpx.post(f"{base}/v1/programs/{bad}/rules", headers=hk, timeout=60,
+                           json={"name": name, "formula": formula})
+            assert r.status_code == 200, r.text
+            costly_ids.append(r.json()["rule_id"])
+        i = 0
+        while not stop.is_set() and i < 40:
+            httpx.post(f"{base}/v1/events", headers=hk, timeout=60, json={
+                "program_id": bad, "idempotency_key": f"{run}-hostile-{i}", "external_id": f"h-{i % 3}",
+                "event_type": "purchase", "event_data": {"n": 12000}})
+            i += 1
+            time.sleep(0.1)
+
+    latencies: list[float] = []
+
+    def probe() -> None:
+        # The well-behaved tenant's single accepts, at a modest pace, through the attack.
+        h = {"X-API-Key": dep.api_key}
+        i = 0
+        while not stop.is_set():
+            t = time.monotonic()
+            r = httpx.post(f"{base}/v1/events", headers=h, timeout=30, json={
+                "program_id": good, "idempotency_key": f"{run}-probe-{i}", "external_id": "probe",
+                "event_type": "purchase", "event_data": {"amount": 1}})
+            latencies.append((time.monotonic() - t) * 1000)
+            assert r.status_code == 200, r.text
+            i += 1
+            time.sleep(0.05)
+
+    attacker, prober = threading.Thread(target=attack, daemon=True), threading.Thread(target=probe, daemon=True)
+    attacker.start()
+    prober.start()
+    try:
+        submit_batches(dep, items)
+        counts = wait_terminal(libpq, run, len(items) + len(latencies), timeout=420)
+        attacker.join(240)
+    finally:
+        stop.set()
+        prober.join(60)
+        attacker.join(60)
+    assert all(code == 400 for _, code, _ in refusals), refusals
+    probes = [{"external_id": "probe", "event_data": {"amount": 1}, "idempotency_key": f"{run}-probe-{i}"}
+              for i in range(len(latencies))]
+    counts = wait_terminal(libpq, run, len(items) + len(probes) + 40, timeout=300)
+    with psycopg.connect(libpq) as conn:
+        mine = dict(conn.execute("SELECT status, count(*) FROM ingest.events WHERE program_id = %s "
+                                 "GROUP BY status", (good,)).fetchall())
+        theirs = dict(conn.execute("SELECT status, count(*) FROM ingest.events WHERE program_id = %s "
+                                   "GROUP BY status", (bad,)).fetchall())
+        suspended = conn.execute("SELECT count(*) FROM rules.rules WHERE id = ANY(%s) AND status = 'SUSPENDED'",
+                                 (costly_ids,)).fetchone()
+    assert mine == {"COMPLETED": len(items) + len(probes)}, (mine, counts)
+    assert sum(theirs.values()) == 40 and set(theirs) <= {"COMPLETED", "FAILED"}, theirs
+    assert suspended is not None and suspended[0] == len(costly_ids)
+    assert_exact_ledger(libpq, good, [*items, *({"program_id": good, "event_type": "purchase", **p}
+                                                for p in probes)])
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    assert p99 <= latest_bench_accept_p99_ms(), (p99, latencies[-5:])
