@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import stat
 import subprocess
 import sys
 import time
@@ -100,6 +101,11 @@ def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
         pid, _ = walkthrough(f"http://127.0.0.1:{http_port}", key)
         grpc_walkthrough(f"127.0.0.1:{grpc_port}", key, pid)
         assert (tmp_path / "var" / "ingest.db").exists()
+        # var/ holds the internal token, the admin key and the databases: owner-only (SPEC 8)
+        var = tmp_path / "var"
+        assert stat.S_IMODE(var.stat().st_mode) == 0o700
+        for path in var.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
         stop([proc])
 

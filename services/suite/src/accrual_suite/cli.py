@@ -9,7 +9,7 @@ import os
 import sys
 
 import structlog
-from accrual_platform import auth, queue
+from accrual_platform import auth, files, queue
 from accrual_platform.db import Database
 from accrual_platform.grpc_server import wait_for_termination
 from accrual_platform.logging import configure_logging
@@ -98,8 +98,7 @@ def _embedded_admin_key(settings: Settings) -> str:
         _, key = keys.create_api_key(db, "default", frozenset({auth.ADMIN_SCOPE}))
     finally:
         db.dispose()
-    path.write_text(key)
-    os.chmod(path, 0o600)
+    files.write_private(path, key)
     return key
 
 
