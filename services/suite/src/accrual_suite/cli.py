@@ -37,7 +37,8 @@ def cmd_run(_: argparse.Namespace) -> None:
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     settings = dataclasses.replace(settings, peers={n: address for n in hosting.SERVICES},
                                    webhook_allow_private=True)
-    configure_logging("suite", fmt=settings.log_format, level=settings.log_level)
+    configure_logging("suite", fmt=settings.log_format, level=settings.log_level,
+                      secrets=[settings.internal_token])
     hosting.migrate(settings)
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, authenticator = hosting.build_runtimes(settings, broker, hosting.SERVICES)
@@ -105,7 +106,8 @@ def _embedded_admin_key(settings: Settings) -> str:
 def cmd_serve(ns: argparse.Namespace) -> None:
     """One service's gRPC server (plus its outbox relay), configured by the environment."""
     settings = _settings(embedded=False, peers=PEERS_NEEDED[ns.service])
-    configure_logging(ns.service, fmt=settings.log_format, level=settings.log_level)
+    configure_logging(ns.service, fmt=settings.log_format, level=settings.log_level,
+                      secrets=[settings.internal_token])
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, authenticator = hosting.build_runtimes(settings, broker, [ns.service])
     server, port = hosting.start_server(settings, runtimes, authenticator)
@@ -124,7 +126,7 @@ def cmd_worker(ns: argparse.Namespace) -> None:
     needed = tuple(sorted({p for s in ns.services for p in PEERS_NEEDED[s]} - set()))
     settings = _settings(embedded=False, peers=needed)
     configure_logging("worker-" + "-".join(ns.services), fmt=settings.log_format,
-                      level=settings.log_level)
+                      level=settings.log_level, secrets=[settings.internal_token])
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, _ = hosting.build_runtimes(settings, broker, ns.services)
     worker = hosting.start_worker(settings, broker, runtimes)
@@ -159,7 +161,8 @@ def cmd_scheduler(_: argparse.Namespace) -> None:
     """The scheduled-events process (birthday, anniversary, inactivity). Run one or more: a
     PostgreSQL advisory lock makes exactly one of them the leader."""
     settings = _settings(embedded=False, peers=("identity", "ingest"))
-    configure_logging("scheduler", fmt=settings.log_format, level=settings.log_level)
+    configure_logging("scheduler", fmt=settings.log_format, level=settings.log_level,
+                      secrets=[settings.internal_token])
     from accrual_rules import bootstrap as rules_bootstrap
 
     runtime = rules_bootstrap.RulesRuntime(settings, queue.make_broker("stub://"))
@@ -170,7 +173,8 @@ def cmd_scheduler(_: argparse.Namespace) -> None:
 
 def cmd_gateway(_: argparse.Namespace) -> None:
     settings = _settings(embedded=False, peers=tuple(hosting.SERVICES))
-    configure_logging("gateway", fmt=settings.log_format, level=settings.log_level)
+    configure_logging("gateway", fmt=settings.log_format, level=settings.log_level,
+                      secrets=[settings.internal_token])
     from accrual_gateway.app import create_app, serve_app
 
     app = create_app(_channels(settings))
