@@ -10,6 +10,7 @@ the process's stdout and stderr, is searched for the keys and the internal token
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import pathlib
@@ -22,67 +23,36 @@ import grpc
 import pytest
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
 from accrual_gateway import shim
-from accrual_gateway.app import create_app
-from accrual_identity import keys
-from accrual_platform import auth, queue
-from accrual_platform.db import Database
+from accrual_platform import auth
 from accrual_platform.logging import configure_logging
-from accrual_platform.settings import Settings
-from accrual_platform.testing import free_port
 from accrual_rules import service as rules_service
-from accrual_suite import hosting
-from starlette.testclient import TestClient
 
-CHANNELS = {"ingest": "accrual.ingest.v1.IngestService",
-            "identity": "accrual.identity.v1.IdentityService",
-            "rules": "accrual.rules.v1.RulesService",
-            "notify": "accrual.notify.v1.NotifyService"}
+from tests.inprocess import InProcessSuite, in_process_suite
 
 
 class Suite:
-    def __init__(self, settings: Settings, client: TestClient, admin_key: str, reader_key: str,
-                 address: str) -> None:
-        self.settings, self.client, self.address = settings, client, address
+    def __init__(self, inner: InProcessSuite, admin_key: str, reader_key: str) -> None:
+        self.settings, self.client, self.address = inner.settings, inner.client, inner.address
         self.admin_key, self.reader_key = admin_key, reader_key
 
 
 @pytest.fixture(params=["console", "json"])
 def logged(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[tuple[Suite, io.StringIO]]:
     captured = io.StringIO()
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/{{schema}}.db", broker_url="stub://",
-                        redis_url=None, internal_token=f"itok-{uuid.uuid4().hex}",
-                        peers={n: address for n in hosting.SERVICES}, grpc_port=port,
-                        webhook_allow_private=True, log_format=request.param)
-    configure_logging("suite", fmt=request.param, level="DEBUG", secrets=[settings.internal_token])
     root = logging.getLogger()
-    handler = root.handlers[0]
-    assert isinstance(handler, logging.StreamHandler)
-    handler.setStream(captured)
-    hosting.migrate(settings)
-    broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
-    runtimes, authenticator = hosting.build_runtimes(settings, broker, hosting.SERVICES)
-    server, _ = hosting.start_server(settings, runtimes, authenticator)
-    worker = hosting.start_worker(settings, broker, runtimes)
-    for r in runtimes:
-        r.start()
-    db = Database(settings.database_url, "identity", pool_size=1)
+    token = f"itok-{uuid.uuid4().hex}"
     try:
-        _, admin_key = keys.create_api_key(db, "logs", frozenset({auth.ADMIN_SCOPE}))
-        _, reader_key = keys.create_api_key(db, "logs", frozenset({"events:read"}))
+        with contextlib.ExitStack() as stack:
+            # logging is configured first, as the CLI does, so start-up is captured too
+            configure_logging("suite", fmt=request.param, level="DEBUG", secrets=[token])
+            handler = root.handlers[0]
+            assert isinstance(handler, logging.StreamHandler)
+            handler.setStream(captured)
+            inner = stack.enter_context(in_process_suite(tmp_path, request.param, token))
+            admin_key = inner.new_key("logs", frozenset({auth.ADMIN_SCOPE}))
+            reader_key = inner.new_key("logs", frozenset({"events:read"}))
+            yield Suite(inner, admin_key, reader_key), captured
     finally:
-        db.dispose()
-    app = create_app({full: address for full in CHANNELS.values()})
-    try:
-        with TestClient(app, raise_server_exceptions=False) as client:
-            yield Suite(settings, client, admin_key, reader_key, address), captured
-    finally:
-        server.stop(5).wait()
-        worker.stop()
-        for r in runtimes:
-            r.stop()
-        broker.close()
         root.setLevel(logging.INFO)
 
 

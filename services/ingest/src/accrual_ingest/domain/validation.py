@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
+from accrual_platform import dates
 
 from accrual_ingest.domain.canonical import payload_digest
 
@@ -156,7 +157,9 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
         if recipient_id is None:
             bad("recipient_id", "must be a UUID")
     ts = raw.event_timestamp
-    if ts is not None and ts > now + MAX_FUTURE:
+    if ts is not None and not dates.in_range(ts):
+        bad("event_timestamp", dates.RANGE_TEXT)
+    elif ts is not None and ts > now + MAX_FUTURE:
         bad("event_timestamp", "must not be more than 5 minutes in the future")
     problem = json_problem(raw.event_data, "event_data")
     if problem:
