@@ -34,7 +34,7 @@ def test_descriptions_refuse_other_control_characters(ch: str) -> None:
     assert [x.field for x in v] == ["description"]
 
 
-@pytest.mark.parametrize("value", ["Gold tier", "Éclair 🍰 ×2", "名前", "a\u00a0b", ""])
+@pytest.mark.parametrize("value", ["Gold tier", "Éclair 🍰 \u00d72", "名前", "a\u00a0b", ""])
 def test_ordinary_names_pass(value: str) -> None:
     v: list[errors.FieldViolation] = []
     text.check_name(v, "name", value)
