@@ -82,13 +82,11 @@ class Redactor:
                     for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             # a (name, value) pair is a header or gRPC metadata entry
-            if (len(value) == 2 and isinstance(value[0], str) and is_secret_name(value[0])):
-                return type(value)((value[0], REDACTED)) if isinstance(value, tuple) \
-                    else [value[0], REDACTED]
-            return type(value)(self.value(v) for v in value) if isinstance(value, tuple) \
-                else [self.value(v) for v in value]
-        if isinstance(value, bytes):
-            return self.text(repr(value))
+            if len(value) == 2 and isinstance(value[0], str) and is_secret_name(value[0]):
+                items: list[Any] = [value[0], REDACTED]
+            else:
+                items = [self.value(v) for v in value]
+            return tuple(items) if isinstance(value, tuple) else items
         return self.text(repr(value))
 
 
