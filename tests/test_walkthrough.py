@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import stat
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
 from accrual_platform.testing import AMQP_URL as AMQP
 from accrual_platform.testing import PG_URL as PG
-from accrual_platform.testing import free_port, wait_http
+from accrual_platform.testing import assert_no_secrets, free_port, wait_http
 from accrual_platform.testing import stop_processes as stop
 
 BIN = pathlib.Path(sys.executable).parent / "accrual"
@@ -92,7 +93,9 @@ def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
     env = {**os.environ, "GATEWAY_PORT": str(http_port), "GRPC_PORT": str(grpc_port)}
     env.pop("DATABASE_URL", None)
     env.pop("BROKER_URL", None)
-    proc = subprocess.Popen([str(BIN), "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+    log_path = tmp_path / "suite.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([str(BIN), "run"], cwd=tmp_path, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{http_port}/readyz", [proc])
@@ -100,12 +103,26 @@ def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
         pid, _ = walkthrough(f"http://127.0.0.1:{http_port}", key)
         grpc_walkthrough(f"127.0.0.1:{grpc_port}", key, pid)
         assert (tmp_path / "var" / "ingest.db").exists()
+        # var/ holds the internal token, the admin key and the databases: owner-only (SPEC 8)
+        var = tmp_path / "var"
+        assert stat.S_IMODE(var.stat().st_mode) == 0o700
+        for path in var.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     finally:
         stop([proc])
+        log.close()
+    # the banner shows the admin key, as make run promises; no log line ever does
+    lines = log_path.read_text().splitlines(keepends=True)
+    banner = [line for line in lines if line.startswith(("  admin API key", "Try:  curl"))]
+    assert len(banner) == 2 and all(key in line for line in banner)
+    logged = tmp_path / "suite-without-banner.log"
+    logged.write_text("".join(line for line in lines if line not in banner))
+    assert_no_secrets([logged], [key, (tmp_path / "var" / "internal_token").read_text()])
 
 
 @pytest.fixture
 def per_service(tmp_path: pathlib.Path) -> Iterator[tuple[str, str, str]]:
+    """The suite as processes; on teardown, none of their logs may hold the key or token."""
     ports = {name: free_port() for name in ("identity", "ingest", "rules", "notify", "gateway")}
     env = {**os.environ, "DATABASE_URL": PG, "BROKER_URL": AMQP,
            "INTERNAL_TOKEN": uuid.uuid4().hex, "LOG_FORMAT": "json",
@@ -134,6 +151,7 @@ def per_service(tmp_path: pathlib.Path) -> Iterator[tuple[str, str, str]]:
         stop(procs)
         for log in logs:
             log.close()
+    assert_no_secrets([pathlib.Path(log.name) for log in logs], [key, env["INTERNAL_TOKEN"]])
 
 
 @pytest.mark.integration

@@ -139,6 +139,10 @@ def test_another_tenants_endpoint_is_not_found(api: Api) -> None:
     ({"url": "https://10.1.2.3/webhooks"}, ["url"]),
     ({"url": "https://169.254.169.254/latest/meta-data"}, ["url"]),
     ({"url": "https://localhost/webhooks"}, ["url"]),
+    ({"url": "https://[2002:7f00:1::]/webhooks"}, ["url"]),
+    ({"url": "https://192.0.0.8/webhooks"}, ["url"]),
+    ({"url": "https://93.184.216.34:0/webhooks"}, ["url"]),
+    ({"url": "https://[64:ff9b::7f00:1]/webhooks"}, ["url"]),
     ({"url": "not a url", "enabled_events": ["nope"]}, ["url", "enabled_events[0]"]),
 ])
 def test_invalid_endpoints_are_refused_naming_the_field(

@@ -15,6 +15,7 @@ import decimal
 import functools
 import json
 import operator
+import os
 import pathlib
 import sqlite3
 import threading
@@ -30,6 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
+from accrual_platform import files
 from accrual_platform.errors import Unavailable
 
 
@@ -65,6 +67,12 @@ def make_engine(url: str, schema: str, *, pool_size: int = 10) -> sa.Engine:
     if url.startswith("sqlite"):
         path = _sqlite_path(url, schema)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite gives its -wal and -shm files the mode of the database file, so creating
+        # that one owner-only (an empty file is an empty database) covers all three.
+        files.create_private(path)
+        for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if companion.exists():
+                os.chmod(companion, files.FILE_MODE)
 
         def connect() -> sqlite3.Connection:
             conn = sqlite3.connect(":memory:", check_same_thread=False, timeout=30,

@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from accrual_platform import files
+
 EMBEDDED_VAR_DIR = pathlib.Path(os.environ.get("ACCRUAL_VAR_DIR", "var"))
 
 PEERS = {
@@ -119,7 +121,7 @@ class Settings:
     def from_env(cls, *, require_peers: tuple[str, ...] = (), embedded: bool = False) -> Settings:
         env = os.environ
         if embedded:
-            EMBEDDED_VAR_DIR.mkdir(parents=True, exist_ok=True)
+            files.private_dir(EMBEDDED_VAR_DIR)
             database_url = env.get("DATABASE_URL", f"sqlite:///{EMBEDDED_VAR_DIR}/{{schema}}.db")
             broker_url = env.get("BROKER_URL", "stub://")
             token_file = EMBEDDED_VAR_DIR / "internal_token"
@@ -129,7 +131,7 @@ class Settings:
                 token = token_file.read_text().strip()
             else:
                 token = secrets.token_urlsafe(32)
-                token_file.write_text(token)
+                files.write_private(token_file, token)
         else:
             missing = [v for v in ("DATABASE_URL", "BROKER_URL", "INTERNAL_TOKEN") if not env.get(v)]
             if missing:

@@ -108,3 +108,14 @@ def stop_processes(procs: Sequence[subprocess.Popen[bytes]], grace: float = 15) 
             p.wait(grace)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def assert_no_secrets(logs: Sequence[pathlib.Path], secrets: Sequence[str]) -> None:
+    """Fail when any of ``secrets`` (API keys, tokens) appears in the spawned processes' logs.
+
+    SPEC 8: keys, tokens and secrets never appear in a log line or a traceback.
+    """
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for secret in secrets:
+            assert secret not in text, f"a secret ({secret[:3]}…) was logged in {path.name}"

@@ -9,7 +9,11 @@ import datetime as dt
 import uuid
 
 import sqlalchemy as sa
+<<<<<<< HEAD
 from accrual_platform import errors, pages
+=======
+from accrual_platform import dates, errors
+>>>>>>> helper-a
 from accrual_platform.db import Database
 
 from accrual_identity import storage
@@ -51,6 +55,8 @@ class Schedule:
             day = dt.date.fromisoformat(date) if len(date) == 10 else None
         if day is None:
             violations.append(errors.FieldViolation("date", "must be a date as YYYY-MM-DD"))
+        elif not dates.in_range(day):
+            violations.append(errors.FieldViolation("date", dates.RANGE_TEXT))
         if occasion not in (BIRTHDAY, ANNIVERSARY):
             violations.append(errors.FieldViolation("occasion", "must be BIRTHDAY or ANNIVERSARY"))
         if page_size < 0 or page_size > MAX_PAGE:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import structlog
 from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import auth, errors, grpc_server, structs
+from accrual_platform import auth, dates, errors, grpc_server, structs
 from accrual_platform.db import decimal_str
 from google.protobuf import json_format, struct_pb2
 from sqlalchemy import exc as sa_exc
@@ -33,7 +33,8 @@ _SAFE_INT = 2**53
 
 
 def _datetime(msg: Any, name: str, field: str) -> dt.datetime | None:
-    """A Timestamp field as an aware datetime; an out-of-range one is the caller's error."""
+    """A Timestamp field of an event as an aware datetime; one outside protobuf's range is the
+    caller's error here, and validation holds it to the partner range (dates), item by item."""
     if not msg.HasField(name):
         return None
     ts = getattr(msg, name)
@@ -255,7 +256,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         if request.cdp_source:
             filters["cdp_source"] = request.cdp_source
         for name in ("received_after", "received_before", "occurred_after", "occurred_before"):
-            value = _datetime(request, name, name)
+            value = dates.timestamp_field(request, name)
             if value is not None:
                 filters[name] = value
         rows, token = self._svc.list_events(auth.tenant_id(), filters=filters,
@@ -315,7 +316,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def ListSegments(self, request: ingest_pb2.ListSegmentsRequest,
                      context: grpc.ServicerContext) -> ingest_pb2.ListSegmentsResponse:
         counts, at = self._queries.segments(auth.tenant_id(), request.program_id,
-                                            _datetime(request, "as_of", "as_of"))
+                                            dates.timestamp_field(request, "as_of"))
         resp = ingest_pb2.ListSegmentsResponse(
             segments=[ingest_pb2.Segment(name=c.name, description=c.description, count=c.count) for c in counts])
         if at is not None:
@@ -325,7 +326,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def ListSegmentMembers(self, request: ingest_pb2.ListSegmentMembersRequest,
                            context: grpc.ServicerContext) -> ingest_pb2.ListSegmentMembersResponse:
         rows, token, at = self._queries.members(
-            auth.tenant_id(), request.program_id, request.segment, _datetime(request, "as_of", "as_of"),
+            auth.tenant_id(), request.program_id, request.segment, dates.timestamp_field(request, "as_of"),
             request.page_size, request.page_token)
         resp = ingest_pb2.ListSegmentMembersResponse(next_page_token=token)
         for r in rows:

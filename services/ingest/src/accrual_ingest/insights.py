@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+<<<<<<< HEAD
 from accrual_platform import errors, pages
+=======
+from accrual_platform import dates, errors
+>>>>>>> helper-a
 from accrual_platform.db import Database, utcnow
 
 from accrual_ingest import engagement
@@ -36,7 +40,7 @@ def _check_day(value: str, field: str) -> dt.date | None:
         return None
     try:
         if len(value) == 10:
-            return dt.date.fromisoformat(value)
+            return dates.check(dt.date.fromisoformat(value), field)
     except ValueError:
         pass
     raise errors.InvalidArgument.field(field, "must be a date as YYYY-MM-DD")

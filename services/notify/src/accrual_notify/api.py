@@ -6,11 +6,9 @@ Authentication and scopes are checked by the platform interceptor from the contr
 
 from __future__ import annotations
 
-import datetime as dt
-
 import grpc
 from accrual.notify.v1 import notify_pb2, notify_pb2_grpc
-from accrual_platform import auth, errors
+from accrual_platform import auth, dates, errors
 
 from accrual_notify.delivery import Deliverer
 from accrual_notify.endpoints import Endpoints, parse_id
@@ -130,9 +128,10 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):  # type: ignore[mis
             context: grpc.ServicerContext) -> notify_pb2.RecoverWebhookEndpointResponse:
         tenant = _tenant()
         endpoint_id = parse_id(request.endpoint_id, "endpoint_id")
-        if not request.HasField("since"):
+        since = dates.timestamp_field(request, "since")
+        if since is None:
             raise errors.InvalidArgument.field("since", "is required (RFC 3339 timestamp)")
-        ids = self._deliverer.recover(tenant, endpoint_id, request.since.ToDatetime(dt.UTC))
+        ids = self._deliverer.recover(tenant, endpoint_id, since)
         return notify_pb2.RecoverWebhookEndpointResponse(recovered_count=len(ids),
                                                          delivery_ids=ids)
 

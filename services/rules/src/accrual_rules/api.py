@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from accrual.identity.v1 import identity_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
-from accrual_platform import auth, errors
+from accrual_platform import auth, dates, errors
 from accrual_platform.db import decimal_str
 from google.protobuf import json_format
 
@@ -96,7 +96,7 @@ def _caps(caps: rules_pb2.RuleCaps) -> dict[str, str]:
 
 
 def _ts(msg: Any, field: str) -> dt.datetime | None:
-    return getattr(msg, field).ToDatetime(dt.UTC) if msg.HasField(field) else None
+    return dates.timestamp_field(msg, field)
 
 
 def _rule_status(value: int) -> str:

@@ -14,7 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
+<<<<<<< HEAD
 from accrual_platform import errors, facts, pages, queue
+=======
+from accrual_platform import errors, facts, queue, text
+>>>>>>> helper-a
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_row
@@ -46,6 +50,14 @@ PROPERTY_TYPES = ("STRING", "NUMBER", "BOOLEAN", "OBJECT", "ARRAY")
 # surrounding whitespace or control characters.
 _NAME = re.compile(r"^(?=\S)[^\x00-\x1f]{1,255}(?<=\S)$")
 _NAME_RULE = "must be 1 to 255 characters without surrounding spaces"
+
+
+def _check_type_name(v: list[errors.FieldViolation], field: str, value: str) -> None:
+    """The shared control-character rule first (it names the character), then the shape."""
+    before = len(v)
+    text.check_name(v, field, value)
+    if len(v) == before and not _NAME.match(value):
+        v.append(errors.FieldViolation(field, _NAME_RULE))
 _PROPERTY_REF = re.compile(r"\bproperties\.([A-Za-z_][A-Za-z0-9_]*)")
 _SAMPLE_VALUES: dict[str, Any] = {"STRING": "sample", "NUMBER": 1, "BOOLEAN": True, "OBJECT": {},
                                   "ARRAY": []}
@@ -84,7 +96,12 @@ def validate_tiers(tiers: Sequence[Mapping[str, str]], v: list[errors.FieldViola
         if not name or len(name) > 200:
             v.append(errors.FieldViolation(f"tiers[{i}].name", "is required (1 to 200 characters)"))
         elif name in names:
+<<<<<<< HEAD
             v.append(errors.FieldViolation(f"tiers[{i}].name", f"must be unique ({errors.excerpt(name)} repeats)"))
+=======
+            v.append(errors.FieldViolation(f"tiers[{i}].name", f"must be unique ({name!r} repeats)"))
+        text.check_name(v, f"tiers[{i}].name", name)
+>>>>>>> helper-a
         names.add(name)
         try:
             minimum = _decimal(t.get("min_lifetime_points") or "0", f"tiers[{i}].min_lifetime_points",
@@ -226,8 +243,9 @@ def validate_rule(fields: dict[str, Any], declared: Sequence[Mapping[str, Any]] 
     fields["name"] = str(fields["name"]).strip()
     if not fields["name"] or len(fields["name"]) > 200:
         v.append(errors.FieldViolation("name", "is required (1 to 200 characters)"))
-    if fields["event_type"] and not _NAME.match(fields["event_type"]):
-        v.append(errors.FieldViolation("event_type", _NAME_RULE))
+    text.check_name(v, "name", fields["name"])
+    if fields["event_type"]:
+        _check_type_name(v, "event_type", fields["event_type"])
     if not str(fields["formula"]).strip():
         v.append(errors.FieldViolation("formula", "is required"))
     if fields["status"] not in STATUSES:
@@ -270,6 +288,7 @@ class RulesService:
         v: list[errors.FieldViolation] = []
         if not name.strip() or len(name) > 200:
             v.append(errors.FieldViolation("name", "is required (1 to 200 characters)"))
+        text.check_name(v, "name", name)
         if on_unknown not in POLICIES:
             v.append(errors.FieldViolation("on_unknown_participant", "must be CREATE or REJECT"))
         if rounding_mode not in ROUNDINGS:
@@ -361,19 +380,26 @@ class RulesService:
                           properties: Sequence[Mapping[str, Any]]) -> sa.Row[Any]:
         program = self.get_program(tenant_id, program_id)
         v: list[errors.FieldViolation] = []
-        if not _NAME.match(name):
-            v.append(errors.FieldViolation("name", _NAME_RULE))
+        _check_type_name(v, "name", name)
         if len(description) > 2000:
             v.append(errors.FieldViolation("description", "must be at most 2000 characters"))
+        text.check_text(v, "description", description)
         seen: set[str] = set()
         clean = []
         for i, prop in enumerate(properties):
             pname = prop["name"]
+<<<<<<< HEAD
             if not _NAME.match(pname):
                 v.append(errors.FieldViolation(f"properties[{i}].name", _NAME_RULE))
             elif pname in seen:
                 v.append(errors.FieldViolation(f"properties[{i}].name",
                                                f"must be unique ({errors.excerpt(pname)} repeats)"))
+=======
+            before = len(v)
+            _check_type_name(v, f"properties[{i}].name", pname)
+            if len(v) == before and pname in seen:
+                v.append(errors.FieldViolation(f"properties[{i}].name", f"must be unique ({pname!r} repeats)"))
+>>>>>>> helper-a
             seen.add(pname)
             if prop["type"] not in PROPERTY_TYPES:
                 v.append(errors.FieldViolation(f"properties[{i}].type",
@@ -607,6 +633,7 @@ class RulesService:
             v.extend(exc.violations)
         if not reason.strip() or len(reason) > 500:
             v.append(errors.FieldViolation("reason", "is required (1 to 500 characters)"))
+        text.check_name(v, "reason", reason)
         if not 1 <= len(idempotency_key) <= 255:
             v.append(errors.FieldViolation("idempotency_key", "is required (1 to 255 characters)"))
         errors.collect(v)

@@ -9,7 +9,7 @@ import os
 import sys
 
 import structlog
-from accrual_platform import auth, queue
+from accrual_platform import auth, files, queue
 from accrual_platform.db import Database
 from accrual_platform.grpc_server import wait_for_termination
 from accrual_platform.logging import configure_logging
@@ -38,7 +38,8 @@ def cmd_run(_: argparse.Namespace) -> None:
     settings = dataclasses.replace(settings, peers={n: address for n in hosting.SERVICES},
                                    webhook_allow_private=True,
                                    announce_unfinished_at_start=settings.broker_url.startswith("stub"))
-    configure_logging("suite", fmt=settings.log_format, level=settings.log_level)
+    configure_logging("suite", fmt=settings.log_format, level=settings.log_level,
+                      secrets=[settings.internal_token])
     hosting.migrate(settings)
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, authenticator = hosting.build_runtimes(settings, broker, hosting.SERVICES)
@@ -99,15 +100,15 @@ def _embedded_admin_key(settings: Settings) -> str:
         _, key = keys.create_api_key(db, "default", frozenset({auth.ADMIN_SCOPE}))
     finally:
         db.dispose()
-    path.write_text(key)
-    os.chmod(path, 0o600)
+    files.write_private(path, key)
     return key
 
 
 def cmd_serve(ns: argparse.Namespace) -> None:
     """One service's gRPC server (plus its outbox relay), configured by the environment."""
     settings = _settings(embedded=False, peers=PEERS_NEEDED[ns.service])
-    configure_logging(ns.service, fmt=settings.log_format, level=settings.log_level)
+    configure_logging(ns.service, fmt=settings.log_format, level=settings.log_level,
+                      secrets=[settings.internal_token])
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, authenticator = hosting.build_runtimes(settings, broker, [ns.service])
     server, port = hosting.start_server(settings, runtimes, authenticator)
@@ -126,7 +127,7 @@ def cmd_worker(ns: argparse.Namespace) -> None:
     needed = tuple(sorted({p for s in ns.services for p in PEERS_NEEDED[s]} - set()))
     settings = _settings(embedded=False, peers=needed)
     configure_logging("worker-" + "-".join(ns.services), fmt=settings.log_format,
-                      level=settings.log_level)
+                      level=settings.log_level, secrets=[settings.internal_token])
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, _ = hosting.build_runtimes(settings, broker, ns.services)
     worker = hosting.start_worker(settings, broker, runtimes)
@@ -161,7 +162,8 @@ def cmd_scheduler(_: argparse.Namespace) -> None:
     """The scheduled-events process (birthday, anniversary, inactivity). Run one or more: a
     PostgreSQL advisory lock makes exactly one of them the leader."""
     settings = _settings(embedded=False, peers=("identity", "ingest"))
-    configure_logging("scheduler", fmt=settings.log_format, level=settings.log_level)
+    configure_logging("scheduler", fmt=settings.log_format, level=settings.log_level,
+                      secrets=[settings.internal_token])
     from accrual_rules import bootstrap as rules_bootstrap
 
     runtime = rules_bootstrap.RulesRuntime(settings, queue.make_broker("stub://"))
@@ -172,7 +174,8 @@ def cmd_scheduler(_: argparse.Namespace) -> None:
 
 def cmd_gateway(_: argparse.Namespace) -> None:
     settings = _settings(embedded=False, peers=tuple(hosting.SERVICES))
-    configure_logging("gateway", fmt=settings.log_format, level=settings.log_level)
+    configure_logging("gateway", fmt=settings.log_format, level=settings.log_level,
+                      secrets=[settings.internal_token])
     from accrual_gateway.app import create_app, serve_app
 
     app = create_app(_channels(settings))

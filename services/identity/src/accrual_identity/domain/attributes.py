@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from accrual_platform import dates
+
 MAX_ATTRIBUTES_BYTES = 32 * 1024
 BIRTH_DATE = "birth_date"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -52,6 +54,8 @@ def parse_birth_date(raw: object, today: dt.date) -> dt.date:
         raise InvalidAttribute(field, "is not a calendar date") from None
     if value > today:
         raise InvalidAttribute(field, "must not be in the future")
+    if not dates.in_range(value):
+        raise InvalidAttribute(field, dates.RANGE_TEXT)
     return value
 
 

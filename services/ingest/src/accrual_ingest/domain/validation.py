@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
+<<<<<<< HEAD
 from accrual_platform.errors import excerpt, shorten
+=======
+from accrual_platform import dates, text
+from accrual_platform.text import has_control_chars
+>>>>>>> helper-a
 
 from accrual_ingest.domain.canonical import payload_digest
 
@@ -71,16 +75,6 @@ def _uuid(value: str) -> str | None:
         return None
 
 
-#: Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F: one regular expression
-#: scan in C instead of a category lookup per character in Python (a sixth of validation).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def has_control_chars(text: str) -> bool:
-    """True when ``text`` holds a control character (NUL, newline, tab, ESC, DEL...)."""
-    return _CONTROL.search(text) is not None
-
-
 def check_key(value: str, name: str, bad: Any, *, required: bool = True) -> None:
     """1-255 characters without control characters (an identifier partners send back)."""
     if not value:
@@ -90,8 +84,8 @@ def check_key(value: str, name: str, bad: Any, *, required: bool = True) -> None
             bad(name, "must be 1 to 255 characters")
     elif len(value) > 255:
         bad(name, f"must be at most 255 characters (got {len(value)})")
-    elif has_control_chars(value):
-        bad(name, "must not contain control characters")
+    elif has_control_chars(value):  # one regular expression scan (was a sixth of validation)
+        bad(name, text.control_problem(value))
 
 
 def json_problem(value: Any, path: str) -> tuple[str, str] | None:
@@ -157,7 +151,9 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
         if recipient_id is None:
             bad("recipient_id", "must be a UUID")
     ts = raw.event_timestamp
-    if ts is not None and ts > now + MAX_FUTURE:
+    if ts is not None and not dates.in_range(ts):
+        bad("event_timestamp", dates.RANGE_TEXT)
+    elif ts is not None and ts > now + MAX_FUTURE:
         bad("event_timestamp", "must not be more than 5 minutes in the future")
     problem = json_problem(raw.event_data, "event_data")
     if problem:

@@ -12,7 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+<<<<<<< HEAD
 from accrual_platform.errors import excerpt
+=======
+from accrual_platform import text
+>>>>>>> helper-a
 
 API_VERSION = "2026-11-01"
 WILDCARD = "*"
@@ -83,4 +87,5 @@ def validate_enabled_events(values: Sequence[str]) -> tuple[tuple[str, ...], lis
 def validate_description(value: str) -> list[Violation]:
     if len(value) > MAX_DESCRIPTION:
         return [("description", f"must be at most {MAX_DESCRIPTION} characters")]
-    return []
+    problem = text.control_problem(value, multiline=True)
+    return [("description", problem)] if problem else []

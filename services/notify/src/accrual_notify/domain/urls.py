@@ -23,10 +23,44 @@ Resolver = Callable[[str, int], Sequence[str]]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# IANA's special-purpose registries, blocks not globally reachable. Python's own tables (what
+# is_global reads) gained several of these only in 3.11.10 / 3.12.4 (192.0.0.0/24 beyond /29,
+# 2002::/16, 64:ff9b:1::/48...), so they are stated here to not depend on the patch level.
+_NOT_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4",
+    "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "2001::/23",
+    "2001:db8::/32", "2002::/16", "3fff::/20", "fc00::/7", "fe80::/10",
+))
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, 6to4, Teredo, NAT64).
+
+    Traffic to such an address can end up at the IPv4 one, so that one must be public too.
+    """
+    found: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)  # (server, client), the client already un-obfuscated
+    if address in _NAT64_WELL_KNOWN:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
 
 def is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if not all(is_public(inner) for inner in embedded_ipv4(address)):
+            return False
+        if address.ipv4_mapped is not None:
+            return True  # the mapped IPv4 address is the one connected to
+    if any(address in network for network in _NOT_GLOBAL):
+        return False
     return (address.is_global and not address.is_multicast and not address.is_reserved
             and not address.is_unspecified)
 
@@ -46,6 +80,9 @@ def check_url(url: str, *, allow_private: bool, resolve: Resolver) -> list[Viola
         port = parts.port
     except ValueError as exc:
         return [("url", f"is not a valid URL: {exc}")]
+    if port == 0:
+        # no service listens on port 0; connecting there tells a prober only about the network
+        return [("url", "must not use port 0")]
     schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in schemes or not parts.hostname:
         return [("url", "must be an absolute https:// URL")]
