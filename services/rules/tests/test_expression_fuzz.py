@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 EXAMPLES = int(os.environ.get("EXPRESSION_FUZZ_EXAMPLES", "150"))
 
 NUMBER = st.one_of(st.integers(-10**30, 10**30).map(str), st.sampled_from(["0", "1.5", "-0.0", "1e308", "9e999"]))
-STRING = st.text(alphabet="ab\"'\\`[]()?:{}$ ", max_size=8).map(lambda s: '"' + s.replace("\\", "").replace('"', "") + '"')
+STRING = st.text(alphabet="ab\"'\\`[]()?:{}$ ", max_size=8).map(
+    lambda s: '"' + s.replace("\\", "").replace('"', "") + '"')
 NAME = st.sampled_from(["properties.amount", "properties.n", "properties.missing", "properties",
                         "participant.tier", "participant.lifetime_points", "event.type", "now", "#", "$"])
 ATOM = st.one_of(NUMBER, STRING, NAME, st.sampled_from(["true", "false", "null", "[]", "{}"]))

@@ -9,11 +9,7 @@ import datetime as dt
 import uuid
 
 import sqlalchemy as sa
-<<<<<<< HEAD
-from accrual_platform import errors, pages
-=======
-from accrual_platform import dates, errors
->>>>>>> helper-a
+from accrual_platform import dates, errors, pages
 from accrual_platform.db import Database
 
 from accrual_identity import storage

@@ -9,11 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-<<<<<<< HEAD
-from accrual_platform import errors, pages
-=======
-from accrual_platform import dates, errors
->>>>>>> helper-a
+from accrual_platform import dates, errors, pages
 from accrual_platform.db import Database, utcnow
 
 from accrual_ingest import engagement

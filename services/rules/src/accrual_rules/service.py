@@ -14,11 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-<<<<<<< HEAD
-from accrual_platform import errors, facts, pages, queue
-=======
-from accrual_platform import errors, facts, queue, text
->>>>>>> helper-a
+from accrual_platform import errors, facts, pages, queue, text
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_row
@@ -96,12 +92,8 @@ def validate_tiers(tiers: Sequence[Mapping[str, str]], v: list[errors.FieldViola
         if not name or len(name) > 200:
             v.append(errors.FieldViolation(f"tiers[{i}].name", "is required (1 to 200 characters)"))
         elif name in names:
-<<<<<<< HEAD
             v.append(errors.FieldViolation(f"tiers[{i}].name", f"must be unique ({errors.excerpt(name)} repeats)"))
-=======
-            v.append(errors.FieldViolation(f"tiers[{i}].name", f"must be unique ({name!r} repeats)"))
         text.check_name(v, f"tiers[{i}].name", name)
->>>>>>> helper-a
         names.add(name)
         try:
             minimum = _decimal(t.get("min_lifetime_points") or "0", f"tiers[{i}].min_lifetime_points",
@@ -388,18 +380,11 @@ class RulesService:
         clean = []
         for i, prop in enumerate(properties):
             pname = prop["name"]
-<<<<<<< HEAD
-            if not _NAME.match(pname):
-                v.append(errors.FieldViolation(f"properties[{i}].name", _NAME_RULE))
-            elif pname in seen:
-                v.append(errors.FieldViolation(f"properties[{i}].name",
-                                               f"must be unique ({errors.excerpt(pname)} repeats)"))
-=======
             before = len(v)
             _check_type_name(v, f"properties[{i}].name", pname)
             if len(v) == before and pname in seen:
-                v.append(errors.FieldViolation(f"properties[{i}].name", f"must be unique ({pname!r} repeats)"))
->>>>>>> helper-a
+                v.append(errors.FieldViolation(f"properties[{i}].name",
+                                               f"must be unique ({errors.excerpt(pname)} repeats)"))
             seen.add(pname)
             if prop["type"] not in PROPERTY_TYPES:
                 v.append(errors.FieldViolation(f"properties[{i}].type",

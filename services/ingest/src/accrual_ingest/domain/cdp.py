@@ -14,11 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-<<<<<<< HEAD
-from accrual_platform.errors import excerpt
-=======
 from accrual_platform import dates
->>>>>>> helper-a
+from accrual_platform.errors import excerpt
 from accrual_platform.identities import IdentityType, InvalidIdentity, normalize
 
 from accrual_ingest.domain.canonical import payload_digest
@@ -144,15 +141,10 @@ def validate_cdp_event(raw: CdpInput, spec: EventTypeSpec | None, now: dt.dateti
     check_key(raw.external_event_id, "externalEventId", bad)
     check_key(raw.event_type, "eventType", bad)
     if raw.event_type and spec is None:
-<<<<<<< HEAD
         bad("eventType", f"{excerpt(raw.event_type)} is not a registered CDP event type")
-    if raw.occurred_at is not None and raw.occurred_at > now + MAX_FUTURE:
-=======
-        bad("eventType", f"{raw.event_type!r} is not a registered CDP event type")
     if raw.occurred_at is not None and not dates.in_range(raw.occurred_at):
         bad("occurredAt", dates.RANGE_TEXT)
     elif raw.occurred_at is not None and raw.occurred_at > now + MAX_FUTURE:
->>>>>>> helper-a
         bad("occurredAt", "must not be more than 5 minutes in the future")
     identities: list[dict[str, str]] = []
     sent = {k: val for k, val in (raw.identity or {}).items() if val is not None}

@@ -10,12 +10,9 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
-<<<<<<< HEAD
-from accrual_platform.errors import excerpt, shorten
-=======
 from accrual_platform import dates, text
+from accrual_platform.errors import excerpt, shorten
 from accrual_platform.text import has_control_chars
->>>>>>> helper-a
 
 from accrual_ingest.domain.canonical import payload_digest
 

@@ -12,11 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-<<<<<<< HEAD
-from accrual_platform.errors import excerpt
-=======
 from accrual_platform import text
->>>>>>> helper-a
+from accrual_platform.errors import excerpt
 
 API_VERSION = "2026-11-01"
 WILDCARD = "*"
