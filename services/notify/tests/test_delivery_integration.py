@@ -280,7 +280,7 @@ def test_sweeper_resends_a_delivery_whose_message_was_lost(
 
 def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
     """One notification of each type, with the fact ids and data the producing services use
-    (ingest: event.*; rules: points.*, tier.changed; identity: participant.*, enrollment.*)."""
+    (ingest: event.*; rules: points.*, tier.changed, rule.suspended; identity: participant.*, enrollment.*)."""
     event_id, program_id, participant = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     summary = {"event_id": event_id, "idempotency_key": "order-1", "program_id": program_id,
                "external_id": "user_abc123", "participant_id": participant}
@@ -308,6 +308,10 @@ def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
         h.notification("tier.changed", f"tier.changed:{event_id}:{participant}",
                        {"program_id": program_id, "participant_id": participant,
                         "previous_tier": None, "tier": "Gold", "event_id": event_id}),
+        h.notification("rule.suspended", "rule.suspended:r1:2",
+                       {"rule_id": "r1", "program_id": program_id, "rule_version": 2, "rule_name": "costly",
+                        "reason": "evaluation_timeout", "breaches": 3,
+                        "message": "the rule's expressions repeatedly ran past the CPU deadline"}),
     ]
 
 
@@ -320,7 +324,7 @@ def test_every_produced_type_is_delivered_and_filtered_by_subscription(
     notes = producer_notes(h)
     h.publish(*notes)
 
-    h.wait_final(everything, count=8)
+    h.wait_final(everything, count=9)
     h.wait_final(events_only, count=2)
     h.wait_final(points_only, count=2)
     assert sorted(json.loads(r.body)["type"] for r in receiver.received("/all")) == sorted(
