@@ -100,7 +100,7 @@ def suite() -> Iterator[Suite]:
     hosting.migrate(settings)
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, authenticator = hosting.build_runtimes(settings, broker, hosting.SERVICES)
-    server, _ = hosting.start_server(settings, runtimes, authenticator)
+    server, _, listener = hosting.start_server(settings, runtimes, authenticator)
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
@@ -118,6 +118,7 @@ def suite() -> Iterator[Suite]:
     finally:
         channel.close()
         server.stop(5).wait()
+        listener.stop()
         worker.stop()
         for r in runtimes:
             r.stop()

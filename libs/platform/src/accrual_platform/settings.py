@@ -55,7 +55,8 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     webhook_timeout_seconds: float = 15.0
     webhook_allow_private: bool = False
-    api_key_cache_seconds: float = 30.0
+    #: how long a key lookup is cached: only a fallback, since revocations evict at once
+    api_key_cache_seconds: float = 5.0
     #: how long a rotated-out webhook secret keeps signing alongside the new one
     webhook_secret_overlap_seconds: float = 24 * 3600.0
     #: an endpoint whose every attempt failed for this long since its last success is disabled
@@ -132,7 +133,7 @@ class Settings:
                 env.get("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000")),
             webhook_timeout_seconds=float(env.get("WEBHOOK_TIMEOUT_SECONDS", "15")),
             webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),
-            api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS", "30")),
+            api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS", "5")),
             webhook_secret_overlap_seconds=float(
                 env.get("WEBHOOK_SECRET_OVERLAP_SECONDS", str(24 * 3600))),
             webhook_disable_after_seconds=float(
