@@ -20,7 +20,7 @@ from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
 from accrual_platform.testing import AMQP_URL as AMQP
 from accrual_platform.testing import PG_URL as PG
-from accrual_platform.testing import free_port, wait_http
+from accrual_platform.testing import SECRETS_KEY, free_port, wait_http
 from accrual_platform.testing import stop_processes as stop
 
 BIN = pathlib.Path(sys.executable).parent / "accrual"
@@ -108,7 +108,7 @@ def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
 def per_service(tmp_path: pathlib.Path) -> Iterator[tuple[str, str, str, dict[str, str], str]]:
     ports = {name: free_port() for name in ("identity", "ingest", "rules", "notify", "gateway")}
     env = {**os.environ, "DATABASE_URL": PG, "BROKER_URL": AMQP,
-           "INTERNAL_TOKEN": uuid.uuid4().hex, "LOG_FORMAT": "json",
+           "INTERNAL_TOKEN": uuid.uuid4().hex, "LOG_FORMAT": "json", "SECRETS_KEY": SECRETS_KEY,
            "IDENTITY_ADDR": f"127.0.0.1:{ports['identity']}", "INGEST_ADDR": f"127.0.0.1:{ports['ingest']}",
            "RULES_ADDR": f"127.0.0.1:{ports['rules']}", "NOTIFY_ADDR": f"127.0.0.1:{ports['notify']}",
            "GATEWAY_PORT": str(ports["gateway"])}

@@ -304,7 +304,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="API key with programs:write (default: the embedded admin key in var/)")
     p.set_defaults(fn=cmd_demo)
     ns = parser.parse_args(argv)
-    ns.fn(ns)
+    try:
+        ns.fn(ns)
+    except ConfigError as exc:  # e.g. a missing or wrong SECRETS_KEY found by notify at start
+        raise SystemExit(f"configuration error: {exc}") from None
 
 
 if __name__ == "__main__":
