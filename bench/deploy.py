@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import psycopg
-from accrual_platform.testing import free_port
+from accrual_platform.testing import SECRETS_KEY, free_port
 
 BIN = pathlib.Path(sys.executable).parent / "accrual"
 SERVICES = ("identity", "ingest", "rules", "notify")
@@ -100,6 +100,7 @@ class Deployment:
         ingest = ",".join(f"127.0.0.1:{port}" for name, port in p.items() if name.partition("-")[0] == "ingest")
         return {**os.environ, "DATABASE_URL": self.database_url, "BROKER_URL": self.broker_url,
                 "INTERNAL_TOKEN": "bench-" + uuid.uuid4().hex, "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
+                "SECRETS_KEY": SECRETS_KEY,
                 "IDENTITY_ADDR": f"127.0.0.1:{p['identity']}", "INGEST_ADDR": ingest,
                 "RULES_ADDR": f"127.0.0.1:{p['rules']}", "NOTIFY_ADDR": f"127.0.0.1:{p['notify']}",
                 "GATEWAY_PORT": str(p["gateway"]), "MALLOC_ARENA_MAX": "2", **self.extra_env}

@@ -30,7 +30,7 @@ from accrual_identity import keys
 from accrual_platform import auth, queue
 from accrual_platform.db import Database
 from accrual_platform.settings import Settings
-from accrual_platform.testing import AMQP_URL, PG_URL
+from accrual_platform.testing import AMQP_URL, PG_URL, SECRETS_KEY
 from accrual_rules import storage as rules_storage
 from accrual_rules.scheduler import TriggerScheduler
 from accrual_suite import hosting
@@ -96,11 +96,11 @@ def suite() -> Iterator[Suite]:
     address = f"127.0.0.1:{port}"
     settings = Settings(database_url=PG_URL, broker_url=AMQP_URL, redis_url=None, internal_token=uuid.uuid4().hex,
                         peers={n: address for n in hosting.SERVICES}, grpc_port=port, worker_threads=4,
-                        webhook_allow_private=True)
+                        webhook_allow_private=True, secrets_keys=(SECRETS_KEY,))
     hosting.migrate(settings)
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, authenticator = hosting.build_runtimes(settings, broker, hosting.SERVICES)
-    server, _ = hosting.start_server(settings, runtimes, authenticator)
+    server, _, listener = hosting.start_server(settings, runtimes, authenticator)
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
@@ -118,6 +118,7 @@ def suite() -> Iterator[Suite]:
     finally:
         channel.close()
         server.stop(5).wait()
+        listener.stop()
         worker.stop()
         for r in runtimes:
             r.stop()

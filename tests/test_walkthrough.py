@@ -21,7 +21,7 @@ from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
 from accrual_platform.testing import AMQP_URL as AMQP
 from accrual_platform.testing import PG_URL as PG
-from accrual_platform.testing import assert_no_secrets, free_port, wait_http
+from accrual_platform.testing import SECRETS_KEY, assert_no_secrets, free_port, wait_http
 from accrual_platform.testing import stop_processes as stop
 
 BIN = pathlib.Path(sys.executable).parent / "accrual"
@@ -121,11 +121,11 @@ def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.fixture
-def per_service(tmp_path: pathlib.Path) -> Iterator[tuple[str, str, str]]:
+def per_service(tmp_path: pathlib.Path) -> Iterator[tuple[str, str, str, dict[str, str], str]]:
     """The suite as processes; on teardown, none of their logs may hold the key or token."""
     ports = {name: free_port() for name in ("identity", "ingest", "rules", "notify", "gateway")}
     env = {**os.environ, "DATABASE_URL": PG, "BROKER_URL": AMQP,
-           "INTERNAL_TOKEN": uuid.uuid4().hex, "LOG_FORMAT": "json",
+           "INTERNAL_TOKEN": uuid.uuid4().hex, "LOG_FORMAT": "json", "SECRETS_KEY": SECRETS_KEY,
            "IDENTITY_ADDR": f"127.0.0.1:{ports['identity']}", "INGEST_ADDR": f"127.0.0.1:{ports['ingest']}",
            "RULES_ADDR": f"127.0.0.1:{ports['rules']}", "NOTIFY_ADDR": f"127.0.0.1:{ports['notify']}",
            "GATEWAY_PORT": str(ports["gateway"])}
@@ -146,7 +146,7 @@ def per_service(tmp_path: pathlib.Path) -> Iterator[tuple[str, str, str]]:
                                       stderr=subprocess.STDOUT))
     try:
         wait_http(f"http://127.0.0.1:{ports['gateway']}/readyz", procs)
-        yield f"http://127.0.0.1:{ports['gateway']}", key, f"127.0.0.1:{ports['ingest']}"
+        yield f"http://127.0.0.1:{ports['gateway']}", key, f"127.0.0.1:{ports['ingest']}", env, tenant
     finally:
         stop(procs)
         for log in logs:
@@ -155,11 +155,42 @@ def per_service(tmp_path: pathlib.Path) -> Iterator[tuple[str, str, str]]:
 
 
 @pytest.mark.integration
-def test_per_service_on_postgres_and_rabbitmq(per_service: tuple[str, str, str]) -> None:
-    base, key, ingest_address = per_service
+def test_per_service_on_postgres_and_rabbitmq(
+        per_service: tuple[str, str, str, dict[str, str], str]) -> None:
+    base, key, ingest_address, env, tenant = per_service
     pid, _ = walkthrough(base, key)
     md = [("x-api-key", key)]
     with grpc.insecure_channel(ingest_address) as ch:
         events = ingest_pb2_grpc.IngestServiceStub(ch).ListEvents(
             ingest_pb2.ListEventsRequest(program_id=pid), metadata=md)
         assert len(events.events) == 1 and events.events[0].status == ingest_pb2.EVENT_STATUS_COMPLETED
+    revoke_with_the_cli(base, key, env, tenant, pid)
+
+
+def revoke_with_the_cli(base: str, key: str, env: dict[str, str], tenant: str, pid: str) -> None:
+    """`accrual keys list` shows the key by id and prefix only; `accrual keys revoke` makes
+    every process (gateway, ingest, rules, each with its own key cache) refuse it within a
+    second."""
+    listed = subprocess.run([str(BIN), "keys", "list", "--tenant", tenant], env=env, check=True,
+                            capture_output=True, text=True).stdout
+    assert key not in listed and key[:10] in listed
+    key_id = next(line.split()[0] for line in listed.splitlines() if key[:10] in line)
+    h = {"X-API-Key": key}
+    routes = [f"{base}/v1/events?program_id={pid}", f"{base}/v1/programs/{pid}", f"{base}/v1/keys"]
+    assert [httpx.get(url, headers=h).status_code for url in routes] == [200, 200, 200]
+
+    done = subprocess.run([str(BIN), "keys", "revoke", key_id], env=env, check=True,
+                          capture_output=True, text=True).stdout
+    revoked_at = time.monotonic()
+
+    assert f"key {key_id}" in done and "revoked" in done
+    for url in routes:
+        while (code := httpx.get(url, headers=h).status_code) != 401:
+            assert code == 200 and time.monotonic() - revoked_at < 1.0, (url, code)
+            time.sleep(0.02)
+    again = subprocess.run([str(BIN), "keys", "revoke", key_id], env=env, check=True,
+                           capture_output=True, text=True).stdout
+    assert "already revoked" in again
+    unknown = subprocess.run([str(BIN), "keys", "revoke", str(uuid.uuid4())], env=env,
+                             capture_output=True, text=True)
+    assert unknown.returncode != 0 and "no API key" in unknown.stderr

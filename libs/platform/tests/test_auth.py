@@ -27,3 +27,39 @@ def test_cached_authenticator_calls_inner_once() -> None:
     assert cached("good") == cached("good")
     assert cached("bad") is None
     assert calls == ["good", "bad"]
+
+
+def test_evict_forgets_one_key_or_every_key() -> None:
+    calls = []
+
+    def inner(key: str) -> auth.Principal | None:
+        calls.append(key)
+        return auth.Principal("t", key, frozenset({"admin"}))
+
+    cached = auth.CachedAuthenticator(inner, ttl=60)
+    cached("a"), cached("b")
+    cached.evict("a")
+    cached("a"), cached("b")
+    assert calls == ["a", "b", "a"]
+    cached.evict()
+    cached("a"), cached("b")
+    assert calls == ["a", "b", "a", "a", "b"]
+
+
+def test_a_lookup_that_raced_an_eviction_is_not_cached() -> None:
+    """A lookup that read the key before its revocation committed must not keep it cached."""
+    cached: auth.CachedAuthenticator
+    revoked = False
+
+    def inner(key: str) -> auth.Principal | None:
+        nonlocal revoked
+        if revoked:
+            return None
+        found = auth.Principal("t", "k", frozenset({"admin"}))
+        revoked = True
+        cached.evict("k")  # the revocation commits and is announced while this lookup runs
+        return found
+
+    cached = auth.CachedAuthenticator(inner, ttl=60)
+    assert cached("key") is not None
+    assert cached("key") is None

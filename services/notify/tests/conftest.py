@@ -28,7 +28,7 @@ from accrual_platform import auth, facts, queue
 from accrual_platform.db import utcnow
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.settings import Settings
-from accrual_platform.testing import fresh_schema
+from accrual_platform.testing import SECRETS_KEY, fresh_schema
 from standardwebhooks import Webhook
 
 FAST_SCHEDULE = (0.0, 0.2, 0.2, 0.2)
@@ -141,7 +141,8 @@ def receiver() -> Iterator[Receiver]:
 def base_settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, broker_url="stub://", redis_url=None,
                     internal_token="test-internal-token", webhook_retry_schedule=FAST_SCHEDULE,
-                    webhook_timeout_seconds=2.0, webhook_allow_private=True)
+                    webhook_timeout_seconds=2.0, webhook_allow_private=True,
+                    secrets_keys=(SECRETS_KEY,))
 
 
 class Harness:

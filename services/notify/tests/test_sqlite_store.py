@@ -18,6 +18,7 @@ from accrual_notify.transport import Response
 from accrual_platform import errors, migrations, queue
 from accrual_platform.db import utcnow
 from accrual_platform.settings import Settings
+from accrual_platform.testing import SECRETS_KEY
 
 
 class FakeClient:
@@ -45,7 +46,7 @@ def runtime(tmp_path: pathlib.Path) -> Iterator[NotifyRuntime]:
     migrations.upgrade(url, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
     settings = Settings(database_url=url, broker_url="stub://", redis_url=None,
                         internal_token="t", webhook_retry_schedule=(0, 5, 60),
-                        webhook_allow_private=True)
+                        webhook_allow_private=True, secrets_keys=(SECRETS_KEY,))
     rt = bootstrap.build(settings, queue.make_broker("stub://"))
     yield rt
     rt.stop()

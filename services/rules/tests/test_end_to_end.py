@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import queue
-from accrual_platform.testing import AMQP_URL, PG_URL
+from accrual_platform.testing import AMQP_URL, PG_URL, SECRETS_KEY
 from accrual_platform.testing import free_port as _free_port
 from accrual_platform.testing import wait_http as _wait_ready
 
@@ -36,7 +36,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("suite")
     ports = {name: _free_port() for name in ("identity", "ingest", "rules", "notify", "gateway")}
     env = {**os.environ, "DATABASE_URL": PG_URL, "BROKER_URL": AMQP_URL,
-           "INTERNAL_TOKEN": uuid.uuid4().hex, "LOG_FORMAT": "json",
+           "INTERNAL_TOKEN": uuid.uuid4().hex, "LOG_FORMAT": "json", "SECRETS_KEY": SECRETS_KEY,
            **{f"{s.upper()}_ADDR": f"127.0.0.1:{ports[s]}" for s in ("identity", "ingest", "rules", "notify")},
            "GATEWAY_PORT": str(ports["gateway"])}
     subprocess.run([str(BIN), "migrate"], env=env, check=True, capture_output=True)

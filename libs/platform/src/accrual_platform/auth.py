@@ -83,9 +83,13 @@ Authenticator = Callable[[str], Principal | None]
 
 
 class CachedAuthenticator:
-    """Caches key lookups (hits for ``ttl`` seconds, misses briefly) in front of a slow one."""
+    """Caches key lookups (hits for ``ttl`` seconds, misses briefly) in front of a slow one.
 
-    def __init__(self, inner: Authenticator, *, ttl: float = 30.0, negative_ttl: float = 2.0,
+    A revocation reaches the cache through ``evict`` (see ``accrual_platform.revocations``);
+    the TTL only bounds how long a revocation whose announcement was lost can go unseen.
+    """
+
+    def __init__(self, inner: Authenticator, *, ttl: float = 5.0, negative_ttl: float = 2.0,
                  max_entries: int = 10_000) -> None:
         self._inner = inner
         self._ttl = ttl
@@ -93,6 +97,9 @@ class CachedAuthenticator:
         self._max = max_entries
         self._entries: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
+        #: bumped by every eviction, so a lookup that raced one does not store what it read
+        #: before the revocation committed
+        self._generation = 0
 
     def __call__(self, key: str) -> Principal | None:
         digest = hash_api_key(key)
@@ -100,9 +107,22 @@ class CachedAuthenticator:
         hit = self._entries.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         value = self._inner(key)
         with self._lock:
+            if generation != self._generation:
+                return value
             if len(self._entries) >= self._max:
                 self._entries.clear()
             self._entries[digest] = (now + (self._ttl if value else self._negative_ttl), value)
         return value
+
+    def evict(self, key_id: str | None = None) -> None:
+        """Forget the cached lookups of one key (of every key when ``key_id`` is None)."""
+        with self._lock:
+            self._generation += 1
+            if key_id is None:
+                self._entries = {}
+            else:
+                self._entries = {digest: entry for digest, entry in self._entries.items()
+                                 if entry[1] is None or entry[1].key_id != key_id}

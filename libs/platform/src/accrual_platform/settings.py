@@ -6,6 +6,7 @@ deployment stops at start-up instead of failing on the first request.
 
 from __future__ import annotations
 
+import base64
 import os
 import pathlib
 import secrets
@@ -49,6 +50,24 @@ def _positive(env: Mapping[str, str], name: str, default: str) -> float:
     return value
 
 
+def _secrets_keys(raw: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in raw.split(",") if k.strip())
+
+
+def embedded_secrets_key() -> str:
+    """The embedded suite's key for secrets at rest, made once into var/, readable by its
+    owner only (created with mode 0600, so it is never readable by others even briefly)."""
+    path = EMBEDDED_VAR_DIR / "secrets_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()  # a Fernet key
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -69,7 +88,12 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     webhook_timeout_seconds: float = 15.0
     webhook_allow_private: bool = False
-    api_key_cache_seconds: float = 30.0
+    #: Fernet keys that encrypt webhook signing secrets at rest (SECRETS_KEY, comma-separated:
+    #: the first encrypts, every one decrypts, so a key can be rotated in); notify refuses
+    #: to start without one
+    secrets_keys: tuple[str, ...] = ()
+    #: how long a key lookup is cached: only a fallback, since revocations evict at once
+    api_key_cache_seconds: float = 5.0
     #: how long a rotated-out webhook secret keeps signing alongside the new one
     webhook_secret_overlap_seconds: float = 24 * 3600.0
     #: an endpoint whose every attempt failed for this long since its last success is disabled
@@ -156,7 +180,9 @@ class Settings:
                 env.get("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000")),
             webhook_timeout_seconds=float(env.get("WEBHOOK_TIMEOUT_SECONDS", "15")),
             webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),
-            api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS", "30")),
+            secrets_keys=_secrets_keys(env.get("SECRETS_KEY", ""))
+            or ((embedded_secrets_key(),) if embedded else ()),
+            api_key_cache_seconds=float(env.get("API_KEY_CACHE_SECONDS", "5")),
             webhook_secret_overlap_seconds=float(
                 env.get("WEBHOOK_SECRET_OVERLAP_SECONDS", str(24 * 3600))),
             webhook_disable_after_seconds=float(

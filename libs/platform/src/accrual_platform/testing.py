@@ -29,6 +29,9 @@ import sqlalchemy as sa
 from accrual_platform import migrations
 
 PG_URL = os.environ.get("ACCRUAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+#: Fernet key of webhook secrets in tests: fixed, because test databases outlive a run and
+#: notify refuses to start with a key that cannot open the secrets stored before
+SECRETS_KEY = "d7IHjvS-nmQb_exV3yrM3d07c7Qr-1QtKkOrgE7ger4="
 AMQP_URL = os.environ.get("ACCRUAL_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 REDIS_URL = os.environ.get("ACCRUAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -7,7 +7,7 @@ RPCs act for the caller's tenant; internal ones name the tenant in the request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -90,10 +90,22 @@ def participant_message(view: ParticipantView) -> identity_pb2.Participant:
     return msg
 
 
+def api_key_message(record: keys.ApiKeyRecord) -> identity_pb2.ApiKey:
+    msg = identity_pb2.ApiKey(key_id=record.id, tenant_id=record.tenant_id,
+                              scopes=list(record.scopes), prefix=record.prefix)
+    msg.created_at.FromDatetime(record.created_at)
+    if record.revoked_at is not None:
+        msg.revoked_at.FromDatetime(record.revoked_at)
+    return msg
+
+
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):  # type: ignore[misc]
     def __init__(self, db: Database, participants: Participants, enrollments: Enrollments,
-                 merges: Merges) -> None:
+                 merges: Merges, on_revoked: Callable[[str], None] = lambda key_id: None) -> None:
+        """``on_revoked`` evicts a revoked key from this process's cache at once; other
+        processes hear of it from the database (``accrual_platform.revocations``)."""
         self._db = db
+        self._on_revoked = on_revoked
         self._participants = participants
         self._enrollments = enrollments
         self._merges = merges
@@ -165,6 +177,19 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):  # type: igno
         assert status is not None
         return enrollment_message(self._enrollments.set_status(
             tenant, request.program_id, request.participant_id, status))
+
+    def ListApiKeys(self, request: identity_pb2.ListApiKeysRequest,
+                    context: grpc.ServicerContext) -> identity_pb2.ListApiKeysResponse:
+        rows, token = keys.list_api_keys(self._db, _tenant(), request.page_size,
+                                         request.page_token)
+        return identity_pb2.ListApiKeysResponse(keys=[api_key_message(r) for r in rows],
+                                                next_page_token=token)
+
+    def RevokeApiKey(self, request: identity_pb2.RevokeApiKeyRequest,
+                     context: grpc.ServicerContext) -> identity_pb2.ApiKey:
+        record, _ = keys.revoke(self._db, request.key_id, tenant_id=_tenant())
+        self._on_revoked(record.id)
+        return api_key_message(record)
 
     def AuthenticateApiKey(
             self, request: identity_pb2.AuthenticateApiKeyRequest,

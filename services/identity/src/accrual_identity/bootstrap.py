@@ -42,12 +42,13 @@ class IdentityRuntime:
         self.participants = Participants(self.db, on_commit=self.relay.notify)
         self.enrollments = Enrollments(self.db, on_commit=self.relay.notify)
         self.merges = Merges(self.db, on_commit=self.relay.notify)
-        self.authenticator: auth.Authenticator = auth.CachedAuthenticator(
+        self.authenticator = auth.CachedAuthenticator(
             functools.partial(keys.authenticate, self.db), ttl=settings.api_key_cache_seconds)
 
     def register(self, server: grpc.Server) -> None:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(
-            IdentityServicer(self.db, self.participants, self.enrollments, self.merges), server)
+            IdentityServicer(self.db, self.participants, self.enrollments, self.merges,
+                             on_revoked=self.authenticator.evict), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
         """Identity consumes no queue; it only produces notifications (via its outbox)."""

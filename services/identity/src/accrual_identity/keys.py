@@ -7,12 +7,16 @@ characters are kept apart so an operator can tell keys apart without seeing them
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 import sqlalchemy as sa
-from accrual_platform import auth
+from accrual_platform import auth, errors, revocations
 from accrual_platform.db import Database, utcnow
 from accrual_platform.ids import new_id
 
 from accrual_identity import storage
+from accrual_identity.validation import decode_cursor, encode_cursor, page_size, require_uuid
 
 PREFIX_LENGTH = 10
 #: longer input cannot be one of our keys; refuse it before hashing
@@ -50,14 +54,74 @@ def create_api_key(db: Database, tenant_name: str, scopes: frozenset[str]) -> tu
     return key_id, key
 
 
-def revoke_api_key(db: Database, key_id: str) -> bool:
-    """Revoke a key; False when no such key is active. Cached lookups expire within
-    ``API_KEY_CACHE_SECONDS``."""
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A key as its admins see it: never its secret, only its first characters."""
+
+    id: str
+    tenant_id: str
+    prefix: str
+    scopes: tuple[str, ...]
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+def _record(row: sa.Row) -> ApiKeyRecord:  # type: ignore[type-arg]
+    return ApiKeyRecord(id=row.id, tenant_id=row.tenant_id, prefix=row.prefix,
+                        scopes=tuple(sorted(row.scopes)), created_at=row.created_at,
+                        revoked_at=row.revoked_at)
+
+
+def _columns() -> list[sa.Column]:  # type: ignore[type-arg]
     k = storage.api_keys
+    return [k.c.id, k.c.tenant_id, k.c.prefix, k.c.scopes, k.c.created_at, k.c.revoked_at]
+
+
+def tenant_by_name(db: Database, name: str) -> str | None:
+    t = storage.tenants
     with db.transaction() as session:
-        result = session.execute(sa.update(k).where(
-            k.c.id == key_id, k.c.revoked_at.is_(None)).values(revoked_at=utcnow()))
-        return bool(result.rowcount)
+        found = session.execute(sa.select(t.c.id).where(t.c.name == name)).scalar_one_or_none()
+    return str(found) if found is not None else None
+
+
+def list_api_keys(db: Database, tenant_id: str, size: int = 0,
+                  token: str = "") -> tuple[list[ApiKeyRecord], str]:
+    """A page of the tenant's keys, revoked ones too, by id (ids are time-ordered)."""
+    limit, after = page_size(size), decode_cursor(token) if token else None
+    k = storage.api_keys
+    query = sa.select(*_columns()).where(k.c.tenant_id == tenant_id).order_by(k.c.id)
+    if after is not None:
+        query = query.where(k.c.id > after)
+    with db.transaction() as session:
+        rows = [_record(r) for r in session.execute(query.limit(limit + 1))]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more else ""
+
+
+def revoke(db: Database, key_id: str, *,
+           tenant_id: str | None = None) -> tuple[ApiKeyRecord, bool]:
+    """Revoke a key (of ``tenant_id`` when given) and announce it to every process's cache:
+    the key and whether this call revoked it.
+
+    Idempotent: a revoked key keeps its first revocation time. NOT_FOUND for an unknown key
+    and for another tenant's, which a tenant must not be able to tell apart."""
+    wanted = require_uuid(key_id, "key_id")
+    k = storage.api_keys
+    mine = [k.c.id == wanted] + ([k.c.tenant_id == tenant_id] if tenant_id is not None else [])
+    with db.transaction() as session:
+        changed = session.execute(sa.update(k).where(*mine, k.c.revoked_at.is_(None)).values(
+            revoked_at=utcnow())).rowcount
+        row = session.execute(sa.select(*_columns()).where(*mine)).first()
+        if row is None:
+            raise errors.NotFound(f"no API key {wanted}", reason="api_key_not_found")
+        revocations.announce(session, wanted)
+    return _record(row), bool(changed)
+
+
+def revoke_api_key(db: Database, key_id: str) -> bool:
+    """Revoke a key; False when it was revoked already (NOT_FOUND when there is none)."""
+    return revoke(db, key_id)[1]
 
 
 def authenticate(db: Database, key: str) -> auth.Principal | None:

@@ -21,6 +21,7 @@ from accrual_notify import storage, worker
 from accrual_notify.api import NotifyServicer
 from accrual_notify.delivery import Deliverer, Publisher, Scheduler
 from accrual_notify.endpoints import Endpoints
+from accrual_notify.secretbox import SecretBox
 from accrual_notify.storage import NotifyStore
 from accrual_notify.sweeper import StalledDeliverySweeper
 from accrual_notify.transport import WebhookClient
@@ -38,7 +39,10 @@ class NotifyRuntime:
     def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
         self.settings = settings
         self.db = Database(settings.database_url, SCHEMA, pool_size=10)
-        self.store = NotifyStore(self.db)
+        # At start, not at the first delivery: a missing or wrong SECRETS_KEY stops the
+        # process here, and secrets stored in plain text are encrypted.
+        self.store = NotifyStore(self.db, SecretBox(settings.secrets_keys))
+        self.store.prepare_secrets()
         self.client = WebhookClient(settings.webhook_timeout_seconds)
         self.scheduler = Scheduler(broker)
         self.endpoints = Endpoints(self.store, settings)

@@ -20,13 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from accrual_platform.db import Database, JsonType, UtcDateTime, in_values, insert_rows
 from accrual_platform.ids import new_id
 from sqlalchemy.orm import Session
 
 from accrual_notify.domain.events import rfc3339, subscribes
+from accrual_notify.secretbox import SecretBox
 
 SCHEMA = "notify"
+
+log = structlog.get_logger("accrual.notify")
 
 ENABLED, DISABLED = "ENABLED", "DISABLED"
 PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
@@ -47,8 +51,9 @@ endpoints = sa.Table(
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     # Signing secrets: the current one, and during a rotation the previous one until
     # previous_secret_expires_at, so messages carry both signatures while partners switch.
-    sa.Column("secret", sa.String(128), nullable=False),
-    sa.Column("previous_secret", sa.String(128)),
+    # Fernet tokens of the secrets (secretbox), never the secrets themselves.
+    sa.Column("secret", sa.String(512), nullable=False),
+    sa.Column("previous_secret", sa.String(512)),
     sa.Column("previous_secret_expires_at", UtcDateTime()),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("disabled_reason", sa.Text, nullable=False, server_default=""),
@@ -248,8 +253,34 @@ _DELIVERY_COLUMNS = (*deliveries.c, messages.c.type)
 
 
 class NotifyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        """``box`` encrypts signing secrets on their way in and decrypts them on their way
+        out: the columns never hold a secret itself."""
         self.db = db
+        self._box = box
+
+    def prepare_secrets(self) -> int:
+        """Fail (WrongSecretsKey) unless the key opens every stored secret, and encrypt with
+        the first key the secrets still in plain text (rows from before encryption at rest)
+        or under an older key: how many rows were rewritten. Racing processes are harmless:
+        each row is rewritten only if it still holds what was read."""
+        e = endpoints
+        with self.db.transaction() as session:
+            rows = session.execute(sa.select(e.c.id, e.c.secret, e.c.previous_secret)).all()
+        stale = [r for r in rows if self._box.needs_reseal(r.secret)
+                 or (r.previous_secret is not None and self._box.needs_reseal(r.previous_secret))]
+        if not stale:
+            return 0
+        with self.db.transaction() as session:
+            for r in stale:
+                session.execute(sa.update(e).where(
+                    e.c.id == r.id, e.c.secret == r.secret,
+                    e.c.previous_secret.is_not_distinct_from(r.previous_secret),
+                ).values(secret=self._box.reseal(r.secret),
+                         previous_secret=None if r.previous_secret is None
+                         else self._box.reseal(r.previous_secret)))
+        log.info("webhook_secrets_encrypted", rows=len(stale))
+        return len(stale)
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -258,7 +289,7 @@ class NotifyStore:
         endpoint_id = new_id()
         values = {"id": endpoint_id, "tenant_id": tenant_id, "url": url,
                   "enabled_events": list(enabled_events), "description": description,
-                  "secret": secret, "status": ENABLED, "disabled_reason": "",
+                  "secret": self._box.seal(secret), "status": ENABLED, "disabled_reason": "",
                   "created_at": now, "updated_at": now}
         with self.db.transaction() as session:
             session.execute(endpoints.insert().values(**values))
@@ -335,7 +366,7 @@ class NotifyStore:
             row = session.execute(sa.update(e).where(
                 e.c.tenant_id == tenant_id, e.c.id == endpoint_id, e.c.deleted_at.is_(None),
             ).values(previous_secret=e.c.secret, previous_secret_expires_at=previous_valid_until,
-                     secret=new_secret, updated_at=now).returning(e.c.id)).first()
+                     secret=self._box.seal(new_secret), updated_at=now).returning(e.c.id)).first()
         return row is not None
 
     # -- delivery log ------------------------------------------------------------------------
@@ -495,7 +526,8 @@ class NotifyStore:
         return Claim(Job(
             delivery_id=row.id, tenant_id=row.tenant_id, endpoint_id=row.endpoint_id,
             message_id=row.message_id, attempts=row.attempts, url=row.url, payload=row.payload,
-            secret=row.secret, previous_secret=row.previous_secret,
+            secret=self._box.open(row.secret),
+            previous_secret=None if row.previous_secret is None else self._box.open(row.previous_secret),
             previous_secret_expires_at=row.previous_secret_expires_at))
 
     def record_attempt(self, job: Job, attempt: AttemptRecord, *, status: str,

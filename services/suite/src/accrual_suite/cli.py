@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import gc
 import os
 import sys
@@ -43,7 +44,7 @@ def cmd_run(_: argparse.Namespace) -> None:
     hosting.migrate(settings)
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, authenticator = hosting.build_runtimes(settings, broker, hosting.SERVICES)
-    server, port = hosting.start_server(settings, runtimes, authenticator)
+    server, port, listener = hosting.start_server(settings, runtimes, authenticator)
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
@@ -68,6 +69,7 @@ Try:  curl -H "X-API-Key: {key}" http://{settings.gateway_host}:{settings.gatewa
         log.info("stopping")
         scheduler.stop()
         server.stop(10).wait()
+        listener.stop()
         worker.stop()
         for r in runtimes:
             r.stop()
@@ -111,7 +113,7 @@ def cmd_serve(ns: argparse.Namespace) -> None:
                       secrets=[settings.internal_token])
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, authenticator = hosting.build_runtimes(settings, broker, [ns.service])
-    server, port = hosting.start_server(settings, runtimes, authenticator)
+    server, port, listener = hosting.start_server(settings, runtimes, authenticator)
     for r in runtimes:
         r.start()
     keepers = [StatisticsKeeper(r.db) for r in runtimes]
@@ -119,7 +121,8 @@ def cmd_serve(ns: argparse.Namespace) -> None:
         k.start()
     freeze_startup_heap()
     log.info("serving", service=ns.service, port=port)
-    wait_for_termination([lambda: server.stop(10).wait(), *[r.stop for r in runtimes], *[k.stop for k in keepers]])
+    wait_for_termination([lambda: server.stop(10).wait(), listener.stop,
+                          *[r.stop for r in runtimes], *[k.stop for k in keepers]])
 
 
 def cmd_worker(ns: argparse.Namespace) -> None:
@@ -198,8 +201,7 @@ def cmd_keys_create(ns: argparse.Namespace) -> None:
         scopes = auth.parse_scopes(ns.scopes)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    url = os.environ.get("DATABASE_URL") or _settings(embedded=True).database_url
-    db = Database(url, "identity", pool_size=1)
+    db = _identity_db()
     try:
         key_id, key = keys.create_api_key(db, ns.tenant, scopes)
     finally:
@@ -207,6 +209,55 @@ def cmd_keys_create(ns: argparse.Namespace) -> None:
     print(key)
     print(f"key id {key_id}, tenant {ns.tenant}, scopes {' '.join(sorted(scopes))} "
           "(the key is shown only once)", file=sys.stderr)
+
+
+def _identity_db() -> Database:
+    url = os.environ.get("DATABASE_URL") or _settings(embedded=True).database_url
+    return Database(url, "identity", pool_size=1)
+
+
+def cmd_keys_list(ns: argparse.Namespace) -> None:
+    """The tenant's keys, revoked ones too: ids and prefixes, never a key itself."""
+    from accrual_identity import keys
+    from accrual_identity.validation import MAX_PAGE_SIZE
+
+    db = _identity_db()
+    try:
+        tenant_id = keys.tenant_by_name(db, ns.tenant)
+        if tenant_id is None:
+            raise SystemExit(f"no tenant named {ns.tenant!r}")
+        rows, token = keys.list_api_keys(db, tenant_id, MAX_PAGE_SIZE)
+        while token:
+            more, token = keys.list_api_keys(db, tenant_id, MAX_PAGE_SIZE, token)
+            rows.extend(more)
+    finally:
+        db.dispose()
+    print(f"{'KEY ID':<36}  {'PREFIX':<10}  {'CREATED':<20}  {'REVOKED':<20}  SCOPES")
+    for r in rows:
+        revoked = _when(r.revoked_at) if r.revoked_at else "-"
+        print(f"{r.id:<36}  {r.prefix:<10}  {_when(r.created_at):<20}  {revoked:<20}  "
+              f"{','.join(r.scopes)}")
+
+
+def _when(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cmd_keys_revoke(ns: argparse.Namespace) -> None:
+    """Revoke a key by id; every running process refuses it within a second (PostgreSQL)."""
+    from accrual_identity import keys
+    from accrual_platform import errors
+
+    db = _identity_db()
+    try:
+        record, revoked_now = keys.revoke(db, ns.key_id)
+    except errors.AppError as exc:
+        raise SystemExit(exc.message) from None
+    finally:
+        db.dispose()
+    assert record.revoked_at is not None
+    state = "revoked" if revoked_now else "already revoked"
+    print(f"key {record.id} ({record.prefix}…) {state} at {_when(record.revoked_at)}")
 
 
 def cmd_demo(ns: argparse.Namespace) -> None:
@@ -244,6 +295,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tenant", required=True)
     p.add_argument("--scopes", required=True, help="comma or space separated, e.g. admin")
     p.set_defaults(fn=cmd_keys_create)
+    p = keys.add_parser("list", help="list a tenant's keys (ids and prefixes, never the keys)")
+    p.add_argument("--tenant", required=True)
+    p.set_defaults(fn=cmd_keys_list)
+    p = keys.add_parser("revoke", help="revoke a key by its id (see keys list)")
+    p.add_argument("key_id")
+    p.set_defaults(fn=cmd_keys_revoke)
     p = sub.add_parser("demo", help="create a demo program with the seed rules on a running suite")
     p.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('GATEWAY_PORT', '8080')}",
                    help="REST gateway of the suite (default: the embedded `make run` one)")
@@ -251,7 +308,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="API key with programs:write (default: the embedded admin key in var/)")
     p.set_defaults(fn=cmd_demo)
     ns = parser.parse_args(argv)
-    ns.fn(ns)
+    try:
+        ns.fn(ns)
+    except ConfigError as exc:  # e.g. a missing or wrong SECRETS_KEY found by notify at start
+        raise SystemExit(f"configuration error: {exc}") from None
 
 
 if __name__ == "__main__":

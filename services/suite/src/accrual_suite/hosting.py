@@ -9,7 +9,7 @@ from typing import Any
 
 import dramatiq
 import structlog
-from accrual_platform import auth, clients, migrations, queue
+from accrual_platform import auth, clients, migrations, queue, revocations
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.runtime import Runtime
 from accrual_platform.settings import Settings
@@ -69,13 +69,17 @@ def build_runtimes(settings: Settings, broker: dramatiq.Broker,
     return runtimes, authenticator
 
 
-def start_server(settings: Settings, runtimes: Sequence[Runtime],
-                 authenticator: auth.Authenticator) -> tuple[Any, int]:
+def start_server(settings: Settings, runtimes: Sequence[Runtime], authenticator: auth.Authenticator,
+                 ) -> tuple[Any, int, revocations.RevocationListener]:
+    """The gRPC server of the runtimes, and the listener that evicts revoked keys from its
+    key cache (stop both)."""
     interceptor = ServiceInterceptor(authenticator, settings.internal_token)
     server, port = build_server([(r.service_full_name, r.register) for r in runtimes],
                                 f"{settings.grpc_host}:{settings.grpc_port}", interceptor)
+    listener = revocations.RevocationListener(
+        settings.database_url, getattr(authenticator, "evict", lambda key_id: None)).start()
     server.start()
-    return server, port
+    return server, port, listener
 
 
 #: Threads per worker process unless WORKER_THREADS says otherwise. The rules and ingest

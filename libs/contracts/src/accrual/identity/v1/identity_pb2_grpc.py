@@ -85,6 +85,16 @@ class IdentityServiceStub:
                 request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.UpdateEnrollmentRequest.SerializeToString,
                 response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.FromString,
                 _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/ListApiKeys',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/RevokeApiKey',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ApiKey.FromString,
+                _registered_method=True)
         self.AuthenticateApiKey = channel.unary_unary(
                 '/accrual.identity.v1.IdentityService/AuthenticateApiKey',
                 request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.AuthenticateApiKeyRequest.SerializeToString,
@@ -181,6 +191,22 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListApiKeys(self, request, context):
+        """The caller's tenant's API keys (revoked ones too), by key id, in cursor pages. A key
+        is shown by its id and a short prefix, never by its secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revoke one of the caller's tenant's API keys: every process refuses it within a
+        second. Revoking a revoked key changes nothing and answers the key as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AuthenticateApiKey(self, request, context):
         """Internal: authenticate an API key and return its tenant and scopes.
         """
@@ -255,6 +281,16 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.UpdateEnrollment,
                     request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.UpdateEnrollmentRequest.FromString,
                     response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ApiKey.SerializeToString,
             ),
             'AuthenticateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.AuthenticateApiKey,
@@ -543,6 +579,60 @@ class IdentityService:
             '/accrual.identity.v1.IdentityService/UpdateEnrollment',
             accrual_dot_identity_dot_v1_dot_identity__pb2.UpdateEnrollmentRequest.SerializeToString,
             accrual_dot_identity_dot_v1_dot_identity__pb2.Enrollment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/ListApiKeys',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.ListApiKeysRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/RevokeApiKey',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.RevokeApiKeyRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.ApiKey.FromString,
             options,
             channel_credentials,
             insecure,
