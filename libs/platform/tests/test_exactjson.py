@@ -44,10 +44,14 @@ def test_canonical_text_sorts_keys_and_drops_trailing_zeros() -> None:
 
 
 def test_orjson_reads_what_it_reads_exactly() -> None:
-    """No long digits and no three-digit exponent: orjson's reading, the fast path."""
-    assert not exactjson.needs_exact_reading(b'{"amount": 125.5, "id": "order-12345", "t": 1e21}')
-    assert exactjson.needs_exact_reading(b'{"n": 9007199254740993}')
-    assert exactjson.needs_exact_reading('{"n": 1e-400}')
+    """No long digits and no tiny exponent in a number: orjson's reading, the fast path.
+    Ids (UUIDs with "e" and digits, long order numbers) are no numbers."""
+    assert not exactjson.needs_exact_reading(
+        b'{"amount": 125.5, "id": "550e8400-e29b-412e-3716-446655440000", "t": 1e21, "s": 1.5e-30}')
+    assert not exactjson.needs_exact_reading('{"k": "x-1e-400", "o": "order-1234567890"}')
+    for text in ['{"n": 9007199254740993}', '{"n": -1E-400}', "1e-400", '[1, 0.1000000000000000055511]',
+                 '{"a":\n 123456789012345678901}']:
+        assert exactjson.needs_exact_reading(text) and exactjson.needs_exact_reading(text.encode()), text
 
 
 @pytest.mark.parametrize("text", ["1e400", "NaN", "Infinity", "{", '"\\ud800"', "[" * 1100 + "]" * 1100])
