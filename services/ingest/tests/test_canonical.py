@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 from typing import Any
 
@@ -103,3 +104,14 @@ def test_canonical_json_is_the_text_digests_were_first_made_from(body: dict[str,
     """Digests stored by earlier versions (json.dumps) must match those made now (orjson)."""
     expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert canonical_json(body) == expected
+
+
+def test_decimals_are_compared_in_every_digit() -> None:
+    """The default decimal context would round to 28 digits; two payloads differing in the
+    35th digit, or two integers beyond a double's 53 bits, are different payloads."""
+    a = decimal.Decimal("1.2345678901234567890123456789012345")
+    b = decimal.Decimal("1.2345678901234567890123456789012346")
+    assert payload_digest({"event_data": {"x": a}}) != payload_digest({"event_data": {"x": b}})
+    assert payload_digest({"event_data": {"x": 2**53 + 1}}) != payload_digest({"event_data": {"x": 2**53}})
+    assert payload_digest({"event_data": {"x": decimal.Decimal("1.10")}}) == payload_digest({"event_data": {"x": 1.1}})
+    assert payload_digest({"event_data": {"x": decimal.Decimal("125.0")}}) == payload_digest({"event_data": {"x": 125}})

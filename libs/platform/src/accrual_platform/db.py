@@ -31,7 +31,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
-from accrual_platform import files
+from accrual_platform import exactjson, files
 from accrual_platform.errors import Unavailable
 
 
@@ -45,10 +45,17 @@ def _sqlite_path(url: str, schema: str) -> pathlib.Path:
     return path.with_name(f"{path.stem}_{schema}{path.suffix or '.db'}")
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return orjson.Fragment(str(value))  # exact (event data: see accrual_platform.exactjson)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
 def dumps_json(value: Any) -> str:
     """JSON text of a value for a JSON column, written by orjson (json.dumps was 3-5% of the
-    workers' time). Keys that are not strings become strings, as json.dumps makes them."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    workers' time). Keys that are not strings become strings, as json.dumps makes them;
+    decimals are written exactly."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=_json_default).decode()
 
 
 def loads_json(text: str | bytes) -> Any:
@@ -220,6 +227,34 @@ class ExactDecimal(sa.types.TypeDecorator[decimal.Decimal]):
 JsonType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
+class ExactJson(sa.types.TypeDecorator[Any]):
+    """A JSON column (JSONB on PostgreSQL) whose numbers are read back exactly, as
+    :func:`accrual_platform.exactjson.loads` reads them. PostgreSQL keeps a JSONB number
+    exactly, but psycopg would parse it as a double: the column is selected as text
+    instead and parsed here. Written like any JSON column (decimals exactly)."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB())
+        return dialect.type_descriptor(sa.JSON())
+
+    def column_expression(self, colexpr: Any) -> Any:
+        return sa.type_coerce(sa.cast(colexpr, sa.Text()), self)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Callable[[Any], Any]:
+        def process(value: Any) -> Any:
+            return exactjson.loads(value) if isinstance(value, str | bytes) else value
+        return process
+
+
+def is_json(typ: Any) -> bool:
+    """Whether a column type holds JSON (JsonType, or ExactJson)."""
+    return isinstance(typ, sa.JSON) or isinstance(getattr(typ, "impl_instance", None), sa.JSON)
+
+
 def decimal_str(value: decimal.Decimal) -> str:
     """Plain decimal text without exponent or trailing zeros: 125, 187.5, -3."""
     text = format(value.normalize(), "f")
@@ -289,7 +324,7 @@ def _unnest(table: sa.Table, names: Sequence[str]) -> dict[str, Any]:
         typ = table.c[n].type
         if isinstance(typ, sa.String) and typ.length is not None and not isinstance(typ, sa.Enum):
             typ = sa.Text()
-        if isinstance(typ, sa.JSON):
+        if is_json(typ):
             binds.append(sa.bindparam(f"u_{n}", type_=postgresql.ARRAY(sa.Text())))
             cols.append(sa.column(n, sa.Text()))
         else:
@@ -297,7 +332,7 @@ def _unnest(table: sa.Table, names: Sequence[str]) -> dict[str, Any]:
             cols.append(sa.column(n, typ))
     v = sa.func.unnest(*binds).table_valued(*cols).render_derived(name="v", with_types=False)
     for n in names:
-        out[n] = sa.cast(v.c[n], postgresql.JSONB()) if isinstance(table.c[n].type, sa.JSON) else v.c[n]
+        out[n] = sa.cast(v.c[n], postgresql.JSONB()) if is_json(table.c[n].type) else v.c[n]
     return out
 
 
@@ -306,7 +341,7 @@ def _arrays(table: sa.Table, names: Sequence[str], rows: Sequence[dict[str, Any]
     out: dict[str, list[Any]] = {}
     for n in names:
         values = [r[n] for r in rows]
-        if isinstance(table.c[n].type, sa.JSON):
+        if is_json(table.c[n].type):
             values = [_json_text(x) for x in values]
         out[f"u_{n}"] = values
     return out
@@ -464,7 +499,7 @@ def copy_rows(session: Session, table: sa.Table, names: Sequence[str], rows: Seq
     # Per column: JSON as text, our TypeDecorators' bind processing (UTC datetimes...), or
     # the value itself for types psycopg dumps as they are.
     procs: list[Callable[[Any], Any] | None] = [
-        _json_text if isinstance(table.c[n].type, sa.JSON) else table.c[n].type.bind_processor(conn.dialect)
+        _json_text if is_json(table.c[n].type) else table.c[n].type.bind_processor(conn.dialect)
         for n in names]
     target = f'{_quoted(table.schema)}.{_quoted(table.name)}' if table.schema else _quoted(table.name)
     sql = f"COPY {target} ({', '.join(_quoted(n) for n in names)}) FROM STDIN"

@@ -16,9 +16,20 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from accrual_platform import exactjson
+
 
 def to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     return {key: _value(value) for key, value in message.fields.items()}
+
+
+def text_or_struct(text: str, message: struct_pb2.Struct) -> dict[str, Any]:
+    """A JSON object sent both as exact text and as a Struct (ingest's Event.event_data_json
+    and event_data), as the rule engine takes it: from the text when there is one, integers
+    as integers, decimals as the doubles they read as; else from the Struct."""
+    if not text:
+        return to_dict(message)
+    return exactjson.approximate(exactjson.loads(text))  # type: ignore[no-any-return]
 
 
 def _value(value: struct_pb2.Value) -> Any:

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
-import orjson
 import structlog
 import swagger_ui_bundle
 from accrual.identity.v1 import identity_pb2
@@ -116,11 +115,7 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
             data: dict[str, Any] = {}
             if route.body:
                 raw = await _read_body(request, max_body_bytes)
-                try:
-                    parsed = orjson.loads(raw) if raw.strip() else {}
-                except orjson.JSONDecodeError as exc:
-                    raise shim.ShimError(400, "invalid_json", f"malformed JSON: {exc}",
-                                         [("body", f"is not valid JSON: {exc}")]) from None
+                parsed = shim.parse_body(raw) if raw.strip() else {}
                 if route.body == "*":
                     if not isinstance(parsed, dict):
                         raise shim.ShimError(400, "invalid_json", "request body must be a JSON object",

@@ -8,7 +8,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from accrual_gateway.shim import WKT_PASSTHROUGH, Route, enum_prefix
+from accrual_gateway.shim import WKT_PASSTHROUGH, Route, enum_prefix, is_hidden
 
 _SCALARS = {
     FieldDescriptor.TYPE_STRING: {"type": "string"}, FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
@@ -73,7 +73,7 @@ class _Builder:
         if name not in self.schemas:
             self.schemas[name] = {}
             self.schemas[name] = {"type": "object", "properties": {
-                f.name: self.field(f) for f in desc.fields if f.name not in skip}}
+                f.name: self.field(f) for f in desc.fields if f.name not in skip and not is_hidden(f)}}
         return {"$ref": f"#/components/schemas/{name}"}
 
 
@@ -107,7 +107,7 @@ def build_openapi(routes: Sequence[Route], *, title: str = "Accrual API",
                 "schema": b.field(m.input_type.fields_by_name[route.body])}}}
         else:
             for f in m.input_type.fields:
-                if f.name in route.path_fields:
+                if f.name in route.path_fields or is_hidden(f):
                     continue
                 schema = b.field(f)
                 params.append({"name": f.name, "in": "query", "required": False, "schema": schema})

@@ -14,6 +14,10 @@ Input policy, the same on every route (see the gateway README):
   boolean); timestamps are RFC 3339 strings with a time zone; enums take their unprefixed
   names (or the full proto names).
 - Violations name the field as the client spelled it, with its path (``events[3].event_data``).
+- A ``google.protobuf.Struct`` field with an exact-text sibling (a string field marked
+  ``exact_json_of``) travels as that text, its numbers exact (``9007199254740993`` stays
+  itself, ``125`` stays an integer), and answers are rendered from it. The text field is
+  the transport's, not the API's: it is neither accepted nor shown.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import grpc
 import orjson
 from accrual.options.v1 import options_pb2
-from accrual_platform import errors, ids
+from accrual_platform import errors, exactjson, ids
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import json_format
 from google.protobuf.descriptor import (
@@ -81,6 +85,44 @@ def enum_prefix(enum: EnumDescriptor) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
 
 
+_EXACT_TEXT: dict[str, tuple[dict[str, str], frozenset[str]]] = {}
+
+
+def _exact_text(desc: Descriptor) -> tuple[dict[str, str], frozenset[str]]:
+    """({Struct field name: name of its exact-text sibling}, the exact-text field names) of
+    a message type, made once: reading field options costs microseconds per field."""
+    found = _EXACT_TEXT.get(desc.full_name)
+    if found is None:
+        pairs = {}
+        for field in desc.fields:
+            of = field.GetOptions().Extensions[options_pb2.exact_json_of]
+            if of:
+                pairs[of] = field.name
+        found = _EXACT_TEXT[desc.full_name] = (pairs, frozenset(pairs.values()))
+    return found
+
+
+def exact_text_fields(desc: Descriptor) -> dict[str, str]:
+    """{Struct field name: name of its exact-text sibling} of a message type."""
+    return _exact_text(desc)[0]
+
+
+def is_hidden(field: FieldDescriptor) -> bool:
+    """An exact-text field: the shim's transport, never a field of the JSON API."""
+    return field.name in _exact_text(field.containing_type)[1]
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body's JSON: orjson's reading, or, when it may hold a number orjson would
+    change (a long run of digits, a three-digit exponent), the exact reading of
+    accrual_platform.exactjson. Raises ShimError 400 for text that is not JSON."""
+    try:
+        return orjson.loads(raw) if not exactjson.needs_exact_reading(raw) else exactjson.loads(raw)
+    except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+        raise ShimError(400, "invalid_json", f"malformed JSON: {exc}",
+                        [("body", f"is not valid JSON: {exc}")]) from None
+
+
 # -- JSON <-> proto ------------------------------------------------------------------------
 
 def _out(value: Any, field: FieldDescriptor) -> Any:
@@ -100,10 +142,17 @@ def _out(value: Any, field: FieldDescriptor) -> Any:
 
 
 def shape_output(data: dict[str, Any], desc: Descriptor) -> dict[str, Any]:
-    """Every field present (null when unset), enums unprefixed."""
+    """Every field present (null when unset), enums unprefixed; a Struct with exact text
+    is that text."""
     out: dict[str, Any] = {}
+    exact = exact_text_fields(desc)
     for field in desc.fields:
-        if field.name in data:
+        if is_hidden(field):
+            continue
+        text = data.get(exact[field.name]) if field.name in exact else None
+        if text:
+            out[field.name] = orjson.Fragment(text)
+        elif field.name in data:
             out[field.name] = _out(data[field.name], field)
         elif field.is_repeated:
             out[field.name] = {} if field.message_type and field.message_type.GetOptions().map_entry else []
@@ -206,10 +255,15 @@ def _shaper(desc: Any) -> Any:
     if desc.full_name in _SHAPERS:
         return _SHAPERS[desc.full_name]
     _SHAPERS[desc.full_name] = None
+    exact = exact_text_fields(desc)
     try:
         plan: list[tuple[str, str, Any]] = []
         for field in desc.fields:
-            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            if is_hidden(field):
+                continue
+            if field.name in exact:
+                plan.append((field.name, "exact", (exact[field.name], _value_json(field, True))))
+            elif field.message_type is not None and field.message_type.GetOptions().map_entry:
                 key_field = field.message_type.fields_by_name["key"]
                 value_field = field.message_type.fields_by_name["value"]
                 bool_keys = key_field.type == FieldDescriptor.TYPE_BOOL
@@ -238,6 +292,13 @@ def _shaper(desc: Any) -> Any:
             elif kind == "list":
                 values = getattr(message, name)
                 out[name] = list(values) if convert is None else [convert(v) for v in values]
+            elif kind == "exact":
+                text_name, struct_convert = convert
+                text = getattr(message, text_name)
+                if text:  # already JSON: written into the answer as it is
+                    out[name] = orjson.Fragment(text)
+                else:
+                    out[name] = struct_convert(getattr(message, name)) if message.HasField(name) else None
             else:
                 value_convert, bool_keys = convert
                 out[name] = {(("true" if k else "false") if bool_keys else str(k)):
@@ -329,13 +390,19 @@ def _in_one(value: Any, field: FieldDescriptor, path: str) -> Any:
 
 def shape_input(data: dict[str, Any], desc: Descriptor, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
+    exact, hidden = _exact_text(desc)
     for key, value in data.items():
         field = desc.fields_by_name.get(key) or _by_json_name(desc).get(key)
-        if field is None:
+        if field is None or field.name in hidden:
             name = prefix + errors.shorten(key)
             raise ShimError(400, "invalid_argument", f"{name}: unknown field", [(name, "unknown field")])
         shaped = _in(value, field, prefix + key)
-        if shaped is not None:
+        if shaped is None:
+            continue
+        if field.name in exact:
+            # The exact text instead of the Struct (whose numbers are doubles).
+            out[exact[field.name]] = exactjson.dumps(shaped, sort_keys=False).decode()
+        else:
             out[field.name] = shaped
     return out
 
@@ -527,7 +594,7 @@ def query_to_dict(desc: Descriptor, items: Sequence[tuple[str, str]], skip: set[
             field = d.fields_by_name.get(part) or _by_json_name(d).get(part)
             d = field.message_type if field is not None and field.message_type and \
                 field.message_type.full_name not in WKT_PASSTHROUGH else None
-        if field is None:
+        if field is None or is_hidden(field):
             name = errors.shorten(key)
             raise ShimError(400, "invalid_argument", f"{name}: unknown query parameter",
                             [(name, "unknown query parameter")])

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import structlog
 from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import auth, dates, errors, grpc_server, structs
+from accrual_platform import auth, dates, errors, exactjson, grpc_server, structs
 from accrual_platform.db import decimal_str
 from google.protobuf import json_format, struct_pb2
 from sqlalchemy import exc as sa_exc
@@ -67,6 +67,23 @@ def _struct(msg: Any, name: str) -> dict[str, Any]:
     return {k: plain_value(v) for k, v in getattr(msg, name).fields.items()}
 
 
+def _exact(msg: Any, name: str, text_name: str, field: str) -> dict[str, Any]:
+    """The JSON object of a Struct field, from its exact text field when that is sent (the
+    REST shim sends the text: a Struct's numbers are doubles), numbers in canonical form."""
+    text = getattr(msg, text_name)
+    if not text:
+        return exactjson.canonical(_struct(msg, name))  # type: ignore[no-any-return]
+    if msg.HasField(name):
+        raise errors.InvalidArgument.field(field, f"send {name} or {text_name}, not both")
+    try:
+        value = exactjson.loads(text)
+    except ValueError:
+        raise errors.InvalidArgument.field(field, "must be a JSON object (the text is not JSON)") from None
+    if not isinstance(value, dict):
+        raise errors.InvalidArgument.field(field, "must be a JSON object")
+    return exactjson.canonical(value)  # type: ignore[no-any-return]
+
+
 def event_input(req: ingest_pb2.SubmitEventRequest, prefix: str = "") -> EventInput:
     return EventInput(
         program_id=req.program_id,
@@ -77,7 +94,7 @@ def event_input(req: ingest_pb2.SubmitEventRequest, prefix: str = "") -> EventIn
         participant_id=req.participant_id if req.HasField("participant_id") else None,
         recipient_external_id=req.recipient_external_id if req.HasField("recipient_external_id") else None,
         recipient_id=req.recipient_id if req.HasField("recipient_id") else None,
-        event_data=_struct(req, "event_data"),
+        event_data=_exact(req, "event_data", "event_data_json", prefix + "event_data"),
     )
 
 
@@ -92,7 +109,7 @@ def cdp_input(req: ingest_pb2.SubmitCdpEventRequest, prefix: str = "") -> CdpInp
     return CdpInput(
         source=req.source, external_event_id=req.external_event_id, event_type=req.event_type,
         occurred_at=_datetime(req, "occurred_at", prefix + "occurredAt"),
-        identity=identity, properties=_struct(req, "properties"),
+        identity=identity, properties=_exact(req, "properties", "properties_json", prefix + "properties"),
     )
 
 
@@ -151,8 +168,14 @@ def event_message(row: sa.Row[Any], *, deduplicated: bool = False) -> ingest_pb2
         value = getattr(row, name)
         if value is not None:
             setattr(msg, name, value)
+    values = row.event_data or {}
+    msg.event_data_json = exactjson.dumps(values).decode()
     data = struct_pb2.Struct()
-    data.update(row.event_data or {})
+    try:
+        data.update(values)
+    except (TypeError, ValueError):  # a decimal or a wide integer: the Struct holds doubles
+        data.Clear()
+        data.update(exactjson.approximate(values))
     msg.event_data.CopyFrom(data)
     structs.set_timestamp(msg.event_timestamp, row.event_timestamp)
     structs.set_timestamp(msg.received_at, row.received_at)
@@ -359,7 +382,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             program_id=e.program_id, idempotency_key=e.idempotency_key, event_type=e.event_type,
             participant_id=e.participant_id,
             event_timestamp=_datetime(e, "event_timestamp", f"events[{i}].event_timestamp"),
-            event_data=_struct(e, "event_data")) for i, e in enumerate(request.events)]
+            event_data=exactjson.canonical(_struct(e, "event_data"))) for i, e in enumerate(request.events)]
         results = self._svc.submit_system(request.tenant_id, items)
         resp = ingest_pb2.BatchSubmitEventsResponse()
         for i, r in enumerate(results):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from accrual_platform.db import ExactDecimal, JsonType, UtcDateTime, insert_rows
+from accrual_platform.db import ExactDecimal, ExactJson, JsonType, UtcDateTime, insert_rows
 from accrual_platform.ids import new_id
 from accrual_platform.outbox import outbox_table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,7 +47,8 @@ events = sa.Table(
     sa.Column("participant_id", sa.String(36)),
     sa.Column("recipient_external_id", sa.String(255)),
     sa.Column("recipient_id", sa.String(36)),
-    sa.Column("event_data", JsonType, nullable=False),
+    # Canonical JSON with exact numbers (see accrual_platform.exactjson), read back exactly.
+    sa.Column("event_data", ExactJson(), nullable=False),
     sa.Column("event_timestamp", UtcDateTime(), nullable=False),
     sa.Column("received_at", UtcDateTime(), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),

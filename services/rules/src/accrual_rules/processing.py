@@ -196,7 +196,7 @@ class Processor:
         if not checks_event_types(program.event_type_policy):
             return None  # nothing to check: the event's data is not converted for nothing
         return check_event_type(program.event_type_policy, catalog.event_types.get(program.id, {}),
-                                event.event_type, structs.to_dict(event.event_data))
+                                event.event_type, structs.text_or_struct(event.event_data_json, event.event_data))
 
     def _evaluate_batch(self, tenant_id: str, todo: list[Pending], md: list[tuple[str, str]],
                         outcomes: list[messages_pb2.EventOutcome],
@@ -516,7 +516,7 @@ def _facts(item: Pending) -> EventFacts:
     assert item.actor is not None
     return EventFacts(
         event_id=e.event_id, event_type=e.event_type, timestamp=structs.timestamp_datetime(e.event_timestamp),
-        properties=structs.to_dict(e.event_data),
+        properties=structs.text_or_struct(e.event_data_json, e.event_data),
         participant={"id": item.actor.participant_id,
                      "attributes": structs.to_dict(item.actor.attributes)})
 

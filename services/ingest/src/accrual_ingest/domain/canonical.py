@@ -16,6 +16,10 @@ from typing import Any
 
 import orjson
 
+#: Normalizes without rounding: the default context would round to 28 digits, and two
+#: payloads differing in the 29th would count as one.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
 
 def _canonical_value(value: Any) -> Any:
     kind = type(value)
@@ -27,7 +31,7 @@ def _canonical_value(value: Any) -> Any:
         d = decimal.Decimal(repr(value)) if isinstance(value, float) else decimal.Decimal(value)
         if not d.is_finite():
             return str(d)
-        text = format(d.normalize(), "f")
+        text = format(d.normalize(_EXACT), "f")
         return {"$num": "0" if text in ("-0", "0") else text}
     if isinstance(value, dict):
         return {str(k): _canonical_value(v) for k, v in value.items()}

@@ -10,6 +10,7 @@ find the offending field in what they sent.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,9 +97,10 @@ def _is_timestamp(value: str) -> bool:
 
 _CHECKS: dict[str, Callable[[Any], bool]] = {
     "STRING": lambda x: isinstance(x, str),
-    "NUMBER": lambda x: isinstance(x, int | float) and not isinstance(x, bool),
+    "NUMBER": lambda x: isinstance(x, int | float | decimal.Decimal) and not isinstance(x, bool),
     "INTEGER": lambda x: (isinstance(x, int) and not isinstance(x, bool))
-    or (isinstance(x, float) and x.is_integer()),
+    or (isinstance(x, float) and x.is_integer())
+    or (isinstance(x, decimal.Decimal) and x == x.to_integral_value()),
     "BOOLEAN": lambda x: isinstance(x, bool),
     "OBJECT": lambda x: isinstance(x, dict),
     "ARRAY": lambda x: isinstance(x, list),

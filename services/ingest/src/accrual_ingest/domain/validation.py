@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import functools
 import math
 import uuid
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import orjson
-from accrual_platform import dates, text
+from accrual_platform import dates, exactjson, text
 from accrual_platform.errors import excerpt, shorten
 from accrual_platform.text import has_control_chars
 
@@ -85,10 +85,18 @@ def check_key(value: str, name: str, bad: Any, *, required: bool = True) -> None
         bad(name, text.control_problem(value))
 
 
+#: Decimal exponents of the numbers kept (those of doubles, subnormals included): the
+#: canonical digest writes a number's digits out in full.
+MIN_EXPONENT, MAX_EXPONENT = -324, 308
+
+
 def json_problem(value: Any, path: str) -> tuple[str, str] | None:
-    """The first value no JSON store can hold: a non-finite number or a NUL in a string."""
+    """The first value no JSON store can hold: a non-finite number, a number beyond a
+    double's exponent range, or a NUL in a string."""
     if isinstance(value, float) and not math.isfinite(value):
         return path, "must be a finite number"
+    if isinstance(value, decimal.Decimal) and value and not MIN_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+        return path, f"must be a number between 1e{MIN_EXPONENT} and 1e{MAX_EXPONENT} in magnitude"
     if isinstance(value, str):
         return (path, "must not contain NUL characters") if "\x00" in value else None
     if isinstance(value, dict):
@@ -107,9 +115,9 @@ def json_problem(value: Any, path: str) -> tuple[str, str] | None:
 
 
 def json_size(value: dict[str, Any]) -> int:
-    """Bytes of the compact UTF-8 JSON of ``value`` (as orjson writes it: the same text as
-    json.dumps but for the spelling of some floats, e.g. 1e16 for 1e+16)."""
-    return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    """Bytes of the compact UTF-8 JSON of ``value`` as stored (exactjson.dumps: orjson's
+    text, decimals exactly)."""
+    return len(exactjson.dumps(value))
 
 
 def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple[ValidEvent | None, list[Violation]]:

@@ -57,7 +57,7 @@ CDP_PROPERTY_TYPE_ARRAY: CdpPropertyType
 CDP_PROPERTY_TYPE_TIMESTAMP: CdpPropertyType
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "program_id", "idempotency_key", "event_type", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data", "event_timestamp", "received_at", "status", "deduplicated", "rule_evaluations", "points_awarded", "error_code", "error_message", "processed_at", "origin", "cdp_source", "cdp_identities")
+    __slots__ = ("event_id", "program_id", "idempotency_key", "event_type", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data", "event_timestamp", "received_at", "status", "deduplicated", "rule_evaluations", "points_awarded", "error_code", "error_message", "processed_at", "origin", "cdp_source", "cdp_identities", "event_data_json")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class Event(_message.Message):
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     CDP_SOURCE_FIELD_NUMBER: _ClassVar[int]
     CDP_IDENTITIES_FIELD_NUMBER: _ClassVar[int]
+    EVENT_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     program_id: str
     idempotency_key: str
@@ -100,7 +101,8 @@ class Event(_message.Message):
     origin: EventOrigin
     cdp_source: str
     cdp_identities: _containers.RepeatedCompositeFieldContainer[CdpIdentityValue]
-    def __init__(self, event_id: _Optional[str] = ..., program_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_type: _Optional[str] = ..., external_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., recipient_external_id: _Optional[str] = ..., recipient_id: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[EventStatus, str]] = ..., deduplicated: _Optional[bool] = ..., rule_evaluations: _Optional[_Iterable[_Union[_messages_pb2.RuleEvaluation, _Mapping]]] = ..., points_awarded: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., processed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[EventOrigin, str]] = ..., cdp_source: _Optional[str] = ..., cdp_identities: _Optional[_Iterable[_Union[CdpIdentityValue, _Mapping]]] = ...) -> None: ...
+    event_data_json: str
+    def __init__(self, event_id: _Optional[str] = ..., program_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_type: _Optional[str] = ..., external_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., recipient_external_id: _Optional[str] = ..., recipient_id: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[EventStatus, str]] = ..., deduplicated: _Optional[bool] = ..., rule_evaluations: _Optional[_Iterable[_Union[_messages_pb2.RuleEvaluation, _Mapping]]] = ..., points_awarded: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., processed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[EventOrigin, str]] = ..., cdp_source: _Optional[str] = ..., cdp_identities: _Optional[_Iterable[_Union[CdpIdentityValue, _Mapping]]] = ..., event_data_json: _Optional[str] = ...) -> None: ...
 
 class CdpIdentityValue(_message.Message):
     __slots__ = ("type", "value")
@@ -111,7 +113,7 @@ class CdpIdentityValue(_message.Message):
     def __init__(self, type: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class SubmitEventRequest(_message.Message):
-    __slots__ = ("program_id", "idempotency_key", "event_type", "event_timestamp", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data")
+    __slots__ = ("program_id", "idempotency_key", "event_type", "event_timestamp", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data", "event_data_json")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +123,7 @@ class SubmitEventRequest(_message.Message):
     RECIPIENT_EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_DATA_FIELD_NUMBER: _ClassVar[int]
+    EVENT_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     idempotency_key: str
     event_type: str
@@ -130,7 +133,8 @@ class SubmitEventRequest(_message.Message):
     recipient_external_id: str
     recipient_id: str
     event_data: _struct_pb2.Struct
-    def __init__(self, program_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_type: _Optional[str] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., external_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., recipient_external_id: _Optional[str] = ..., recipient_id: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    event_data_json: str
+    def __init__(self, program_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_type: _Optional[str] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., external_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., recipient_external_id: _Optional[str] = ..., recipient_id: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_data_json: _Optional[str] = ...) -> None: ...
 
 class BatchSubmitEventsRequest(_message.Message):
     __slots__ = ("events",)
@@ -285,20 +289,22 @@ class CdpIdentity(_message.Message):
     def __init__(self, external_user_id: _Optional[str] = ..., email: _Optional[str] = ..., phone: _Optional[str] = ..., device_key: _Optional[str] = ...) -> None: ...
 
 class SubmitCdpEventRequest(_message.Message):
-    __slots__ = ("source", "external_event_id", "event_type", "occurred_at", "identity", "properties")
+    __slots__ = ("source", "external_event_id", "event_type", "occurred_at", "identity", "properties", "properties_json")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_JSON_FIELD_NUMBER: _ClassVar[int]
     source: str
     external_event_id: str
     event_type: str
     occurred_at: _timestamp_pb2.Timestamp
     identity: CdpIdentity
     properties: _struct_pb2.Struct
-    def __init__(self, source: _Optional[str] = ..., external_event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity: _Optional[_Union[CdpIdentity, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    properties_json: str
+    def __init__(self, source: _Optional[str] = ..., external_event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity: _Optional[_Union[CdpIdentity, _Mapping]] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., properties_json: _Optional[str] = ...) -> None: ...
 
 class CdpFieldViolation(_message.Message):
     __slots__ = ("field", "description")

@@ -9,3 +9,5 @@ INVALID_ARGUMENT_HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
 invalid_argument_http_status: _descriptor.FieldDescriptor
 COALESCED_BY_FIELD_NUMBER: _ClassVar[int]
 coalesced_by: _descriptor.FieldDescriptor
+EXACT_JSON_OF_FIELD_NUMBER: _ClassVar[int]
+exact_json_of: _descriptor.FieldDescriptor
