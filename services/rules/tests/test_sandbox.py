@@ -268,6 +268,8 @@ def test_another_tenants_requests_are_not_held_up_by_a_hostile_rule(stack: Stack
     def attack() -> None:
         try:
             for _ in range(3):
+                stack.failure(lambda: stack.stub.CreateRule(rules_pb2.CreateRuleRequest(
+                    program_id=pid, name="q", formula=QUADRATIC), metadata=hostile_md))
                 request = rules_pb2.SimulateRulesRequest(program_id=pid, event_type="purchase")
                 request.event_data.update({"n": 12000})
                 stack.stub.SimulateRules(request, metadata=hostile_md)

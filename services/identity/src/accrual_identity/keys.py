@@ -11,12 +11,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from accrual_platform import auth, errors, revocations
+from accrual_platform import auth, errors, pages, revocations
 from accrual_platform.db import Database, utcnow
 from accrual_platform.ids import new_id
 
 from accrual_identity import storage
-from accrual_identity.validation import decode_cursor, encode_cursor, page_size, require_uuid
+from accrual_identity.validation import page_size, require_uuid
 
 PREFIX_LENGTH = 10
 #: longer input cannot be one of our keys; refuse it before hashing
@@ -84,10 +84,15 @@ def tenant_by_name(db: Database, name: str) -> str | None:
     return str(found) if found is not None else None
 
 
+KEY_PAGES = pages.Codec("api_keys", pages.uuid_key)
+
+
 def list_api_keys(db: Database, tenant_id: str, size: int = 0,
                   token: str = "") -> tuple[list[ApiKeyRecord], str]:
     """A page of the tenant's keys, revoked ones too, by id (ids are time-ordered)."""
-    limit, after = page_size(size), decode_cursor(token) if token else None
+    limit = page_size(size)
+    last = KEY_PAGES.decode_optional(token)
+    after = last[0] if last else None
     k = storage.api_keys
     query = sa.select(*_columns()).where(k.c.tenant_id == tenant_id).order_by(k.c.id)
     if after is not None:
@@ -96,7 +101,7 @@ def list_api_keys(db: Database, tenant_id: str, size: int = 0,
         rows = [_record(r) for r in session.execute(query.limit(limit + 1))]
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more else ""
+    return rows, KEY_PAGES.encode(rows[-1].id) if more else ""
 
 
 def revoke(db: Database, key_id: str, *,

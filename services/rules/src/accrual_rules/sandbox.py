@@ -93,9 +93,13 @@ class _Child:
              str(deadline_ms), str(memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, close_fds=True,
             start_new_session=True)
-        self.started = time.monotonic()
-        if self._read(startup=True) != "ready":
-            raise errors.Unavailable("the rule sandbox did not start")
+        try:
+            if self._read(startup=True) != "ready":
+                raise errors.Unavailable("the rule sandbox did not start")
+        finally:
+            # Both have it mapped now: unlinked at once, it cannot outlive a killed parent.
+            with contextlib.suppress(OSError):
+                os.unlink(self.marker_path)
 
     def position(self) -> tuple[int, int, int]:
         job, pos, count = MARKER.unpack_from(self.marker, 0)
@@ -175,9 +179,8 @@ class _Child:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
         self.stderr.close()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):
             self.marker.close()
-            os.unlink(self.marker_path)
 
 
 def _shm_dir() -> str | None:
