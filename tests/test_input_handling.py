@@ -178,3 +178,48 @@ def test_long_values_get_a_short_answer_naming_the_field(suite: Suite) -> None:
     for key in ("sk_" + LONG, "sk_" + MID):
         r = httpx.get(f"{suite.base_url}/v1/programs", headers={"X-API-Key": key})
         _short_and_named(r, 401, None)
+
+
+def test_program_routes_refuse_programs_that_are_not_the_callers(suite: Suite) -> None:
+    """Enrollment and engagement routes ask the rules service: another tenant's program and a
+    made-up one are 404 program_not_found, and a refused enrollment announces nothing."""
+    api = suite.api
+    theirs = program(api)
+    with suite.tenant() as mine:
+        hook = ok(mine.post("/v1/webhook-endpoints", json={
+            "url": "http://127.0.0.1:9/hook", "enabled_events": ["enrollment.created"]}))["endpoint_id"]
+        person = ok(mine.post("/v1/participants", json={
+            "identities": [{"type": "EXTERNAL", "value": f"probe-{uuid.uuid4().hex}"}]}))["participant_id"]
+        config = {"high_engagers": {"min_events": 1, "window_days": 60}}
+        for pid in (theirs, str(uuid.uuid4())):
+            base = f"/v1/programs/{pid}"
+            answers = {
+                "enroll": mine.post(f"{base}/enrollments", json={"participant_id": person}),
+                "list enrollments": mine.get(f"{base}/enrollments"),
+                "get enrollment": mine.get(f"{base}/enrollments/{person}"),
+                "update enrollment": mine.patch(f"{base}/enrollments/{person}", json={"status": "FROZEN"}),
+                "analytics": mine.get(f"{base}/analytics"),
+                "segments": mine.get(f"{base}/segments"),
+                "segment members": mine.get(f"{base}/segments/purchasers/members"),
+                "segment config": mine.get(f"{base}/segment-config"),
+                "replace segment config": mine.put(f"{base}/segment-config", json=config),
+            }
+            for name, r in answers.items():
+                assert r.status_code == 404, (name, r.status_code, r.text)
+                assert r.json()["error"]["code"] == "program_not_found", (name, r.text)
+        assert ok(mine.get(f"/v1/participants/{person}/enrollments"))["enrollments"] == []
+        # the caller's own program works, and only its enrollment is announced
+        own = program(mine)
+        ok(mine.post(f"/v1/programs/{own}/enrollments", json={"participant_id": person}))
+        ok(mine.get(f"/v1/programs/{own}/analytics"))
+        ok(mine.put(f"/v1/programs/{own}/segment-config", json=config))
+        deadline = time.time() + 20
+        while True:
+            deliveries = ok(mine.get(f"/v1/webhook-endpoints/{hook}/deliveries"))["deliveries"]
+            if deliveries or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        # facts go out in order: phantom enrollments, made earlier, would be here by now
+        assert [d["type"] for d in deliveries] == ["enrollment.created"], deliveries
+    # the owner's program is untouched by the refused calls
+    assert ok(api.get(f"/v1/programs/{theirs}/enrollments"))["enrollments"] == []

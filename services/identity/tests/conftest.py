@@ -23,7 +23,7 @@ from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
 from accrual.messages.v1 import messages_pb2
 from accrual_identity import bootstrap, keys
 from accrual_identity.bootstrap import IdentityRuntime
-from accrual_platform import migrations, queue
+from accrual_platform import errors, migrations, queue
 from accrual_platform.grpc_server import ServiceInterceptor, build_server, internal_metadata
 from accrual_platform.settings import Settings
 from accrual_platform.testing import fresh_schema
@@ -73,6 +73,26 @@ class RpcFailure:
     message: str
 
 
+class Programs:
+    """A stand-in for the rules service's program lookup: the programs each tenant made.
+    ``down`` makes it fail as an unreachable rules service does."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+        self.down = False
+
+    def __call__(self, tenant_id: str, program_id: str) -> bool:
+        if self.down:
+            raise errors.Unavailable("programs cannot be checked right now, retry",
+                                     reason="programs_unavailable")
+        return self._owners.get(program_id) == tenant_id
+
+    def create(self, tenant_id: str) -> str:
+        program_id = str(uuid.uuid4())
+        self._owners[program_id] = tenant_id
+        return program_id
+
+
 @dataclass
 class Stack:
     """The identity runtime behind a real gRPC server, and a client of it."""
@@ -83,7 +103,12 @@ class Stack:
     channel: grpc.Channel
     stub: identity_pb2_grpc.IdentityServiceStub
     address: str
+    programs: Programs
     _published: list[messages_pb2.Notification] = field(default_factory=list)
+
+    def program(self, tenant_id: str) -> str:
+        """A new program of the tenant, as the rules service would have it."""
+        return self.programs.create(tenant_id)
 
     def key(self, *scopes: str, tenant: str | None = None) -> tuple[str, str]:
         """A new API key (of a new tenant unless named): (key, tenant_id)."""
@@ -160,6 +185,8 @@ class Stack:
 def stack(database_url: str) -> Iterator[Stack]:
     broker = StubBroker()
     runtime = bootstrap.build(settings_for(database_url), broker)
+    programs = Programs()
+    runtime.enrollments.program_exists = programs
     server, port = build_server([(runtime.service_full_name, runtime.register)],
                                 "127.0.0.1:0", ServiceInterceptor(runtime.authenticator, TOKEN))
     server.start()
@@ -167,7 +194,7 @@ def stack(database_url: str) -> Iterator[Stack]:
     address = f"127.0.0.1:{port}"
     channel = grpc.insecure_channel(address)
     yield Stack(runtime, broker, server, channel, identity_pb2_grpc.IdentityServiceStub(channel),
-                address)
+                address, programs)
     channel.close()
     server.stop(2).wait()
     runtime.stop()

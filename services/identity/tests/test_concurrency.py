@@ -268,7 +268,7 @@ def test_one_identity_linked_to_two_participants_at_once_goes_to_one(stack: Stac
 def test_concurrent_enrollment_calls_create_one_enrollment(stack: Stack) -> None:
     key, tenant = stack.key("participants:write")
     person = _participant(stack, key, _ident(identity_pb2.IDENTITY_TYPE_EXTERNAL, f"e-{uuid.uuid4()}"))
-    program = str(uuid.uuid4())
+    program = stack.program(tenant)
 
     results = at_once(20, lambda _: stack.stub.CreateEnrollment(identity_pb2.CreateEnrollmentRequest(
         program_id=program, participant_id=person), metadata=stack.auth(key)))

@@ -63,7 +63,7 @@ def types(stack: Stack, tenant: str, count: int) -> list[str]:
 
 def test_enroll_creates_once_and_announces_it(stack: Stack) -> None:
     key, tenant = stack.key("participants:write", "participants:read")
-    person, program = participant(stack, key), new_id()
+    person, program = participant(stack, key), stack.program(tenant)
 
     first = enroll(stack, key, program, person)
     again = enroll(stack, key, program.upper(), person)
@@ -81,7 +81,7 @@ def test_enroll_creates_once_and_announces_it(stack: Stack) -> None:
 
 def test_status_changes_and_reactivation_through_the_api(stack: Stack) -> None:
     key, tenant = stack.key("participants:write", "participants:read")
-    person, program = participant(stack, key), new_id()
+    person, program = participant(stack, key), stack.program(tenant)
     enroll(stack, key, program, person)
 
     frozen = update(stack, key, program, person, FROZEN)
@@ -107,7 +107,7 @@ def test_status_changes_and_reactivation_through_the_api(stack: Stack) -> None:
 
 def test_events_reactivate_an_enrollment_frozen_through_the_api(stack: Stack) -> None:
     key, tenant = stack.key("participants:write", "participants:read")
-    person, program = participant(stack, key), new_id()
+    person, program = participant(stack, key), stack.program(tenant)
     enroll(stack, key, program, person)
     update(stack, key, program, person, FROZEN)
 
@@ -120,7 +120,7 @@ def test_events_reactivate_an_enrollment_frozen_through_the_api(stack: Stack) ->
 
 def test_enrollment_bad_input_is_400_naming_the_field_and_changes_nothing(stack: Stack) -> None:
     key, tenant = stack.key("participants:write", "participants:read")
-    person, program = participant(stack, key), new_id()
+    person, program = participant(stack, key), stack.program(tenant)
     enroll(stack, key, program, person)
     with stack.runtime.db.transaction() as session:
         before = session.execute(sa.select(storage.enrollments)).all()
@@ -139,9 +139,10 @@ def test_enrollment_bad_input_is_400_naming_the_field_and_changes_nothing(stack:
             assert (got.code, got.fields) == (Code.INVALID_ARGUMENT, [field])
     missing = stack.failure(lambda: enroll(stack, key, program, new_id()))
     assert (missing.code, missing.reason) == (Code.NOT_FOUND, "PARTICIPANT_NOT_FOUND")
-    not_member = stack.failure(lambda: update(stack, key, new_id(), person, FROZEN))
+    elsewhere = stack.program(tenant)
+    not_member = stack.failure(lambda: update(stack, key, elsewhere, person, FROZEN))
     assert (not_member.code, not_member.reason) == (Code.NOT_FOUND, "ENROLLMENT_NOT_FOUND")
-    assert stack.failure(lambda: get(stack, key, new_id(), person)).code == Code.NOT_FOUND
+    assert stack.failure(lambda: get(stack, key, elsewhere, person)).code == Code.NOT_FOUND
     with stack.runtime.db.transaction() as session:
         assert session.execute(sa.select(storage.enrollments)).all() == before
     assert stack.count(storage.enrollments, tenant) == 1
@@ -150,27 +151,72 @@ def test_enrollment_bad_input_is_400_naming_the_field_and_changes_nothing(stack:
 def test_another_tenants_enrollments_are_invisible(stack: Stack) -> None:
     mine, _ = stack.key("participants:write", "participants:read")
     theirs, their_tenant = stack.key("participants:write", "participants:read")
-    person, program = participant(stack, theirs), new_id()
+    person, program = participant(stack, theirs), stack.program(their_tenant)
     enroll(stack, theirs, program, person)
 
     assert stack.failure(lambda: get(stack, mine, program, person)).code == Code.NOT_FOUND
     assert stack.failure(lambda: enroll(stack, mine, program, person)).code == Code.NOT_FOUND
     assert stack.failure(lambda: update(stack, mine, program, person, CLOSED)).code == Code.NOT_FOUND
-    listed = stack.stub.ListProgramEnrollments(identity_pb2.ListProgramEnrollmentsRequest(
-        program_id=program), metadata=stack.auth(mine))
-    assert list(listed.enrollments) == []
+    listed = stack.failure(lambda: stack.stub.ListProgramEnrollments(
+        identity_pb2.ListProgramEnrollmentsRequest(program_id=program), metadata=stack.auth(mine)))
+    assert (listed.code, listed.reason) == (Code.NOT_FOUND, "PROGRAM_NOT_FOUND")
     assert get(stack, theirs, program, person).status == ACTIVE
     assert stack.count(storage.enrollments, their_tenant) == 1
 
 
+def test_programs_that_are_not_the_callers_are_404_on_every_route_and_announce_nothing(
+        stack: Stack) -> None:
+    key, tenant = stack.key("participants:write", "participants:read")
+    _, other_tenant = stack.key("participants:write")
+    person, theirs = participant(stack, key), stack.program(other_tenant)
+    calls = {
+        "create": lambda p: enroll(stack, key, p, person),
+        "get": lambda p: get(stack, key, p, person),
+        "update": lambda p: update(stack, key, p, person, FROZEN),
+        "list": lambda p: stack.stub.ListProgramEnrollments(
+            identity_pb2.ListProgramEnrollmentsRequest(program_id=p), metadata=stack.auth(key)),
+    }
+    for program in (theirs, new_id()):
+        for name, call in calls.items():
+            got = stack.failure(lambda c=call, p=program: c(p))
+            assert (got.code, got.reason) == (Code.NOT_FOUND, "PROGRAM_NOT_FOUND"), name
+            assert program in got.message
+
+    assert stack.count(storage.enrollments, tenant) == 0
+    assert types(stack, tenant, 2) == ["participant.created"]  # no enrollment.created
+    # a program of the caller's works on every route
+    mine = stack.program(tenant)
+    assert calls["create"](mine).status == ACTIVE
+    assert calls["get"](mine).status == ACTIVE
+    assert calls["update"](mine).status == FROZEN
+    assert [e.participant_id for e in calls["list"](mine).enrollments] == [person]
+    notes = stack.notifications(tenant, 2)
+    assert [(n.type, n.fact_id) for n in notes] == [
+        ("participant.created", f"participant.created:{person}"),
+        ("enrollment.created", f"enrollment.created:{mine}:{person}")]
+
+
+def test_enrollment_routes_answer_503_when_programs_cannot_be_checked(stack: Stack) -> None:
+    key, tenant = stack.key("participants:write", "participants:read")
+    person, program = participant(stack, key), stack.program(tenant)
+    stack.programs.down = True
+    try:
+        got = stack.failure(lambda: enroll(stack, key, program, person))
+    finally:
+        stack.programs.down = False
+    assert (got.code, got.reason) == (Code.UNAVAILABLE, "PROGRAMS_UNAVAILABLE")
+    assert stack.count(storage.enrollments, tenant) == 0
+    assert enroll(stack, key, program, person).status == ACTIVE
+
+
 def test_program_enrollments_come_in_cursor_pages(stack: Stack) -> None:
-    key, _ = stack.key("participants:write", "participants:read")
-    program = new_id()
+    key, tenant = stack.key("participants:write", "participants:read")
+    program = stack.program(tenant)
     people = sorted(participant(stack, key) for _ in range(7))
     for person in people:
         enroll(stack, key, program, person)
     update(stack, key, program, people[2], FROZEN)
-    enroll(stack, key, new_id(), people[0])  # another program: not listed
+    enroll(stack, key, stack.program(tenant), people[0])  # another program: not listed
 
     seen, token, pages = [], "", 0
     while True:
@@ -200,9 +246,9 @@ def test_program_enrollments_come_in_cursor_pages(stack: Stack) -> None:
 
 
 def test_a_participants_enrollments_in_pages(stack: Stack) -> None:
-    key, _ = stack.key("participants:write", "participants:read")
+    key, tenant = stack.key("participants:write", "participants:read")
     person = participant(stack, key)
-    programs = sorted(new_id() for _ in range(5))
+    programs = sorted(stack.program(tenant) for _ in range(5))
     for program in programs:
         enroll(stack, key, program, person)
 
@@ -234,7 +280,7 @@ def test_enrollment_calls_need_the_participant_scopes(stack: Stack) -> None:
 def test_programless_items_resolve_or_create_without_enrolling(stack: Stack) -> None:
     key, tenant = stack.key("participants:write", "participants:read")
     known = participant(stack, key)
-    a, b, frozen = new_id(), new_id(), new_id()
+    a, b, frozen = (stack.program(tenant) for _ in range(3))
     for program in (a, b, frozen):
         enroll(stack, key, program, known)
     update(stack, key, frozen, known, FROZEN)

@@ -248,7 +248,7 @@ def test_merge_moves_identities_and_enrollments_and_the_old_id_follows(stack: St
     survivor = create(stack, key, ident("EXTERNAL", unique()), level="gold")
     merged = create(stack, key, ident("EMAIL", "old@example.com"), ident("PHONE", "+14155550177"),
                     birth_date="1980-04-05", level="silver")
-    shared, only_merged, only_survivor = new_id(), new_id(), new_id()
+    shared, only_merged, only_survivor = (stack.program(tenant) for _ in range(3))
     enroll(stack, key, shared, merged.participant_id)  # earlier: this enrolled_at survives
     enroll(stack, key, only_merged, merged.participant_id)
     enroll(stack, key, shared, survivor.participant_id)

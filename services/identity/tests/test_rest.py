@@ -127,9 +127,11 @@ def test_merge(client: TestClient, headers: dict[str, str]) -> None:
     assert (itself.status_code, fields(itself)) == (400, ["merged_participant_id"])
 
 
-def test_enrollment_routes(client: TestClient, headers: dict[str, str]) -> None:
+def test_enrollment_routes(client: TestClient, stack: Stack) -> None:
+    key, tenant = stack.key("participants:write")
+    headers = {"X-API-Key": key}
     person = create(client, headers, identities=[{"type": "EXTERNAL", "value": f"e-{uuid.uuid4()}"}])
-    pid, program = person["participant_id"], str(uuid.uuid4())
+    pid, program = person["participant_id"], stack.program(tenant)
     base = f"/v1/programs/{program}/enrollments"
 
     enrolled = client.post(base, json={"participant_id": pid}, headers=headers)
@@ -161,6 +163,10 @@ def test_enrollment_routes(client: TestClient, headers: dict[str, str]) -> None:
     assert (bad_program.status_code, fields(bad_program)) == (400, ["program_id"])
     missing = client.get(f"{base}/{uuid.uuid4()}", headers=headers)
     assert missing.status_code == 404
+    for unknown in (stack.program(stack.tenant()), str(uuid.uuid4())):
+        refused = client.post(f"/v1/programs/{unknown}/enrollments", json={"participant_id": pid},
+                              headers=headers)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, "program_not_found")
 
 
 def test_the_routes_are_in_the_openapi_document(client: TestClient) -> None:

@@ -47,7 +47,7 @@ def _candidates(stack: Stack, tenant: str, program: str, occasion: int, date: st
 
 def test_birthdays_and_anniversaries_among_active_enrollments(stack: Stack) -> None:
     key, tenant = stack.key("participants:write", "participants:read")
-    program, elsewhere = str(uuid.uuid4()), str(uuid.uuid4())
+    program, elsewhere = stack.program(tenant), stack.program(tenant)
     may10 = _member(stack, key, program, "1990-05-10")
     leap = _member(stack, key, program, "2000-02-29")
     frozen = _member(stack, key, program, "1985-05-10")

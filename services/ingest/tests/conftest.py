@@ -27,7 +27,7 @@ from accrual.messages.v1 import messages_pb2
 from accrual_gateway.app import create_app
 from accrual_ingest import bootstrap, storage
 from accrual_ingest.bootstrap import IngestRuntime
-from accrual_platform import auth, migrations, queue, ratelimit
+from accrual_platform import auth, errors, migrations, queue, ratelimit
 from accrual_platform.grpc_server import ServiceInterceptor, build_server, internal_metadata
 from accrual_platform.settings import Settings
 from accrual_platform.testing import fresh_schema
@@ -62,6 +62,26 @@ class Keys:
         return key
 
 
+class Programs:
+    """A stand-in for the rules service's program lookup: the programs each tenant made.
+    ``down`` makes it fail as an unreachable rules service does."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+        self.down = False
+
+    def __call__(self, tenant_id: str, program_id: str) -> bool:
+        if self.down:
+            raise errors.Unavailable("programs cannot be checked right now, retry",
+                                     reason="programs_unavailable")
+        return self._owners.get(program_id) == tenant_id
+
+    def create(self, tenant_id: str) -> str:
+        program_id = str(uuid.uuid4())
+        self._owners[program_id] = tenant_id
+        return program_id
+
+
 @dataclass(frozen=True)
 class RpcFailure:
     code: grpc.StatusCode
@@ -79,6 +99,11 @@ class Stack:
     base_url: str
     channel: grpc.Channel
     stub: ingest_pb2_grpc.IngestServiceStub
+    programs: Programs
+
+    def program(self, tenant_id: str) -> str:
+        """A new program of the tenant, as the rules service would have it."""
+        return self.programs.create(tenant_id)
 
     def tenant(self, scopes: frozenset[str] = WRITE_SCOPES) -> tuple[str, str]:
         """A new tenant and an API key of it: (key, tenant_id)."""
@@ -183,6 +208,8 @@ def start_stack(database_url: str, limiter: ratelimit.RateLimiter | None = None)
     broker = StubBroker()
     settings = Settings(database_url=database_url, broker_url="stub://", redis_url=None, internal_token=TOKEN)
     runtime = bootstrap.build(settings, broker)
+    programs = Programs()
+    runtime.queries.program_exists = programs
     keys = Keys()
     server, port = build_server([(runtime.service_full_name, runtime.register)], "127.0.0.1:0",
                                 ServiceInterceptor(keys, TOKEN, limiter=limiter))
@@ -192,7 +219,7 @@ def start_stack(database_url: str, limiter: ratelimit.RateLimiter | None = None)
     try:
         with GatewayThread(address) as base_url:
             yield Stack(runtime, broker, keys, address, base_url, channel,
-                        ingest_pb2_grpc.IngestServiceStub(channel))
+                        ingest_pb2_grpc.IngestServiceStub(channel), programs)
     finally:
         channel.close()
         server.stop(1).wait()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
+from accrual_ingest import engagement
 from accrual_platform.grpc_server import internal_metadata
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class Scenario:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.key, self.tenant = stack.tenant(frozenset({"events:write", "events:read", "programs:write"}))
-        self.program = str(uuid.uuid4())
+        self.program = stack.program(self.tenant)
         self.a, self.b, self.c = sorted(str(uuid.uuid4()) for _ in range(3))
         self.outcomes: dict[str, messages_pb2.EventOutcome] = {}
 
@@ -116,10 +117,11 @@ def test_analytics_of_a_known_set_of_events_ignores_a_redelivered_outcome(stack:
             assert bad.status_code == 400, (params, bad.text)
             assert bad.json()["error"]["details"][0]["field"] == field
         assert c.get("/v1/programs/not-a-uuid/analytics").status_code == 400
-    # Another tenant sees nothing of this program.
+    # To another tenant, this program does not exist.
     other, _ = stack.tenant(frozenset({"events:read"}))
     with stack.http(other) as c:
-        assert c.get(f"/v1/programs/{s.program}/analytics").json()["total_events"] == "0"
+        refused = c.get(f"/v1/programs/{s.program}/analytics")
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, "program_not_found")
 
 
 def test_segments_follow_the_event_clock_and_the_program_config(stack: Stack) -> None:
@@ -180,6 +182,39 @@ def test_segments_follow_the_event_clock_and_the_program_config(stack: Stack) ->
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "segment_not_found"
     assert members("high_engagers") == sorted([s.a, s.b, s.c])
     assert members("advocates") == [s.b]
+
+
+def test_programs_that_are_not_the_callers_are_404_on_every_engagement_route(stack: Stack) -> None:
+    s = Scenario(stack)
+    s.event(s.a, "purchase", "2024-03-05T09:00:00Z", [(R1, "1 point per dollar", "10")])
+    key, tenant = stack.tenant(frozenset({"events:read", "programs:write"}))
+    body = {"high_engagers": {"min_events": 1, "window_days": 60}}
+    with stack.http(key) as c:
+        for program in (s.program, str(uuid.uuid4())):  # another tenant's, and nobody's
+            base = f"/v1/programs/{program}"
+            for answer in (c.get(f"{base}/analytics"), c.get(f"{base}/segments"),
+                           c.get(f"{base}/segments/purchasers/members"), c.get(f"{base}/segment-config"),
+                           c.put(f"{base}/segment-config", json=body)):
+                assert answer.status_code == 404, (answer.request.method, answer.request.url, answer.text)
+                assert answer.json()["error"]["code"] == "program_not_found"
+        assert stack.count(tenant, engagement.segment_configs) == 0
+        # the caller's own program works on every route
+        mine = f"/v1/programs/{stack.program(tenant)}"
+        for answer in (c.get(f"{mine}/analytics"), c.get(f"{mine}/segments"),
+                       c.get(f"{mine}/segments/purchasers/members"), c.get(f"{mine}/segment-config"),
+                       c.put(f"{mine}/segment-config", json=body)):
+            assert answer.status_code == 200, (answer.request.url, answer.text)
+        assert stack.count(tenant, engagement.segment_configs) == 1
+        # a rules service that cannot answer is a 503, and nothing is written
+        stack.programs.down = True
+        try:
+            down = c.put(f"/v1/programs/{stack.program(tenant)}/segment-config", json=body)
+        finally:
+            stack.programs.down = False
+        assert (down.status_code, down.json()["error"]["code"]) == (503, "programs_unavailable")
+        assert stack.count(tenant, engagement.segment_configs) == 1
+    # the owner still sees its program
+    assert s.get("/analytics")["total_events"] == "1"
 
 
 def test_system_events_are_listed_by_origin_and_inactive_participants_by_last_event(stack: Stack) -> None:

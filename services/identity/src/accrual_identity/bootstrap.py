@@ -13,7 +13,7 @@ import pathlib
 import dramatiq
 import grpc
 from accrual.identity.v1 import identity_pb2_grpc
-from accrual_platform import auth
+from accrual_platform import auth, clients
 from accrual_platform.db import Database
 from accrual_platform.outbox import OutboxRelay
 from accrual_platform.runtime import migrations_dir
@@ -40,7 +40,11 @@ class IdentityRuntime:
         self.db = Database(settings.database_url, SCHEMA, pool_size=10)
         self.relay = OutboxRelay(self.db, storage.outbox, broker)
         self.participants = Participants(self.db, on_commit=self.relay.notify)
-        self.enrollments = Enrollments(self.db, on_commit=self.relay.notify)
+        # Programs belong to the rules service; enrollment routes ask it they exist.
+        self.programs = clients.ProgramDirectory(lambda: clients.channel(settings.peer("rules")),
+                                                 settings.internal_token)
+        self.enrollments = Enrollments(self.db, program_exists=self.programs,
+                                       on_commit=self.relay.notify)
         self.merges = Merges(self.db, on_commit=self.relay.notify)
         self.authenticator = auth.CachedAuthenticator(
             functools.partial(keys.authenticate, self.db), ttl=settings.api_key_cache_seconds)

@@ -2,9 +2,11 @@
 resolution and explicit enrollment share.
 
 Enrollments live under ``/v1/programs/{program_id}`` but belong to identity; the program
-itself belongs to the rules service, so identity checks only that a program id is well
-formed (a UUID), never that the program exists: asking the rules service on every call
-would couple the two, and an enrollment in a program nobody has is harmless.
+itself belongs to the rules service, so the public routes ask it (cached) that the program
+exists and is the caller's before reading or writing: otherwise another tenant's or a made-up
+program id would get enrollments, and ``enrollment.created`` webhooks for them. Event
+resolution (``activate`` via ResolveParticipants) does not ask: the rules worker calling it
+has just read the program.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import errors, pages
+from accrual_platform.clients import ProgramExists, require_program
 from accrual_platform.db import Database, utcnow
 from sqlalchemy.orm import Session
 
@@ -66,16 +69,25 @@ Page = tuple[list[storage.EnrollmentRecord], str]
 
 
 class Enrollments:
-    def __init__(self, db: Database, on_commit: Callable[[], None] = lambda: None) -> None:
-        """``on_commit`` runs after a transaction that wrote outbox rows (wakes the relay)."""
+    def __init__(self, db: Database, *, program_exists: ProgramExists,
+                 on_commit: Callable[[], None] = lambda: None) -> None:
+        """``program_exists(tenant, program_id)`` asks the rules service; ``on_commit`` runs
+        after a transaction that wrote outbox rows (wakes the relay)."""
         self._db = db
+        self.program_exists = program_exists
         self._on_commit = on_commit
+
+    def _require_program(self, tenant_id: str, program: str) -> None:
+        """404 unless the rules service has the program for the tenant: asked once the
+        request is valid and before any transaction, so no transaction waits on it."""
+        require_program(self.program_exists, tenant_id, program)
 
     def list_for_program(self, tenant_id: str, program_id: str, status: EnrollmentStatus | None,
                          size: int, token: str) -> Page:
         """A page of the program's enrollments; empty for a program nobody is enrolled in."""
         program = require_uuid(program_id, "program_id")
         limit, after = page_size(size), _after(PROGRAM_PAGES, token)
+        self._require_program(tenant_id, program)
         with self._db.transaction() as session:
             rows = storage.list_enrollments(session, tenant_id, program_id=program,
                                             status=status, after=after, limit=limit + 1)
@@ -96,6 +108,7 @@ class Enrollments:
             participant_id: str) -> storage.EnrollmentRecord:
         program = require_uuid(program_id, "program_id")
         wanted = require_uuid(participant_id, "participant_id")
+        self._require_program(tenant_id, program)
         with self._db.transaction() as session:
             person = existing_participant(session, tenant_id, wanted)
             found = storage.get_enrollment(session, tenant_id, (program, person.id))
@@ -109,6 +122,7 @@ class Enrollments:
         enrolling an ACTIVE member again changes and announces nothing."""
         program = require_uuid(program_id, "program_id")
         wanted = require_uuid(participant_id, "participant_id")
+        self._require_program(tenant_id, program)
 
         def work(session: Session) -> tuple[storage.EnrollmentRecord, bool]:
             person = existing_participant(session, tenant_id, wanted, lock=True)
@@ -130,6 +144,7 @@ class Enrollments:
         an inactive enrollment ACTIVE is announced as ``enrollment.reactivated``."""
         program = require_uuid(program_id, "program_id")
         wanted = require_uuid(participant_id, "participant_id")
+        self._require_program(tenant_id, program)
 
         def work(session: Session) -> tuple[storage.EnrollmentRecord, bool]:
             person = existing_participant(session, tenant_id, wanted, lock=True)

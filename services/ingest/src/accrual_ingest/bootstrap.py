@@ -6,7 +6,7 @@ import dramatiq
 import grpc
 from accrual.ingest.v1 import ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import queue
+from accrual_platform import clients, queue
 from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database
 from accrual_platform.outbox import OutboxRelay, merge_messages
@@ -39,13 +39,17 @@ class IngestRuntime:
                                          messages_pb2.Notifications, "notifications", limit=500),
                                  })
         self.service = IngestService(self.db, self.relay.notify)
+        # Programs belong to the rules service; analytics and segment routes ask it they exist.
+        self.programs = clients.ProgramDirectory(lambda: clients.channel(settings.peer("rules")),
+                                                 settings.internal_token)
+        self.queries = EngagementQueries(self.db, program_exists=self.programs)
         self.sweeper = StaleEventSweeper(self.service, interval=settings.stale_event_sweep_seconds,
                                          older_than=settings.stale_event_after_seconds,
                                          at_start=settings.announce_unfinished_at_start)
 
     def register(self, server: grpc.Server) -> None:
         ingest_pb2_grpc.add_IngestServiceServicer_to_server(
-            IngestServicer(self.service, EngagementQueries(self.db)), server)
+            IngestServicer(self.service, self.queries), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
         queue.declare_actor(broker, record_outcomes_actor(self.service),

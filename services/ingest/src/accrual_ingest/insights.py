@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from accrual_platform import dates, errors, pages
+from accrual_platform.clients import ProgramExists, require_program
 from accrual_platform.db import Database, utcnow
 
 from accrual_ingest import engagement
@@ -62,8 +63,12 @@ class SegmentCount:
 
 
 class EngagementQueries:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, program_exists: ProgramExists) -> None:
+        """``program_exists(tenant, program_id)`` asks the rules service, which owns programs:
+        the public routes answer 404 for another tenant's or a made-up program, as rules does.
+        The scheduler's ``inactive`` does not ask (it reads programs from rules itself)."""
         self.db = db
+        self.program_exists = program_exists
 
     def analytics(self, tenant_id: str, program_id: str, from_date: str, to_date: str,
                   top: int) -> engagement.Analytics:
@@ -71,6 +76,7 @@ class EngagementQueries:
         start, end = _check_day(from_date, "from_date"), _check_day(to_date, "to_date")
         if top < 0 or top > MAX_TOP:
             raise errors.InvalidArgument.field("top", f"must be between 1 and {MAX_TOP}")
+        require_program(self.program_exists, tenant_id, program_id)
         with self.db.transaction() as session:
             if end is None:
                 # The event-time clock: the day of the program's latest event, not the server's.
@@ -88,6 +94,7 @@ class EngagementQueries:
 
     def config(self, tenant_id: str, program_id: str) -> tuple[SegmentConfig, dt.datetime | None]:
         program_id = program_uuid(program_id)
+        require_program(self.program_exists, tenant_id, program_id)
         with self.db.transaction() as session:
             return engagement.get_config(session, tenant_id, program_id)
 
@@ -96,6 +103,7 @@ class EngagementQueries:
         program_id = program_uuid(program_id)
         normalised, problems = validate_segment_config(requested)
         errors.collect([errors.FieldViolation(f, d) for f, d in problems])
+        require_program(self.program_exists, tenant_id, program_id)
         with self.db.transaction() as session:
             engagement.put_config(session, tenant_id, program_id, normalised, utcnow())
             return engagement.get_config(session, tenant_id, program_id)
@@ -107,6 +115,7 @@ class EngagementQueries:
     def segments(self, tenant_id: str, program_id: str, as_of: dt.datetime | None
                  ) -> tuple[list[SegmentCount], dt.datetime | None]:
         program_id = program_uuid(program_id)
+        require_program(self.program_exists, tenant_id, program_id)
         with self.db.transaction() as session:
             config, _ = engagement.get_config(session, tenant_id, program_id)
             at = self._as_of(session, tenant_id, program_id, as_of)
@@ -126,6 +135,7 @@ class EngagementQueries:
                                   reason="segment_not_found")
         size = page_size(size)
         after = after_token(engagement.MEMBER_PAGES, token)
+        require_program(self.program_exists, tenant_id, program_id)
         with self.db.transaction() as session:
             config, _ = engagement.get_config(session, tenant_id, program_id)
             at = self._as_of(session, tenant_id, program_id, as_of)

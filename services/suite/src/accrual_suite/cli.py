@@ -21,7 +21,8 @@ from accrual_suite import hosting
 
 log = structlog.get_logger("accrual.suite")
 
-PEERS_NEEDED = {"identity": (), "ingest": ("identity",), "rules": ("identity", "ingest"),
+#: Identity and ingest ask rules whether a program exists before their program routes.
+PEERS_NEEDED = {"identity": ("rules",), "ingest": ("identity", "rules"), "rules": ("identity", "ingest"),
                 "notify": ("identity",)}
 
 
