@@ -12,8 +12,9 @@ round trip is paid per chunk and not per rule.
 What a death means:
 - killed by its CPU timer, or stalled without progress: ``evaluation_timeout``;
 - out of memory (MemoryError, or the engine's allocation failure): ``evaluation_resource_exhausted``;
-- anything else (a segfault, a panic): the same (job, rule) is tried once more in a new child,
-  and a second death fails the job with ``evaluation_crashed``.
+- anything else (a segfault, a panic, a child stuck without using its CPU): the same (job,
+  rule) is tried once more in a new child, and a second death fails the job with
+  ``evaluation_crashed``.
 A rule that breaches ``suspend_after`` times (its stored count plus this batch's) is not run
 again for the rest of the batch; the caller suspends it.
 """
@@ -86,7 +87,9 @@ class _Child:
         with open(self.marker_path, "r+b") as f:
             self.marker = mmap.mmap(f.fileno(), MARKER.size)
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the child, in close())
-        self.stall_seconds = max(2.0, 40 * deadline_ms / 1000)
+        # Only a safety net: CPU-bound work is ended by the child's own timer, and a child that
+        # merely waits for a CPU on a busy machine must not be taken for a stuck one.
+        self.stall_seconds = max(10.0, 100 * deadline_ms / 1000)
         self.killed_for_stall = False
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "accrual_rules.sandbox_child", self.marker_path,
@@ -155,9 +158,9 @@ class _Child:
         size = self.stderr.tell()
         self.stderr.seek(max(0, size - 2048))
         tail = self.stderr.read().decode(errors="replace")
-        if self.killed_for_stall or code in (-signal.SIGPROF, -signal.SIGXCPU):
+        if code in (-signal.SIGPROF, -signal.SIGXCPU):
             reason = TIMEOUT
-        elif code == EXIT_MEMORY or code == -signal.SIGKILL or (
+        elif code == EXIT_MEMORY or (code == -signal.SIGKILL and not self.killed_for_stall) or (
                 code == -signal.SIGABRT and "memory allocation" in tail):
             reason = EXHAUSTED
         else:
