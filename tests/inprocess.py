@@ -14,7 +14,7 @@ from accrual_identity import keys
 from accrual_platform import queue
 from accrual_platform.db import Database
 from accrual_platform.settings import Settings
-from accrual_platform.testing import free_port
+from accrual_platform.testing import SECRETS_KEY, free_port
 from accrual_suite import hosting
 from starlette.testclient import TestClient
 
@@ -44,11 +44,11 @@ def in_process_suite(var: pathlib.Path, log_format: str = "console",
     settings = Settings(database_url=f"sqlite:///{var}/{{schema}}.db", broker_url="stub://",
                         redis_url=None, internal_token=internal_token or f"itok-{uuid.uuid4().hex}",
                         peers={n: address for n in hosting.SERVICES}, grpc_port=port,
-                        webhook_allow_private=True, log_format=log_format)
+                        webhook_allow_private=True, log_format=log_format, secrets_keys=(SECRETS_KEY,))
     hosting.migrate(settings)
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
     runtimes, authenticator = hosting.build_runtimes(settings, broker, hosting.SERVICES)
-    server, _ = hosting.start_server(settings, runtimes, authenticator)
+    server, _, listener = hosting.start_server(settings, runtimes, authenticator)
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
@@ -58,6 +58,7 @@ def in_process_suite(var: pathlib.Path, log_format: str = "console",
             yield InProcessSuite(settings, client, address)
     finally:
         server.stop(5).wait()
+        listener.stop()
         worker.stop()
         for r in runtimes:
             r.stop()
