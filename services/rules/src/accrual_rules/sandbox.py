@@ -28,6 +28,7 @@ import mmap
 import os
 import pickle
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +53,8 @@ EXHAUSTED = "evaluation_resource_exhausted"
 CRASHED = "evaluation_crashed"
 #: Jobs per request: a death loses at most one chunk's finished work.
 CHUNK = 64
+#: Scheduling niceness of the sandbox's children.
+NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,10 @@ class _Child:
         # merely waits for a CPU on a busy machine must not be taken for a stuck one.
         self.stall_seconds = max(10.0, 100 * deadline_ms / 1000)
         self.killed_for_stall = False
+        # Tenants' expressions yield the CPU to the accept path and other tenants' requests;
+        # the niceness is set before the child starts, so its start-up yields too.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "accrual_rules.sandbox_child", self.marker_path,
+            [*_NICE, sys.executable, "-m", "accrual_rules.sandbox_child", self.marker_path,
              str(deadline_ms), str(memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, close_fds=True,
             start_new_session=True)
@@ -184,6 +189,9 @@ class _Child:
         self.stderr.close()
         with contextlib.suppress(OSError, ValueError):
             self.marker.close()
+
+
+_NICE = ["nice", "-n", str(NICENESS)] if shutil.which("nice") else []
 
 
 def _shm_dir() -> str | None:
