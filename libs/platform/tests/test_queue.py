@@ -51,8 +51,9 @@ def test_decode_still_reads_proto_json_queued_by_earlier_versions() -> None:
 
 
 def test_decode_refuses_garbage() -> None:
-    with pytest.raises(binascii.Error):
+    with pytest.raises(queue.MalformedMessage) as info:
         queue.decode("not base64 of a message!", messages_pb2.EventOutcomes)
+    assert isinstance(info.value.__cause__, binascii.Error)
 
 
 metadata = sa.MetaData(schema="bulk_test")

@@ -1,6 +1,6 @@
 """gRPC server bootstrap: health, reflection, interceptors and graceful stop.
 
-The interceptor does, per RPC: bind request id and tenant to the log context, authenticate
+The interceptor does, per RPC: bind service, request id and tenant to the log context, authenticate
 (API key or the internal token), count the call against the key's rate limit (public calls
 only, see :mod:`accrual_platform.ratelimit`), check the method's ``required_scope`` option,
 and turn the error tree into rich ``google.rpc.Status`` answers. Rate-limit metadata
@@ -58,6 +58,14 @@ def required_scope(full_method: str) -> str | None:
         scope = auth.ADMIN_SCOPE  # an accrual method without a declared scope is admin-only
     _scope_cache[full_method] = scope
     return scope
+
+
+def service_of(full_method: str) -> str:
+    """The short name of the service a method belongs to: ``rules`` for
+    ``/accrual.rules.v1.RulesService/GetRule``, the full service name outside our contracts."""
+    service = full_method.lstrip("/").rpartition("/")[0]
+    parts = service.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "accrual" else service
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
@@ -155,12 +163,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if scope is None:
             return handler
         inner = handler.unary_unary
+        service = service_of(method)
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             md = _metadata(context)
             request_id = md.get("x-request-id") or ids.new_request_id()
             structlog.contextvars.clear_contextvars()
-            structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+            structlog.contextvars.bind_contextvars(service=service, request_id=request_id, rpc=method)
             token = auth.current_principal.set(None)
             admit_token = _admit.set(self.admit)
             admit_many_token = _admit_many.set(self.admit_many)

@@ -2,7 +2,9 @@
 
 stdlib loggers (grpc, SQLAlchemy, Dramatiq, uvicorn) go through structlog's
 ProcessorFormatter so every line has the same shape: JSON in production, console in a terminal.
-Context (request_id, tenant_id, event_id) is bound with contextvars per RPC and per message.
+Context (service, request_id, tenant_id, event_id, message_id) is bound with contextvars per
+RPC (:mod:`accrual_platform.grpc_server`) and per message (:mod:`accrual_platform.queue`);
+lines outside both (startup, relays, sweepers) get the process's service name.
 
 Keys, tokens and secrets never reach a line (SPEC 8): tracebacks are rendered as plain text in
 both formats (the console renderer's rich tracebacks would show every frame's local variables,
@@ -90,11 +92,39 @@ class Redactor:
         return self.text(repr(value))
 
 
+class DefaultService:
+    """Names the process's service on lines whose context names none: contextvars are
+    cleared per RPC and per message and start empty in every new thread, so a value bound
+    once at startup would be lost."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __call__(self, _logger: Any, _method: str, event_dict: Any) -> Any:
+        event_dict.setdefault("service", self.service)
+        return event_dict
+
+
+def bind_subject(*, tenant_ids: Iterable[str] = (), event_ids: Iterable[str] = ()) -> None:
+    """Bind ``tenant_id`` and ``event_id`` to the log context when the work in hand concerns
+    exactly one of each (a batch of several binds none, rather than a misleading first)."""
+    bound: dict[str, str] = {}
+    for key, values in (("tenant_id", tenant_ids), ("event_id", event_ids)):
+        distinct = set(values)
+        if len(distinct) == 1:
+            (value,) = distinct
+            if value:
+                bound[key] = value
+    if bound:
+        structlog.contextvars.bind_contextvars(**bound)
+
+
 def configure_logging(service: str, *, fmt: str = "json", level: str = "INFO",
                       secrets: Iterable[str] = ()) -> None:
     """Configure structlog and stdlib logging; ``secrets`` are masked wherever they appear."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        DefaultService(service),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -130,4 +160,3 @@ def configure_logging(service: str, *, fmt: str = "json", level: str = "INFO",
     root.setLevel(level.upper())
     for noisy in ("sqlalchemy.engine", "pika", "urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    structlog.contextvars.bind_contextvars(service=service)

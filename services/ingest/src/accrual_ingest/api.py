@@ -13,6 +13,7 @@ from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import auth, dates, errors, exactjson, grpc_server, structs
 from accrual_platform.db import decimal_str
+from accrual_platform.logging import bind_subject
 from google.protobuf import json_format, struct_pb2
 from sqlalchemy import exc as sa_exc
 
@@ -418,6 +419,8 @@ def record_outcomes_actor(service: IngestService) -> Any:
 
     def record_outcomes(payload: str | dict[str, Any]) -> None:
         msg = queue.decode(payload, messages_pb2.EventOutcomes)
+        bind_subject(tenant_ids=(o.tenant_id for o in msg.outcomes),
+                     event_ids=(o.event_id for o in msg.outcomes))
         service.record_outcomes(list(msg.outcomes))
 
     return record_outcomes

@@ -13,6 +13,7 @@ from accrual_platform import clients, errors, queue
 from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database, utcnow
 from accrual_platform.grpc_server import internal_metadata
+from accrual_platform.logging import bind_subject
 from accrual_platform.outbox import OutboxRelay
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
@@ -89,12 +90,15 @@ class RulesRuntime:
             from accrual.messages.v1 import messages_pb2
 
             msg = queue.decode(payload, messages_pb2.EventsAccepted)
+            bind_subject(tenant_ids=[msg.tenant_id])
             self.processor().process(msg.tenant_id, list(msg.event_ids))
 
         def merge_ledgers_actor(payload: str | dict[str, Any]) -> None:
             from accrual.messages.v1 import messages_pb2
 
-            if merge_ledgers(self.db, queue.decode(payload, messages_pb2.ParticipantsMerged)):
+            msg = queue.decode(payload, messages_pb2.ParticipantsMerged)
+            bind_subject(tenant_ids=[msg.tenant_id])
+            if merge_ledgers(self.db, msg):
                 self.relay.notify()
 
         queue.declare_actor(broker, evaluate_events, queue=queue.RULES_QUEUE,

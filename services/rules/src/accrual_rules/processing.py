@@ -101,6 +101,14 @@ class Processor:
         raised, so the message is retried. Any other failure is the batch's own: it is split
         in halves until the event that fails is alone, and that event is FAILED with the
         error, so one event the code cannot handle never holds back the others."""
+        if len(event_ids) == 1:
+            # every line about a lone event (its failure, its rules' breaches) names it
+            with structlog.contextvars.bound_contextvars(event_id=event_ids[0]):
+                self._process_isolating(tenant_id, event_ids)
+        else:
+            self._process_isolating(tenant_id, event_ids)
+
+    def _process_isolating(self, tenant_id: str, event_ids: Sequence[str]) -> None:
         try:
             self._process_replaying(tenant_id, event_ids)
         except Exception as exc:

@@ -32,17 +32,10 @@ def migrate(settings: Settings, names: Sequence[str] = SERVICES) -> None:
         log.info("migrated", service=name, schema=module.SCHEMA)
 
 
-class LoggingMiddleware(dramatiq.Middleware):  # type: ignore[misc]
-    """Binds message and actor ids to the log context of each message."""
-
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(message_id=message.message_id,
-                                               actor=message.actor_name)
-
-
 def prepare_broker(broker: dramatiq.Broker) -> dramatiq.Broker:
-    broker.add_middleware(LoggingMiddleware())
+    """``broker`` with the middleware our workers need (each message's log context is
+    :mod:`accrual_platform.queue`'s, added by make_broker)."""
+    queue.with_log_context(broker)
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
         broker.add_middleware(CurrentMessage())
     return broker
