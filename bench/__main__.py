@@ -140,10 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="short phases (smoke run)")
     parser.add_argument("--rules-workers", type=int, default=int(os.environ.get("BENCH_RULES_WORKERS", "1")))
-    # Two ingest processes by default, as the Procfile runs them: one process's GIL held
-    # batch accept near 20,000 events/s (0.041 ms of its CPU per event); two, reached round
-    # robin with rate-limit buckets shared in Redis, took 21,900-26,451/s with REST accepts
-    # unchanged (commits 07a95d0 and 7a77909). --ingest-replicas 1 measures one process.
+    # Two ingest processes by default, as the Procfile runs them: one process's GIL holds
+    # batch accept near SPEC 9's 20,000 events/s (bench/README.md, "Ingest replicas").
+    # --ingest-replicas 1 measures one process.
     parser.add_argument("--ingest-replicas", type=int, default=int(os.environ.get("BENCH_INGEST_REPLICAS", "2")),
                         help="ingest service processes, reached round robin; with more than one, rate-limit "
                              "buckets are shared in Redis (BENCH_REDIS_URL) as a deployment of replicas needs")
