@@ -1,7 +1,8 @@
 """`make bench`: start the per-service deployment on PostgreSQL + RabbitMQ, measure, and
 print each figure beside a baseline of the same run and the SPEC section 9 goal.
 
-Results go to stdout and to bench/results/<timestamp>.{json,md} (and latest.{json,md}).
+Results go to stdout and to bench/results/<timestamp>.{json,md}, which replace the previous
+run's files; its headline figures go to the index bench/results/README.md (bench.archive).
 Environment: BENCH_ADMIN_URL (libpq URL of a PostgreSQL database the run may use to create
 its own `accrual_bench` database), BENCH_BROKER_URL (RabbitMQ; the suite's queues in it are
 purged). `--quick` shortens every phase for a smoke run.
@@ -26,7 +27,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench import baselines, load
+from bench import archive, baselines, load
 from bench.deploy import Deployment, fresh_database, purge_broker
 
 RESULTS = pathlib.Path(__file__).with_name("results")
@@ -405,10 +406,10 @@ def report(f: dict[str, Any]) -> None:
           "",
           "| " + " | ".join(head) + " |", "|" + "---|" * 4]
     md += ["| " + " | ".join(row) + " |" for row in rows]
-    for name in (stamp, "latest"):
-        (RESULTS / f"{name}.json").write_text(json.dumps(f, indent=2, default=str) + "\n")
-        (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
-    print(f"\nwritten: {RESULTS}/{stamp}.json and .md", file=sys.stderr)
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(f, indent=2, default=str) + "\n")
+    (RESULTS / f"{stamp}.md").write_text("\n".join(md) + "\n")
+    archive.keep_latest_bench(RESULTS / f"{stamp}.json")
+    print(f"\nwritten: {RESULTS}/{stamp}.json and .md (earlier runs: {RESULTS}/README.md)", file=sys.stderr)
 
 
 if __name__ == "__main__":
