@@ -119,10 +119,6 @@ class Settings:
     rule_eval_processes: int = 2
     rule_suspend_after_breaches: int = 3
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     def peer(self, name: str) -> str:
         """Address of a peer service; raises ConfigError naming the variable when unset."""
         try:

@@ -65,7 +65,7 @@ def build_runtimes(settings: Settings, broker: dramatiq.Broker,
             ttl=settings.api_key_cache_seconds)
     for name in names:
         if name != "identity":
-            runtimes.append(bootstrap_module(name).build(settings, broker, authenticator))
+            runtimes.append(bootstrap_module(name).build(settings, broker))
     return runtimes, authenticator
 
 
