@@ -1,7 +1,8 @@
 """`make bench`: start the per-service deployment on PostgreSQL + RabbitMQ, measure, and
 print each figure beside a baseline of the same run and the SPEC section 9 goal.
 
-Results go to stdout and to bench/results/<timestamp>.{json,md} (and latest.{json,md}).
+Results go to stdout and to bench/results/<timestamp>.{json,md}, which replace the previous
+run's files; its headline figures go to the index bench/results/README.md (bench.archive).
 Environment: BENCH_ADMIN_URL (libpq URL of a PostgreSQL database the run may use to create
 its own `accrual_bench` database), BENCH_BROKER_URL (RabbitMQ; the suite's queues in it are
 purged). `--quick` shortens every phase for a smoke run.
@@ -26,7 +27,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench import baselines, load
+from bench import archive, baselines, load
 from bench.deploy import Deployment, fresh_database, purge_broker
 
 RESULTS = pathlib.Path(__file__).with_name("results")
@@ -140,10 +141,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="short phases (smoke run)")
     parser.add_argument("--rules-workers", type=int, default=int(os.environ.get("BENCH_RULES_WORKERS", "1")))
-    # Two ingest processes by default, as the Procfile runs them: one process's GIL held
-    # batch accept near 20,000 events/s (0.041 ms of its CPU per event); two, reached round
-    # robin with rate-limit buckets shared in Redis, took 21,900-26,451/s with REST accepts
-    # unchanged (commits 07a95d0 and 7a77909). --ingest-replicas 1 measures one process.
+    # Two ingest processes by default, as the Procfile runs them: one process's GIL holds
+    # batch accept near SPEC 9's 20,000 events/s (bench/README.md, "Ingest replicas").
+    # --ingest-replicas 1 measures one process.
     parser.add_argument("--ingest-replicas", type=int, default=int(os.environ.get("BENCH_INGEST_REPLICAS", "2")),
                         help="ingest service processes, reached round robin; with more than one, rate-limit "
                              "buckets are shared in Redis (BENCH_REDIS_URL) as a deployment of replicas needs")
@@ -406,10 +406,10 @@ def report(f: dict[str, Any]) -> None:
           "",
           "| " + " | ".join(head) + " |", "|" + "---|" * 4]
     md += ["| " + " | ".join(row) + " |" for row in rows]
-    for name in (stamp, "latest"):
-        (RESULTS / f"{name}.json").write_text(json.dumps(f, indent=2, default=str) + "\n")
-        (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
-    print(f"\nwritten: {RESULTS}/{stamp}.json and .md", file=sys.stderr)
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(f, indent=2, default=str) + "\n")
+    (RESULTS / f"{stamp}.md").write_text("\n".join(md) + "\n")
+    archive.keep_latest_bench(RESULTS / f"{stamp}.json")
+    print(f"\nwritten: {RESULTS}/{stamp}.json and .md (earlier runs: {RESULTS}/README.md)", file=sys.stderr)
 
 
 if __name__ == "__main__":

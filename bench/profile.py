@@ -10,7 +10,8 @@ GIL, i.e. Python work) on the busiest processes and CPU seconds of every process
 3. the pipeline draining that backlog (rules -> ledger -> COMPLETED -> notifications).
 
 With pg_stat_statements loaded (shared_preload_libraries) the drain also lists the costliest
-statements. The report goes to stdout and bench/results/profile-<time>.txt.
+statements. The report goes to stdout and bench/results/profile-<time>.txt, which replaces
+the previous report; its headline figures go to the index bench/results/README.md.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import uuid
 
 import psycopg
 
-from bench import load
+from bench import archive, load
 from bench.__main__ import RESULTS, cpu_per_event, pending, setup_program, wait_drained
 from bench.deploy import Deployment, fresh_database, purge_broker
 
@@ -164,6 +165,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"profile-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}.txt"
     out.write_text("\n".join(lines) + "\n")
+    archive.keep_latest_profile(out)
     print(f"\nwritten: {out}", file=sys.stderr)
 
 

@@ -356,13 +356,12 @@ class StatementCache:
     """Statements built once per shape and reused, instead of built anew on every call.
 
     Building an ``INSERT … SELECT FROM unnest(…)`` and generating its cache key cost more
-    than executing it (a 3-row, 4-column insert: 470 µs of CPU built each time, 180 µs
-    prebuilt; /tmp micro-benchmark on this box), and the pipeline runs a few of them per
-    batch in every service. A key holds the objects it was made of (tables, columns, where
-    clauses, code objects), so their ids can never be reused by other objects while the
-    entry exists: an entry is found again only through those very objects. The cache is
-    bounded; a caller that builds its where clause anew on every call still gets a correct
-    statement, it only misses.
+    than executing it (bench/README.md, "Statement cache"), and the pipeline runs a few of
+    them per batch in every service. A key holds the objects it was made of (tables,
+    columns, where clauses, code objects), so their ids can never be reused by other objects
+    while the entry exists: an entry is found again only through those very objects. The
+    cache is bounded; a caller that builds its where clause anew on every call still gets a
+    correct statement, it only misses.
     """
 
     def __init__(self, size: int = 256) -> None:
@@ -465,9 +464,8 @@ def insert_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, Any]
 
 _UNIQUE_VIOLATION = "23505"
 #: Below this many rows insert_rows(expect_new=True) runs the INSERT (a group commit of a few
-#: single-event accepts): one event in its own transaction took 1.51-1.59 ms by COPY, 1.30
-#: by INSERT; 4-16 rows cost the same either way; 64 rows 3.6 ms against 4.1-4.4, 256 rows
-#: 8.1-8.3 against 11.1-11.4 (/tmp/work/smallins.py, ingest.events on PostgreSQL).
+#: single-event accepts): COPY's fixed cost outweighs its per-row gain on a few rows
+#: (bench/README.md, "COPY or INSERT").
 COPY_MIN_ROWS = 32
 
 

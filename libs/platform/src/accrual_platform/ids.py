@@ -3,19 +3,16 @@
 Version 7 (RFC 9562): the first 48 bits are the Unix time in milliseconds, the rest 74
 random bits (beside the version and variant). New rows' ids then sort after older ones, so
 each primary-key index takes its inserts at its right-hand edge instead of on a random page:
-fewer pages touched, fewer of them written whole to the WAL after a checkpoint. A copy of
-rules.ledger_entries holding 400,000 rows took 40,000 more (COPY, 1,000-row batches, after a
-CHECKPOINT) at 14.3-15.2 us of PostgreSQL CPU and 1,552 bytes of WAL per row with version 7
-ids, 17.8-18.5 us and 2,105 bytes with random (version 4) ones (/tmp/work/uuidexp.py). The
-ids are opaque to partners; what a version 7 id tells beyond a random one is when it was
-made, which the rows carry anyway (received_at, created_at).
+fewer pages touched, fewer of them written whole to the WAL after a checkpoint
+(bench/README.md, "Row ids"). The ids are opaque to partners; what a version 7 id tells
+beyond a random one is when it was made, which the rows carry anyway (received_at,
+created_at).
 
 ``uuid.uuid4()`` reads 16 bytes from ``os.urandom`` each time, and the read releases the
-GIL: in a process whose other threads are busy, each id then waits for the GIL again
-(about 20x slower per id measured with one busy thread), and the rules worker makes an id
-per ledger entry. This module reads the kernel's random bytes 4 KiB at a time, into a
-buffer per thread. The buffers are dropped in a forked child, so two processes never hand
-out the same bytes.
+GIL: in a process whose other threads are busy, each id then waits for the GIL again,
+and the rules worker makes an id per ledger entry. This module reads the kernel's random
+bytes 4 KiB at a time, into a buffer per thread. The buffers are dropped in a forked child,
+so two processes never hand out the same bytes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What every service hands to the process that hosts it.
 
-Each service package exposes ``bootstrap.build(settings, broker, authenticator) -> Runtime``
+Each service package exposes ``bootstrap.build(settings, broker) -> Runtime``
 (its one wiring point) and ``bootstrap.MIGRATIONS`` (its Alembic history). The suite hosts
 one or all runtimes in a process: it registers them on a gRPC server, declares their actors on
 the broker, and starts or stops their background threads.

@@ -107,20 +107,9 @@ class Settings:
     #: in-process broker lost the messages that carried them when its process ended.
     announce_unfinished_at_start: bool = False
     #: After a commit wakes an outbox relay, it waits this long for more rows, so a stream
-    #: of single-event accepts reaches the rules workers as fewer, larger messages.
-    #: 0.25 makes rules messages of a few hundred events instead of about a hundred under
-    #: a stream of single accepts, so the pipeline pays its per-message costs less often; it
-    #: is not the default because it costs the accept-to-completed p99 at 1,000/s (SPEC 9:
-    #: <= 1 s) when the machine is slow. Measured on one machine, 2026-12-06:
-    #: - fast moments, make bench (0.25 / 0.1 / 0.25, bench/results/20261206T225335,
-    #:   T225627, T225918): CPU per REST accept with the pipeline running 1.02 / 1.20 / 0.95
-    #:   ms, REST throughput then 1,566 / 1,482 / 1,698/s, accept-to-completed p99 at
-    #:   1,000/s 661 / 688 / 603 ms;
-    #: - a slow moment, make bench with 0.25 (T232202): that p99 was 1,026 ms; alternating
-    #:   runs (REST closed loop with the pipeline, then 1,000/s for 20 s) gave 0.1: 1,127-1,190/s,
-    #:   that p99 492-674 ms, the accepts' own p99 495-625 ms; 0.25: 1,146-1,430/s, 617-872
-    #:   ms and 1,013-1,218 ms.
-    #: An earlier machine: 0.25 took that p99 to 767-984 ms (0.1: 537-896).
+    #: of single-event accepts reaches the rules workers as fewer, larger messages; a longer
+    #: wait costs the accept-to-completed p99 (SPEC 9: <= 1 s) on a slow machine
+    #: (bench/README.md, "Outbox linger").
     outbox_linger_seconds: float = 0.1
     #: Rule expressions run in sandbox processes: CPU per expression, memory per process
     #: beyond its own start-up size, how many processes, and after how many breaches of
@@ -129,10 +118,6 @@ class Settings:
     rule_eval_memory_mb: int = 256
     rule_eval_processes: int = 2
     rule_suspend_after_breaches: int = 3
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
 
     def peer(self, name: str) -> str:
         """Address of a peer service; raises ConfigError naming the variable when unset."""

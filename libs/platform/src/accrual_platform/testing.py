@@ -48,16 +48,6 @@ def fresh_schema(schema: str, migration_dir: pathlib.Path, url: str = PG_URL) ->
     return url
 
 
-def drop_schemas(schemas: Sequence[str], url: str = PG_URL) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for schema in schemas:
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        engine.dispose()
-
-
 def _ephemeral_low() -> int:
     try:
         return int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])

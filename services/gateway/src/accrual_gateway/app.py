@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -319,18 +318,4 @@ def serve_app(app: Any, host: str, port: int) -> None:
         signal.signal(sig, lambda *_: None)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
                 loop="uvloop", http="httptools")
-
-
-def main() -> None:
-    from accrual_platform.settings import PEERS
-
-    missing = [v for v in PEERS.values() if not os.environ.get(v)]
-    if missing:
-        raise SystemExit(f"missing environment variables: {', '.join(missing)}")
-    names = {"ingest": "accrual.ingest.v1.IngestService",
-             "identity": "accrual.identity.v1.IdentityService",
-             "rules": "accrual.rules.v1.RulesService", "notify": "accrual.notify.v1.NotifyService"}
-    addresses = {full: os.environ[PEERS[short]] for short, full in names.items()}
-    serve_app(create_app(addresses), os.environ.get("GATEWAY_HOST", "127.0.0.1"),
-              int(os.environ.get("GATEWAY_PORT", "8080")))
 

@@ -8,12 +8,10 @@ next one, so the batch size follows the load.
 
 One carrier at a time is the default: ingest's work on a carrier is mostly Python holding
 its GIL, so a second concurrent carrier mostly halves both batches (twice the per-call cost)
-and contends for that lock. Measured with the workers paused (/tmp scripts like make bench's
-phases, 4-5 runs each): p99 at 1,000 accepts/s 17-24 ms with one, 26-31 ms with two (three:
-32-34 ms); closed-loop throughput (wrk, 64 connections) 2,700-3,090/s with one, 2,420-3,040/s
-with two. Each call keeps its own metadata (API key,
-request id) and gets its own answer, error and rate-limit headers, exactly as if it had
-been sent alone (the upstream method admits each call by its own metadata).
+and contends for that lock (bench/README.md, "Gateway coalescer"). Each call keeps its own
+metadata (API key, request id) and gets its own answer, error and rate-limit headers,
+exactly as if it had been sent alone (the upstream method admits each call by its own
+metadata).
 """
 
 from __future__ import annotations

@@ -65,8 +65,7 @@ class IdentityRuntime:
         self.db.dispose()
 
 
-def build(settings: Settings, broker: dramatiq.Broker,
-          authenticator: auth.Authenticator | None = None) -> IdentityRuntime:
-    """The identity runtime; ``authenticator`` is ignored because identity is the one that
-    checks keys (the hosting process uses ``runtime.authenticator``)."""
+def build(settings: Settings, broker: dramatiq.Broker) -> IdentityRuntime:
+    """The identity runtime; it is the one that checks keys, so the hosting process takes
+    ``runtime.authenticator`` for its interceptor."""
     return IdentityRuntime(settings, broker)

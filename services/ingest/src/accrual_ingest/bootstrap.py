@@ -7,7 +7,6 @@ import grpc
 from accrual.ingest.v1 import ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import clients, queue
-from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database
 from accrual_platform.outbox import OutboxRelay, merge_messages
 from accrual_platform.runtime import migrations_dir
@@ -66,6 +65,5 @@ class IngestRuntime:
         self.db.dispose()
 
 
-def build(settings: Settings, broker: dramatiq.Broker,
-          authenticator: Authenticator | None = None) -> IngestRuntime:
+def build(settings: Settings, broker: dramatiq.Broker) -> IngestRuntime:
     return IngestRuntime(settings, broker)

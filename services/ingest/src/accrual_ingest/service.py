@@ -37,9 +37,8 @@ EVALUATE_ACTOR = "evaluate_events"
 PUBLISH_ACTOR = "publish_notifications"
 #: Event ids per rules message (the relay merges announcements up to it). Each message costs
 #: the pipeline a fixed share of CPU whatever its size (RPCs, statements, commits, messages
-#: in every service): draining 30,000 events took 0.73 ms of CPU per event in 200-id
-#: messages, 0.61-0.65 ms in 500-id ones (/tmp/work/drainmon.py). 1,000-id ones took 0.51 ms
-#: but their batches in memory took the ingest worker to 180-200 MB. Under light load
+#: in every service), so larger messages cost less per event, up to what a batch holds in
+#: the ingest worker's memory (bench/README.md, "Rules message size"). Under light load
 #: messages stay small (the relay sends what has arrived), so this costs no latency.
 CLAIM_CHUNK = 500
 DEFAULT_PAGE_SIZE = 50

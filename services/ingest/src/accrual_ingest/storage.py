@@ -187,10 +187,6 @@ def get(session: Session, tenant_id: str, event_id: str) -> sa.Row[Any] | None:
         events.c.tenant_id == tenant_id, events.c.id == event_id)).first()
 
 
-def get_many(session: Session, ids: Sequence[str]) -> list[sa.Row[Any]]:
-    return list(session.execute(sa.select(events).where(events.c.id.in_(list(ids)))).all())
-
-
 def get_event_type(session: Session, tenant_id: str, name: str) -> sa.Row[Any] | None:
     t = cdp_event_types
     return session.execute(sa.select(t).where(t.c.tenant_id == tenant_id, t.c.name == name)).first()

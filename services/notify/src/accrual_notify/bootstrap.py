@@ -12,7 +12,6 @@ import dramatiq
 import grpc
 from accrual.notify.v1 import notify_pb2_grpc
 from accrual_platform import queue
-from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
@@ -65,8 +64,6 @@ class NotifyRuntime:
         self.db.dispose()
 
 
-def build(settings: Settings, broker: dramatiq.Broker,
-          authenticator: Authenticator | None = None) -> NotifyRuntime:
-    """The notify runtime; API keys are checked by the hosting server's interceptor, so the
-    authenticator is not needed here."""
+def build(settings: Settings, broker: dramatiq.Broker) -> NotifyRuntime:
+    """The notify runtime; API keys are checked by the hosting server's interceptor."""
     return NotifyRuntime(settings, broker)

@@ -10,7 +10,6 @@ from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
 from accrual.ingest.v1 import ingest_pb2_grpc
 from accrual.rules.v1 import rules_pb2_grpc
 from accrual_platform import clients, errors, queue
-from accrual_platform.auth import Authenticator
 from accrual_platform.db import Database, utcnow
 from accrual_platform.grpc_server import internal_metadata
 from accrual_platform.logging import bind_subject
@@ -115,6 +114,5 @@ class RulesRuntime:
         self.db.dispose()
 
 
-def build(settings: Settings, broker: dramatiq.Broker,
-          authenticator: Authenticator | None = None) -> RulesRuntime:
+def build(settings: Settings, broker: dramatiq.Broker) -> RulesRuntime:
     return RulesRuntime(settings, broker)

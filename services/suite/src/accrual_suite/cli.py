@@ -146,7 +146,7 @@ def freeze_startup_heap() -> None:
     """Move what start-up made (modules, descriptors, compiled statements: most objects a
     process will ever hold) out of the garbage collector's sight (``gc.freeze``). A full
     collection otherwise walks all of it, a pause of tens of milliseconds that showed as the
-    REST accept p99 (make profile: server-side p99 50-75 ms at 600/s, p50 5-10 ms)."""
+    REST accept p99 (bench/README.md, "Heap freeze")."""
     gc.collect()
     gc.freeze()
 

@@ -58,7 +58,7 @@ def build_runtimes(settings: Settings, broker: dramatiq.Broker,
             ttl=settings.api_key_cache_seconds)
     for name in names:
         if name != "identity":
-            runtimes.append(bootstrap_module(name).build(settings, broker, authenticator))
+            runtimes.append(bootstrap_module(name).build(settings, broker))
     return runtimes, authenticator
 
 
@@ -77,20 +77,16 @@ def start_server(settings: Settings, runtimes: Sequence[Runtime], authenticator:
 
 #: Threads per worker process unless WORKER_THREADS says otherwise. The rules and ingest
 #: workers are CPU- and database-bound: 4 rules threads keep both cores busy, and each holds
-#: a whole batch (up to CLAIM_CHUNK events) in memory, so 8 of them took the ingest worker to
-#: 177 MB in make bench, past SPEC 9's 150 MB. The notify worker waits on partners'
-#: endpoints (up to the webhook timeout) and keeps 8.
+#: a whole batch (up to CLAIM_CHUNK events) in memory, so 8 of them took the ingest worker
+#: past SPEC 9's 150 MB (bench/README.md, "Worker threads"). The notify worker waits on
+#: partners' endpoints (up to the webhook timeout) and keeps 8.
 CPU_BOUND_THREADS = 4
 IO_BOUND_THREADS = 8
 
 
 #: The ingest worker alone (record_outcomes) runs 2: each thread holds a batch's outcomes,
-#: their rows and its notifications at once, about 9 MB per 500 events above the process's
-#: 100 MB at rest, and with 4 threads make bench saw it peak at 145-152 MB (150 is SPEC 9's
-#: limit). bench.drain, alternating 2 and 4 threads (30,000 events, two rounds each, two
-#: pairs): peak 127-129 MB against 144-146, drains of 2,996-3,094 and 2,331-2,399 events/s
-#: against 2,929-2,939 and 2,392-2,582 (the same within the machine's drift): a message is
-#: about 45 ms of its CPU and 35 of PostgreSQL's, so one thread alone keeps up with 6,000/s.
+#: their rows and its notifications at once, so 4 threads took it to SPEC 9's 150 MB, and
+#: 2 drain as fast (bench/README.md, "Worker threads").
 OUTCOME_THREADS = 2
 
 
