@@ -23,9 +23,10 @@ from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
 from accrual.messages.v1 import messages_pb2
 from accrual_identity import bootstrap, keys
 from accrual_identity.bootstrap import IdentityRuntime
-from accrual_platform import errors, migrations, queue
+from accrual_platform import migrations, queue
 from accrual_platform.grpc_server import ServiceInterceptor, build_server, internal_metadata
 from accrual_platform.settings import Settings
+from accrual_platform.testing import FakePrograms as Programs
 from accrual_platform.testing import fresh_schema
 from dramatiq.brokers.stub import StubBroker
 from google.rpc import error_details_pb2
@@ -71,26 +72,6 @@ class RpcFailure:
     reason: str
     fields: list[str]
     message: str
-
-
-class Programs:
-    """A stand-in for the rules service's program lookup: the programs each tenant made.
-    ``down`` makes it fail as an unreachable rules service does."""
-
-    def __init__(self) -> None:
-        self._owners: dict[str, str] = {}
-        self.down = False
-
-    def __call__(self, tenant_id: str, program_id: str) -> bool:
-        if self.down:
-            raise errors.Unavailable("programs cannot be checked right now, retry",
-                                     reason="programs_unavailable")
-        return self._owners.get(program_id) == tenant_id
-
-    def create(self, tenant_id: str) -> str:
-        program_id = str(uuid.uuid4())
-        self._owners[program_id] = tenant_id
-        return program_id
 
 
 @dataclass

@@ -27,9 +27,10 @@ from accrual.messages.v1 import messages_pb2
 from accrual_gateway.app import create_app
 from accrual_ingest import bootstrap, storage
 from accrual_ingest.bootstrap import IngestRuntime
-from accrual_platform import auth, errors, migrations, queue, ratelimit
+from accrual_platform import auth, migrations, queue, ratelimit
 from accrual_platform.grpc_server import ServiceInterceptor, build_server, internal_metadata
 from accrual_platform.settings import Settings
+from accrual_platform.testing import FakePrograms as Programs
 from accrual_platform.testing import fresh_schema
 from dramatiq.brokers.stub import StubBroker
 from google.rpc import error_details_pb2
@@ -60,26 +61,6 @@ class Keys:
         key = f"sk_test_{uuid.uuid4().hex}"
         self._keys[key] = auth.Principal(tenant_id, f"key-{uuid.uuid4().hex[:12]}", scopes)
         return key
-
-
-class Programs:
-    """A stand-in for the rules service's program lookup: the programs each tenant made.
-    ``down`` makes it fail as an unreachable rules service does."""
-
-    def __init__(self) -> None:
-        self._owners: dict[str, str] = {}
-        self.down = False
-
-    def __call__(self, tenant_id: str, program_id: str) -> bool:
-        if self.down:
-            raise errors.Unavailable("programs cannot be checked right now, retry",
-                                     reason="programs_unavailable")
-        return self._owners.get(program_id) == tenant_id
-
-    def create(self, tenant_id: str) -> str:
-        program_id = str(uuid.uuid4())
-        self._owners[program_id] = tenant_id
-        return program_id
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from accrual_platform import migrations
+from accrual_platform import errors, migrations
 
 PG_URL = os.environ.get("ACCRUAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 #: Fernet key of webhook secrets in tests: fixed, because test databases outlive a run and
@@ -112,3 +113,23 @@ def assert_no_secrets(logs: Sequence[pathlib.Path], secrets: Sequence[str]) -> N
         text = path.read_text(errors="replace")
         for secret in secrets:
             assert secret not in text, f"a secret ({secret[:3]}…) was logged in {path.name}"
+
+
+class FakePrograms:
+    """A stand-in for the rules service's program lookup (clients.ProgramDirectory): the
+    programs each tenant made. ``down`` makes it fail as an unreachable rules service does."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+        self.down = False
+
+    def __call__(self, tenant_id: str, program_id: str) -> bool:
+        if self.down:
+            raise errors.Unavailable("programs cannot be checked right now, retry",
+                                     reason="programs_unavailable")
+        return self._owners.get(program_id) == tenant_id
+
+    def create(self, tenant_id: str) -> str:
+        program_id = str(uuid.uuid4())
+        self._owners[program_id] = tenant_id
+        return program_id
