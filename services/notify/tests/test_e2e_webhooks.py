@@ -153,13 +153,20 @@ def test_webhooks_over_rest_with_the_real_producers(suite: tuple[str, str],
     assert rotated["secret"].startswith("whsec_") and rotated["previous_secret_expires_at"]
     assert client.get(f"/v1/webhook-endpoints/{eid}").json()["secret"] is None
     seen = len(receiver.received("/all"))
-    client.post("/v1/events", json={
+    rotated_event = client.post("/v1/events", json={
         "program_id": pid, "idempotency_key": f"order-{uuid.uuid4()}", "external_id": "u-2",
-        "event_type": "purchase", "event_data": {"amount": 3}})
+        "event_type": "purchase", "event_data": {"amount": 3}}).json()["event_id"]
     wait_until(lambda: len(receiver.received("/all")) > seen, "a webhook after the rotation")
     latest = receiver.received("/all")[-1]
     for secret in (endpoint["secret"], rotated["secret"]):
         Webhook(secret).verify(latest.body, latest.headers)
+
+    # Every webhook of that event delivered first: one still pending when the endpoint is
+    # disabled would fail, and the recovery below would find it.
+    wait_until(lambda: "event.completed" in types_for(rotated_event) and all(
+        d["status"] == "SUCCEEDED"
+        for d in client.get(f"/v1/webhook-endpoints/{eid}/deliveries").json()["deliveries"]),
+        "every webhook of the event after the rotation")
 
     # PATCH: disable, then enable; recovery of an enabled endpoint.
     off = client.patch(f"/v1/webhook-endpoints/{eid}", json={"status": "DISABLED"}).json()
