@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from accrual_rules.domain.expressions import Compiled, ExpressionError, compile_expression, to_decimal
+from accrual_rules.domain.expressions import Compiled, ExpressionError, compile_expression, shown, to_decimal
 
 ZERO = decimal.Decimal(0)
 #: The most points one ledger entry may carry (an adjustment or a rule's award): the ledger's
@@ -275,18 +275,13 @@ def answer(rule: RuleSpec, context: dict[str, Any],
             if condition is not None:
                 outcome = condition.evaluate(_given(made, condition, context), narrowed=True)
                 if outcome is not True and outcome is not False:
-                    raise ExpressionError(f"condition must give true or false, got {_short(outcome)}")
+                    raise ExpressionError(f"condition must give true or false, got {shown(outcome, render=repr)}")
                 if not outcome:
                     return False
             value = formula.evaluate(_given(made, formula, context), narrowed=True)
         return to_decimal(value)
     except ExpressionError as exc:
         return exc.message
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:80] + "…"
 
 
 def answers_for(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFacts,

@@ -101,10 +101,11 @@ def to_decimal(value: Any) -> decimal.Decimal:
     raise ExpressionError(f"formula must give a number, got {shown(value)}")
 
 
-def shown(value: Any, limit: int = 80) -> str:
-    """A value as short JSON for a message (a result may be huge or nested thousands deep)."""
+def shown(value: Any, limit: int = 80, render: Any = None) -> str:
+    """A value as short JSON (or ``render``'s text) for a message: a result may be huge or
+    nested thousands deep."""
     try:
-        text = json.dumps(value, default=str)
+        text = render(value) if render is not None else json.dumps(value, default=str)
     except (RecursionError, ValueError):
         text = "a value nested too deep to show"
     return text if len(text) <= limit else text[:limit] + "…"
