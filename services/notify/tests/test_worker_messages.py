@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 import pytest
 import structlog
-from accrual_notify.delivery import DELIVER_ACTOR, PUBLISH_ACTOR
-from accrual_platform import queue
+from accrual_platform import contract, queue
 from dramatiq.brokers.stub import StubBroker
 from structlog.testing import capture_logs
 
@@ -31,7 +30,7 @@ MALFORMED: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("actor", [PUBLISH_ACTOR, DELIVER_ACTOR])
+@pytest.mark.parametrize("actor", [contract.PUBLISH_NOTIFICATIONS.actor, contract.DELIVER_WEBHOOK.actor])
 @pytest.mark.parametrize("payload", MALFORMED.values(), ids=MALFORMED.keys())
 def test_a_malformed_message_is_dead_lettered_at_once(
         harness_factory: HarnessFactory, actor: str, payload: Any) -> None:
@@ -57,7 +56,8 @@ def test_each_messages_lines_carry_its_context(harness_factory: HarnessFactory,
         h.wait_final(endpoint_id)
     published = next(e for e in logs if e["event"] == "notifications_published")
     attempted = next(e for e in logs if e["event"] == "webhook_attempted")
-    for line, actor in ((published, PUBLISH_ACTOR), (attempted, DELIVER_ACTOR)):
+    for line, actor in ((published, contract.PUBLISH_NOTIFICATIONS.actor),
+                        (attempted, contract.DELIVER_WEBHOOK.actor)):
         assert (line["service"], line["actor"], line["tenant_id"]) == ("notify", actor, h.tenant)
         assert line["message_id"]
     assert published["message_id"] != attempted["message_id"]

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors, queue
+from accrual_platform import contract, errors
+from accrual_platform.contract import outbox_row
 from accrual_platform.db import Database, utcnow
 from accrual_platform.ids import new_id
-from accrual_platform.outbox import outbox_row
 from sqlalchemy.orm import Session
 
 from accrual_identity import storage
@@ -26,7 +26,6 @@ from accrual_identity.participants import ParticipantView, view
 from accrual_identity.validation import require_uuid
 
 #: actor of the rules service that moves ledger balances of a merge
-MERGE_LEDGERS_ACTOR = "merge_ledgers"
 SURVIVOR, MERGED = "survivor_participant_id", "merged_participant_id"
 
 
@@ -82,7 +81,7 @@ class Merges:
                 survivor_participant_id=survivor_id)
             message.merged_at.FromDatetime(now)
             session.execute(storage.outbox.insert(), [
-                outbox_row(queue.RULES_QUEUE, MERGE_LEDGERS_ACTOR, message)])
+                outbox_row(contract.MERGE_LEDGERS, message)])
             record = storage.survivors(session, tenant_id, [survivor_id])[survivor_id]
             return MergeResult(merge_id, merged_id, view(session, tenant_id, record), now)
 

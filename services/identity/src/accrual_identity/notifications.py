@@ -9,13 +9,11 @@ from __future__ import annotations
 import datetime as dt
 
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import facts, queue
-from accrual_platform.outbox import outbox_row
+from accrual_platform import contract, facts
+from accrual_platform.contract import outbox_row
 from sqlalchemy.orm import Session
 
 from accrual_identity import storage
-
-PUBLISH_ACTOR = "publish_notifications"
 
 
 def participant_created(tenant_id: str, participant_id: str,
@@ -47,5 +45,5 @@ def write(session: Session, notes: list[messages_pb2.Notification]) -> bool:
     if not notes:
         return False
     session.execute(storage.outbox.insert(), [outbox_row(
-        queue.NOTIFY_QUEUE, PUBLISH_ACTOR, messages_pb2.Notifications(notifications=notes))])
+        contract.PUBLISH_NOTIFICATIONS, messages_pb2.Notifications(notifications=notes))])
     return True

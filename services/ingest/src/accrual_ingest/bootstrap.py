@@ -6,7 +6,7 @@ import dramatiq
 import grpc
 from accrual.ingest.v1 import ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import clients, queue
+from accrual_platform import clients, contract, queue
 from accrual_platform.db import Database
 from accrual_platform.outbox import OutboxRelay, merge_messages
 from accrual_platform.runtime import migrations_dir
@@ -15,7 +15,7 @@ from accrual_platform.settings import Settings
 from accrual_ingest import storage
 from accrual_ingest.api import IngestServicer, record_outcomes_actor
 from accrual_ingest.insights import EngagementQueries
-from accrual_ingest.service import CLAIM_CHUNK, EVALUATE_ACTOR, PUBLISH_ACTOR, IngestService, StaleEventSweeper
+from accrual_ingest.service import CLAIM_CHUNK, IngestService, StaleEventSweeper
 
 MIGRATIONS = migrations_dir(__file__)
 SCHEMA = storage.SCHEMA
@@ -31,10 +31,10 @@ class IngestRuntime:
         self.db = Database(settings.database_url, SCHEMA, pool_size=20)
         self.relay = OutboxRelay(self.db, storage.outbox, broker, linger_seconds=settings.outbox_linger_seconds,
                                  mergers={
-                                     (queue.RULES_QUEUE, EVALUATE_ACTOR): merge_messages(
+                                     contract.EVALUATE_EVENTS.key: merge_messages(
                                          messages_pb2.EventsAccepted, "event_ids", group_by=("tenant_id",),
                                          limit=CLAIM_CHUNK),
-                                     (queue.NOTIFY_QUEUE, PUBLISH_ACTOR): merge_messages(
+                                     contract.PUBLISH_NOTIFICATIONS.key: merge_messages(
                                          messages_pb2.Notifications, "notifications", limit=500),
                                  })
         self.service = IngestService(self.db, self.relay.notify)

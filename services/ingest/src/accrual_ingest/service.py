@@ -16,9 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors, facts, pages, queue, structs
+from accrual_platform import contract, errors, facts, pages, structs
+from accrual_platform.contract import outbox_row
 from accrual_platform.db import Database, decimal_str, in_values, update_rows, utcnow
-from accrual_platform.outbox import outbox_row
 
 from accrual_ingest import engagement, storage
 from accrual_ingest.domain.cdp import (
@@ -33,8 +33,6 @@ from accrual_ingest.domain.validation import MAX_BATCH, EventInput, ValidEvent, 
 
 log = structlog.get_logger("accrual.ingest")
 
-EVALUATE_ACTOR = "evaluate_events"
-PUBLISH_ACTOR = "publish_notifications"
 #: Event ids per rules message (the relay merges announcements up to it). Each message costs
 #: the pipeline a fixed share of CPU whatever its size (RPCs, statements, commits, messages
 #: in every service), so larger messages cost less per event, up to what a batch holds in
@@ -137,7 +135,7 @@ def _announce(session: Any, tenant_id: str, event_ids: Sequence[str]) -> None:
     """Outbox records telling the rules queue about events, CLAIM_CHUNK ids per message."""
     for start in range(0, len(event_ids), CLAIM_CHUNK):
         msg = messages_pb2.EventsAccepted(tenant_id=tenant_id, event_ids=event_ids[start:start + CLAIM_CHUNK])
-        session.execute(_OUTBOX_INSERT, outbox_row(queue.RULES_QUEUE, EVALUATE_ACTOR, msg))
+        session.execute(_OUTBOX_INSERT, outbox_row(contract.EVALUATE_EVENTS, msg))
 
 
 def _key(e: ValidEvent) -> str:
@@ -519,7 +517,7 @@ class IngestService:
                 notes.notifications.append(facts.notification(
                     row.tenant_id, kind, f"{kind}:{row.id}:{row.attempt}", row.processed_at, event_summary(row)))
             if notes.notifications:
-                session.execute(_OUTBOX_INSERT, outbox_row(queue.NOTIFY_QUEUE, PUBLISH_ACTOR, notes))
+                session.execute(_OUTBOX_INSERT, outbox_row(contract.PUBLISH_NOTIFICATIONS, notes))
             for tenant_id, increments in sorted(analytics.items()):
                 engagement.apply(session, tenant_id, increments)
         recorded = len(rows)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 import dramatiq
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors, queue
+from accrual_platform import contract, errors
 from accrual_platform.db import utcnow
 from accrual_platform.facts import data_of
 from accrual_platform.settings import Settings
@@ -30,8 +30,6 @@ from accrual_notify.transport import Response, WebhookClient, resolve_host
 
 log = structlog.get_logger("accrual.notify")
 
-PUBLISH_ACTOR = "publish_notifications"
-DELIVER_ACTOR = "deliver_webhook"
 #: how long past the timeout a claimed delivery stays leased (DNS, commit, scheduling)
 LEASE_MARGIN_SECONDS = 30.0
 #: a message may arrive this early (clock skew between the enqueuing and consuming hosts)
@@ -52,7 +50,7 @@ class Scheduler:
     def schedule(self, items: Iterable[Scheduled]) -> None:
         for item in items:
             delay_ms = int(item.delay_seconds * 1000)
-            queue.enqueue(self._broker, queue.NOTIFY_QUEUE, DELIVER_ACTOR,
+            contract.send(self._broker, contract.DELIVER_WEBHOOK,
                           messages_pb2.DeliveryRequested(tenant_id=item.tenant_id,
                                                          delivery_id=item.delivery_id),
                           delay_ms=delay_ms if delay_ms > 0 else None)

@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import facts, queue
-from accrual_platform.outbox import outbox_row
+from accrual_platform import contract, facts
+from accrual_platform.contract import outbox_row
 from sqlalchemy.orm import Session
 
 from accrual_rules import storage
@@ -63,7 +63,7 @@ def record_breaches(session: Session, dialect: str, tenant_id: str, breaches: Ma
         suspended.append(rule_id)
     if notes:
         session.execute(storage.outbox.insert(), [outbox_row(
-            queue.NOTIFY_QUEUE, "publish_notifications", messages_pb2.Notifications(notifications=notes))])
+            contract.PUBLISH_NOTIFICATIONS, messages_pb2.Notifications(notifications=notes))])
     return suspended
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import queue
+from accrual_platform import contract
+from accrual_platform.contract import outbox_row
 from accrual_platform.db import Database, decimal_str, utcnow
-from accrual_platform.outbox import outbox_row
 
 from accrual_rules import ledger, storage
 from accrual_rules.rows import program_policy
@@ -64,7 +64,7 @@ def merge_ledgers(db: Database, msg: messages_pb2.ParticipantsMerged) -> int:
                 note = ledger.tier_changed(tenant, f"tier.changed:{base}", now, target, old_tier, new_tier,
                                            {"merge_id": msg.merge_id})
                 session.execute(storage.outbox.insert(), [outbox_row(
-                    queue.NOTIFY_QUEUE, "publish_notifications",
+                    contract.PUBLISH_NOTIFICATIONS,
                     messages_pb2.Notifications(notifications=[note]))])
             moved += 1
     log.info("ledgers_merged", merge_id=msg.merge_id, programs=moved)

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-from accrual_platform import errors, facts, pages, queue, text
+from accrual_platform import contract, errors, facts, pages, text
+from accrual_platform.contract import outbox_row
 from accrual_platform.db import Database, decimal_str, utcnow
 from accrual_platform.ids import new_id
-from accrual_platform.outbox import outbox_row
 from sqlalchemy.orm import Session
 
 from accrual_rules import ledger, sandbox, storage
@@ -678,7 +678,7 @@ class RulesService:
         from accrual.messages.v1 import messages_pb2
 
         session.execute(storage.outbox.insert(), [outbox_row(
-            queue.NOTIFY_QUEUE, "publish_notifications", messages_pb2.Notifications(notifications=notes))])
+            contract.PUBLISH_NOTIFICATIONS, messages_pb2.Notifications(notifications=notes))])
 
     def transactions(self, tenant_id: str, program_id: str, participant_id: str,
                      page_size: int, page_token: str) -> tuple[list[sa.Row[Any]], str]:
