@@ -5,12 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from accrual_identity.validation import (
-    MAX_PAGE_SIZE,
-    page_size,
-    require_uuid,
-)
+from accrual_identity.validation import MAX_PAGE_SIZE, page_size
 from accrual_platform import errors
+from accrual_platform.ids import require_uuid
 
 
 def test_require_uuid_canonicalises_and_names_the_field() -> None:

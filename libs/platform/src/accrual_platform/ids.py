@@ -20,6 +20,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
+
+from accrual_platform import errors
 
 _CHUNK = 4096
 
@@ -76,3 +79,22 @@ def new_request_id() -> str:
     """``req_`` and 128 random bits in hex: a request id for logs and answers (one per request,
     so from the same buffer rather than a system call each)."""
     return f"req_{_random16().hex()}"
+
+
+def canonical_uuid(value: str) -> str | None:
+    """The lower-case hyphenated spelling of a UUID, or None when ``value`` is not one."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def require_uuid(value: str, field: str) -> str:
+    """``value`` as a canonical UUID, or a 400 naming ``field``: every id a caller sends
+    is checked here, so that a malformed one never reaches a query."""
+    if not value:
+        raise errors.InvalidArgument.field(field, "is required (a UUID)")
+    canonical = canonical_uuid(value)
+    if canonical is None:
+        raise errors.InvalidArgument.field(field, "must be a UUID")
+    return canonical

@@ -19,16 +19,12 @@ from accrual.messages.v1 import messages_pb2
 from accrual_platform import errors, pages
 from accrual_platform.clients import ProgramExists, require_program
 from accrual_platform.db import Database, utcnow
+from accrual_platform.ids import require_uuid
 from sqlalchemy.orm import Session
 
 from accrual_identity import notifications, storage
 from accrual_identity.domain.enrollments import INACTIVE, EnrollmentStatus, Pair
-from accrual_identity.validation import (
-    MAX_ID_LENGTH,
-    existing_participant,
-    page_size,
-    require_uuid,
-)
+from accrual_identity.validation import MAX_ID_LENGTH, existing_participant, page_size
 
 #: a program's enrollments go by participant id, a participant's by program id
 PROGRAM_PAGES = pages.Codec("program_enrollments", pages.text(MAX_ID_LENGTH))

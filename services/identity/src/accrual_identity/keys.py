@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from accrual_platform import auth, errors, pages, revocations
 from accrual_platform.db import Database, utcnow
-from accrual_platform.ids import new_id
+from accrual_platform.ids import new_id, require_uuid
 
 from accrual_identity import storage
-from accrual_identity.validation import page_size, require_uuid
+from accrual_identity.validation import page_size
 
 PREFIX_LENGTH = 10
 #: longer input cannot be one of our keys; refuse it before hashing

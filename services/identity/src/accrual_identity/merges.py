@@ -18,12 +18,11 @@ from accrual.messages.v1 import messages_pb2
 from accrual_platform import contract, errors
 from accrual_platform.contract import outbox_row
 from accrual_platform.db import Database, utcnow
-from accrual_platform.ids import new_id
+from accrual_platform.ids import new_id, require_uuid
 from sqlalchemy.orm import Session
 
 from accrual_identity import storage
 from accrual_identity.participants import ParticipantView, view
-from accrual_identity.validation import require_uuid
 
 #: actor of the rules service that moves ledger balances of a merge
 SURVIVOR, MERGED = "survivor_participant_id", "merged_participant_id"

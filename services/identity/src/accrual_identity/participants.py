@@ -21,7 +21,7 @@ import structlog
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import errors
 from accrual_platform.db import Database, utcnow
-from accrual_platform.ids import new_id
+from accrual_platform.ids import canonical_uuid, new_id, require_uuid
 from sqlalchemy.orm import Session
 
 from accrual_identity import notifications, storage
@@ -37,12 +37,7 @@ from accrual_identity.domain.identities import (
     normalize,
 )
 from accrual_identity.enrollments import activate
-from accrual_identity.validation import (
-    MAX_ID_LENGTH,
-    canonical_uuid,
-    existing_participant,
-    require_uuid,
-)
+from accrual_identity.validation import MAX_ID_LENGTH, existing_participant
 
 #: attempts of a batch that keeps losing identities to concurrent writers
 MAX_ATTEMPTS = 5

@@ -7,8 +7,6 @@ malformed reaches a query.
 
 from __future__ import annotations
 
-import uuid
-
 from accrual_platform import errors
 from sqlalchemy.orm import Session
 
@@ -18,23 +16,6 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 #: ids are UUIDs; program ids of internal callers are at most this long too
 MAX_ID_LENGTH = 36
-
-
-def canonical_uuid(value: str) -> str | None:
-    """The lower-case hyphenated spelling of a UUID, or None when it is not one."""
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        return None
-
-
-def require_uuid(value: str, field: str) -> str:
-    if not value:
-        raise errors.InvalidArgument.field(field, "is required (a UUID)")
-    canonical = canonical_uuid(value)
-    if canonical is None:
-        raise errors.InvalidArgument.field(field, "must be a UUID")
-    return canonical
 
 
 def page_size(requested: int) -> int:
