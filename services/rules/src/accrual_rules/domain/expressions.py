@@ -251,3 +251,16 @@ def _ternary_branches(source: str, code: str, start: int, end: int) -> list[str]
             return [source[then[0]:then[1]], source[otherwise[0]:otherwise[1]],
                     *_ternary_branches(source, code, *then), *_ternary_branches(source, code, *otherwise)]
     return []
+
+
+#: Seed 001 prints its formulas with the multiplication sign (``properties.amount \u00d7 1``).
+MULTIPLICATION_SIGNS = "\N{MULTIPLICATION SIGN}"
+
+
+def normalised(source: str) -> str:
+    """``source`` with every multiplication sign outside string literals written as ``*``,
+    so that formulas copied from seed 001 work as printed; the text of strings is kept."""
+    if not any(sign in source for sign in MULTIPLICATION_SIGNS):
+        return source
+    code = _code_only(source)
+    return "".join("*" if code[i] in MULTIPLICATION_SIGNS else ch for i, ch in enumerate(source))
