@@ -6,13 +6,15 @@ RUN := $(UV) run --frozen
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN := libs/contracts/src
 
-.PHONY: setup proto proto-check run up migrate test test-unit lint bench profile fuzz clean
+.PHONY: setup proto proto-check run demo keys grpc-walkthrough up migrate test test-unit lint bench profile fuzz clean
 
+# Setup says what it does on stderr, so `KEY=$$(make keys ...)` captures only the command's output.
 $(UV):
-	$(PY) -m pip install --user --quiet uv
+	@echo "installing uv into ~/.local/bin" >&2
+	@$(PY) -m pip install --user --quiet uv >&2 || $(PY) -m pip install --user --quiet --break-system-packages uv >&2
 
 .venv/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
-	$(UV) sync --frozen --all-packages
+	@$(UV) sync --frozen --all-packages >&2
 	@touch $@
 
 setup: .venv/.synced
@@ -29,6 +31,18 @@ proto-check: setup
 ## The whole suite in one process: SQLite under ./var/, in-process broker.
 run: setup
 	$(RUN) accrual run
+
+## Create the seed-001 demo program on the running suite (`make run`) and print requests to try.
+demo: setup
+	@$(RUN) accrual demo $(ARGS)
+
+## API keys: make keys ARGS="create --tenant acme --scopes events:write" (or list, revoke).
+keys: setup
+	@$(RUN) accrual keys $(ARGS)
+
+## The gRPC walkthrough (examples/grpc_walkthrough.py) against the running suite.
+grpc-walkthrough: setup
+	@$(RUN) python examples/grpc_walkthrough.py $(ARGS)
 
 ## Apply every service's migrations to DATABASE_URL.
 migrate: setup

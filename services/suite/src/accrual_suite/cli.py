@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
 import os
 import sys
+from collections.abc import Iterator
 
 import structlog
 from accrual_platform import auth, files, queue
@@ -36,6 +38,8 @@ def _settings(embedded: bool, peers: tuple[str, ...] = ()) -> Settings:
 def cmd_run(_: argparse.Namespace) -> None:
     """Everything in one process on SQLite + the in-process broker."""
     settings = _settings(embedded=True)
+    hosting.check_ports([("GATEWAY_PORT", settings.gateway_host, settings.gateway_port),
+                         ("GRPC_PORT", settings.grpc_host, settings.grpc_port)])
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     settings = dataclasses.replace(settings, peers={n: address for n in hosting.SERVICES},
                                    webhook_allow_private=True,
@@ -110,6 +114,7 @@ def _embedded_admin_key(settings: Settings) -> str:
 def cmd_serve(ns: argparse.Namespace) -> None:
     """One service's gRPC server (plus its outbox relay), configured by the environment."""
     settings = _settings(embedded=False, peers=PEERS_NEEDED[ns.service])
+    hosting.check_ports([("GRPC_PORT", settings.grpc_host, settings.grpc_port)])
     configure_logging(ns.service, fmt=settings.log_format, level=settings.log_level,
                       secrets=[settings.internal_token])
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
@@ -178,6 +183,7 @@ def cmd_scheduler(_: argparse.Namespace) -> None:
 
 def cmd_gateway(_: argparse.Namespace) -> None:
     settings = _settings(embedded=False, peers=tuple(hosting.SERVICES))
+    hosting.check_ports([("GATEWAY_PORT", settings.gateway_host, settings.gateway_port)])
     configure_logging("gateway", fmt=settings.log_format, level=settings.log_level,
                       secrets=[settings.internal_token])
     from accrual_gateway.app import create_app, serve_app
@@ -202,19 +208,43 @@ def cmd_keys_create(ns: argparse.Namespace) -> None:
         scopes = auth.parse_scopes(ns.scopes)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    db = _identity_db()
-    try:
+    with _identity_db() as db:
         key_id, key = keys.create_api_key(db, ns.tenant, scopes)
-    finally:
-        db.dispose()
     print(key)
     print(f"key id {key_id}, tenant {ns.tenant}, scopes {' '.join(sorted(scopes))} "
           "(the key is shown only once)", file=sys.stderr)
 
 
-def _identity_db() -> Database:
-    url = os.environ.get("DATABASE_URL") or _settings(embedded=True).database_url
-    return Database(url, "identity", pool_size=1)
+@contextlib.contextmanager
+def _identity_db() -> Iterator[Database]:
+    """Identity's database for the keys commands: DATABASE_URL, else the embedded SQLite
+    files, migrated first so that keys can be made before the suite's first start. Database
+    errors become one line (an unmigrated DATABASE_URL is the likely one)."""
+    from accrual_platform import errors, migrations
+    from sqlalchemy import exc as sa_exc
+
+    url = os.environ.get("DATABASE_URL")
+    where = "DATABASE_URL"
+    if not url:
+        url, where = _settings(embedded=True).database_url, "the embedded SQLite files"
+        identity = hosting.bootstrap_module("identity")
+        migrations.upgrade(url, identity.SCHEMA, identity.MIGRATIONS)
+    db = Database(url, "identity", pool_size=1)
+    try:
+        yield db
+    except errors.Unavailable as exc:
+        raise SystemExit(f"cannot reach identity's database on {where} ({_first_line(exc.__cause__)})") from None
+    except sa_exc.DBAPIError as exc:
+        raise SystemExit(f"cannot use identity's tables on {where} ({_first_line(exc)}); "
+                         "are its migrations applied (make migrate)?") from None
+    except errors.AppError as exc:
+        raise SystemExit(exc.message) from None
+    finally:
+        db.dispose()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 def cmd_keys_list(ns: argparse.Namespace) -> None:
@@ -222,8 +252,7 @@ def cmd_keys_list(ns: argparse.Namespace) -> None:
     from accrual_identity import keys
     from accrual_identity.validation import MAX_PAGE_SIZE
 
-    db = _identity_db()
-    try:
+    with _identity_db() as db:
         tenant_id = keys.tenant_by_name(db, ns.tenant)
         if tenant_id is None:
             raise SystemExit(f"no tenant named {ns.tenant!r}")
@@ -231,8 +260,6 @@ def cmd_keys_list(ns: argparse.Namespace) -> None:
         while token:
             more, token = keys.list_api_keys(db, tenant_id, MAX_PAGE_SIZE, token)
             rows.extend(more)
-    finally:
-        db.dispose()
     print(f"{'KEY ID':<36}  {'PREFIX':<10}  {'CREATED':<20}  {'REVOKED':<20}  SCOPES")
     for r in rows:
         revoked = _when(r.revoked_at) if r.revoked_at else "-"
@@ -247,15 +274,9 @@ def _when(value: dt.datetime) -> str:
 def cmd_keys_revoke(ns: argparse.Namespace) -> None:
     """Revoke a key by id; every running process refuses it within a second (PostgreSQL)."""
     from accrual_identity import keys
-    from accrual_platform import errors
 
-    db = _identity_db()
-    try:
+    with _identity_db() as db:
         record, revoked_now = keys.revoke(db, ns.key_id)
-    except errors.AppError as exc:
-        raise SystemExit(exc.message) from None
-    finally:
-        db.dispose()
     assert record.revoked_at is not None
     state = "revoked" if revoked_now else "already revoked"
     print(f"key {record.id} ({record.prefix}…) {state} at {_when(record.revoked_at)}")
@@ -267,12 +288,19 @@ def cmd_demo(ns: argparse.Namespace) -> None:
 
     from accrual_suite import demo
 
+    # the embedded suite's own settings, so GATEWAY_HOST/GATEWAY_PORT mean what they mean to `accrual run`
+    base_url = ns.base_url or demo.local_url(*_gateway_listen_address())
     try:
         key = ns.api_key or demo.default_key(EMBEDDED_VAR_DIR)
-        program, rules = demo.create_demo(ns.base_url, key)
+        program, rules = demo.create_demo(base_url, key)
     except demo.DemoError as exc:
         raise SystemExit(f"demo: {exc}") from None
-    print(demo.instructions(ns.base_url, key, program, rules))
+    print(demo.instructions(base_url, key, program, rules))
+
+
+def _gateway_listen_address() -> tuple[str, int]:
+    settings = _settings(embedded=True)
+    return settings.gateway_host, settings.gateway_port
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -303,8 +331,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("key_id")
     p.set_defaults(fn=cmd_keys_revoke)
     p = sub.add_parser("demo", help="create a demo program with the seed rules on a running suite")
-    p.add_argument("--base-url", default=f"http://127.0.0.1:{os.environ.get('GATEWAY_PORT', '8080')}",
-                   help="REST gateway of the suite (default: the embedded `make run` one)")
+    p.add_argument("--base-url", default="",
+                   help="REST gateway of the suite (default: the embedded one, at GATEWAY_HOST and "
+                        "GATEWAY_PORT as `accrual run` reads them)")
     p.add_argument("--api-key", default=os.environ.get("ACCRUAL_API_KEY", ""),
                    help="API key with programs:write (default: the embedded admin key in var/)")
     p.set_defaults(fn=cmd_demo)
