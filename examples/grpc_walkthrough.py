@@ -71,7 +71,7 @@ def walkthrough(address: str, key: str, timeout: float = 30) -> str:
         balance = rules.GetBalance(rules_pb2.GetBalanceRequest(
             program_id=program.program_id, participant_id=event.participant_id), metadata=md)
         print(f"balance: {balance.available} points available")
-        return balance.available
+        return str(balance.available)
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def block(starting: str) -> str:
 
 
 def inline_command(starting: str) -> str:
-    found = [c for c in re.findall(r"`([^`\n]+)`", README.read_text()) if c.startswith(starting)]
+    found: list[str] = [c for c in re.findall(r"`([^`\n]+)`", README.read_text()) if c.startswith(starting)]
     assert len(found) == 1, f"README has {len(found)} inline commands starting with {starting!r}"
     return found[0]
 
