@@ -20,9 +20,8 @@ from typing import Generic, NamedTuple, Protocol, TypeVar
 from accrual_platform import errors
 
 from accrual_ingest.domain.cdp import CdpInput, EventTypeSpec, validate_cdp_event
+from accrual_ingest.domain.engagement import SYSTEM
 from accrual_ingest.domain.validation import MAX_BATCH, EventInput, JsonObject, ValidEvent, Violation, validate_event
-
-SYSTEM = "SYSTEM"
 
 ACCEPTED, DUPLICATE, CONFLICT, INVALID = "accepted", "duplicate", "conflict", "invalid"
 
