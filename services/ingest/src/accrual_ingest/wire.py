@@ -84,6 +84,7 @@ def _exact(msg: Message, name: str, text_name: str, field: str) -> JsonObject:
 
 
 def _canonical(value: JsonObject) -> JsonObject:
+    """exactjson's canonical numbers, typed as the object it keeps (it returns any JSON value)."""
     canonical: JsonObject = exactjson.canonical(value)
     return canonical
 
