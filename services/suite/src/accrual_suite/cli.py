@@ -47,7 +47,9 @@ def cmd_run(_: argparse.Namespace) -> None:
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
-    scheduler = next(r for r in runtimes if r.name == "rules").scheduler()
+    from accrual_rules.bootstrap import RulesRuntime
+
+    scheduler = next(r for r in runtimes if isinstance(r, RulesRuntime)).scheduler()
     scheduler.start(settings.scheduler_interval_seconds)
     key = _embedded_admin_key(settings)
     from accrual_gateway.app import create_app, serve_app
