@@ -49,7 +49,9 @@ def cmd_run(_: argparse.Namespace) -> None:
         r.start()
     from accrual_rules.bootstrap import RulesRuntime
 
-    scheduler = next(r for r in runtimes if isinstance(r, RulesRuntime)).scheduler()
+    rules = next(r for r in runtimes if r.name == "rules")
+    assert isinstance(rules, RulesRuntime)
+    scheduler = rules.scheduler()
     scheduler.start(settings.scheduler_interval_seconds)
     key = _embedded_admin_key(settings)
     from accrual_gateway.app import create_app, serve_app
