@@ -58,7 +58,7 @@ def main() -> None:
 
     def wal_mb() -> float:
         with db.engine.connect() as c:
-            return float(c.exec_driver_sql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").scalar()) / 1e6
+            return float(c.exec_driver_sql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").scalar_one()) / 1e6
 
     wal0 = wal_mb()
     for b in range(ns.events // 500):
