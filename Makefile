@@ -61,7 +61,7 @@ test-unit: setup
 
 lint: setup
 	$(RUN) ruff check .
-	$(RUN) mypy libs/platform/src services/*/src
+	$(RUN) mypy libs/platform/src services/*/src bench
 	npx --yes @bufbuild/buf@1.47.2 lint
 
 ## Longer schemathesis run against every route of /openapi.json (the test suite runs a bounded one).

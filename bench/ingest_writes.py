@@ -25,6 +25,7 @@ from accrual.messages.v1 import messages_pb2
 from accrual_ingest import bootstrap
 from accrual_ingest.domain.validation import EventInput
 from accrual_ingest.service import IngestService
+from accrual_ingest.storage import IngestStore
 from accrual_platform.db import Database
 from accrual_platform.testing import PG_URL, fresh_schema
 
@@ -41,7 +42,7 @@ def main() -> None:
     ns = parser.parse_args()
     fresh_schema(bootstrap.SCHEMA, bootstrap.MIGRATIONS, PG_URL)
     db = Database(PG_URL, bootstrap.SCHEMA)
-    svc = IngestService(db, lambda: None)
+    svc = IngestService(IngestStore(db), lambda: None)
     tenant, program = str(uuid.uuid4()), str(uuid.uuid4())
     participants = [str(uuid.uuid4()) for _ in range(200)]
     rules = [str(uuid.uuid4()) for _ in range(3)]
@@ -57,7 +58,7 @@ def main() -> None:
 
     def wal_mb() -> float:
         with db.engine.connect() as c:
-            return float(c.exec_driver_sql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").scalar()) / 1e6
+            return float(c.exec_driver_sql("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").scalar_one()) / 1e6
 
     wal0 = wal_mb()
     for b in range(ns.events // 500):

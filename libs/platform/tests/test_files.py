@@ -55,7 +55,7 @@ def test_write_private_creates_and_rewrites_owner_only(tmp_path: pathlib.Path) -
 def test_embedded_settings_make_var_and_the_token_owner_only(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     var = tmp_path / "var"
-    monkeypatch.setattr(settings, "EMBEDDED_VAR_DIR", var)
+    monkeypatch.setenv("ACCRUAL_VAR_DIR", str(var))
     for name in ("INTERNAL_TOKEN", "DATABASE_URL", "BROKER_URL"):
         monkeypatch.delenv(name, raising=False)
     first = settings.Settings.from_env(embedded=True)

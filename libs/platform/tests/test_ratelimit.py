@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from accrual_platform import ratelimit
 from accrual_platform.ratelimit import LocalRateLimiter, RateLimitConfig
+from accrual_platform.settings import ConfigError, Settings
 
 
 class Clock:
@@ -28,18 +29,22 @@ def test_bucket_allows_a_burst_then_refills_at_the_rate() -> None:
     assert limiter.hit("k").remaining == 3
 
 
+def limit(env: dict[str, str]) -> RateLimitConfig | None:
+    return Settings.read(env).rate_limit
+
+
 def test_config_from_environment() -> None:
-    assert RateLimitConfig.from_env({}) == RateLimitConfig(rate=10_000, burst=20_000)
-    assert RateLimitConfig.from_env({"RATE_LIMIT_PER_MINUTE": "120", "RATE_LIMIT_BURST": "10"}) == \
+    assert limit({}) == RateLimitConfig(rate=10_000, burst=20_000) == RateLimitConfig.DEFAULT
+    assert limit({"RATE_LIMIT_PER_MINUTE": "120", "RATE_LIMIT_BURST": "10"}) == \
         RateLimitConfig(rate=2, burst=10)
-    assert RateLimitConfig.from_env({"RATE_LIMIT_PER_SECOND": "5"}) == RateLimitConfig(rate=5, burst=10)
-    assert RateLimitConfig.from_env({"RATE_LIMIT_PER_SECOND": "0"}) is None
-    assert ratelimit.from_env({"RATE_LIMIT_PER_SECOND": "0"}) is None
-    assert isinstance(ratelimit.from_env({}), LocalRateLimiter)
-    with pytest.raises(ValueError, match="RATE_LIMIT"):
-        RateLimitConfig.from_env({"RATE_LIMIT_BURST": "lots"})
-    with pytest.raises(ValueError, match="negative"):
-        RateLimitConfig.from_env({"RATE_LIMIT_PER_SECOND": "-1"})
+    assert limit({"RATE_LIMIT_PER_SECOND": "5"}) == RateLimitConfig(rate=5, burst=10)
+    assert limit({"RATE_LIMIT_PER_SECOND": "0"}) is None
+    assert ratelimit.build(limit({"RATE_LIMIT_PER_SECOND": "0"}), None) is None
+    assert isinstance(ratelimit.build(limit({}), None), LocalRateLimiter)
+    with pytest.raises(ConfigError, match="RATE_LIMIT"):
+        limit({"RATE_LIMIT_BURST": "lots"})
+    with pytest.raises(ConfigError, match="negative"):
+        limit({"RATE_LIMIT_PER_SECOND": "-1"})
 
 
 @pytest.mark.parametrize(("burst", "counts"), [(4, [5]), (4, [2, 3, 1]), (3, [1, 1, 1, 1]), (10, [3, 0, 9])])

@@ -23,37 +23,17 @@ from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
 from accrual.messages.v1 import messages_pb2
 from accrual_identity import bootstrap, keys
 from accrual_identity.bootstrap import IdentityRuntime
-from accrual_platform import migrations, queue
+from accrual_platform import queue
+from accrual_platform.fixtures import RpcFailure, backend_fixtures, rpc_failure
 from accrual_platform.grpc_server import ServiceInterceptor, build_server, internal_metadata
 from accrual_platform.settings import Settings
 from accrual_platform.testing import FakePrograms as Programs
-from accrual_platform.testing import fresh_schema
 from dramatiq.brokers.stub import StubBroker
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 TOKEN = "test-internal-token"
-BACKENDS = [pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration)]
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """Drop and re-migrate the identity schema; errors (never skips) without PostgreSQL."""
-    return fresh_schema(bootstrap.SCHEMA, bootstrap.MIGRATIONS)
-
-
-@pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('identity')}/{{schema}}.db"
-    migrations.upgrade(url, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
-    return url
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
-    return url
+pg_url, sqlite_url, database_url = backend_fixtures(bootstrap.SCHEMA, bootstrap.MIGRATIONS)
 
 
 def settings_for(url: str) -> Settings:
@@ -64,14 +44,6 @@ def settings_for(url: str) -> Settings:
 
 def new_tenant_name() -> str:
     return f"tenant-{uuid.uuid4()}"
-
-
-@dataclass(frozen=True)
-class RpcFailure:
-    code: grpc.StatusCode
-    reason: str
-    fields: list[str]
-    message: str
 
 
 @dataclass
@@ -136,21 +108,7 @@ class Stack:
     @staticmethod
     def failure(call: Callable[[], Any]) -> RpcFailure:
         """Run a call that must fail: its status code, ErrorInfo reason and violated fields."""
-        with pytest.raises(grpc.RpcError) as info:
-            call()
-        exc: Any = info.value
-        status = rpc_status.from_call(exc)
-        reason, fields = "", []
-        for detail in status.details if status else []:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                error_info = error_details_pb2.ErrorInfo()
-                detail.Unpack(error_info)
-                reason = error_info.reason
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                fields = [v.field for v in bad.field_violations]
-        return RpcFailure(exc.code(), reason, fields, exc.details())
+        return rpc_failure(call)
 
     def count(self, table: sa.Table, tenant_id: str) -> int:
         with self.runtime.db.transaction() as session:

@@ -27,18 +27,14 @@ from accrual.messages.v1 import messages_pb2
 from accrual_gateway.app import create_app
 from accrual_ingest import bootstrap, storage
 from accrual_ingest.bootstrap import IngestRuntime
-from accrual_platform import auth, migrations, queue, ratelimit
+from accrual_platform import auth, queue, ratelimit
+from accrual_platform.fixtures import RpcFailure, backend_fixtures, rpc_failure
 from accrual_platform.grpc_server import ServiceInterceptor, build_server, internal_metadata
 from accrual_platform.settings import Settings
 from accrual_platform.testing import FakePrograms as Programs
-from accrual_platform.testing import fresh_schema
 from dramatiq.brokers.stub import StubBroker
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 TOKEN = "test-internal-token"
-BACKENDS = [pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration)]
 WRITE_SCOPES = frozenset({"events:write", "programs:write"})
 
 
@@ -61,14 +57,6 @@ class Keys:
         key = f"sk_test_{uuid.uuid4().hex}"
         self._keys[key] = auth.Principal(tenant_id, f"key-{uuid.uuid4().hex[:12]}", scopes)
         return key
-
-
-@dataclass(frozen=True)
-class RpcFailure:
-    code: grpc.StatusCode
-    reason: str
-    fields: list[str]
-    trailing: dict[str, str]
 
 
 @dataclass
@@ -123,22 +111,7 @@ class Stack:
 
     @staticmethod
     def failure(call: Callable[[], Any]) -> RpcFailure:
-        with pytest.raises(grpc.RpcError) as info:
-            call()
-        exc: Any = info.value
-        status = rpc_status.from_call(exc)
-        reason, fields = "", []
-        for detail in status.details if status else []:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                error_info = error_details_pb2.ErrorInfo()
-                detail.Unpack(error_info)
-                reason = error_info.reason
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                fields = [v.field for v in bad.field_violations]
-        trailing = {k: v for k, v in exc.trailing_metadata() or () if isinstance(v, str)}
-        return RpcFailure(exc.code(), reason, fields, trailing)
+        return rpc_failure(call)
 
 
 class GatewayThread:
@@ -166,23 +139,7 @@ class GatewayThread:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """Drop and re-migrate the ingest schema; errors (never skips) without PostgreSQL."""
-    return fresh_schema(bootstrap.SCHEMA, bootstrap.MIGRATIONS)
-
-
-@pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('ingest')}/{{schema}}.db"
-    migrations.upgrade(url, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
-    return url
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
-    return url
+pg_url, sqlite_url, database_url = backend_fixtures(bootstrap.SCHEMA, bootstrap.MIGRATIONS)
 
 
 def start_stack(database_url: str, limiter: ratelimit.RateLimiter | None = None) -> Iterator[Stack]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
-from accrual_ingest import engagement
+from accrual_ingest import storage
 from accrual_platform.grpc_server import internal_metadata
 
 if TYPE_CHECKING:
@@ -197,14 +197,14 @@ def test_programs_that_are_not_the_callers_are_404_on_every_engagement_route(sta
                            c.put(f"{base}/segment-config", json=body)):
                 assert answer.status_code == 404, (answer.request.method, answer.request.url, answer.text)
                 assert answer.json()["error"]["code"] == "program_not_found"
-        assert stack.count(tenant, engagement.segment_configs) == 0
+        assert stack.count(tenant, storage.segment_configs) == 0
         # the caller's own program works on every route
         mine = f"/v1/programs/{stack.program(tenant)}"
         for answer in (c.get(f"{mine}/analytics"), c.get(f"{mine}/segments"),
                        c.get(f"{mine}/segments/purchasers/members"), c.get(f"{mine}/segment-config"),
                        c.put(f"{mine}/segment-config", json=body)):
             assert answer.status_code == 200, (answer.request.url, answer.text)
-        assert stack.count(tenant, engagement.segment_configs) == 1
+        assert stack.count(tenant, storage.segment_configs) == 1
         # a rules service that cannot answer is a 503, and nothing is written
         stack.programs.down = True
         try:
@@ -212,7 +212,7 @@ def test_programs_that_are_not_the_callers_are_404_on_every_engagement_route(sta
         finally:
             stack.programs.down = False
         assert (down.status_code, down.json()["error"]["code"]) == (503, "programs_unavailable")
-        assert stack.count(tenant, engagement.segment_configs) == 1
+        assert stack.count(tenant, storage.segment_configs) == 1
     # the owner still sees its program
     assert s.get("/analytics")["total_events"] == "1"
 

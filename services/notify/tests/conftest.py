@@ -26,18 +26,16 @@ from accrual_notify import bootstrap, storage
 from accrual_notify.bootstrap import NotifyRuntime
 from accrual_platform import auth, facts, queue
 from accrual_platform.db import utcnow
+from accrual_platform.fixtures import postgres_schema
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.settings import Settings
-from accrual_platform.testing import SECRETS_KEY, fresh_schema
+from accrual_platform.testing import SECRETS_KEY
 from standardwebhooks import Webhook
 
 FAST_SCHEDULE = (0.0, 0.2, 0.2, 0.2)
 
 
-@pytest.fixture(scope="session")
-def pg_schema() -> str:
-    """Drop and re-migrate the notify schema; errors (never skips) without PostgreSQL."""
-    return fresh_schema(bootstrap.SCHEMA, bootstrap.MIGRATIONS)
+pg_schema = postgres_schema(bootstrap.SCHEMA, bootstrap.MIGRATIONS, name="pg_schema")
 
 
 # -- the receiver --------------------------------------------------------------------------

@@ -91,6 +91,17 @@ def test_allow_private_admits_http_and_loopback() -> None:
     assert fields("ftp://127.0.0.1/", allow_private=True) == ["url"]
 
 
+def test_http_and_private_addresses_are_separate_switches() -> None:
+    def checked(url: str, *, allow_private: bool, allow_http: bool) -> list[str]:
+        return [f for f, _ in check_url(url, allow_private=allow_private, allow_http=allow_http,
+                                        resolve=resolve)]
+
+    assert checked("http://hooks.example.com/hook", allow_private=False, allow_http=True) == []
+    assert checked("http://localhost/hook", allow_private=False, allow_http=True) == ["url"]
+    assert checked("https://localhost/hook", allow_private=True, allow_http=False) == []
+    assert checked("http://localhost/hook", allow_private=True, allow_http=False) == ["url"]
+
+
 @pytest.mark.parametrize(("address", "embedded"), [
     ("2002:7f00:1::", ["127.0.0.1"]),
     ("::ffff:127.0.0.1", ["127.0.0.1"]),

@@ -21,7 +21,6 @@ from accrual_notify.bootstrap import NotifyRuntime
 from accrual_notify.domain import signing
 from accrual_notify.secretbox import SecretBox, WrongSecretsKey
 from accrual_platform import migrations, queue
-from accrual_platform import settings as settings_module
 from accrual_platform.db import Database, make_engine
 from accrual_platform.settings import ConfigError, Settings
 from accrual_platform.testing import PG_URL, SECRETS_KEY
@@ -199,7 +198,7 @@ def test_plain_text_secrets_are_read_as_they_are() -> None:
 
 def test_the_embedded_suite_makes_its_key_once_readable_by_its_owner_only(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings_module, "EMBEDDED_VAR_DIR", tmp_path / "var")
+    monkeypatch.setenv("ACCRUAL_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.delenv("SECRETS_KEY", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
 

@@ -9,6 +9,7 @@ fresh tenant per test; they are marked ``integration`` and fail (never skip) wit
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import uuid
@@ -23,38 +24,19 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
-from accrual_platform import auth, migrations, queue
+from accrual_platform import auth, queue
+from accrual_platform.fixtures import RpcFailure, backend_fixtures, rpc_failure
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.settings import Settings
-from accrual_platform.testing import PG_URL, fresh_schema
 from accrual_rules import bootstrap
 from accrual_rules.bootstrap import RulesRuntime
 from accrual_rules.processing import Processor
 from dramatiq.brokers.stub import StubBroker
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 TOKEN = "test-internal-token"
-BACKENDS = [pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration)]
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    return fresh_schema(bootstrap.SCHEMA, bootstrap.MIGRATIONS, PG_URL)
-
-
-@pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('rules')}/{{schema}}.db"
-    migrations.upgrade(url, bootstrap.SCHEMA, bootstrap.MIGRATIONS)
-    return url
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
-    return url
+pg_url, sqlite_url, database_url = backend_fixtures(bootstrap.SCHEMA, bootstrap.MIGRATIONS)
 
 
 def _authenticate(key: str) -> auth.Principal | None:
@@ -115,14 +97,6 @@ class FakeIdentity:
         return identity_pb2.ResolveParticipantsResponse(results=results)
 
 
-@dataclass(frozen=True)
-class RpcFailure:
-    code: grpc.StatusCode
-    reason: str
-    fields: list[str]
-    message: str
-
-
 @dataclass
 class Stack:
     runtime: RulesRuntime
@@ -177,21 +151,8 @@ class Stack:
 
     @staticmethod
     def failure(call: Callable[[], Any]) -> RpcFailure:
-        with pytest.raises(grpc.RpcError) as info:
-            call()
-        exc: Any = info.value
-        status = rpc_status.from_call(exc)
-        reason, fields = "", []
-        for detail in status.details if status else []:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                error_info = error_details_pb2.ErrorInfo()
-                detail.Unpack(error_info)
-                reason = error_info.reason.lower()
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                fields = [v.field for v in bad.field_violations]
-        return RpcFailure(exc.code(), reason, fields, exc.details())
+        failure = rpc_failure(call)
+        return dataclasses.replace(failure, reason=failure.reason.lower())
 
 
 @pytest.fixture(scope="module")

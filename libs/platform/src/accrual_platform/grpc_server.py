@@ -95,7 +95,7 @@ def _with_metadata(status: Any, extra: Sequence[tuple[str, str]]) -> Any:
     return _Status(status.code, status.details, (*status.trailing_metadata, *extra))
 
 
-_FROM_ENV: Any = object()
+_DEFAULT_LIMIT: Any = object()
 
 
 class _RateLimited(ResourceExhausted):
@@ -146,12 +146,14 @@ def admit_many(metadata: Sequence[dict[str, str]], scope: str) -> list[Admission
 
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, authenticator: auth.Authenticator, internal_token: str,
-                 limiter: ratelimit.RateLimiter | None = _FROM_ENV) -> None:
-        """``limiter`` defaults to what the environment configures (RATE_LIMIT_*, REDIS_URL);
-        pass None to turn rate limiting off."""
+                 limiter: ratelimit.RateLimiter | None = _DEFAULT_LIMIT) -> None:
+        """``limiter`` defaults to the default limit in this process (the suite passes the
+        one its settings configure); pass None to turn rate limiting off."""
         self._authenticate = authenticator
         self._internal_token = internal_token
-        self._limiter: ratelimit.RateLimiter | None = ratelimit.from_env() if limiter is _FROM_ENV else limiter
+        self._limiter: ratelimit.RateLimiter | None = (
+            ratelimit.LocalRateLimiter(ratelimit.RateLimitConfig.DEFAULT) if limiter is _DEFAULT_LIMIT
+            else limiter)
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           details: grpc.HandlerCallDetails) -> Any:

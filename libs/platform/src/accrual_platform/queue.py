@@ -100,7 +100,9 @@ def make_broker(url: str) -> dramatiq.Broker:
     elif url.startswith(("redis://", "rediss://")):
         from dramatiq.brokers.redis import RedisBroker
 
-        broker = RedisBroker(url=url)
+        # dramatiq leaves RedisBroker's constructor unannotated; this is the type it has
+        redis_broker: Callable[..., dramatiq.Broker] = RedisBroker
+        broker = redis_broker(url=url)
     else:
         raise ValueError(f"unsupported BROKER_URL scheme: {url!r}")
     return with_log_context(broker)
@@ -141,7 +143,7 @@ def enqueue(broker: dramatiq.Broker, queue: str, actor_name: str, message: Messa
     if queue not in broker.get_declared_queues():
         broker.declare_queue(queue)
     options: dict[str, Any] = {}
-    msg = dramatiq.Message(queue_name=queue, actor_name=actor_name,
+    msg: dramatiq.Message[Any] = dramatiq.Message(queue_name=queue, actor_name=actor_name,
                            args=(encode(message),), kwargs={}, options=options)
     broker.enqueue(msg, delay=delay_ms)
 

@@ -6,7 +6,7 @@ size), ``x-ratelimit-remaining`` (whole tokens left) and ``x-ratelimit-reset`` (
 the bucket is full again); a refused call also carries ``retry-after`` (seconds until one
 token is back). The REST gateway forwards these as ``X-RateLimit-*`` and ``Retry-After``.
 
-Configuration (environment):
+Configuration (:class:`accrual_platform.settings.Settings` reads it):
 
 - ``RATE_LIMIT_PER_SECOND`` or ``RATE_LIMIT_PER_MINUTE``: refill rate per key. Default
   10,000/s: far above the single-key benchmark load (SPEC section 9), so it only stops a
@@ -22,18 +22,16 @@ Configuration (environment):
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import structlog
 
 log = structlog.get_logger("accrual.ratelimit")
 
-DEFAULT_PER_SECOND = 10_000.0
 KEY_PREFIX = "accrual:ratelimit:"
 
 
@@ -42,25 +40,26 @@ class RateLimitConfig:
     rate: float  # tokens per second
     burst: int
 
+    DEFAULT_PER_SECOND: ClassVar[float] = 10_000.0
+    #: the limit when none is configured
+    DEFAULT: ClassVar[RateLimitConfig]
+
+    @staticmethod
+    def default_burst(rate: float) -> int:
+        return max(1, math.ceil(rate * 2)) if math.isfinite(rate) else 1
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RateLimitConfig | None:
-        """The configured limit, or None when rate limiting is turned off."""
-        env = os.environ if env is None else env
-        try:
-            if env.get("RATE_LIMIT_PER_SECOND"):
-                rate = float(env["RATE_LIMIT_PER_SECOND"])
-            elif env.get("RATE_LIMIT_PER_MINUTE"):
-                rate = float(env["RATE_LIMIT_PER_MINUTE"]) / 60.0
-            else:
-                rate = DEFAULT_PER_SECOND
-            burst = int(env["RATE_LIMIT_BURST"]) if env.get("RATE_LIMIT_BURST") else max(1, math.ceil(rate * 2))
-        except ValueError as exc:
-            raise ValueError(f"RATE_LIMIT_* must be numbers: {exc}") from None
+    def of(cls, rate: float, burst: int | None = None) -> RateLimitConfig | None:
+        """``rate`` tokens a second into a bucket of ``burst`` (default twice the rate, at
+        least 1); None when either is 0, which turns rate limiting off."""
+        burst = cls.default_burst(rate) if burst is None else burst
         if rate < 0 or burst < 0 or not math.isfinite(rate):
             raise ValueError("RATE_LIMIT_* must not be negative")
-        if rate == 0 or burst == 0:
-            return None
-        return cls(rate=rate, burst=burst)
+        return None if rate == 0 or burst == 0 else cls(rate=rate, burst=burst)
+
+
+RateLimitConfig.DEFAULT = RateLimitConfig(
+    RateLimitConfig.DEFAULT_PER_SECOND, RateLimitConfig.default_burst(RateLimitConfig.DEFAULT_PER_SECOND))
 
 
 @dataclass(frozen=True)
@@ -193,9 +192,3 @@ def build(config: RateLimitConfig | None, redis_url: str | None) -> RateLimiter 
     if redis_url:
         return RedisRateLimiter(config, redis_url)
     return LocalRateLimiter(config)
-
-
-def from_env(env: Mapping[str, str] | None = None) -> RateLimiter | None:
-    """The limiter the environment asks for (RATE_LIMIT_*, REDIS_URL), or None when off."""
-    env = os.environ if env is None else env
-    return build(RateLimitConfig.from_env(env), env.get("REDIS_URL") or None)

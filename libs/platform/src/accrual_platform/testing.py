@@ -81,7 +81,7 @@ def wait_http(url: str, procs: Sequence[subprocess.Popen[bytes]], timeout: float
     while time.time() < deadline:
         for p in procs:
             if p.poll() is not None:
-                raise AssertionError(f"process exited early: {p.args}")
+                raise AssertionError(f"process exited early: {p.args!r}")
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status == 200:

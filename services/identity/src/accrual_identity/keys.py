@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any, cast
 
 import sqlalchemy as sa
 from accrual_platform import auth, errors, pages, revocations
@@ -115,8 +116,9 @@ def revoke(db: Database, key_id: str, *,
     k = storage.api_keys
     mine = [k.c.id == wanted] + ([k.c.tenant_id == tenant_id] if tenant_id is not None else [])
     with db.transaction() as session:
-        changed = session.execute(sa.update(k).where(*mine, k.c.revoked_at.is_(None)).values(
-            revoked_at=utcnow())).rowcount
+        result = cast(sa.CursorResult[Any], session.execute(  # an UPDATE's: it has a rowcount
+            sa.update(k).where(*mine, k.c.revoked_at.is_(None)).values(revoked_at=utcnow())))
+        changed = result.rowcount
         row = session.execute(sa.select(*_columns()).where(*mine)).first()
         if row is None:
             raise errors.NotFound(f"no API key {wanted}", reason="api_key_not_found")

@@ -1,4 +1,5 @@
-"""Wires the ingest service: database, outbox relay, servicer and actors."""
+"""The one place that wires the ingest service: database, store, outbox relay, use cases,
+servicer and actors. Nothing is created at import time."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from accrual_platform.outbox import OutboxRelay, merge_messages
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
 
-from accrual_ingest import storage
-from accrual_ingest.api import IngestServicer, record_outcomes_actor
+from accrual_ingest import storage, worker
+from accrual_ingest.api import IngestServicer
 from accrual_ingest.insights import EngagementQueries
-from accrual_ingest.service import CLAIM_CHUNK, IngestService, StaleEventSweeper
+from accrual_ingest.service import IngestService, StaleEventSweeper
+from accrual_ingest.storage import CLAIM_CHUNK, IngestStore
 
 MIGRATIONS = migrations_dir(__file__)
 SCHEMA = storage.SCHEMA
@@ -37,11 +39,12 @@ class IngestRuntime:
                                      contract.PUBLISH_NOTIFICATIONS.key: merge_messages(
                                          messages_pb2.Notifications, "notifications", limit=500),
                                  })
-        self.service = IngestService(self.db, self.relay.notify)
+        self.store = IngestStore(self.db)
+        self.service = IngestService(self.store, self.relay.notify)
         # Programs belong to the rules service; analytics and segment routes ask it they exist.
         self.programs = clients.ProgramDirectory(lambda: clients.channel(settings.peer("rules")),
                                                  settings.internal_token)
-        self.queries = EngagementQueries(self.db, program_exists=self.programs)
+        self.queries = EngagementQueries(self.store, program_exists=self.programs)
         self.sweeper = StaleEventSweeper(self.service, interval=settings.stale_event_sweep_seconds,
                                          older_than=settings.stale_event_after_seconds,
                                          at_start=settings.announce_unfinished_at_start)
@@ -51,8 +54,7 @@ class IngestRuntime:
             IngestServicer(self.service, self.queries), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
-        queue.declare_actor(broker, record_outcomes_actor(self.service),
-                            queue=queue.INGEST_QUEUE, name="record_outcomes")
+        worker.declare_actors(broker, self.service)
 
     def start(self) -> None:
         self.relay.start()

@@ -9,9 +9,10 @@ from __future__ import annotations
 import grpc
 from accrual.notify.v1 import notify_pb2, notify_pb2_grpc
 from accrual_platform import auth, dates, errors
+from accrual_platform.ids import require_uuid
 
 from accrual_notify.delivery import Deliverer
-from accrual_notify.endpoints import Endpoints, parse_id
+from accrual_notify.endpoints import Endpoints
 from accrual_notify.storage import Attempt, Delivery, Endpoint
 
 
@@ -127,7 +128,7 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):  # type: ignore[mis
             self, request: notify_pb2.RecoverWebhookEndpointRequest,
             context: grpc.ServicerContext) -> notify_pb2.RecoverWebhookEndpointResponse:
         tenant = _tenant()
-        endpoint_id = parse_id(request.endpoint_id, "endpoint_id")
+        endpoint_id = require_uuid(request.endpoint_id, "endpoint_id")
         since = dates.timestamp_field(request, "since")
         if since is None:
             raise errors.InvalidArgument.field("since", "is required (RFC 3339 timestamp)")
@@ -149,5 +150,5 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):  # type: ignore[mis
     def RetryWebhookDelivery(self, request: notify_pb2.RetryWebhookDeliveryRequest,
                              context: grpc.ServicerContext) -> notify_pb2.WebhookDelivery:
         tenant = _tenant()
-        delivery_id = parse_id(request.delivery_id, "delivery_id")
+        delivery_id = require_uuid(request.delivery_id, "delivery_id")
         return delivery_message(self._deliverer.retry_by_hand(tenant, delivery_id))

@@ -192,7 +192,8 @@ class Deliverer:
                 resolved.extend(self._resolve(host, port))
                 return resolved
 
-            refused = urls.check_url(job.url, allow_private=False, resolve=remember)
+            refused = urls.check_url(job.url, allow_private=False, resolve=remember,
+                                     allow_http=self._settings.webhook_http_allowed)
             if refused:
                 return Response(None, 0, "", f"address_refused: url {refused[0][1]}")
             address = resolved[0] if resolved else None  # None: the URL holds an IP literal

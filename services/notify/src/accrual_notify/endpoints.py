@@ -8,11 +8,11 @@ nothing across tenants.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 
 from accrual_platform import errors, pages
 from accrual_platform.db import utcnow
+from accrual_platform.ids import require_uuid
 from accrual_platform.settings import Settings
 
 from accrual_notify.domain import events, signing, urls
@@ -22,13 +22,6 @@ from accrual_notify.transport import resolve_host
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 DELIVERY_PAGES = pages.Codec("webhook_deliveries", pages.timestamp, pages.uuid_key)
-
-
-def parse_id(value: str, field: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise errors.InvalidArgument.field(field, "must be a UUID") from None
 
 
 class Endpoints:
@@ -43,8 +36,7 @@ class Endpoints:
         """A new enabled endpoint and its secret, which is returned here and never again."""
         url = url.strip()
         subscribed, violations = events.validate_enabled_events(enabled_events)
-        violations = [*urls.check_url(url, allow_private=self._settings.webhook_allow_private,
-                                      resolve=self._resolve),
+        violations = [*self._check_url(url),
                       *violations, *events.validate_description(description)]
         errors.collect([errors.FieldViolation(f, d) for f, d in violations])
         secret = signing.new_secret()
@@ -53,11 +45,15 @@ class Endpoints:
             description=description.strip(), secret=secret, now=utcnow())
         return endpoint, secret
 
+    def _check_url(self, url: str) -> list[events.Violation]:
+        return urls.check_url(url, allow_private=self._settings.webhook_allow_private,
+                              allow_http=self._settings.webhook_http_allowed, resolve=self._resolve)
+
     def list_endpoints(self, tenant_id: str) -> list[Endpoint]:
         return self._store.list_endpoints(tenant_id)
 
     def get(self, tenant_id: str, endpoint_id: str) -> Endpoint:
-        endpoint_id = parse_id(endpoint_id, "endpoint_id")
+        endpoint_id = require_uuid(endpoint_id, "endpoint_id")
         endpoint = self._store.get_endpoint(tenant_id, endpoint_id)
         if endpoint is None:
             raise errors.NotFound(f"webhook endpoint {endpoint_id} not found",
@@ -65,7 +61,7 @@ class Endpoints:
         return endpoint
 
     def delete(self, tenant_id: str, endpoint_id: str) -> None:
-        endpoint_id = parse_id(endpoint_id, "endpoint_id")
+        endpoint_id = require_uuid(endpoint_id, "endpoint_id")
         if not self._store.soft_delete_endpoint(tenant_id, endpoint_id, utcnow()):
             raise errors.NotFound(f"webhook endpoint {endpoint_id} not found",
                                   reason="endpoint_not_found")
@@ -74,13 +70,12 @@ class Endpoints:
                enabled_events: Sequence[str] | None = None, description: str | None = None,
                status: str | None = None) -> Endpoint:
         """Change the given fields (None leaves one as it is), validated like a create."""
-        endpoint_id = parse_id(endpoint_id, "endpoint_id")
+        endpoint_id = require_uuid(endpoint_id, "endpoint_id")
         violations: list[events.Violation] = []
         subscribed: tuple[str, ...] | None = None
         if url is not None:
             url = url.strip()
-            violations += urls.check_url(url, allow_private=self._settings.webhook_allow_private,
-                                         resolve=self._resolve)
+            violations += self._check_url(url)
         if enabled_events is not None:
             subscribed, problems = events.validate_enabled_events(enabled_events)
             violations += problems
@@ -104,7 +99,7 @@ class Endpoints:
                       overlap: dt.timedelta | None = None) -> tuple[Endpoint, str]:
         """A new current secret; the old one keeps signing (a second signature) for the
         configured overlap (WEBHOOK_SECRET_OVERLAP_SECONDS) or ``overlap``."""
-        endpoint_id = parse_id(endpoint_id, "endpoint_id")
+        endpoint_id = require_uuid(endpoint_id, "endpoint_id")
         if overlap is None:
             overlap = dt.timedelta(seconds=self._settings.webhook_secret_overlap_seconds)
         secret, now = signing.new_secret(), utcnow()
@@ -114,7 +109,7 @@ class Endpoints:
         return self.get(tenant_id, endpoint_id), secret
 
     def delivery(self, tenant_id: str, delivery_id: str) -> Delivery:
-        delivery_id = parse_id(delivery_id, "delivery_id")
+        delivery_id = require_uuid(delivery_id, "delivery_id")
         delivery = self._store.get_delivery(tenant_id, delivery_id)
         if delivery is None:
             raise errors.NotFound(f"webhook delivery {delivery_id} not found",

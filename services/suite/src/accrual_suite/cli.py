@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
-import os
 import sys
 from collections.abc import Iterator
 
@@ -42,7 +41,6 @@ def cmd_run(_: argparse.Namespace) -> None:
                          ("GRPC_PORT", settings.grpc_host, settings.grpc_port)])
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     settings = dataclasses.replace(settings, peers={n: address for n in hosting.SERVICES},
-                                   webhook_allow_private=True,
                                    announce_unfinished_at_start=settings.broker_url.startswith("stub"))
     configure_logging("suite", fmt=settings.log_format, level=settings.log_level,
                       secrets=[settings.internal_token])
@@ -53,15 +51,19 @@ def cmd_run(_: argparse.Namespace) -> None:
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
-    scheduler = next(r for r in runtimes if r.name == "rules").scheduler()
-    scheduler.start(_scheduler_interval())
+    from accrual_rules.bootstrap import RulesRuntime
+
+    rules = next(r for r in runtimes if r.name == "rules")
+    assert isinstance(rules, RulesRuntime)
+    scheduler = rules.scheduler()
+    scheduler.start(settings.scheduler_interval_seconds)
     key = _embedded_admin_key(settings)
     from accrual_gateway.app import create_app, serve_app
 
     channels = _channels(settings)
     app = create_app(channels)
     print(f"""
-Accrual is running (embedded: SQLite under {hosting_var()}, in-process broker)
+Accrual is running (embedded: SQLite under {settings.var_dir.resolve()}, in-process broker)
   REST:  http://{settings.gateway_host}:{settings.gateway_port}   (docs: /docs, spec: /openapi.json)
   gRPC:  {settings.grpc_host}:{port}   (health + reflection enabled)
   admin API key (tenant "default"): {key}
@@ -80,12 +82,6 @@ Try:  curl -H "X-API-Key: {key}" http://{settings.gateway_host}:{settings.gatewa
             r.stop()
 
 
-def hosting_var() -> str:
-    from accrual_platform.settings import EMBEDDED_VAR_DIR
-
-    return str(EMBEDDED_VAR_DIR.resolve())
-
-
 def _channels(settings: Settings) -> dict[str, str]:
     names = {"ingest": "accrual.ingest.v1.IngestService",
              "identity": "accrual.identity.v1.IdentityService",
@@ -97,9 +93,8 @@ def _channels(settings: Settings) -> dict[str, str]:
 def _embedded_admin_key(settings: Settings) -> str:
     """The embedded demo keeps its admin key in var/ so every start can print it."""
     from accrual_identity import keys
-    from accrual_platform.settings import EMBEDDED_VAR_DIR
 
-    path = EMBEDDED_VAR_DIR / "admin_key"
+    path = settings.var_dir / "admin_key"
     if path.exists():
         return path.read_text().strip()
     db = Database(settings.database_url, "identity", pool_size=1)
@@ -156,17 +151,6 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def _scheduler_interval() -> float:
-    raw = os.environ.get("SCHEDULER_INTERVAL_SECONDS", "60")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"configuration error: SCHEDULER_INTERVAL_SECONDS must be a number (got {raw!r})") from None
-    if value <= 0:
-        raise SystemExit("configuration error: SCHEDULER_INTERVAL_SECONDS must be positive")
-    return value
-
-
 def cmd_scheduler(_: argparse.Namespace) -> None:
     """The scheduled-events process (birthday, anniversary, inactivity). Run one or more: a
     PostgreSQL advisory lock makes exactly one of them the leader."""
@@ -177,7 +161,7 @@ def cmd_scheduler(_: argparse.Namespace) -> None:
 
     runtime = rules_bootstrap.RulesRuntime(settings, queue.make_broker("stub://"))
     scheduler = runtime.scheduler()
-    scheduler.start(_scheduler_interval())
+    scheduler.start(settings.scheduler_interval_seconds)
     wait_for_termination([scheduler.stop, runtime.db.dispose])
 
 
@@ -193,10 +177,18 @@ def cmd_gateway(_: argparse.Namespace) -> None:
     serve_app(app, settings.gateway_host, settings.gateway_port)
 
 
+def _database_settings() -> Settings:
+    """Settings for a command that only needs the database: DATABASE_URL's, else the
+    embedded suite's SQLite files."""
+    try:
+        settings = Settings.read()
+    except ConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+    return settings if settings.database_url else _settings(embedded=True)
+
+
 def cmd_migrate(_: argparse.Namespace) -> None:
-    embedded = not os.environ.get("DATABASE_URL")
-    settings = _settings(embedded=embedded) if embedded else Settings(
-        database_url=os.environ["DATABASE_URL"], broker_url="", redis_url=None, internal_token="")
+    settings = _database_settings()
     configure_logging("migrate", fmt="console")
     hosting.migrate(settings)
 
@@ -223,10 +215,10 @@ def _identity_db() -> Iterator[Database]:
     from accrual_platform import errors, migrations
     from sqlalchemy import exc as sa_exc
 
-    url = os.environ.get("DATABASE_URL")
+    url = _database_settings().database_url
     where = "DATABASE_URL"
-    if not url:
-        url, where = _settings(embedded=True).database_url, "the embedded SQLite files"
+    if url.startswith("sqlite"):
+        where = url
         identity = hosting.bootstrap_module("identity")
         migrations.upgrade(url, identity.SCHEMA, identity.MIGRATIONS)
     db = Database(url, "identity", pool_size=1)
@@ -284,23 +276,17 @@ def cmd_keys_revoke(ns: argparse.Namespace) -> None:
 
 def cmd_demo(ns: argparse.Namespace) -> None:
     """Create the seed-001 demo program on a running suite and print curl commands to try it."""
-    from accrual_platform.settings import EMBEDDED_VAR_DIR
-
     from accrual_suite import demo
 
-    # the embedded suite's own settings, so GATEWAY_HOST/GATEWAY_PORT mean what they mean to `accrual run`
-    base_url = ns.base_url or demo.local_url(*_gateway_listen_address())
     try:
-        key = ns.api_key or demo.default_key(EMBEDDED_VAR_DIR)
+        settings = Settings.read()
+        # GATEWAY_HOST/GATEWAY_PORT read as `accrual run` reads them, reached from this machine
+        base_url = ns.base_url or demo.local_url(settings.gateway_host, settings.gateway_port)
+        key = ns.api_key or settings.api_key or demo.default_key(settings.var_dir)
         program, rules = demo.create_demo(base_url, key)
     except demo.DemoError as exc:
         raise SystemExit(f"demo: {exc}") from None
     print(demo.instructions(base_url, key, program, rules))
-
-
-def _gateway_listen_address() -> tuple[str, int]:
-    settings = _settings(embedded=True)
-    return settings.gateway_host, settings.gateway_port
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -331,11 +317,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("key_id")
     p.set_defaults(fn=cmd_keys_revoke)
     p = sub.add_parser("demo", help="create a demo program with the seed rules on a running suite")
-    p.add_argument("--base-url", default="",
-                   help="REST gateway of the suite (default: the embedded one, at GATEWAY_HOST and "
-                        "GATEWAY_PORT as `accrual run` reads them)")
-    p.add_argument("--api-key", default=os.environ.get("ACCRUAL_API_KEY", ""),
-                   help="API key with programs:write (default: the embedded admin key in var/)")
+    p.add_argument("--base-url", help="REST gateway of the suite (default: the embedded one, "
+                   "at GATEWAY_HOST and GATEWAY_PORT as `accrual run` reads them)")
+    p.add_argument("--api-key", help="API key with programs:write (default: ACCRUAL_API_KEY, else "
+                   "the embedded admin key in var/)")
     p.set_defaults(fn=cmd_demo)
     ns = parser.parse_args(argv)
     try:

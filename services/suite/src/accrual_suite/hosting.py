@@ -12,7 +12,7 @@ from typing import Any
 
 import dramatiq
 import structlog
-from accrual_platform import auth, clients, migrations, queue, revocations
+from accrual_platform import auth, clients, migrations, queue, ratelimit, revocations
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.runtime import Runtime
 from accrual_platform.settings import Settings
@@ -100,7 +100,8 @@ def start_server(settings: Settings, runtimes: Sequence[Runtime], authenticator:
                  ) -> tuple[Any, int, revocations.RevocationListener]:
     """The gRPC server of the runtimes, and the listener that evicts revoked keys from its
     key cache (stop both)."""
-    interceptor = ServiceInterceptor(authenticator, settings.internal_token)
+    interceptor = ServiceInterceptor(authenticator, settings.internal_token,
+                                     limiter=ratelimit.build(settings.rate_limit, settings.redis_url))
     server, port = build_server([(r.service_full_name, r.register) for r in runtimes],
                                 f"{settings.grpc_host}:{settings.grpc_port}", interceptor)
     listener = revocations.RevocationListener(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from accrual_ingest.domain.canonical import payload_digest
 from accrual_ingest.domain.validation import (
     MAX_EVENT_DATA_BYTES,
     MAX_FUTURE,
+    JsonObject,
     ValidEvent,
     Violation,
     check_key,
@@ -63,7 +64,7 @@ class CdpInput:
     occurred_at: dt.datetime | None
     #: Wire field name -> value, only the fields that were sent; None when no identity object.
     identity: Mapping[str, str] | None
-    properties: dict[str, Any]
+    properties: JsonObject
 
 
 def validate_event_type(spec: EventTypeSpec) -> list[Violation]:
@@ -182,7 +183,3 @@ def validate_cdp_event(raw: CdpInput, spec: EventTypeSpec | None, now: dt.dateti
         cdp_source=raw.source, cdp_identities=identities,
     ), []
 
-
-def spec_from_storage(name: str, properties: Sequence[Mapping[str, Any]], allow_unknown: bool) -> EventTypeSpec:
-    return EventTypeSpec(name, tuple(PropertySpec(p["name"], p["type"], bool(p.get("required")))
-                                     for p in properties), allow_unknown)

@@ -24,10 +24,11 @@ import datetime as dt
 import decimal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 MICROS = decimal.Decimal(1_000_000)
 SYSTEM = "SYSTEM"
+K = TypeVar("K")
 
 
 def to_micros(points: str | decimal.Decimal) -> int:
@@ -101,7 +102,7 @@ class Increments:
         return bool(self.daily)
 
 
-def _bump(table: dict[Any, list[int]], key: Any, values: list[int]) -> None:
+def _bump(table: dict[K, list[int]], key: K, values: list[int]) -> None:
     row = table.setdefault(key, [0] * len(values))
     for i, v in enumerate(values):
         row[i] += v

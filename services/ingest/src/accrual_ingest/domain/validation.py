@@ -6,12 +6,13 @@ import datetime as dt
 import decimal
 import functools
 import math
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 from accrual_platform import dates, exactjson, text
 from accrual_platform.errors import excerpt, shorten
+from accrual_platform.ids import canonical_uuid
 from accrual_platform.text import has_control_chars
 
 from accrual_ingest.domain.canonical import payload_digest
@@ -19,6 +20,12 @@ from accrual_ingest.domain.canonical import payload_digest
 MAX_EVENT_DATA_BYTES = 32 * 1024
 MAX_FUTURE = dt.timedelta(minutes=5)
 MAX_BATCH = 1000
+
+#: A JSON object as partners send it (event data, CDP properties): its values are truly
+#: dynamic (strings, numbers, booleans, null, lists and objects).
+JsonObject: TypeAlias = dict[str, Any]
+#: Reports one violation: (field, description).
+Report: TypeAlias = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class EventInput(NamedTuple):
     participant_id: str | None
     recipient_external_id: str | None
     recipient_id: str | None
-    event_data: dict[str, Any]
+    event_data: JsonObject
 
 
 class ValidEvent(NamedTuple):
@@ -54,7 +61,7 @@ class ValidEvent(NamedTuple):
     participant_id: str | None
     recipient_external_id: str | None
     recipient_id: str | None
-    event_data: dict[str, Any]
+    event_data: JsonObject
     digest: str
     origin: str = "EXTERNAL"
     #: CDP events only: the source system (the dedup scope) and the normalised identities.
@@ -62,17 +69,12 @@ class ValidEvent(NamedTuple):
     cdp_identities: list[dict[str, str]] | None = None
 
 
-@functools.lru_cache(maxsize=4096)
-def _uuid(value: str) -> str | None:
-    """The canonical text of a UUID, or None. Cached: a batch names the same program (and
-    often the same participants) on every event, and parsing was a twentieth of accepting it."""
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, AttributeError):
-        return None
+#: canonical_uuid, cached: a batch names the same program (and often the same participants)
+#: on every event, and parsing was a twentieth of accepting it.
+_uuid = functools.lru_cache(maxsize=4096)(canonical_uuid)
 
 
-def check_key(value: str, name: str, bad: Any, *, required: bool = True) -> None:
+def check_key(value: str, name: str, bad: Report, *, required: bool = True) -> None:
     """1-255 characters without control characters (an identifier partners send back)."""
     if not value:
         if required:
@@ -114,7 +116,7 @@ def json_problem(value: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
-def json_size(value: dict[str, Any]) -> int:
+def json_size(value: JsonObject) -> int:
     """Bytes of the compact UTF-8 JSON of ``value`` as stored (exactjson.dumps: orjson's
     text, decimals exactly)."""
     return len(exactjson.dumps(value))

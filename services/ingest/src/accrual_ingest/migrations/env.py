@@ -1,4 +1,3 @@
-import accrual_ingest.engagement  # noqa: F401  (registers the engagement tables on the metadata)
 from accrual_ingest.storage import metadata
 from accrual_platform.migrations import run_env
 from alembic import context

@@ -65,12 +65,16 @@ def is_public(address: IPAddress) -> bool:
             and not address.is_unspecified)
 
 
-def check_url(url: str, *, allow_private: bool, resolve: Resolver) -> list[Violation]:
+def check_url(url: str, *, allow_private: bool, resolve: Resolver,
+              allow_http: bool | None = None) -> list[Violation]:
     """Violations of ``url`` (empty when it may be called).
 
-    ``allow_private`` is the development and test switch: plain http and loopback or private
-    addresses are then accepted.
+    ``allow_private`` and ``allow_http`` are the development and test switches: loopback or
+    private addresses, and plain http, are then accepted; ``allow_http`` follows
+    ``allow_private`` unless given.
     """
+    if allow_http is None:
+        allow_http = allow_private
     if not url:
         return [("url", "is required")]
     if len(url) > MAX_URL_LENGTH:
@@ -83,7 +87,7 @@ def check_url(url: str, *, allow_private: bool, resolve: Resolver) -> list[Viola
     if port == 0:
         # no service listens on port 0; connecting there tells a prober only about the network
         return [("url", "must not use port 0")]
-    schemes = ("https", "http") if allow_private else ("https",)
+    schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in schemes or not parts.hostname:
         return [("url", "must be an absolute https:// URL")]
     if parts.username is not None or parts.password is not None:
