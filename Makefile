@@ -9,9 +9,13 @@ GEN := libs/contracts/src
 .PHONY: setup proto proto-check run demo keys grpc-walkthrough up migrate test test-unit lint bench profile fuzz clean
 
 # Setup says what it does on stderr, so `KEY=$$(make keys ...)` captures only the command's output.
+# pip first; a distribution's Python refuses --user installs (PEP 668) or has no pip, hence the
+# fallbacks, the last being uv's own installer.
 $(UV):
 	@echo "installing uv into ~/.local/bin" >&2
-	@$(PY) -m pip install --user --quiet uv >&2 || $(PY) -m pip install --user --quiet --break-system-packages uv >&2
+	@$(PY) -m pip install --user --quiet uv >&2 \
+		|| $(PY) -m pip install --user --quiet --break-system-packages uv >&2 \
+		|| (curl -LsSf https://astral.sh/uv/install.sh | env UV_INSTALL_DIR=$(HOME)/.local/bin UV_NO_MODIFY_PATH=1 sh) >&2
 
 .venv/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 	@$(UV) sync --frozen --all-packages >&2
