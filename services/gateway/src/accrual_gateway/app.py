@@ -10,6 +10,7 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
 from accrual.rules.v1 import rules_pb2
+from accrual_platform import auth
 from google.protobuf.descriptor import FileDescriptor
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from accrual_gateway import codec, routing
+from accrual_gateway.access import AccessCheck
 from accrual_gateway.dispatch import Dispatcher
 from accrual_gateway.metrics import HttpMetrics
 from accrual_gateway.middleware import RequestIdMiddleware
@@ -36,15 +38,21 @@ DOCS_HTML = """<!doctype html><html><head><title>Accrual API</title>
 
 def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | None = None, *,
                call_timeout: float = 10.0, max_body_bytes: int = 16 * 1024 * 1024,
-               coalesce_calls: bool = True) -> RequestIdMiddleware:
+               coalesce_calls: bool = True,
+               authenticator: auth.Authenticator | None = None) -> RequestIdMiddleware:
     """The gateway of the services at ``addresses`` ({service full name: address}).
+
+    ``authenticator``: the services' key lookup (see :mod:`accrual_gateway.access`); without
+    one, input errors are answered before the key is known.
 
     ``coalesce_calls``: send concurrent calls of a method with a ``coalesced_by`` option
     (SubmitEvent) upstream together (see :mod:`accrual_gateway.coalesce`)."""
     routes = routing.build_routes(files or DEFAULT_FILES)
     upstream = Upstream(addresses, routes, call_timeout=call_timeout, coalesce_calls=coalesce_calls)
     metrics = HttpMetrics()
-    dispatch = Dispatcher(routing.RouteTable(routes), upstream, metrics, max_body_bytes=max_body_bytes)
+    access = AccessCheck(authenticator) if authenticator is not None else None
+    dispatch = Dispatcher(routing.RouteTable(routes), upstream, metrics, max_body_bytes=max_body_bytes,
+                          access=access)
     ops = Operations(codec.dumps(build_openapi(routes)), upstream)
     return RequestIdMiddleware(Starlette(routes=[
         Route("/openapi.json", ops.openapi), Route("/docs", docs),

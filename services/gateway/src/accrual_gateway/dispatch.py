@@ -13,14 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from accrual_gateway import coalesce, codec, routing
-from accrual_gateway.errors import ShimError, error_from_rpc, error_response
+from accrual_gateway.access import MAX_API_KEY_LENGTH, AccessCheck, Caller
+from accrual_gateway.errors import ShimError, error_from_app_error, error_from_rpc, error_response
 from accrual_gateway.metrics import HttpMetrics
 from accrual_gateway.middleware import request_id_of
 from accrual_gateway.upstream import Upstream, forwarded_headers
 
 log = structlog.get_logger("accrual.gateway")
-#: keys are "sk_" and 43 characters; this leaves room for other spellings
-MAX_API_KEY_LENGTH = 256
 
 
 def api_key_of(request: Request) -> str | None:
@@ -101,38 +100,58 @@ def input_error(exc: ShimError, route: routing.Route, request_id: str) -> Respon
 
 
 class Dispatcher:
-    """The endpoint of every generated route."""
+    """The endpoint of every generated route. With an ``access`` check, a request the gateway
+    would refuse itself is refused for its key first (401, then 403, then 400); without
+    one (the shim alone, in tests) only the service checks keys."""
 
     def __init__(self, routes: routing.RouteTable, upstream: Upstream, metrics: HttpMetrics, *,
-                 max_body_bytes: int) -> None:
+                 max_body_bytes: int, access: AccessCheck | None = None) -> None:
         self.routes = routes
         self.upstream = upstream
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.access = access
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         request_id = request_id_of(request)
         path, verb = request.url.path, request.method
         match = self.routes.match(path, verb)
-        if match is None:
-            allowed = self.routes.has_path(path)
-            return error_response(405 if allowed else 404, {
-                "code": "method_not_allowed" if allowed else "not_found",
-                "message": f"{verb} {path} is not a route", "details": []}, request_id)
-        response = await self._answer(request, match, request_id)
-        self.metrics.observe(match.route.template, verb, response.status_code,
-                             time.perf_counter() - started)
-        return response
+        template: str | None = None
+        caller: Caller | None = None
+        status = 500
+        try:
+            if match is None:
+                allowed = self.routes.has_path(path)
+                response = error_response(405 if allowed else 404, {
+                    "code": "method_not_allowed" if allowed else "not_found",
+                    "message": f"{verb} {path} is not a route", "details": []}, request_id)
+            else:
+                template = match.route.template
+                caller = Caller(api_key_of(request)) if self.access is None else \
+                    await self.access.caller(api_key_of(request))
+                response = await self._answer(request, match, caller, request_id)
+                self.metrics.observe(template, verb, response.status_code, time.perf_counter() - started)
+            status = response.status_code
+            return response
+        finally:
+            # The access line: never the key, never the body.
+            log.info("http_request", request_id=request_id, method=verb, route=template,
+                     status=status, latency_ms=round((time.perf_counter() - started) * 1e3, 2),
+                     tenant_id=caller.tenant_id if caller is not None else None)
 
-    async def _answer(self, request: Request, match: routing.Match, request_id: str) -> Response:
+    async def _answer(self, request: Request, match: routing.Match, caller: Caller,
+                      request_id: str) -> Response:
         route = match.route
         try:
             message = await decode(request, match, self.max_body_bytes)
         except ShimError as exc:
+            refusal = caller.refusal_for(route.full_method) if self.access is not None else None
+            if refusal is not None:
+                return error_response(*error_from_app_error(refusal), request_id)
             return input_error(exc, route, request_id)
         metadata = [("x-request-id", request_id)]
-        key = api_key_of(request)
+        key = caller.key
         if key and len(key) > MAX_API_KEY_LENGTH:
             # No key is this long, and one this long would pass gRPC's metadata limit: the
             # call would fail in the transport (a 429 naming gRPC internals), not as a 401.

@@ -42,18 +42,29 @@ class ShimError(Exception):
 
 def error_from_rpc(exc: grpc.aio.AioRpcError | grpc.RpcError, invalid_status: int
                    ) -> tuple[int, dict[str, Any]]:
-    code = exc.code()
-    status = HTTP_STATUS.get(code, 500)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        status = invalid_status
-    body: dict[str, Any] = {"code": code.name.lower(), "message": exc.details() or code.name,
-                            "details": []}
+    """(HTTP status, error body) of a failed gRPC call."""
     raw = None
     for key, value in (exc.trailing_metadata() or ()):
         if key == "grpc-status-details-bin":
             raw = value
-    if raw:
-        rich = status_pb2.Status.FromString(raw)
+    rich = status_pb2.Status.FromString(raw) if raw else None
+    return _answer(exc.code(), exc.details() or "", rich, invalid_status)
+
+
+def error_from_app_error(exc: errors.AppError) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, error body) of an error the gateway raises itself, answered exactly as
+    the same error raised by a service."""
+    return _answer(exc.grpc_code, exc.message, exc.to_status(), 400)
+
+
+def _answer(code: grpc.StatusCode, message: str, rich: status_pb2.Status | None,
+            invalid_status: int) -> tuple[int, dict[str, Any]]:
+    status = HTTP_STATUS.get(code, 500)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        status = invalid_status
+    body: dict[str, Any] = {"code": code.name.lower(), "message": message or code.name,
+                            "details": []}
+    if rich is not None:
         for detail in rich.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
@@ -69,17 +80,15 @@ def error_from_rpc(exc: grpc.aio.AioRpcError | grpc.RpcError, invalid_status: in
                                        for v in bad.field_violations)
             else:
                 body["details"].append({"type": detail.type_url})
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and raw is None:
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and rich is None:
         # Not a rate limit (those carry an ErrorInfo) but the transport refusing a message
         # or metadata size: nothing the client can wait out, and no gRPC internals to show.
         status = 500
     if code == grpc.StatusCode.UNAVAILABLE and body["code"] == "unavailable":
-        body["message"] = exc.details() or "service unavailable, retry"
+        body["message"] = message or "service unavailable, retry"
     if status == 500:
         body["message"] = "internal error"
     return status, body
-
-
 
 
 def error_response(status: int, error: dict[str, Any], request_id: str,

@@ -41,6 +41,13 @@ def prepare_broker(broker: dramatiq.Broker) -> dramatiq.Broker:
     return broker
 
 
+def remote_authenticator(settings: Settings) -> auth.CachedAuthenticator:
+    """Key lookups through identity's AuthenticateApiKey, cached for API_KEY_CACHE_SECONDS."""
+    return auth.CachedAuthenticator(
+        clients.IdentityAuthenticator(clients.channel(settings.peer("identity")), settings.internal_token),
+        ttl=settings.api_key_cache_seconds)
+
+
 def build_runtimes(settings: Settings, broker: dramatiq.Broker,
                    names: Sequence[str]) -> tuple[list[Runtime], auth.Authenticator]:
     """Build the named runtimes; the authenticator is identity's own when it is hosted here,
@@ -52,10 +59,7 @@ def build_runtimes(settings: Settings, broker: dramatiq.Broker,
         authenticator = identity.authenticator
         runtimes.append(identity)
     if authenticator is None:
-        authenticator = auth.CachedAuthenticator(
-            clients.IdentityAuthenticator(clients.channel(settings.peer("identity")),
-                                          settings.internal_token),
-            ttl=settings.api_key_cache_seconds)
+        authenticator = remote_authenticator(settings)
     for name in names:
         if name != "identity":
             runtimes.append(bootstrap_module(name).build(settings, broker))
