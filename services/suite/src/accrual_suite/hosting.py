@@ -28,8 +28,8 @@ def bootstrap_module(name: str) -> types.ModuleType:
 def migrate(settings: Settings, names: Sequence[str] = SERVICES) -> None:
     for name in names:
         module = bootstrap_module(name)
-        migrations.upgrade(settings.database_url, module.SCHEMA, module.MIGRATIONS)
-        log.info("migrated", service=name, schema=module.SCHEMA)
+        before, after = migrations.upgrade(settings.database_url, module.SCHEMA, module.MIGRATIONS)
+        log.info("migrated", service=name, schema=module.SCHEMA, from_revision=before, to_revision=after)
 
 
 def prepare_broker(broker: dramatiq.Broker) -> dramatiq.Broker:
