@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import structlog
 from accrual_platform import auth
 from structlog.testing import capture_logs
 
@@ -53,6 +54,9 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessSuite]:
+    # A configuration an earlier test made caches loggers on first use, and capture_logs
+    # cannot reach a cached logger: start from structlog's defaults.
+    structlog.reset_defaults()
     with in_process_suite(pathlib.Path(tmp_path_factory.mktemp("access"))) as s:
         yield s
 

@@ -19,8 +19,6 @@ from accrual_gateway.metrics import HttpMetrics
 from accrual_gateway.middleware import request_id_of
 from accrual_gateway.upstream import Upstream, forwarded_headers
 
-log = structlog.get_logger("accrual.gateway")
-
 
 def api_key_of(request: Request) -> str | None:
     """The caller's API key: ``X-API-Key``, or ``Authorization: Bearer``."""
@@ -111,6 +109,9 @@ class Dispatcher:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.access = access
+        #: this app's own logger, so a logging configuration made after another app cached
+        #: its logger (tests capturing logs) still reaches this one's lines
+        self.log = structlog.get_logger("accrual.gateway")
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -136,7 +137,7 @@ class Dispatcher:
             return response
         finally:
             # The access line: never the key, never the body.
-            log.info("http_request", request_id=request_id, method=verb, route=template,
+            self.log.info("http_request", request_id=request_id, method=verb, route=template,
                      status=status, latency_ms=round((time.perf_counter() - started) * 1e3, 2),
                      tenant_id=caller.tenant_id if caller is not None else None)
 
@@ -164,7 +165,7 @@ class Dispatcher:
         except (grpc.aio.AioRpcError, coalesce.CallFailed) as exc:
             status, body = error_from_rpc(exc, route.invalid_status)
             if status >= 500:
-                log.warning("upstream_error", code=exc.code().name, details=exc.details(),
+                self.log.warning("upstream_error", code=exc.code().name, details=exc.details(),
                             request_id=request_id)
             return error_response(status, body, request_id,
                                   forwarded_headers(exc.initial_metadata(), exc.trailing_metadata()))
