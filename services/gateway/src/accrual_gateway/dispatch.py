@@ -138,8 +138,8 @@ class Dispatcher:
         finally:
             # The access line: never the key, never the body.
             self.log.info("http_request", request_id=request_id, method=verb, route=template,
-                     status=status, latency_ms=round((time.perf_counter() - started) * 1e3, 2),
-                     tenant_id=caller.tenant_id if caller is not None else None)
+                          status=status, latency_ms=round((time.perf_counter() - started) * 1e3, 2),
+                          tenant_id=caller.tenant_id if caller is not None else None)
 
     async def _answer(self, request: Request, match: routing.Match, caller: Caller,
                       request_id: str) -> Response:
@@ -166,7 +166,7 @@ class Dispatcher:
             status, body = error_from_rpc(exc, route.invalid_status)
             if status >= 500:
                 self.log.warning("upstream_error", code=exc.code().name, details=exc.details(),
-                            request_id=request_id)
+                                 request_id=request_id)
             return error_response(status, body, request_id,
                                   forwarded_headers(exc.initial_metadata(), exc.trailing_metadata()))
         body = codec.to_json(reply)
