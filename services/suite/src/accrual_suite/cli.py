@@ -61,7 +61,7 @@ def cmd_run(_: argparse.Namespace) -> None:
     from accrual_gateway.app import create_app, serve_app
 
     channels = _channels(settings)
-    app = create_app(channels)
+    app = create_app(channels, authenticator=authenticator)
     print(f"""
 Accrual is running (embedded: SQLite under {settings.var_dir.resolve()}, in-process broker)
   REST:  http://{settings.gateway_host}:{settings.gateway_port}   (docs: /docs, spec: /openapi.json)
@@ -172,7 +172,7 @@ def cmd_gateway(_: argparse.Namespace) -> None:
                       secrets=[settings.internal_token])
     from accrual_gateway.app import create_app, serve_app
 
-    app = create_app(_channels(settings))
+    app = create_app(_channels(settings), authenticator=_gateway_authenticator(settings))
     freeze_startup_heap()
     serve_app(app, settings.gateway_host, settings.gateway_port)
 
@@ -185,6 +185,16 @@ def _database_settings() -> Settings:
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     return settings if settings.database_url else _settings(embedded=True)
+
+
+def _gateway_authenticator(settings: Settings) -> auth.CachedAuthenticator:
+    """The gateway's key lookup: identity's AuthenticateApiKey, cached and evicted on
+    revocation as every service's is."""
+    from accrual_platform import revocations
+
+    authenticator = hosting.remote_authenticator(settings)
+    revocations.RevocationListener(settings.database_url, authenticator.evict).start()
+    return authenticator
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:

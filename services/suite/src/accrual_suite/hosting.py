@@ -31,8 +31,8 @@ def bootstrap_module(name: str) -> types.ModuleType:
 def migrate(settings: Settings, names: Sequence[str] = SERVICES) -> None:
     for name in names:
         module = bootstrap_module(name)
-        migrations.upgrade(settings.database_url, module.SCHEMA, module.MIGRATIONS)
-        log.info("migrated", service=name, schema=module.SCHEMA)
+        before, after = migrations.upgrade(settings.database_url, module.SCHEMA, module.MIGRATIONS)
+        log.info("migrated", service=name, schema=module.SCHEMA, from_revision=before, to_revision=after)
 
 
 def prepare_broker(broker: dramatiq.Broker) -> dramatiq.Broker:
@@ -42,6 +42,13 @@ def prepare_broker(broker: dramatiq.Broker) -> dramatiq.Broker:
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
         broker.add_middleware(CurrentMessage())
     return broker
+
+
+def remote_authenticator(settings: Settings) -> auth.CachedAuthenticator:
+    """Key lookups through identity's AuthenticateApiKey, cached for API_KEY_CACHE_SECONDS."""
+    return auth.CachedAuthenticator(
+        clients.IdentityAuthenticator(clients.channel(settings.peer("identity")), settings.internal_token),
+        ttl=settings.api_key_cache_seconds)
 
 
 def build_runtimes(settings: Settings, broker: dramatiq.Broker,
@@ -55,10 +62,7 @@ def build_runtimes(settings: Settings, broker: dramatiq.Broker,
         authenticator = identity.authenticator
         runtimes.append(identity)
     if authenticator is None:
-        authenticator = auth.CachedAuthenticator(
-            clients.IdentityAuthenticator(clients.channel(settings.peer("identity")),
-                                          settings.internal_token),
-            ttl=settings.api_key_cache_seconds)
+        authenticator = remote_authenticator(settings)
     for name in names:
         if name != "identity":
             runtimes.append(bootstrap_module(name).build(settings, broker))
