@@ -8,7 +8,6 @@ from typing import Any
 
 import grpc
 import structlog
-import swagger_ui_bundle
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
@@ -20,11 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
-from starlette.staticfiles import StaticFiles
 
 from accrual_gateway import coalesce, shim
+from accrual_gateway.docs import docs_routes
 from accrual_gateway.openapi import build_openapi
 
 log = structlog.get_logger("accrual.gateway")
@@ -215,8 +213,7 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app: Any = Starlette(routes=[
-        StarletteRoute("/openapi.json", openapi), StarletteRoute("/docs", docs),
-        Mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path)),
+        StarletteRoute("/openapi.json", openapi), *docs_routes(),
         StarletteRoute("/healthz", healthz), StarletteRoute("/readyz", readyz),
         StarletteRoute("/metrics", metrics),
         StarletteRoute("/{path:path}", dispatch,
