@@ -45,6 +45,7 @@ ERROR_SCHEMAS: dict[str, Any] = {
               "properties": {"error": {"$ref": _REF + "ErrorBody"}}},
     "ErrorBody": {
         "type": "object", "required": ["code", "message", "details", "request_id"],
+        "description": "What went wrong; the same shape for every status.",
         "properties": {
             "code": {"type": "string", "description": "Machine-readable snake_case code, for example"
                      " validation_failed, idempotency_conflict, not_found or rate_limited."},
@@ -68,6 +69,9 @@ ERROR_SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["type"], "description": "A detail of another kind.",
         "properties": {"type": {"type": "string", "description": "Its protobuf type URL."}}},
 }
+DESCRIPTION = ("REST gateway of the Accrual loyalty platform, generated from its gRPC contracts. "
+               "Authenticate with an API key in X-API-Key or as a Bearer token; every error has "
+               "the Error body, and X-Request-Id identifies each request.")
 _PROGRAM = "550e8400-e29b-41d4-a716-446655440000"
 # Request examples of the main operations, from the seed documents (Scrip's POST /v1/events).
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -228,9 +232,13 @@ def build_openapi(routes: Sequence[Route], *, title: str = "Accrual API",
         if params:
             op["parameters"] = params
         paths.setdefault(template, {})[route.verb.lower()] = op
+    services = {route.method.containing_service for route in routes}
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version},
+        "info": {"title": title, "version": version, "description": DESCRIPTION},
+        "tags": [{"name": s.name, **({"description": comments()[s.full_name]}
+                                     if s.full_name in comments() else {})}
+                 for s in sorted(services, key=lambda s: s.full_name)],
         "paths": paths,
         "components": {"schemas": b.schemas, "securitySchemes": {
             "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
