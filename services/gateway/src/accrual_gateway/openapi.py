@@ -146,9 +146,21 @@ def _name(full_name: str) -> str:
     return full_name.removeprefix("accrual.").replace(".", "_")
 
 
+def _reachable(desc: Descriptor, seen: set[str]) -> set[str]:
+    """Full names of ``desc`` and every message type its fields reach."""
+    if desc.full_name not in seen:
+        seen.add(desc.full_name)
+        for f in desc.fields:
+            if f.message_type is not None:
+                _reachable(f.message_type, seen)
+    return seen
+
+
 class _Builder:
-    def __init__(self) -> None:
+    def __init__(self, inputs: set[str]) -> None:
         self.schemas: dict[str, Any] = dict(ERROR_SCHEMAS)
+        # Answers carry every field (shim.shape_output), so an answer-only schema requires all.
+        self.inputs = inputs
 
     def enum(self, enum: EnumDescriptor) -> dict[str, Any]:
         name = _name(enum.full_name)
@@ -186,7 +198,8 @@ class _Builder:
             fields = [f for f in desc.fields if f.name not in skip and not is_hidden(f)]
             schema: dict[str, Any] = {"type": "object", "properties": {
                 f.name: _described(self.field(f), f.full_name) for f in fields}}
-            if required := [f.name for f in fields if is_required(f)]:
+            if required := [f.name for f in fields
+                             if is_required(f) or desc.full_name not in self.inputs]:
                 schema["required"] = required
             self.schemas[name] = _described(schema, desc.full_name)
         return {"$ref": f"#/components/schemas/{name}"}
@@ -194,7 +207,10 @@ class _Builder:
 
 def build_openapi(routes: Sequence[Route], *, title: str = "Accrual API",
                   version: str = "v1") -> dict[str, Any]:
-    b = _Builder()
+    inputs: set[str] = set()
+    for route in routes:
+        _reachable(route.method.input_type, inputs)
+    b = _Builder(inputs)
     paths: dict[str, Any] = {}
     errors = {str(s): {"description": d, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Error"}}}}
