@@ -55,37 +55,37 @@ def test_readme_walkthrough_through_the_generated_client(suite: tuple[str, str],
         base_url=base, token=key, raise_on_unexpected_status=True)
 
     program = _mod(client_package, f"{rules}.create_program").sync(
-        client=client, body=models.RulesV1CreateProgramRequest(name="Demo"))
-    assert isinstance(program, models.RulesV1Program), program
+        client=client, body=models.CreateProgramRequest(name="Demo"))
+    assert isinstance(program, models.Program), program
     rule = _mod(client_package, f"{rules}.create_rule").sync(
-        program.program_id, client=client, body=models.RulesV1CreateRuleRequestBody(
+        program.program_id, client=client, body=models.CreateRuleRequestBody(
             name="1 point per dollar", event_type="purchase", formula="properties.amount * 1"))
-    assert isinstance(rule, models.RulesV1Rule), rule
+    assert isinstance(rule, models.Rule), rule
 
-    body = models.IngestV1SubmitEventRequest(
+    body = models.SubmitEventRequest(
         program_id=program.program_id, idempotency_key=f"order-{uuid.uuid4()}", external_id="user_abc123",
         event_type="purchase",
-        event_data=models.IngestV1SubmitEventRequestEventDataType0.from_dict({"amount": 125}))
+        event_data=models.SubmitEventRequestEventDataType0.from_dict({"amount": 125}))
     submit: Any = _mod(client_package, f"{ingest}.submit_event")
     event = submit.sync(client=client, body=body)
-    assert isinstance(event, models.IngestV1Event), event
-    assert event.status == models.IngestV1EventStatus.PENDING and event.deduplicated is False
+    assert isinstance(event, models.Event), event
+    assert event.status == models.EventStatus.PENDING and event.deduplicated is False
 
     get_event: Any = _mod(client_package, f"{ingest}.get_event")
     deadline = time.time() + 30
-    while event.status != models.IngestV1EventStatus.COMPLETED and time.time() < deadline:
+    while event.status != models.EventStatus.COMPLETED and time.time() < deadline:
         time.sleep(0.2)
         event = get_event.sync(event.event_id, client=client)
-    assert event.status == models.IngestV1EventStatus.COMPLETED, event
+    assert event.status == models.EventStatus.COMPLETED, event
     assert event.rule_evaluations[0].matched is True
 
     balance = _mod(client_package, f"{rules}.get_balance").sync(
         program.program_id, event.participant_id, client=client)
-    assert isinstance(balance, models.RulesV1Balance), balance
+    assert isinstance(balance, models.Balance), balance
     assert balance.available == "125" and balance.lifetime_earned == "125"
 
     again = submit.sync(client=client, body=body)
     assert again.event_id == event.event_id and again.deduplicated is True
-    conflict = submit.sync(client=client, body=models.IngestV1SubmitEventRequest.from_dict(
+    conflict = submit.sync(client=client, body=models.SubmitEventRequest.from_dict(
         {**body.to_dict(), "event_data": {"amount": 1}}))
     assert isinstance(conflict, models.Error) and conflict.error.code == "idempotency_conflict"

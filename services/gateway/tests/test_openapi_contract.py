@@ -35,16 +35,16 @@ def test_operation_ids_are_unique_lower_camel_rpc_names(doc: dict[str, Any]) -> 
 
 def test_every_operation_and_request_schema_is_described(doc: dict[str, Any]) -> None:
     assert all(op.get("description") and op.get("summary") for op in _ops(doc))
-    submit = doc["components"]["schemas"]["ingest_v1_SubmitEventRequest"]
+    submit = doc["components"]["schemas"]["SubmitEventRequest"]
     assert submit["description"].startswith("Request of SubmitEvent")
     assert "deduplicated" in submit["properties"]["idempotency_key"]["description"]
 
 
 def test_required_follows_field_behavior_and_answers_require_every_field(doc: dict[str, Any]) -> None:
     schemas = doc["components"]["schemas"]
-    assert schemas["ingest_v1_SubmitEventRequest"]["required"] == ["program_id", "idempotency_key"]
-    assert schemas["rules_v1_CreateRuleRequest_Body"]["required"] == ["name", "formula"]
-    event = schemas["ingest_v1_Event"]
+    assert schemas["SubmitEventRequest"]["required"] == ["program_id", "idempotency_key"]
+    assert schemas["CreateRuleRequest_Body"]["required"] == ["name", "formula"]
+    event = schemas["Event"]
     assert set(event["required"]) == set(event["properties"])
 
 
@@ -52,7 +52,7 @@ def test_examples_enums_and_errors(doc: dict[str, Any]) -> None:
     body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
     assert body["example"]["idempotency_key"] == "order-12345-completed"
     schemas = doc["components"]["schemas"]
-    assert schemas["ingest_v1_EventStatus"]["enum"][:1] == ["PENDING"]
+    assert schemas["EventStatus"]["enum"][:1] == ["PENDING"]
     assert schemas["ErrorBody"]["required"] == ["code", "message", "details", "request_id"]
     responses = doc["paths"]["/v1/events"]["post"]["responses"]
     assert responses["409"]["content"]["application/json"]["schema"] == {"$ref": SCHEMAS + "Error"}

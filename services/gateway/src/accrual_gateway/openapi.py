@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import pathlib
 import re
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import accrual.options.v1.options_pb2
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, FileDescriptor
 
 from accrual_gateway.shim import WKT_PASSTHROUGH, Route, enum_prefix, is_hidden
 
@@ -146,6 +147,38 @@ def _name(full_name: str) -> str:
     return full_name.removeprefix("accrual.").replace(".", "_")
 
 
+def _types(scope: Any, package: str) -> Iterator[str]:
+    for e in scope.enum_types_by_name.values():
+        yield e.full_name.removeprefix(package + ".")
+    for m in scope.message_types_by_name.values():
+        yield m.full_name.removeprefix(package + ".")
+        yield from _types(_Nested(m), package)
+
+
+class _Nested:
+    """A message seen as a scope of nested types, like a file."""
+
+    def __init__(self, desc: Descriptor) -> None:
+        self.enum_types_by_name = {e.name: e for e in desc.enum_types}
+        self.message_types_by_name = {m.name: m for m in desc.nested_types}
+
+
+def schema_names(files: Iterable[FileDescriptor]) -> dict[str, str]:
+    """{full name: schema name} of the project's types: the name without its package (which
+    generated clients turn into class names) unless two packages (or the error schemas) share it."""
+    seen: dict[str, FileDescriptor] = {}
+    todo = list(files)
+    while todo:
+        f = todo.pop()
+        if f.name not in seen and f.package.startswith("accrual."):
+            seen[f.name] = f
+            todo.extend(f.dependencies)
+    local = [(f.package, short) for f in seen.values() for short in _types(f, f.package)]
+    counts = Counter([short for _, short in local] + list(ERROR_SCHEMAS))
+    return {f"{package}.{short}": short.replace(".", "_") if counts[short] == 1 else _name(f"{package}.{short}")
+            for package, short in local}
+
+
 def _reachable(desc: Descriptor, seen: set[str]) -> set[str]:
     """Full names of ``desc`` and every message type its fields reach."""
     if desc.full_name not in seen:
@@ -157,13 +190,14 @@ def _reachable(desc: Descriptor, seen: set[str]) -> set[str]:
 
 
 class _Builder:
-    def __init__(self, inputs: set[str]) -> None:
+    def __init__(self, inputs: set[str], names: dict[str, str]) -> None:
         self.schemas: dict[str, Any] = dict(ERROR_SCHEMAS)
+        self.names = names
         # Answers carry every field (shim.shape_output), so an answer-only schema requires all.
         self.inputs = inputs
 
     def enum(self, enum: EnumDescriptor) -> dict[str, Any]:
-        name = _name(enum.full_name)
+        name = self.names.get(enum.full_name) or _name(enum.full_name)
         if name not in self.schemas:
             values = [v for v in enum.values if v.number]
             self.schemas[name] = _described({"type": "string", "enum": [
@@ -192,7 +226,7 @@ class _Builder:
         return item
 
     def message(self, desc: Descriptor, skip: Sequence[str] = ()) -> dict[str, Any]:
-        name = _name(desc.full_name) + ("_Body" if skip else "")
+        name = (self.names.get(desc.full_name) or _name(desc.full_name)) + ("_Body" if skip else "")
         if name not in self.schemas:
             self.schemas[name] = {}
             fields = [f for f in desc.fields if f.name not in skip and not is_hidden(f)]
@@ -210,7 +244,7 @@ def build_openapi(routes: Sequence[Route], *, title: str = "Accrual API",
     inputs: set[str] = set()
     for route in routes:
         _reachable(route.method.input_type, inputs)
-    b = _Builder(inputs)
+    b = _Builder(inputs, schema_names({r.method.containing_service.file for r in routes}))
     paths: dict[str, Any] = {}
     errors = {str(s): {"description": d, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Error"}}}}
