@@ -51,6 +51,8 @@ def test_required_follows_field_behavior_and_answers_require_every_field(doc: di
 def test_examples_enums_and_errors(doc: dict[str, Any]) -> None:
     body = doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
     assert body["example"]["idempotency_key"] == "order-12345-completed"
+    answer = doc["paths"]["/v1/events"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert answer["example"]["status"] == "PENDING" and answer["example"]["event_data"] == {"amount": 125}
     schemas = doc["components"]["schemas"]
     assert schemas["EventStatus"]["enum"][:1] == ["PENDING"]
     assert schemas["ErrorBody"]["required"] == ["code", "message", "details", "request_id"]

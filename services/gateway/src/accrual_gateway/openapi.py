@@ -8,6 +8,7 @@ the lowerCamel RPC names, and the main operations carry examples from the seed d
 from __future__ import annotations
 
 import functools
+import json
 import pathlib
 import re
 from collections import Counter
@@ -15,11 +16,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import accrual.options.v1.options_pb2
+from accrual.ingest.v1 import ingest_pb2
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, FileDescriptor
 
-from accrual_gateway.shim import WKT_PASSTHROUGH, Route, enum_prefix, is_hidden
+from accrual_gateway.shim import WKT_PASSTHROUGH, Route, dumps, enum_prefix, is_hidden, to_json
 
 _SCALARS = {
     FieldDescriptor.TYPE_STRING: {"type": "string"}, FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
@@ -83,6 +85,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                     "external_id": "user_abc123", "event_type": "purchase",
                     "event_timestamp": "2024-01-15T10:30:00Z", "event_data": {"amount": 125}},
 }
+
+
+def _answer_example() -> Any:
+    """SubmitEvent's answer to the seed's request, shaped by the shim as the gateway shapes it."""
+    event = ingest_pb2.Event(
+        event_id="7c9e6679-7425-40de-944b-e07fc1f90ae7", program_id=_PROGRAM,
+        idempotency_key="order-12345-completed", event_type="purchase", external_id="user_abc123",
+        status=ingest_pb2.EVENT_STATUS_PENDING, origin=ingest_pb2.EVENT_ORIGIN_EXTERNAL)
+    event.event_data.update({"amount": 125})
+    event.event_timestamp.FromJsonString("2024-01-15T10:30:00Z")
+    event.received_at.FromJsonString("2024-01-15T10:30:01Z")
+    return json.loads(dumps(to_json(event)))
+
+
 _DESCRIPTOR_SET = pathlib.Path(accrual.options.v1.options_pb2.__file__).parents[2] / "descriptors.binpb"
 
 
@@ -263,7 +279,8 @@ def build_openapi(routes: Sequence[Route], *, title: str = "Accrual API",
             **({"summary": comments()[m.full_name].split(". ")[0].rstrip("."),
                 "description": comments()[m.full_name]} if m.full_name in comments() else {}),
             "responses": {"200": {"description": "OK", "content": {"application/json": {
-                "schema": b.message(m.output_type)}}}, **errors},
+                "schema": b.message(m.output_type),
+                **({"example": _answer_example()} if m.name == "SubmitEvent" else {})}}}, **errors},
         }
         if route.body == "*":
             op["requestBody"] = {"required": True, "content": {"application/json": {
