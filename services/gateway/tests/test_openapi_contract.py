@@ -1,8 +1,10 @@
 """The OpenAPI document is good enough to generate clients from: operation ids, required
-fields, descriptions from the proto comments, seed examples, named enums, typed errors."""
+fields, descriptions from the proto comments, seed examples, named enums, typed errors; and
+/docs serves Swagger UI 5 with no inline script."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -10,8 +12,10 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
 from accrual.rules.v1 import rules_pb2
+from accrual_gateway.app import create_app
 from accrual_gateway.openapi import build_openapi
 from accrual_gateway.shim import build_routes
+from starlette.testclient import TestClient
 
 SCHEMAS = "#/components/schemas/"
 
@@ -58,3 +62,13 @@ def test_examples_enums_and_errors(doc: dict[str, Any]) -> None:
     assert schemas["ErrorBody"]["required"] == ["code", "message", "details", "request_id"]
     responses = doc["paths"]["/v1/events"]["post"]["responses"]
     assert responses["409"]["content"]["application/json"]["schema"] == {"$ref": SCHEMAS + "Error"}
+
+
+def test_docs_page_has_no_inline_script_and_serves_swagger_ui_5() -> None:
+    with TestClient(create_app({})) as client:
+        page = client.get("/docs").text
+        scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
+        assert scripts and all('src="' in attrs and not body.strip() for attrs, body in scripts)
+        assert client.get("/docs/init.js").status_code == 200
+        bundle = client.get("/docs/assets/swagger-ui-bundle.js")
+        assert bundle.status_code == 200 and re.search(r'"5\.\d+\.\d+"', bundle.text)
