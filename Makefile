@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN := libs/contracts/src
 
-.PHONY: setup proto proto-check run demo keys grpc-walkthrough up migrate test test-unit lint bench profile fuzz clean
+.PHONY: setup proto proto-check run demo keys grpc-walkthrough up migrate test test-unit lint openapi-lint openapi-lint-tools chromium bench profile fuzz clean
 
 # Setup says what it does on stderr, so `KEY=$$(make keys ...)` captures only the command's output.
 # pip first; a distribution's Python refuses --user installs (PEP 668) or has no pip, hence the
@@ -57,16 +57,32 @@ up: setup
 	set -a && . deploy/local.env && set +a && $(RUN) accrual migrate
 	$(RUN) honcho start -f Procfile -e deploy/local.env
 
-test: setup proto-check
+test: setup proto-check chromium openapi-lint-tools
 	$(RUN) pytest
 
 test-unit: setup
 	$(RUN) pytest -m "not integration and not e2e"
 
-lint: setup
+lint: setup openapi-lint
 	$(RUN) ruff check .
 	$(RUN) mypy libs/platform/src services/*/src bench
 	npx --yes @bufbuild/buf@1.47.2 lint
+
+## Debian's Chromium for the /docs browser test (Playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| (sudo apt-get update -qq && sudo apt-get install -y -qq chromium)
+
+## Spectral, pinned by tools/openapi-lint/package-lock.json.
+OPENAPI_LINT := tools/openapi-lint/node_modules/.bin/spectral
+$(OPENAPI_LINT): tools/openapi-lint/package.json tools/openapi-lint/package-lock.json
+	cd tools/openapi-lint && npm ci --no-audit --no-fund
+	@touch $@
+openapi-lint-tools: $(OPENAPI_LINT)
+
+## Lint the gateway's served /openapi.json with the committed ruleset (.spectral.yaml).
+openapi-lint: setup $(OPENAPI_LINT)
+	$(RUN) pytest -q tests/contract/test_openapi_lint.py
 
 ## Longer schemathesis run against every route of /openapi.json (the test suite runs a bounded one).
 fuzz: setup

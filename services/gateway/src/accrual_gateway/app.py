@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping, Sequence
 
-import swagger_ui_bundle
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
@@ -14,13 +13,13 @@ from accrual_platform import auth
 from google.protobuf.descriptor import FileDescriptor
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.routing import Route
 
 from accrual_gateway import codec, routing
 from accrual_gateway.access import AccessCheck
 from accrual_gateway.dispatch import Dispatcher
+from accrual_gateway.docs import docs_routes
 from accrual_gateway.metrics import HttpMetrics
 from accrual_gateway.middleware import RequestIdMiddleware
 from accrual_gateway.openapi import build_openapi
@@ -29,12 +28,6 @@ from accrual_gateway.upstream import Upstream
 DEFAULT_FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
                  notify_pb2.DESCRIPTOR)
 API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-DOCS_HTML = """<!doctype html><html><head><title>Accrual API</title>
-<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head><body><div id="ui"></div>
-<script src="/docs/assets/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script></body></html>"""
-
 
 def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | None = None, *,
                call_timeout: float = 10.0, max_body_bytes: int = 16 * 1024 * 1024,
@@ -55,16 +48,11 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
                           access=access)
     ops = Operations(codec.dumps(build_openapi(routes)), upstream)
     return RequestIdMiddleware(Starlette(routes=[
-        Route("/openapi.json", ops.openapi), Route("/docs", docs),
-        Mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path)),
+        Route("/openapi.json", ops.openapi), *docs_routes(),
         Route("/healthz", ops.healthz), Route("/readyz", ops.readyz),
         Route("/metrics", metrics.endpoint),
         Route("/{path:path}", dispatch.handle, methods=API_METHODS),
     ]))
-
-
-async def docs(_: Request) -> Response:
-    return HTMLResponse(DOCS_HTML)
 
 
 class Operations:
