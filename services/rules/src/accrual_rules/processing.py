@@ -2,10 +2,11 @@
 
 Per message (a batch of event ids): claim the events from ingest, check program and event-type
 policy, resolve participants and recipients through identity (one call per batch), evaluate,
-and write ledger entries, balances and the stored evaluation in one transaction. Ledger
-sources and the stored evaluation are unique, so a redelivered message re-announces the
-stored outcome instead of awarding again. Outcomes go to the ingest queue, facts to the
-notify queue.
+and write ledger entries, balances, the stored evaluation and the outbox rows that announce
+them (the outcomes for ingest, the facts for notify) in one transaction. Ledger sources and
+the stored evaluation are unique, so a redelivered message awards nothing again: it puts the
+stored outcome in the outbox once more, because ingest's stale-event sweeper sends an event
+again exactly when its outcome never arrived.
 
 CDP events (no program, a ``cdp_source``) are resolved without a program; the rules of every
 program the participant is actively enrolled in apply, each program with its own ledger.
@@ -28,7 +29,7 @@ import structlog
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import errors, queue, structs
+from accrual_platform import contract, errors, queue, structs
 from accrual_platform.db import Database, decimal_str, in_values, insert_rows, utcnow
 from accrual_platform.facts import notification
 from accrual_platform.grpc_server import internal_metadata
@@ -81,14 +82,13 @@ class Catalog:
 
 
 class Processor:
-    def __init__(self, db: Database, broker: dramatiq.Broker, ingest: Any, identity: Any,
+    def __init__(self, db: Database, ingest: Any, identity: Any,
                  internal_token: str, sandbox: Sandbox,
                  on_commit: Callable[[], None] = lambda: None) -> None:
         """``ingest`` and ``identity`` are stubs of IngestService and IdentityService;
-        ``sandbox`` runs the rules' expressions; ``on_commit`` wakes the outbox relay (a
-        suspended rule's webhook goes through it)."""
+        ``sandbox`` runs the rules' expressions; ``on_commit`` wakes the outbox relay (every
+        outcome and fact the worker announces goes through it)."""
         self.db = db
-        self.broker = broker
         self._ingest = ingest
         self._identity = identity
         self._token = internal_token
@@ -125,8 +125,7 @@ class Processor:
             outcome = _failed(tenant_id, event_ids[0], "processing_error",
                               f"the event could not be evaluated ({type(exc).__name__}); "
                               "the error is logged with the event's id")
-            queue.enqueue(self.broker, queue.INGEST_QUEUE, "record_outcomes",
-                          messages_pb2.EventOutcomes(outcomes=[outcome]))
+            self._announce([outcome], messages_pb2.Notifications())
 
     def _process_replaying(self, tenant_id: str, event_ids: Sequence[str]) -> None:
         for attempt in range(3):
@@ -156,11 +155,14 @@ class Processor:
                 self._replay(stored[event.event_id], outcomes, notes)
         if todo:
             self._evaluate_batch(tenant_id, todo, md, outcomes, notes, catalog)
-        if notes.notifications:
-            queue.enqueue(self.broker, queue.NOTIFY_QUEUE, "publish_notifications", notes)
-        if outcomes:
-            queue.enqueue(self.broker, queue.INGEST_QUEUE, "record_outcomes",
-                          messages_pb2.EventOutcomes(outcomes=outcomes))
+        if outcomes or notes.notifications:  # what the batch's write transaction did not carry
+            self._announce(outcomes, notes)
+
+    def _announce(self, outcomes: list[messages_pb2.EventOutcome], notes: messages_pb2.Notifications) -> None:
+        """Outcomes and facts no ledger write goes with, through the outbox in a transaction of their own."""
+        with self.db.transaction() as session:
+            _outbox(session, outcomes, notes)
+        self._on_commit()
 
     # -- steps --------------------------------------------------------------------------
     def _stored(self, session: Session, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -260,7 +262,7 @@ class Processor:
             now = utcnow()
             for item in runnable:
                 self._apply(session, tenant_id, item, catalog, outcomes, notes, writes, now)
-            suspended = budget.record_breaches(session, self.db.dialect, tenant_id, writes.breaches,
+            budget.record_breaches(session, self.db.dialect, tenant_id, writes.breaches,
                                                self.sandbox.suspend_after, now)
             # The evaluations, stored with their final outcome, are the claim: the unique
             # event id lets one transaction award an event. A concurrent delivery of the same
@@ -270,8 +272,11 @@ class Processor:
             if len(claimed) < len(writes.evaluations):
                 raise _Raced(sorted({w["event_id"] for w in writes.evaluations} - claimed))
             writes.flush(session, tenant_id, now)
-        if suspended:
-            self._on_commit()
+            # Announced with the writes: ingest and notify hear of exactly what was committed.
+            _outbox(session, outcomes, notes)
+        outcomes.clear()
+        del notes.notifications[:]
+        self._on_commit()
 
     def _programs_of(self, catalog: Catalog, item: Pending) -> list[Any]:
         """The programs whose rules apply to the event (a CDP event's refused types left out)."""
@@ -517,6 +522,18 @@ def transient(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     first = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
+
+
+def _outbox(session: Session, outcomes: list[messages_pb2.EventOutcome],
+            notes: messages_pb2.Notifications) -> None:
+    """The outbox rows that send ``outcomes`` to ingest and ``notes`` to notify once committed."""
+    rows = []
+    if outcomes:
+        rows.append(contract.outbox_row(contract.RECORD_OUTCOMES, messages_pb2.EventOutcomes(outcomes=outcomes)))
+    if notes.notifications:
+        rows.append(contract.outbox_row(contract.PUBLISH_NOTIFICATIONS, notes))
+    if rows:
+        session.execute(storage.outbox.insert(), rows)
 
 
 def _facts(item: Pending) -> EventFacts:
