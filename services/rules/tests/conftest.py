@@ -210,7 +210,7 @@ def stack(database_url: str) -> Iterator[Stack]:
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     ingest, identity = FakeIngest(), FakeIdentity()
-    processor = Processor(runtime.db, ingest, identity, TOKEN, runtime.sandbox)
+    processor = Processor(runtime.store, ingest, identity, TOKEN, runtime.sandbox)
     runtime.service.participant_exists = lambda tenant, pid: pid not in identity.missing
     yield Stack(runtime, broker, rules_pb2_grpc.RulesServiceStub(channel), ingest, identity, processor)
     channel.close()

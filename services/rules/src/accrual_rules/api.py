@@ -1,4 +1,5 @@
-"""RulesService servicer: proto in, use case, proto out."""
+"""RulesService servicer, gRPC only: request message in, one use case of
+:class:`accrual_rules.service.RulesService`, response message out."""
 
 from __future__ import annotations
 
@@ -6,30 +7,33 @@ import datetime as dt
 from typing import Any
 
 import grpc
-import sqlalchemy as sa
 from accrual.identity.v1 import identity_pb2
 from accrual.messages.v1 import messages_pb2
-from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
+from accrual.rules.v1 import rules_pb2
 from accrual_platform import auth, dates, errors
 from accrual_platform.db import decimal_str
 from google.protobuf import json_format
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.message import Message
 
 from accrual_rules.domain.evaluation import CAP_FIELDS
 from accrual_rules.domain.triggers import normalise_triggers
+from accrual_rules.ledger import Account
 from accrual_rules.service import RulesService
+from accrual_rules.store import EntryRecord, EventTypeRecord, ProgramRecord, RuleRecord
 
 
-def _enum_name(enum: Any, value: int, prefix: str, default: str) -> str:
+def _enum_name(enum: EnumTypeWrapper, value: int, prefix: str, default: str) -> str:
     return enum.Name(value).removeprefix(prefix) if value else default
 
 
-def _known(enum: Any, value: int, field: str) -> None:
+def _known(enum: EnumTypeWrapper, value: int, field: str) -> None:
     """Unknown numbers reach us from gRPC clients (the REST shim refuses unknown names)."""
     if value not in enum.values():
         raise errors.InvalidArgument.field(field, "is not a known value")
 
 
-def program_message(row: sa.Row[Any]) -> rules_pb2.Program:
+def program_message(row: ProgramRecord) -> rules_pb2.Program:
     msg = rules_pb2.Program(
         program_id=row.id, name=row.name,
         on_unknown_participant=identity_pb2.UnknownParticipantPolicy.Value(
@@ -49,7 +53,7 @@ def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Any]:
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
-def rule_message(row: Any) -> rules_pb2.Rule:
+def rule_message(row: RuleRecord) -> rules_pb2.Rule:
     msg = rules_pb2.Rule(
         rule_id=row.id, program_id=row.program_id, version=row.version, name=row.name,
         event_type=row.event_type, condition=row.condition, formula=row.formula,
@@ -66,7 +70,7 @@ def rule_message(row: Any) -> rules_pb2.Rule:
     return msg
 
 
-def event_type_message(row: sa.Row[Any]) -> rules_pb2.EventType:
+def event_type_message(row: EventTypeRecord) -> rules_pb2.EventType:
     msg = rules_pb2.EventType(program_id=row.program_id, name=row.name, description=row.description,
                               properties=[rules_pb2.EventTypeProperty(
                                   name=p["name"], type=rules_pb2.PropertyType.Value(f"PROPERTY_TYPE_{p['type']}"),
@@ -75,7 +79,7 @@ def event_type_message(row: sa.Row[Any]) -> rules_pb2.EventType:
     return msg
 
 
-def transaction_message(r: sa.Row[Any]) -> rules_pb2.Transaction:
+def transaction_message(r: EntryRecord) -> rules_pb2.Transaction:
     t = rules_pb2.Transaction(
         transaction_id=r.id, program_id=r.program_id, participant_id=r.participant_id,
         amount=decimal_str(r.amount), kind=rules_pb2.EntryKind.Value(f"ENTRY_KIND_{r.kind}"),
@@ -85,18 +89,19 @@ def transaction_message(r: sa.Row[Any]) -> rules_pb2.Transaction:
     return t
 
 
-def balance_message(b: dict[str, Any]) -> rules_pb2.Balance:
-    return rules_pb2.Balance(program_id=b["program_id"], participant_id=b["participant_id"],
-                             available=decimal_str(b["available"]),
-                             lifetime_earned=decimal_str(b["lifetime_earned"]), tier=b["tier"])
+def balance_message(b: Account) -> rules_pb2.Balance:
+    return rules_pb2.Balance(program_id=b.program_id, participant_id=b.participant_id,
+                             available=decimal_str(b.available),
+                             lifetime_earned=decimal_str(b.lifetime_earned), tier=b.tier or "")
 
 
 def _caps(caps: rules_pb2.RuleCaps) -> dict[str, str]:
     return {k: getattr(caps, k) for k in CAP_FIELDS if caps.HasField(k)}
 
 
-def _ts(msg: Any, field: str) -> dt.datetime | None:
-    return dates.timestamp_field(msg, field)
+def _ts(msg: Message, field: str) -> dt.datetime | None:
+    at: dt.datetime | None = dates.timestamp_field(msg, field)
+    return at
 
 
 def _rule_status(value: int) -> str:
@@ -117,7 +122,10 @@ def rule_fields(request: rules_pb2.CreateRuleRequest) -> dict[str, Any]:
     }
 
 
-class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
+class RulesServicer:
+    """Every RPC of RulesService (``add_RulesServiceServicer_to_server`` takes any object that
+    has them; the generated base class only adds UNIMPLEMENTED stubs, and is untyped)."""
+
     def __init__(self, service: RulesService) -> None:
         self._svc = service
 

@@ -23,6 +23,7 @@ from accrual_rules.processing import Processor
 from accrual_rules.sandbox import Sandbox
 from accrual_rules.scheduler import Clock, TriggerScheduler
 from accrual_rules.service import RulesService
+from accrual_rules.store import RulesStore
 
 MIGRATIONS = migrations_dir(__file__)
 SCHEMA = storage.SCHEMA
@@ -47,7 +48,8 @@ class RulesRuntime:
         self.sandbox = Sandbox(deadline_ms=settings.rule_eval_deadline_ms, memory_mb=settings.rule_eval_memory_mb,
                                processes=settings.rule_eval_processes,
                                suspend_after=settings.rule_suspend_after_breaches)
-        self.service = RulesService(self.db, self.sandbox, on_commit=self.relay.notify,
+        self.store = RulesStore(self.db)
+        self.service = RulesService(self.store, self.sandbox, on_commit=self.relay.notify,
                                     participant_exists=self._participant_exists)
         self._identity: identity_pb2_grpc.IdentityServiceStub | None = None
         self._processor: Processor | None = None
@@ -71,7 +73,7 @@ class RulesRuntime:
         """Built on first use: only workers need the peer channels."""
         if self._processor is None:
             self._processor = Processor(
-                self.db,
+                self.store,
                 ingest_pb2_grpc.IngestServiceStub(clients.channel(self.settings.peer("ingest"))),
                 identity_pb2_grpc.IdentityServiceStub(clients.channel(self.settings.peer("identity"))),
                 self.settings.internal_token, self.sandbox, on_commit=self.relay.notify)
