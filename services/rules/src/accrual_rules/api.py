@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from accrual_rules.domain.evaluation import CAP_FIELDS
 from accrual_rules.domain.triggers import normalise_triggers
+from accrual_rules.domain.validation import RuleChanges, RuleFields
 from accrual_rules.ledger import Account
 from accrual_rules.service import RulesService
 from accrual_rules.store import EntryRecord, EventTypeRecord, ProgramRecord, RuleRecord
@@ -104,6 +105,14 @@ def _ts(msg: Message, field: str) -> dt.datetime | None:
     return at
 
 
+def _set_or_cleared(request: rules_pb2.UpdateRuleRequest, name: str) -> tuple[bool, dt.datetime | None]:
+    """Whether an update names the timestamp ``name`` (sets it, or clears it), and its value."""
+    clear = bool(getattr(request, f"clear_{name}"))
+    if request.HasField(name) and clear:
+        raise errors.InvalidArgument.field(f"clear_{name}", f"cannot be combined with {name}")
+    return request.HasField(name) or clear, _ts(request, name)
+
+
 def _rule_status(value: int) -> str:
     _known(rules_pb2.RuleStatus, value, "status")
     if value == rules_pb2.RULE_STATUS_ARCHIVED:
@@ -111,15 +120,14 @@ def _rule_status(value: int) -> str:
     return _enum_name(rules_pb2.RuleStatus, value, "RULE_STATUS_", "ACTIVE")
 
 
-def rule_fields(request: rules_pb2.CreateRuleRequest) -> dict[str, Any]:
-    return {
-        "name": request.name, "event_type": request.event_type,
-        "condition": request.condition, "formula": request.formula,
-        "apply_tier_multiplier": request.apply_tier_multiplier, "order": request.order,
-        "stop_after_match": request.stop_after_match,
-        "active_from": _ts(request, "active_from"), "active_to": _ts(request, "active_to"),
-        "status": _rule_status(request.status), "caps": _caps(request.caps),
-    }
+def rule_fields(request: rules_pb2.CreateRuleRequest) -> RuleFields:
+    return RuleFields(
+        name=request.name, event_type=request.event_type,
+        condition=request.condition, formula=request.formula,
+        apply_tier_multiplier=request.apply_tier_multiplier, order=request.order,
+        stop_after_match=request.stop_after_match,
+        active_from=_ts(request, "active_from"), active_to=_ts(request, "active_to"),
+        status=_rule_status(request.status), caps=_caps(request.caps))
 
 
 class RulesServicer:
@@ -216,18 +224,27 @@ class RulesServicer:
 
     def UpdateRule(self, request: rules_pb2.UpdateRuleRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Rule:
-        changes: dict[str, Any] = {}
-        for name in ("name", "event_type", "condition", "formula", "apply_tier_multiplier", "order",
-                     "stop_after_match"):
-            if request.HasField(name):
-                changes[name] = getattr(request, name)
-        for name in ("active_from", "active_to"):
-            if request.HasField(name) and getattr(request, f"clear_{name}"):
-                raise errors.InvalidArgument.field(f"clear_{name}", f"cannot be combined with {name}")
-            if request.HasField(name):
-                changes[name] = _ts(request, name)
-            elif getattr(request, f"clear_{name}"):
-                changes[name] = None
+        changes: RuleChanges = {}
+        if request.HasField("name"):
+            changes["name"] = request.name
+        if request.HasField("event_type"):
+            changes["event_type"] = request.event_type
+        if request.HasField("condition"):
+            changes["condition"] = request.condition
+        if request.HasField("formula"):
+            changes["formula"] = request.formula
+        if request.HasField("apply_tier_multiplier"):
+            changes["apply_tier_multiplier"] = request.apply_tier_multiplier
+        if request.HasField("order"):
+            changes["order"] = request.order
+        if request.HasField("stop_after_match"):
+            changes["stop_after_match"] = request.stop_after_match
+        named, at = _set_or_cleared(request, "active_from")
+        if named:
+            changes["active_from"] = at
+        named, at = _set_or_cleared(request, "active_to")
+        if named:
+            changes["active_to"] = at
         if request.HasField("status"):
             changes["status"] = _rule_status(request.status)
         if request.HasField("caps"):

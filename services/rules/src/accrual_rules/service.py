@@ -29,6 +29,8 @@ from accrual_rules.domain.expressions import LimitExceeded, branches, check_limi
 from accrual_rules.domain.triggers import normalise_triggers
 from accrual_rules.domain.validation import (
     SAMPLE_TIME,
+    RuleChanges,
+    RuleFields,
     check_adjustment,
     check_program,
     check_rule_fields,
@@ -37,7 +39,6 @@ from accrual_rules.domain.validation import (
     wrong_type,
 )
 from accrual_rules.sandbox import Job
-from accrual_rules.storage import RULE_FIELDS
 from accrual_rules.store import EntryRecord, EventTypeRecord, ProgramRecord, RuleRecord, RulesStore
 
 _DIED = {
@@ -47,7 +48,7 @@ _DIED = {
 }
 
 
-def check_expressions(fields: Mapping[str, Any], declared: Sequence[Mapping[str, Any]] | None,
+def check_expressions(fields: Mapping[str, str], declared: Sequence[Mapping[str, Any]] | None,
                       evaluator: sandbox.Sandbox) -> None:
     """Check a rule's condition and formula before anything runs them for real.
 
@@ -109,11 +110,11 @@ def check_expressions(fields: Mapping[str, Any], declared: Sequence[Mapping[str,
                                      metadata=metadata)
 
 
-def validate_rule(fields: Mapping[str, Any], declared: Sequence[Mapping[str, Any]] | None,
-                  evaluator: sandbox.Sandbox) -> dict[str, Any]:
+def validate_rule(fields: RuleFields, declared: Sequence[Mapping[str, Any]] | None,
+                  evaluator: sandbox.Sandbox) -> RuleFields:
     """Check every field of a rule (create, update or draft); returns the clean fields."""
     clean = check_rule_fields(fields)
-    check_expressions(clean, declared, evaluator)
+    check_expressions(clean.expressions(), declared, evaluator)
     return clean
 
 
@@ -209,27 +210,24 @@ class RulesService:
         return self.store.event_types(tenant_id, program.id)
 
     # -- rules --------------------------------------------------------------------------
-    def create_rule(self, tenant_id: str, program_id: str, fields: Mapping[str, Any]) -> RuleRecord:
+    def create_rule(self, tenant_id: str, program_id: str, fields: RuleFields) -> RuleRecord:
         program = self.get_program(tenant_id, program_id)
-        clean = validate_rule(fields, self.store.declared(tenant_id, program.id, fields["event_type"]),
+        clean = validate_rule(fields, self.store.declared(tenant_id, program.id, fields.event_type),
                               self.sandbox)
-        now = utcnow()
         rule_id = new_id()
-        self.store.insert_rule({"id": rule_id, "tenant_id": tenant_id, "program_id": program.id, "version": 1,
-                                **{k: clean[k] for k in RULE_FIELDS}, "created_at": now, "updated_at": now})
+        self.store.insert_rule(tenant_id, program.id, rule_id, clean, utcnow())
         return self.get_rule(tenant_id, program.id, rule_id)
 
     def update_rule(self, tenant_id: str, program_id: str, rule_id: str,
-                    changes: Mapping[str, Any]) -> RuleRecord:
+                    changes: RuleChanges) -> RuleRecord:
         program = self.get_program(tenant_id, program_id)
         current = self.get_rule(tenant_id, program.id, rule_id)
 
-        def change(locked: RuleRecord, declared: Callable[[str], list[dict[str, Any]] | None]) -> dict[str, Any]:
+        def change(locked: RuleRecord, declared: Callable[[str], list[dict[str, Any]] | None]) -> RuleFields:
             if locked.status == "ARCHIVED":
                 raise errors.Conflict(f"rule {rule_id} is archived", reason="rule_archived")
-            merged = {**locked.fields(), **changes}
-            merged["caps"] = changes.get("caps", locked.caps or {})
-            return validate_rule(merged, declared(merged["event_type"]), self.sandbox)
+            merged = locked.fields().changed(changes)
+            return validate_rule(merged, declared(merged.event_type), self.sandbox)
 
         self.store.change_rule(tenant_id, current.id, utcnow(), change)
         return self.get_rule(tenant_id, program.id, rule_id)
@@ -238,8 +236,8 @@ class RulesService:
         """Archive: a new version with status ARCHIVED; deleting again changes nothing."""
         current = self.get_rule(tenant_id, program_id, rule_id)
 
-        def change(locked: RuleRecord, _: object) -> dict[str, Any] | None:
-            return None if locked.status == "ARCHIVED" else {**locked.fields(), "status": "ARCHIVED"}
+        def change(locked: RuleRecord, _: object) -> RuleFields | None:
+            return None if locked.status == "ARCHIVED" else locked.fields().changed({"status": "ARCHIVED"})
 
         self.store.change_rule(tenant_id, current.id, utcnow(), change)
         return self.get_rule(tenant_id, program_id, rule_id)
@@ -268,7 +266,7 @@ class RulesService:
     # -- simulation -----------------------------------------------------------------------
     def simulate(self, tenant_id: str, program_id: str, *, event_type: str, event_data: dict[str, Any],
                  event_timestamp: dt.datetime | None, participant_id: str,
-                 attributes: dict[str, Any], drafts: Sequence[Mapping[str, Any]]
+                 attributes: dict[str, Any], drafts: Sequence[RuleFields]
                  ) -> tuple[list[Evaluation], decimal.Decimal, str]:
         """Evaluate a hypothetical event exactly as the worker would, reading (never writing)
         the participant's tier and cap usage."""
@@ -306,22 +304,21 @@ class RulesService:
         total = sum((e.points for e in evaluations if e.matched), ledger.ZERO)
         return evaluations, total, tier.name if tier else ""
 
-    def _draft(self, i: int, draft: Mapping[str, Any], registered: Mapping[str, Sequence[Mapping[str, Any]]]
+    def _draft(self, i: int, draft: RuleFields, registered: Mapping[str, Sequence[Mapping[str, Any]]]
                ) -> RuleSpec:
         try:
-            clean = validate_rule(draft, registered.get(draft["event_type"]), self.sandbox)
+            clean = validate_rule(draft, registered.get(draft.event_type), self.sandbox)
         except errors.InvalidArgument as exc:
             raise errors.InvalidArgument(
                 f"draft_rules[{i}]: {exc.message}", reason=exc.reason,
                 violations=[errors.FieldViolation(f"draft_rules[{i}].{x.field}", x.description)
                             for x in exc.violations], metadata=exc.metadata) from None
         return RuleSpec(
-            rule_id=f"draft-{i}", version=0, name=clean["name"], event_type=clean["event_type"],
-            condition=clean["condition"], formula=clean["formula"],
-            apply_tier_multiplier=clean["apply_tier_multiplier"], order=clean["order"],
-            stop_after_match=clean["stop_after_match"], active_from=clean["active_from"],
-            active_to=clean["active_to"], status=clean["status"],
-            caps=Caps.from_json(clean["caps"]))
+            rule_id=f"draft-{i}", version=0, name=clean.name, event_type=clean.event_type,
+            condition=clean.condition, formula=clean.formula,
+            apply_tier_multiplier=clean.apply_tier_multiplier, order=clean.order,
+            stop_after_match=clean.stop_after_match, active_from=clean.active_from,
+            active_to=clean.active_to, status=clean.status, caps=Caps.from_json(clean.caps))
 
     # -- ledger -------------------------------------------------------------------------
     def balance(self, tenant_id: str, program_id: str, participant_id: str) -> ledger.Account:

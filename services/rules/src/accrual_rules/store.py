@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from accrual_rules import budget, ledger, storage
 from accrual_rules.domain.evaluation import Caps, CapUsage, ProgramPolicy, RuleSpec, Tier
+from accrual_rules.domain.validation import RuleFields
 
 #: A JSON value as stored (tiers, triggers, properties, caps, stored outcomes).
 Json = Any
@@ -74,9 +75,13 @@ class RuleRecord:
     caps: dict[str, str] | None
     budget_breaches: int = 0
 
-    def fields(self) -> dict[str, Any]:
-        """The versioned fields (storage.RULE_FIELDS)."""
-        return {k: getattr(self, k) for k in storage.RULE_FIELDS}
+    def fields(self) -> RuleFields:
+        """The versioned fields."""
+        return RuleFields(name=self.name, event_type=self.event_type, condition=self.condition,
+                          formula=self.formula, apply_tier_multiplier=self.apply_tier_multiplier,
+                          order=self.order, stop_after_match=self.stop_after_match,
+                          active_from=self.active_from, active_to=self.active_to, status=self.status,
+                          caps=self.caps or {})
 
     def spec(self) -> RuleSpec:
         return RuleSpec(rule_id=self.id, version=self.version, name=self.name,
@@ -135,9 +140,12 @@ def _rule(row: sa.Row[Any]) -> RuleRecord:
     return RuleRecord(**row._mapping)
 
 
-def _snapshot(values: Mapping[str, Any]) -> dict[str, Json]:
-    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v)
-            for k, v in values.items() if k in storage.RULE_FIELDS}
+def _columns(fields: RuleFields) -> dict[str, Json]:
+    return {k: getattr(fields, k) for k in storage.RULE_FIELDS} | {"caps": dict(fields.caps)}
+
+
+def _snapshot(fields: RuleFields) -> dict[str, Json]:
+    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in _columns(fields).items()}
 
 
 class RulesStore:
@@ -203,16 +211,19 @@ class RulesStore:
             return _declared(session, tenant_id, program_id, event_type)
 
     # -- rules ----------------------------------------------------------------------------
-    def insert_rule(self, values: Mapping[str, Any]) -> None:
+    def insert_rule(self, tenant_id: str, program_id: str, rule_id: str, fields: RuleFields,
+                    now: dt.datetime) -> None:
         """A new rule and its version 1."""
         with self.db.transaction() as session:
-            session.execute(storage.rules.insert().values(dict(values)))
+            session.execute(storage.rules.insert().values(
+                id=rule_id, tenant_id=tenant_id, program_id=program_id, version=1, created_at=now,
+                updated_at=now, **_columns(fields)))
             session.execute(storage.rule_versions.insert().values(
-                rule_id=values["id"], version=1, snapshot=_snapshot(values), created_at=values["created_at"]))
+                rule_id=rule_id, version=1, snapshot=_snapshot(fields), created_at=now))
 
     def change_rule(self, tenant_id: str, rule_id: str, now: dt.datetime,
                     change: Callable[[RuleRecord, Callable[[str], list[dict[str, Json]] | None]],
-                                     Mapping[str, Any] | None]) -> None:
+                                     RuleFields | None]) -> None:
         """Lock the rule, let ``change`` give its new fields (None: nothing to do; it may look up
         an event type's declared properties with its second argument), and store them as the
         next version."""
@@ -228,11 +239,10 @@ class RulesStore:
                 return
             version = locked.version + 1
             # A saved rule starts its budget count again (the operator fixed it, or means it).
-            values = {**{k: fields[k] for k in storage.RULE_FIELDS}, "version": version, "updated_at": now,
-                      "budget_breaches": 0}
-            session.execute(sa.update(r).where(r.c.id == locked.id).values(values))
+            session.execute(sa.update(r).where(r.c.id == locked.id).values(
+                **_columns(fields), version=version, updated_at=now, budget_breaches=0))
             session.execute(storage.rule_versions.insert().values(
-                rule_id=locked.id, version=version, snapshot=_snapshot(values), created_at=now))
+                rule_id=locked.id, version=version, snapshot=_snapshot(fields), created_at=now))
 
     def rule(self, tenant_id: str, program_id: str, rule_id: str) -> RuleRecord | None:
         r = storage.rules

@@ -12,8 +12,8 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict
 
 from accrual_platform import errors, text
 
@@ -157,28 +157,67 @@ def validate_caps(raw: Mapping[str, str | None] | None, v: list[errors.FieldViol
     return clean
 
 
-def check_rule_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RuleFields:
+    """What a rule's versions store (storage.RULE_FIELDS)."""
+
+    name: str
+    event_type: str
+    condition: str
+    formula: str
+    apply_tier_multiplier: bool
+    order: int
+    stop_after_match: bool
+    active_from: dt.datetime | None
+    active_to: dt.datetime | None
+    status: str
+    caps: Mapping[str, str]
+
+    def changed(self, changes: RuleChanges) -> RuleFields:
+        return replace(self, **changes)
+
+    def expressions(self) -> dict[str, str]:
+        """What :func:`accrual_rules.service.check_expressions` reads."""
+        return {"condition": self.condition, "formula": self.formula, "event_type": self.event_type}
+
+
+class RuleChanges(TypedDict, total=False):
+    """The fields an update names (the others keep their values)."""
+
+    name: str
+    event_type: str
+    condition: str
+    formula: str
+    apply_tier_multiplier: bool
+    order: int
+    stop_after_match: bool
+    active_from: dt.datetime | None
+    active_to: dt.datetime | None
+    status: str
+    caps: Mapping[str, str]
+
+
+def check_rule_fields(fields: RuleFields) -> RuleFields:
     """Every field of a rule but its expressions' behaviour (that needs the sandbox); the clean
     fields (name stripped, caps canonical)."""
     v: list[errors.FieldViolation] = []
-    clean = dict(fields)
-    clean["name"] = str(clean["name"]).strip()
-    if not clean["name"] or len(clean["name"]) > 200:
+    name = fields.name.strip()
+    if not name or len(name) > 200:
         v.append(errors.FieldViolation("name", "is required (1 to 200 characters)"))
-    text.check_name(v, "name", clean["name"])
-    if clean["event_type"]:
-        check_type_name(v, "event_type", clean["event_type"])
-    if not str(clean["formula"]).strip():
+    text.check_name(v, "name", name)
+    if fields.event_type:
+        check_type_name(v, "event_type", fields.event_type)
+    if not fields.formula.strip():
         v.append(errors.FieldViolation("formula", "is required"))
-    if clean["status"] not in STATUSES:
+    if fields.status not in STATUSES:
         v.append(errors.FieldViolation("status", "must be ACTIVE or SUSPENDED"))
-    if clean["active_from"] and clean["active_to"] and clean["active_from"] >= clean["active_to"]:
+    if fields.active_from and fields.active_to and fields.active_from >= fields.active_to:
         v.append(errors.FieldViolation("active_to", "must be after active_from"))
-    if not -1_000_000 <= clean["order"] <= 1_000_000:
+    if not -1_000_000 <= fields.order <= 1_000_000:
         v.append(errors.FieldViolation("order", "must be between -1000000 and 1000000"))
-    clean["caps"] = validate_caps(clean.get("caps"), v)
+    caps = validate_caps(fields.caps, v)
     errors.collect(v)
-    return clean
+    return replace(fields, name=name, caps=caps)
 
 
 @dataclass(frozen=True)
