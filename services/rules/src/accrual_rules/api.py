@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import grpc
 from accrual.identity.v1 import identity_pb2
@@ -16,9 +15,10 @@ from google.protobuf import json_format
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
 
+from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CAP_FIELDS
 from accrual_rules.domain.triggers import normalise_triggers
-from accrual_rules.domain.validation import RuleChanges, RuleFields
+from accrual_rules.domain.validation import ProgramChanges, RuleChanges, RuleFields
 from accrual_rules.ledger import Account
 from accrual_rules.service import RulesService
 from accrual_rules.store import EntryRecord, EventTypeRecord, ProgramRecord, RuleRecord
@@ -50,7 +50,7 @@ def program_message(row: ProgramRecord) -> rules_pb2.Program:
     return msg
 
 
-def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Any]:
+def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Json]:
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
@@ -160,7 +160,7 @@ class RulesServicer:
 
     def UpdateProgram(self, request: rules_pb2.UpdateProgramRequest,
                       context: grpc.ServicerContext) -> rules_pb2.Program:
-        changes: dict[str, Any] = {}
+        changes: ProgramChanges = {}
         if request.HasField("name"):
             changes["name"] = request.name
         if request.HasField("on_unknown_participant"):

@@ -18,7 +18,7 @@ import datetime as dt
 import decimal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import dramatiq
 import dramatiq.errors
@@ -35,6 +35,7 @@ from accrual_platform.facts import notification
 from accrual_platform.grpc_server import internal_metadata
 
 from accrual_rules import ledger
+from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import (
     Answer,
     Breach,
@@ -71,8 +72,23 @@ class Pending:
         return not self.event.program_id and self.event.HasField("cdp_source")
 
 
+class EventClaims(Protocol):
+    """The part of IngestService the worker calls."""
+
+    def ClaimEvents(self, request: ingest_pb2.ClaimEventsRequest, *, metadata: Sequence[tuple[str, str]],
+                    timeout: float) -> ingest_pb2.ClaimEventsResponse: ...
+
+
+class Resolver(Protocol):
+    """The part of IdentityService the worker calls."""
+
+    def ResolveParticipants(self, request: identity_pb2.ResolveParticipantsRequest, *,
+                            metadata: Sequence[tuple[str, str]],
+                            timeout: float) -> identity_pb2.ResolveParticipantsResponse: ...
+
+
 class Processor:
-    def __init__(self, store: RulesStore, ingest: Any, identity: Any,
+    def __init__(self, store: RulesStore, ingest: EventClaims, identity: Resolver,
                  internal_token: str, sandbox: Sandbox,
                  on_commit: Callable[[], None] = lambda: None) -> None:
         """``ingest`` and ``identity`` are stubs of IngestService and IdentityService;
@@ -156,11 +172,11 @@ class Processor:
 
     # -- steps --------------------------------------------------------------------------
     @staticmethod
-    def _stored(read: BatchRead, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def _stored(read: BatchRead, ids: Sequence[str]) -> dict[str, dict[str, Json]]:
         return read.stored_outcomes(ids)
 
     @staticmethod
-    def _replay(stored: dict[str, Any], outcomes: list[messages_pb2.EventOutcome],
+    def _replay(stored: dict[str, Json], outcomes: list[messages_pb2.EventOutcome],
                 notes: messages_pb2.Notifications) -> None:
         outcomes.append(queue.decode(stored["outcome"], messages_pb2.EventOutcome))
         for n in stored.get("notifications", []):
@@ -422,10 +438,10 @@ class _Writes:
     evaluations are written by the claim itself (LedgerTransaction.claim)."""
 
     accounts: dict[tuple[str, str], ledger.Account]
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Json]] = field(default_factory=list)
     dirty: dict[tuple[str, str], ledger.Account] = field(default_factory=dict)
     #: (event id, the stored evaluation: its outcome and facts, encoded)
-    evaluations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    evaluations: list[tuple[str, dict[str, Json]]] = field(default_factory=list)
     #: (event id, program id) -> (lifetime points asked with, the sandbox's answers or None)
     answers: dict[tuple[str, str], tuple[decimal.Decimal, list[Answer] | None]] = field(default_factory=dict)
     #: rule id -> the reasons of its breaches in this batch

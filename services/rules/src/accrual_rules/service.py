@@ -7,14 +7,14 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
 
 from accrual_platform import errors, facts, pages
 from accrual_platform.db import decimal_str, utcnow
 from accrual_platform.ids import new_id, require_uuid
 
 from accrual_rules import ledger, sandbox
-from accrual_rules.domain import validation
+from accrual_rules.domain import Json, validation
 from accrual_rules.domain.evaluation import (
     Caps,
     Evaluation,
@@ -29,6 +29,7 @@ from accrual_rules.domain.expressions import LimitExceeded, branches, check_limi
 from accrual_rules.domain.triggers import normalise_triggers
 from accrual_rules.domain.validation import (
     SAMPLE_TIME,
+    ProgramChanges,
     RuleChanges,
     RuleFields,
     check_adjustment,
@@ -48,7 +49,7 @@ _DIED = {
 }
 
 
-def check_expressions(fields: Mapping[str, str], declared: Sequence[Mapping[str, Any]] | None,
+def check_expressions(fields: Mapping[str, str], declared: Sequence[Mapping[str, Json]] | None,
                       evaluator: sandbox.Sandbox) -> None:
     """Check a rule's condition and formula before anything runs them for real.
 
@@ -70,7 +71,7 @@ def check_expressions(fields: Mapping[str, str], declared: Sequence[Mapping[str,
         raise errors.InvalidArgument(f"{v[0].field}: {v[0].description}", reason="expression_limit",
                                      violations=v, metadata={"limit": ",".join(limits.values())})
     sample_program = ProgramPolicy(program_id="sample", name="sample")
-    tasks: list[tuple[str, list[dict[str, Any]]]] = []
+    tasks: list[tuple[str, list[dict[str, Json]]]] = []
     index: list[tuple[str, bool]] = []
     for field, source in sources.items():
         contexts = [context_for(sample_program, EventFacts(
@@ -110,7 +111,7 @@ def check_expressions(fields: Mapping[str, str], declared: Sequence[Mapping[str,
                                      metadata=metadata)
 
 
-def validate_rule(fields: RuleFields, declared: Sequence[Mapping[str, Any]] | None,
+def validate_rule(fields: RuleFields, declared: Sequence[Mapping[str, Json]] | None,
                   evaluator: sandbox.Sandbox) -> RuleFields:
     """Check every field of a rule (create, update or draft); returns the clean fields."""
     clean = check_rule_fields(fields)
@@ -137,7 +138,7 @@ class RulesService:
     def create_program(self, tenant_id: str, *, name: str, on_unknown: str,
                        tiers: Sequence[dict[str, str]], rounding_mode: str,
                        rounding_precision: int, event_type_policy: str = "OPEN",
-                       scheduled_triggers: Mapping[str, Any] | None = None) -> ProgramRecord:
+                       scheduled_triggers: Mapping[str, Json] | None = None) -> ProgramRecord:
         clean_tiers = check_program(name, rounding_mode, rounding_precision, tiers, on_unknown,
                                     event_type_policy)
         triggers = _triggers(scheduled_triggers)
@@ -151,30 +152,27 @@ class RulesService:
             "created_at": now, "updated_at": now})
         return self.get_program(tenant_id, program_id)
 
-    def update_program(self, tenant_id: str, program_id: str, changes: Mapping[str, Any]) -> ProgramRecord:
+    def update_program(self, tenant_id: str, program_id: str, changes: ProgramChanges) -> ProgramRecord:
         """Change the given fields; tier changes apply to the next evaluation of each
         participant (stored tiers are recomputed on their next ledger change)."""
         current = self.get_program(tenant_id, program_id)
-        changes = dict(changes)
-        triggers = _triggers(changes.pop("scheduled_triggers")) if "scheduled_triggers" in changes else None
-        merged = {"name": current.name, "on_unknown_participant": current.on_unknown_participant,
-                  "rounding_mode": current.rounding_mode,
-                  "rounding_precision": current.rounding_precision,
-                  "event_type_policy": current.event_type_policy, **changes}
-        tiers = check_program(merged["name"], merged["rounding_mode"], merged["rounding_precision"],
-                              changes.get("tiers"), merged["on_unknown_participant"],
-                              merged["event_type_policy"])
-        values = {k: v for k, v in merged.items() if k != "tiers"}
-        values["name"] = values["name"].strip()
-        if tiers is not None:
-            values["tiers"] = tiers
-        if triggers is not None:
-            values["scheduled_triggers"] = triggers
-        values["updated_at"] = utcnow()
+        triggers = _triggers(changes["scheduled_triggers"]) if "scheduled_triggers" in changes else None
+        name = changes.get("name", current.name)
+        on_unknown = changes.get("on_unknown_participant", current.on_unknown_participant)
+        rounding_mode = changes.get("rounding_mode", current.rounding_mode)
+        rounding_precision = changes.get("rounding_precision", current.rounding_precision)
+        event_type_policy = changes.get("event_type_policy", current.event_type_policy)
+        tiers = check_program(name, rounding_mode, rounding_precision, changes.get("tiers"), on_unknown,
+                              event_type_policy)
+        updated = replace(current, name=name.strip(), on_unknown_participant=on_unknown,
+                          rounding_mode=rounding_mode, rounding_precision=rounding_precision,
+                          event_type_policy=event_type_policy, updated_at=utcnow(),
+                          tiers=current.tiers if tiers is None else tiers,
+                          scheduled_triggers=current.scheduled_triggers if triggers is None else triggers)
         # A disabled trigger forgets its progress: enabled again, it starts on that day
         # instead of catching up every day it was off.
         off = None if triggers is None else [name for name, config in triggers.items() if not config["enabled"]]
-        self.store.update_program(tenant_id, current.id, values, off)
+        self.store.update_program(updated, tiers_changed=tiers is not None, disabled_triggers=off)
         return self.get_program(tenant_id, current.id)
 
     def get_program(self, tenant_id: str, program_id: str) -> ProgramRecord:
@@ -196,7 +194,7 @@ class RulesService:
 
     # -- event types ----------------------------------------------------------------------
     def create_event_type(self, tenant_id: str, program_id: str, name: str, description: str,
-                          properties: Sequence[Mapping[str, Any]]) -> EventTypeRecord:
+                          properties: Sequence[Mapping[str, Json]]) -> EventTypeRecord:
         program = self.get_program(tenant_id, program_id)
         clean = validation.check_event_type(name, description, properties)
         if not self.store.insert_event_type(tenant_id, program.id, name, description, clean, utcnow()):
@@ -223,7 +221,7 @@ class RulesService:
         program = self.get_program(tenant_id, program_id)
         current = self.get_rule(tenant_id, program.id, rule_id)
 
-        def change(locked: RuleRecord, declared: Callable[[str], list[dict[str, Any]] | None]) -> RuleFields:
+        def change(locked: RuleRecord, declared: Callable[[str], list[dict[str, Json]] | None]) -> RuleFields:
             if locked.status == "ARCHIVED":
                 raise errors.Conflict(f"rule {rule_id} is archived", reason="rule_archived")
             merged = locked.fields().changed(changes)
@@ -264,9 +262,9 @@ class RulesService:
         return rows
 
     # -- simulation -----------------------------------------------------------------------
-    def simulate(self, tenant_id: str, program_id: str, *, event_type: str, event_data: dict[str, Any],
+    def simulate(self, tenant_id: str, program_id: str, *, event_type: str, event_data: dict[str, Json],
                  event_timestamp: dt.datetime | None, participant_id: str,
-                 attributes: dict[str, Any], drafts: Sequence[RuleFields]
+                 attributes: dict[str, Json], drafts: Sequence[RuleFields]
                  ) -> tuple[list[Evaluation], decimal.Decimal, str]:
         """Evaluate a hypothetical event exactly as the worker would, reading (never writing)
         the participant's tier and cap usage."""
@@ -304,7 +302,7 @@ class RulesService:
         total = sum((e.points for e in evaluations if e.matched), ledger.ZERO)
         return evaluations, total, tier.name if tier else ""
 
-    def _draft(self, i: int, draft: RuleFields, registered: Mapping[str, Sequence[Mapping[str, Any]]]
+    def _draft(self, i: int, draft: RuleFields, registered: Mapping[str, Sequence[Mapping[str, Json]]]
                ) -> RuleSpec:
         try:
             clean = validate_rule(draft, registered.get(draft.event_type), self.sandbox)
@@ -416,7 +414,7 @@ def _adjustment(entry: EntryRecord | None, digest: str) -> EntryRecord | None:
     return entry
 
 
-def _triggers(raw: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+def _triggers(raw: Mapping[str, Json] | None) -> dict[str, dict[str, Json]]:
     clean, problems = normalise_triggers(raw)
     errors.collect([errors.FieldViolation(f, d) for f, d in problems])
     return clean

@@ -23,11 +23,9 @@ from accrual_platform.db import Database, in_values, insert_rows
 from sqlalchemy.orm import Session
 
 from accrual_rules import budget, ledger, storage
+from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import Caps, CapUsage, ProgramPolicy, RuleSpec, Tier
 from accrual_rules.domain.validation import RuleFields
-
-#: A JSON value as stored (tiers, triggers, properties, caps, stored outcomes).
-Json = Any
 
 
 @dataclass(frozen=True)
@@ -153,20 +151,30 @@ class RulesStore:
         self.db = db
 
     # -- programs -----------------------------------------------------------------------
-    def insert_program(self, values: Mapping[str, Any]) -> None:
+    def insert_program(self, values: Mapping[str, Json]) -> None:
         with self.db.transaction() as session:
             session.execute(storage.programs.insert().values(dict(values)))
 
-    def update_program(self, tenant_id: str, program_id: str, values: Mapping[str, Any],
+    def update_program(self, program: ProgramRecord, *, tiers_changed: bool,
                        disabled_triggers: Sequence[str] | None) -> None:
-        """Change a program; ``disabled_triggers`` (when the triggers changed) forget their progress."""
+        """Store a program's settings (its tiers only when ``tiers_changed``, its triggers only
+        when ``disabled_triggers`` is given; those triggers forget their progress)."""
         p = storage.programs
+        values: dict[str, Json] = {
+            "name": program.name, "on_unknown_participant": program.on_unknown_participant,
+            "rounding_mode": program.rounding_mode, "rounding_precision": program.rounding_precision,
+            "event_type_policy": program.event_type_policy, "updated_at": program.updated_at}
+        if tiers_changed:
+            values["tiers"] = program.tiers
+        if disabled_triggers is not None:
+            values["scheduled_triggers"] = program.scheduled_triggers
         with self.db.transaction() as session:
-            session.execute(sa.update(p).where(p.c.tenant_id == tenant_id, p.c.id == program_id)
-                            .values(**values))
+            session.execute(sa.update(p).where(p.c.tenant_id == program.tenant_id, p.c.id == program.id)
+                            .values(values))
             if disabled_triggers is not None:
                 w = storage.scheduler_watermarks
-                session.execute(sa.delete(w).where(w.c.tenant_id == tenant_id, w.c.program_id == program_id,
+                session.execute(sa.delete(w).where(w.c.tenant_id == program.tenant_id,
+                                                   w.c.program_id == program.id,
                                                    w.c.trigger.in_(list(disabled_triggers))))
 
     def program(self, tenant_id: str, program_id: str) -> ProgramRecord | None:
@@ -184,6 +192,14 @@ class RulesStore:
             query = query.where(p.c.id > after)
         with self.db.transaction() as session:
             return [_program(r) for r in session.execute(query.order_by(p.c.id).limit(limit))]
+
+    def programs_with_balance(self, tenant_id: str, participant_id: str) -> list[ProgramRecord]:
+        """The programs the participant has a balance row in, in id order."""
+        b, p = storage.balances, storage.programs
+        with self.db.transaction() as session:
+            return [_program(r) for r in session.execute(sa.select(p).where(
+                p.c.tenant_id == tenant_id, p.c.id.in_(sa.select(b.c.program_id).where(
+                    b.c.tenant_id == tenant_id, b.c.participant_id == participant_id))).order_by(p.c.id))]
 
     # -- event types ----------------------------------------------------------------------
     def insert_event_type(self, tenant_id: str, program_id: str, name: str, description: str,
@@ -386,7 +402,7 @@ class LedgerTransaction:
         """Append one entry (:func:`ledger.post`); None when its source is already there."""
         return ledger.post(self.session, self.dialect, **entry)
 
-    def insert_entries(self, rows: list[dict[str, Any]], *, last: bool = False) -> None:
+    def insert_entries(self, rows: list[dict[str, Json]], *, last: bool = False) -> None:
         ledger.insert_entries(self.session, rows, last=last)
 
     def settle(self, tenant_id: str, program: ProgramPolicy, account: ledger.Account,

@@ -13,10 +13,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from accrual_platform import errors, text
 
+from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CAP_FIELDS, MAX_POINTS, ROUNDINGS
 
 POLICIES = ("CREATE", "REJECT")
@@ -28,7 +29,7 @@ PROPERTY_TYPES = ("STRING", "NUMBER", "BOOLEAN", "OBJECT", "ARRAY")
 _NAME = re.compile(r"^(?=\S)[^\x00-\x1f]{1,255}(?<=\S)$")
 _NAME_RULE = "must be 1 to 255 characters without surrounding spaces"
 _PROPERTY_REF = re.compile(r"\bproperties\.([A-Za-z_][A-Za-z0-9_]*)")
-_SAMPLE_VALUES: dict[str, Any] = {"STRING": "sample", "NUMBER": 1, "BOOLEAN": True, "OBJECT": {},
+_SAMPLE_VALUES: dict[str, Json] = {"STRING": "sample", "NUMBER": 1, "BOOLEAN": True, "OBJECT": {},
                                   "ARRAY": []}
 
 
@@ -116,7 +117,7 @@ def check_program(name: str, rounding_mode: str, rounding_precision: int,
 
 
 def check_event_type(name: str, description: str,
-                     properties: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+                     properties: Sequence[Mapping[str, Json]]) -> list[dict[str, Json]]:
     """An event type's name, description and properties; the clean properties."""
     v: list[errors.FieldViolation] = []
     check_type_name(v, "name", name)
@@ -124,7 +125,7 @@ def check_event_type(name: str, description: str,
         v.append(errors.FieldViolation("description", "must be at most 2000 characters"))
     text.check_text(v, "description", description)
     seen: set[str] = set()
-    clean: list[dict[str, Any]] = []
+    clean: list[dict[str, Json]] = []
     for i, prop in enumerate(properties):
         pname = prop["name"]
         before = len(v)
@@ -179,6 +180,18 @@ class RuleFields:
     def expressions(self) -> dict[str, str]:
         """What :func:`accrual_rules.service.check_expressions` reads."""
         return {"condition": self.condition, "formula": self.formula, "event_type": self.event_type}
+
+
+class ProgramChanges(TypedDict, total=False):
+    """The fields a program update names (the others keep their values)."""
+
+    name: str
+    on_unknown_participant: str
+    rounding_mode: str
+    rounding_precision: int
+    event_type_policy: str
+    scheduled_triggers: Mapping[str, Json]
+    tiers: list[dict[str, str]]
 
 
 class RuleChanges(TypedDict, total=False):
@@ -261,7 +274,7 @@ def check_adjustment(v: list[errors.FieldViolation], participant_id: str, amount
     return Adjustment(participant_id, value, reason.strip(), idempotency_key, allow_negative)
 
 
-def sample_properties(source: str, declared: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+def sample_properties(source: str, declared: Sequence[Mapping[str, Json]] | None) -> list[dict[str, Json]]:
     """Sample event properties to try an expression on at save time: the registered event
     type's properties (when the rule names one), and every referenced property as a number."""
     samples = []
@@ -279,7 +292,7 @@ def expression_error(field: str, message: str, position: tuple[int, int] | None)
     return errors.FieldViolation(field, f"{message}{where}")
 
 
-def wrong_type(field: str, results: Sequence[Sequence[Any]]) -> str:
+def wrong_type(field: str, results: Sequence[Sequence[Json]]) -> str:
     """What is wrong with the sample results of a condition (a boolean) or formula (a number)."""
     for result in results:
         kind = result[0]
