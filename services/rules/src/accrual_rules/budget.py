@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 import structlog
@@ -67,7 +66,7 @@ def record_breaches(session: Session, dialect: str, tenant_id: str, breaches: Ma
     return suspended
 
 
-_MESSAGES: dict[str, Any] = {
+_MESSAGES: dict[str, str] = {
     "evaluation_timeout": "the rule's expressions repeatedly ran past the CPU deadline",
     "evaluation_resource_exhausted": "the rule's expressions repeatedly asked for more memory than allowed",
     "evaluation_crashed": "the rule's expressions repeatedly crashed the expression engine",

@@ -220,7 +220,7 @@ class Processor:
             return
         self._resolve(tenant_id, ready, md)
         cdp = [i for i in ready if i.is_cdp and i.actor is not None and not i.actor.error_code]
-        self._load(tenant_id, {p for i in cdp for p in i.actor.active_program_ids}, catalog)  # type: ignore[union-attr]
+        self._load(tenant_id, {p for i in cdp if i.actor is not None for p in i.actor.active_program_ids}, catalog)
         for item in cdp:
             assert item.actor is not None
             item.programs = sorted((catalog.programs[p] for p in set(item.actor.active_program_ids)

@@ -201,6 +201,34 @@ class RulesStore:
                 p.c.tenant_id == tenant_id, p.c.id.in_(sa.select(b.c.program_id).where(
                     b.c.tenant_id == tenant_id, b.c.participant_id == participant_id))).order_by(p.c.id))]
 
+    # -- the scheduler ----------------------------------------------------------------------
+    def triggered_programs(self) -> list[ProgramRecord]:
+        """Every program with scheduled triggers, by tenant and id."""
+        p = storage.programs
+        with self.db.transaction() as session:
+            return [_program(r) for r in session.execute(sa.select(p).where(
+                p.c.scheduled_triggers.isnot(None)).order_by(p.c.tenant_id, p.c.id))]
+
+    def watermark(self, tenant_id: str, program_id: str, trigger: str) -> dt.date | None:
+        """The last day a program's trigger was fully fired for."""
+        w = storage.scheduler_watermarks
+        with self.db.transaction() as session:
+            day: dt.date | None = session.execute(sa.select(w.c.last_date).where(
+                w.c.tenant_id == tenant_id, w.c.program_id == program_id, w.c.trigger == trigger)).scalar()
+        return day
+
+    def advance_watermark(self, tenant_id: str, program_id: str, trigger: str, day: dt.date,
+                          now: dt.datetime) -> None:
+        """Move the watermark to ``day`` (never back)."""
+        w = storage.scheduler_watermarks
+        stmt = ledger.insert_for(self.db.dialect)(w).values(
+            tenant_id=tenant_id, program_id=program_id, trigger=trigger, last_date=day, updated_at=now)
+        with self.db.transaction() as session:
+            session.execute(stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "program_id", "trigger"],
+                set_={"last_date": stmt.excluded.last_date, "updated_at": stmt.excluded.updated_at},
+                where=w.c.last_date < stmt.excluded.last_date))
+
     # -- event types ----------------------------------------------------------------------
     def insert_event_type(self, tenant_id: str, program_id: str, name: str, description: str,
                           properties: list[dict[str, Json]], now: dt.datetime) -> bool:
