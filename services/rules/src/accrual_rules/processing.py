@@ -34,7 +34,7 @@ from accrual_platform.db import decimal_str, utcnow
 from accrual_platform.facts import notification
 from accrual_platform.grpc_server import internal_metadata
 
-from accrual_rules import ledger
+from accrual_rules import budget, ledger
 from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import (
     Answer,
@@ -249,7 +249,7 @@ class Processor:
             now = utcnow()
             for item in runnable:
                 self._apply(tx, tenant_id, item, catalog, outcomes, notes, writes, now)
-            tx.record_breaches(tenant_id, writes.breaches, self.sandbox.suspend_after, now)
+            budget.record_breaches(tx, tenant_id, writes.breaches, self.sandbox.suspend_after, now)
             # The evaluations, stored with their final outcome, are the claim: the unique
             # event id lets one transaction award an event. A concurrent delivery of the same
             # event waited for our account locks above, so losing here is rare; the whole

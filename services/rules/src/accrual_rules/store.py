@@ -22,7 +22,7 @@ from accrual_platform import contract
 from accrual_platform.db import Database, in_values, insert_rows
 from sqlalchemy.orm import Session
 
-from accrual_rules import budget, ledger, storage
+from accrual_rules import ledger, storage
 from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import Caps, CapUsage, ProgramPolicy, RuleSpec, Tier
 from accrual_rules.domain.validation import RuleFields
@@ -441,9 +441,28 @@ class LedgerTransaction:
     def write_accounts(self, tenant_id: str, accounts: Iterable[ledger.Account], now: dt.datetime) -> None:
         ledger.write_accounts(self.session, tenant_id, accounts, now)
 
-    def record_breaches(self, tenant_id: str, breaches: Mapping[str, Sequence[str]], suspend_after: int,
-                        now: dt.datetime) -> list[str]:
-        return budget.record_breaches(self.session, self.dialect, tenant_id, breaches, suspend_after, now)
+    def lock_rule(self, tenant_id: str, rule_id: str) -> RuleRecord | None:
+        r = storage.rules
+        query = sa.select(r).where(r.c.tenant_id == tenant_id, r.c.id == rule_id)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = self.session.execute(query).first()
+        return None if row is None else _rule(row)
+
+    def count_breaches(self, rule_id: str, count: int) -> None:
+        r = storage.rules
+        self.session.execute(sa.update(r).where(r.c.id == rule_id).values(budget_breaches=count))
+
+    def suspend_rule(self, rule: RuleRecord, breaches: int, now: dt.datetime) -> int:
+        """Store a SUSPENDED version of a locked rule; returns the version."""
+        r = storage.rules
+        version = rule.version + 1
+        fields = rule.fields().changed({"status": "SUSPENDED"})
+        self.session.execute(sa.update(r).where(r.c.id == rule.id).values(
+            status="SUSPENDED", version=version, updated_at=now, budget_breaches=breaches))
+        self.session.execute(storage.rule_versions.insert().values(
+            rule_id=rule.id, version=version, created_at=now, snapshot=_snapshot(fields)))
+        return version
 
     def claim(self, tenant_id: str, evaluations: Sequence[tuple[str, dict[str, Json]]],
               now: dt.datetime) -> set[str]:
