@@ -31,7 +31,7 @@ def merge_ledgers(db: Database, msg: messages_pb2.ParticipantsMerged) -> int:
     for program in store.programs_with_balance(tenant, merged):
         policy = program.policy()
         now = utcnow()
-        with store.writing() as tx:
+        with store.ledger_transaction() as tx:
             accounts = {pid: tx.lock_account(tenant, program.id, pid) for pid in sorted((merged, survivor))}
             source, target = accounts[merged], accounts[survivor]
             amount, lifetime = source.available, source.lifetime_earned

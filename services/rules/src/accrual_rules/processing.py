@@ -166,7 +166,7 @@ class Processor:
 
     def _announce(self, outcomes: list[messages_pb2.EventOutcome], notes: messages_pb2.Notifications) -> None:
         """Outcomes and facts no ledger write goes with, through the outbox in a transaction of their own."""
-        with self.store.writing() as tx:
+        with self.store.ledger_transaction() as tx:
             tx.announce(outcomes, notes.notifications)
         self._on_commit()
 
@@ -239,7 +239,7 @@ class Processor:
         # The expressions run before the write transaction, so no lock is held while a hostile
         # rule uses its budget; _award asks again for the few events whose balance changed.
         answered, breached = self._ask_sandbox(tenant_id, runnable, catalog)
-        with self.store.writing() as tx:
+        with self.store.ledger_transaction() as tx:
             # Every lock up front and in one order (budget rules by id, then balances by program
             # and participant), so two workers on overlapping batches never deadlock.
             tx.lock_budget_rules(tenant_id, [r for i in ready for p in i.programs for r in catalog.rules[p.id]])

@@ -143,14 +143,12 @@ class RulesService:
                                     event_type_policy)
         triggers = _triggers(scheduled_triggers)
         now = utcnow()
-        program_id = new_id()
-        self.store.insert_program({
-            "id": program_id, "tenant_id": tenant_id, "name": name.strip(),
-            "on_unknown_participant": on_unknown, "tiers": clean_tiers,
-            "rounding_mode": rounding_mode, "rounding_precision": rounding_precision,
-            "event_type_policy": event_type_policy, "scheduled_triggers": triggers,
-            "created_at": now, "updated_at": now})
-        return self.get_program(tenant_id, program_id)
+        program = ProgramRecord(
+            id=new_id(), tenant_id=tenant_id, name=name.strip(), on_unknown_participant=on_unknown,
+            tiers=clean_tiers or [], rounding_mode=rounding_mode, rounding_precision=rounding_precision,
+            created_at=now, updated_at=now, event_type_policy=event_type_policy, scheduled_triggers=triggers)
+        self.store.insert_program(program)
+        return self.get_program(tenant_id, program.id)
 
     def update_program(self, tenant_id: str, program_id: str, changes: ProgramChanges) -> ProgramRecord:
         """Change the given fields; tier changes apply to the next evaluation of each
@@ -284,7 +282,7 @@ class RulesService:
         else:
             rules = [r.spec() for r in self.list_rules(tenant_id, program.program_id)]
         at = event_timestamp or utcnow()
-        with self.store.writing() as tx:
+        with self.store.ledger_transaction() as tx:
             account = tx.read_account(tenant_id, program.program_id, participant_id) \
                 if participant_id else ledger.Account(program.program_id, "", ledger.ZERO, ledger.ZERO, None)
             usage = tx.cap_usage(tenant_id, [r for r in rules if not r.rule_id.startswith("draft-")],
@@ -353,7 +351,7 @@ class RulesService:
         source = f"adjustment:{program.program_id}:{idempotency_key}"
         digest = request.digest()
         now = utcnow()
-        with self.store.writing() as tx:
+        with self.store.ledger_transaction() as tx:
             original = _adjustment(tx.entry(tenant_id, source), digest)
             if original is not None:
                 return original, tx.read_account(tenant_id, program.program_id, participant), True

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -151,9 +151,9 @@ class RulesStore:
         self.db = db
 
     # -- programs -----------------------------------------------------------------------
-    def insert_program(self, values: Mapping[str, Json]) -> None:
+    def insert_program(self, program: ProgramRecord) -> None:
         with self.db.transaction() as session:
-            session.execute(storage.programs.insert().values(dict(values)))
+            session.execute(storage.programs.insert().values(asdict(program)))
 
     def update_program(self, program: ProgramRecord, *, tiers_changed: bool,
                        disabled_triggers: Sequence[str] | None) -> None:
@@ -330,7 +330,7 @@ class RulesStore:
 
     # -- ledger ---------------------------------------------------------------------------
     @contextmanager
-    def writing(self) -> Iterator[LedgerTransaction]:
+    def ledger_transaction(self) -> Iterator[LedgerTransaction]:
         """One transaction over balances, ledger entries, evaluations and the outbox."""
         with self.db.transaction() as session:
             yield LedgerTransaction(session, self.db.dialect)
