@@ -24,7 +24,7 @@ from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
 from starlette.staticfiles import StaticFiles
 
-from accrual_gateway import coalesce, shim
+from accrual_gateway import coalesce, prefer, shim
 from accrual_gateway.openapi import build_openapi
 
 log = structlog.get_logger("accrual.gateway")
@@ -33,7 +33,8 @@ DEFAULT_FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCR
 REQUEST_ID_KEY = "accrual.request_id"
 #: keys are "sk_" and 43 characters; this leaves room for other spellings
 MAX_API_KEY_LENGTH = 256
-FORWARD_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
+FORWARD_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after",
+                   "preference-applied")
 
 DOCS_HTML = """<!doctype html><html><head><title>Accrual API</title>
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head><body><div id="ui"></div>
@@ -158,12 +159,13 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
         if key:
             metadata.append(("x-api-key", key))
         coalescer = coalescers.get(route.full_method)
+        wait = prefer.apply_wait(message, request.headers.getlist("prefer"))
         try:
-            if coalescer is not None:
+            if coalescer is not None and not wait:
                 reply, trailing = await coalescer.call(message, metadata)
                 headers = _forward(trailing)
             else:
-                call = callables[route.full_method](message, metadata=metadata, timeout=call_timeout)
+                call = callables[route.full_method](message, metadata=metadata, timeout=call_timeout + wait)
                 reply = await call
                 headers = _forward(await call.initial_metadata(), await call.trailing_metadata())
         except (grpc.aio.AioRpcError, coalesce.CallFailed) as exc:
