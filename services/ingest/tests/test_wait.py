@@ -137,7 +137,7 @@ def test_waits_beyond_the_bound_are_answered_at_once(stack: Any) -> None:
 
 def test_payloads_fit_postgres_limit() -> None:
     ids = [str(uuid.uuid4()) for _ in range(1000)]
-    chunks = waiting.payloads(ids)
+    chunks = listen.joined(ids)
     assert len(chunks) > 1 and all(len(p.encode()) < 8000 for p in chunks)
     assert [i for p in chunks for i in p.split(",")] == ids
 

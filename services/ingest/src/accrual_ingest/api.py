@@ -57,7 +57,7 @@ class IngestServicer(_Servicer):
         answer = wire.submitted_event(outcome)
         if request.wait_seconds and outcome.event is not None:
             seconds = min(request.wait_seconds, MAX_WAIT_SECONDS)
-            waited = self._svc.await_outcome(tenant_id, outcome.event, seconds)
+            waited = self._svc.await_outcome(tenant_id, outcome.event, seconds, on_cancel=context.add_callback)
             if waited is not None:
                 context.send_initial_metadata(((PREFERENCE_APPLIED, f"wait={seconds}"),))
                 answer = wire.event_message(waited, deduplicated=answer.deduplicated)

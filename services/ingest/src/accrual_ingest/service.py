@@ -257,18 +257,23 @@ class IngestService:
             self.waiters.wake(recorded)
         return len(recorded)
 
-    def await_outcome(self, tenant_id: str, event: EventRecord, seconds: float) -> EventRecord | None:
+    def await_outcome(self, tenant_id: str, event: EventRecord, seconds: float, *,
+                      on_cancel: Callable[[Callable[[], None]], object] | None = None) -> EventRecord | None:
         """``event`` once finished (COMPLETED or FAILED), or as it is after ``seconds``; None
         when too many calls wait already (the caller answers at once, without waiting).
 
         The wait is a ``threading.Event`` woken by the outcome's announcement: no database
         connection is held and nothing polls. The event is read again once after the waiter
-        is registered, since its outcome may have been recorded in between."""
+        is registered, since its outcome may have been recorded in between. ``on_cancel``
+        registers a callback run when the caller gives up (gRPC's ``add_callback``), which
+        ends the wait early and frees its thread."""
         if event.status in FINISHED:
             return event
         with self.waiters.waiter(event.id) as done:
             if done is None:
                 return None
+            if on_cancel is not None:
+                on_cancel(done.set)
             current = self.store.get_event(tenant_id, event.id) or event
             if current.status in FINISHED:
                 return current

@@ -693,7 +693,7 @@ class IngestStore:
                                                                     then.notifications))
             for tenant_id, increments in sorted(then.analytics.items()):
                 _apply(session, tenant_id, increments)
-            for payload in waiting.payloads([r.id for r in rows]):
+            for payload in listen.joined([r.id for r in rows]):
                 listen.notify(session, waiting.CHANNEL, payload)
         return [r.id for r in rows]
 

@@ -14,17 +14,10 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from accrual_platform import listen
-
+#: its payloads: finished event ids, comma-separated (``accrual_platform.listen.joined``)
 CHANNEL = "accrual_ingest_events_finished"
 #: the longest wait a caller may ask for (issue 20: N <= 10 seconds)
 MAX_WAIT_SECONDS = 10
-
-
-def payloads(event_ids: list[str]) -> list[str]:
-    """The notifications announcing ``event_ids`` finished, comma-separated, each within
-    PostgreSQL's payload limit."""
-    return listen.joined(event_ids)
 
 
 class Waiters:
