@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
@@ -118,6 +119,19 @@ def test_grpc_wait_seconds(stack: Any) -> None:
     assert event.status == ingest_pb2.EVENT_STATUS_COMPLETED
     assert event.points_awarded == "125" and len(event.rule_evaluations) == 1
     assert ("preference-applied", "wait=5") in call.initial_metadata()
+
+
+def test_a_cancelled_call_stops_waiting(stack: Any) -> None:
+    key, tenant = stack.tenant()
+    request = ingest_pb2.SubmitEventRequest(program_id=stack.program(tenant), idempotency_key=str(uuid.uuid4()),
+                                            external_id="u", event_type="purchase", wait_seconds=10)
+    with pytest.raises(grpc.RpcError) as failure:
+        stack.stub.SubmitEvent(request, metadata=stack.md(key), timeout=1)
+    assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    deadline = time.monotonic() + 5
+    while stack.runtime.waiters.count:
+        assert time.monotonic() < deadline, "the waiting thread outlived its call"
+        time.sleep(0.05)
 
 
 def test_waits_beyond_the_bound_are_answered_at_once(stack: Any) -> None:
