@@ -150,6 +150,15 @@ def comments() -> dict[str, str]:
     return out
 
 
+def _decimal_note(schema: dict[str, Any], field: FieldDescriptor) -> dict[str, Any]:
+    """A decimal field's schema, its description saying how the number travels."""
+    if not is_decimal(field):
+        return schema
+    note = ("An exact decimal, answered as a JSON number written from its decimal text (never "
+            "rounded through a double); a request may send a JSON number or a decimal string.")
+    return {**schema, "description": f"{schema['description']} {note}" if "description" in schema else note}
+
+
 def _described(schema: dict[str, Any], full_name: str) -> dict[str, Any]:
     text = comments().get(full_name)
     if not text:
@@ -259,7 +268,7 @@ class _Builder:
             self.schemas[name] = {}
             fields = [f for f in desc.fields if f.name not in skip and not is_hidden(f)]
             schema: dict[str, Any] = {"type": "object", "properties": {
-                f.name: _described(self.field(f), f.full_name) for f in fields}}
+                f.name: _decimal_note(_described(self.field(f), f.full_name), f) for f in fields}}
             if required := [f.name for f in fields
                              if is_required(f) or desc.full_name not in self.inputs]:
                 schema["required"] = required
