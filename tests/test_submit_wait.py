@@ -33,6 +33,6 @@ def test_prefer_wait_returns_points_and_rules(tmp_path: pathlib.Path) -> None:
         assert event["status"] == "COMPLETED", (event, elapsed)
         # Woken by the outcome, not by the deadline (after which the event would be read anyway).
         assert elapsed < 4.5, elapsed
-        assert event["points_awarded"] == "125"
+        assert event["points_awarded"] == 125
         assert event["rule_evaluations"][0]["matched"] is True
         assert r.headers["Preference-Applied"] == "wait=5"

@@ -53,7 +53,7 @@ def walkthrough(base: str, key: str) -> tuple[str, str]:
     assert event["rule_evaluations"][0]["matched"] is True
     balance = httpx.get(f"{base}/v1/programs/{pid}/participants/{event['participant_id']}/balance",
                         headers=h).json()
-    assert balance["available"] == "125" and balance["lifetime_earned"] == "125"
+    assert balance["available"] == 125 and balance["lifetime_earned"] == 125
     again = httpx.post(f"{base}/v1/events", json={**body, "event_data": {"amount": 125.0}}, headers=h).json()
     assert again["event_id"] == event["event_id"] and again["deduplicated"] is True
     conflict = httpx.post(f"{base}/v1/events", json={**body, "event_data": {"amount": 1}}, headers=h)
@@ -76,7 +76,7 @@ def wait_for_outcome(base: str, key: str, pid: str) -> None:
     # Woken by the outcome, not by the deadline (after which the event would be read anyway).
     assert time.monotonic() - started < 8
     assert waited.status_code == 200 and waited.headers["Preference-Applied"] == "wait=10", waited.text
-    assert waited.json()["status"] == "COMPLETED" and waited.json()["points_awarded"] == "30", waited.text
+    assert waited.json()["status"] == "COMPLETED" and waited.json()["points_awarded"] == 30, waited.text
 
 
 def grpc_walkthrough(address: str, key: str, pid: str) -> None:
