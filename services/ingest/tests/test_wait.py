@@ -34,9 +34,9 @@ def body(program: str) -> dict[str, Any]:
 
 def outcome(tenant: str, event_id: str) -> messages_pb2.EventOutcome:
     o = messages_pb2.EventOutcome(tenant_id=tenant, event_id=event_id, status=messages_pb2.OUTCOME_STATUS_COMPLETED,
-                                  participant_id=str(uuid.uuid4()), points_awarded=125)
+                                  participant_id=str(uuid.uuid4()), points_awarded="125")
     o.rule_evaluations.add(rule_id=RULE, rule_version=1, rule_name="1 point per dollar", matched=True,
-                           points=125, recipient_id=o.participant_id)
+                           points="125", recipient_id=o.participant_id)
     return o
 
 
