@@ -90,3 +90,9 @@ def test_no_program_is_a_tenant_event_whose_participant_is_optional() -> None:
     assert not v and named is not None and named.external_id == "u1"
     _, v = validate_event(make(program_id="", recipient_external_id="friend"), NOW)
     assert [x.field for x in v] == ["recipient_id"]
+
+
+def test_violations_name_the_spelling_sent() -> None:
+    _, v = validate_event(make(idempotency_key="", reference="k" * 256, occurred_at=NOW + dt.timedelta(hours=1),
+                               event_data=None, data={"note": "a\x00b"}), NOW)
+    assert [x.field for x in v] == ["reference", "occurred_at", "data.note"]

@@ -135,14 +135,15 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
     def bad(field: str, description: str) -> None:
         v.append(Violation(prefix + field, description))
 
-    key = _alias(raw.idempotency_key or None, raw.reference, "idempotency_key", "reference", bad) or ""
-    ts = _alias(raw.event_timestamp, raw.occurred_at, "event_timestamp", "occurred_at", bad)
-    data = _alias(raw.event_data, raw.data, "event_data", "data", bad) or {}
+    key, key_name = _alias(raw.idempotency_key or None, raw.reference, "idempotency_key", "reference", bad)
+    ts, ts_name = _alias(raw.event_timestamp, raw.occurred_at, "event_timestamp", "occurred_at", bad)
+    data, data_name = _alias(raw.event_data, raw.data, "event_data", "data", bad)
+    key, data = key or "", data or {}
     # No program_id: a tenant event (seed 002), deduplicated per tenant, its participant optional.
     program_id = _uuid(raw.program_id) if raw.program_id else ""
     if program_id is None:
         bad("program_id", "must be a UUID")
-    check_key(key, "idempotency_key", bad)
+    check_key(key, key_name, bad)
     if raw.event_type:
         check_key(raw.event_type, "event_type", bad)
     if raw.external_id is not None and raw.participant_id is not None:
@@ -168,16 +169,16 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
         if recipient_id is None:
             bad("recipient_id", "must be a UUID")
     if ts is not None and not dates.in_range(ts):
-        bad("event_timestamp", dates.RANGE_TEXT)
+        bad(ts_name, dates.RANGE_TEXT)
     elif ts is not None and ts > now + MAX_FUTURE:
-        bad("event_timestamp", "must not be more than 5 minutes in the future")
-    problem = json_problem(data, "event_data")
+        bad(ts_name, "must not be more than 5 minutes in the future")
+    problem = json_problem(data, data_name)
     if problem:
         bad(*problem)
     else:
         size = json_size(data)
         if size > MAX_EVENT_DATA_BYTES:
-            bad("event_data", f"must be at most {MAX_EVENT_DATA_BYTES} bytes of JSON (got {size})")
+            bad(data_name, f"must be at most {MAX_EVENT_DATA_BYTES} bytes of JSON (got {size})")
     if v:
         return None, v
     assert program_id is not None
@@ -198,11 +199,11 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
 T = TypeVar("T")
 
 
-def _alias(value: T | None, alias: T | None, name: str, alias_name: str, bad: Report) -> T | None:
-    """A field sent under its name or its alias (None when absent); both is a violation
-    naming the alias."""
+def _alias(value: T | None, alias: T | None, name: str, alias_name: str, bad: Report) -> tuple[T | None, str]:
+    """A field sent under its name or its alias (None when absent), with the name the later
+    violations use (the one sent); both is a violation naming the alias."""
     if alias is None:
-        return value
+        return value, name
     if value is not None:
         bad(alias_name, f"is an alias of {name}; send one of them, not both")
-    return alias
+    return alias, alias_name
