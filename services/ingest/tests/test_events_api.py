@@ -179,6 +179,7 @@ def test_aliases_and_tenant_events_dedup_per_tenant_and_list(stack: Stack) -> No
     assert stored["program_id"] == "" and stored["external_id"] is None and stored["event_data"] == {"plan": "pro"}
     assert (t2["deduplicated"], t2["event_id"], t2["received_at"]) == (True, stored["event_id"], stored["received_at"])
     assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
+    assert "by a tenant event" in other.json()["error"]["message"]
     assert [r["status"] for r in batch["results"]] == ["duplicate", "error"]
     assert batch["results"][1]["error"]["field"] == "events[1].data"
     assert {e["event_id"] for e in listed} == {first["event_id"], stored["event_id"]}

@@ -162,7 +162,8 @@ def submitted_event(outcome: Outcome[EventRecord]) -> ingest_pb2.Event:
     assert event is not None
     if outcome.status == CONFLICT:
         raise errors.Conflict(
-            "idempotency_key was already used with a different payload in this program",
+            "idempotency_key was already used with a different payload "
+            + ("in this program" if event.program_id else "by a tenant event"),
             reason="idempotency_conflict",
             metadata={"event_id": event.id, "idempotency_key": event.idempotency_key})
     return event_message(event, deduplicated=outcome.status == DUPLICATE)
