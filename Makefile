@@ -6,13 +6,19 @@ RUN := $(UV) run --frozen
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN := libs/contracts/src
 
-.PHONY: setup proto proto-check run up migrate test test-unit lint bench profile fuzz clean
+.PHONY: setup proto proto-check run demo keys grpc-walkthrough up migrate test test-unit lint openapi-lint openapi-lint-tools chromium bench profile fuzz clean
 
+# Setup says what it does on stderr, so `KEY=$$(make keys ...)` captures only the command's output.
+# pip first; a distribution's Python refuses --user installs (PEP 668) or has no pip, hence the
+# fallbacks, the last being uv's own installer.
 $(UV):
-	$(PY) -m pip install --user --quiet uv
+	@echo "installing uv into ~/.local/bin" >&2
+	@$(PY) -m pip install --user --quiet uv >&2 \
+		|| $(PY) -m pip install --user --quiet --break-system-packages uv >&2 \
+		|| (curl -LsSf https://astral.sh/uv/install.sh | env UV_INSTALL_DIR=$(HOME)/.local/bin UV_NO_MODIFY_PATH=1 sh) >&2
 
 .venv/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
-	$(UV) sync --frozen --all-packages
+	@$(UV) sync --frozen --all-packages >&2
 	@touch $@
 
 setup: .venv/.synced
@@ -30,6 +36,18 @@ proto-check: setup
 run: setup
 	$(RUN) accrual run
 
+## Create the seed-001 demo program on the running suite (`make run`) and print requests to try.
+demo: setup
+	@$(RUN) accrual demo $(ARGS)
+
+## API keys: make keys ARGS="create --tenant acme --scopes events:write" (or list, revoke).
+keys: setup
+	@$(RUN) accrual keys $(ARGS)
+
+## The gRPC walkthrough (examples/grpc_walkthrough.py) against the running suite.
+grpc-walkthrough: setup
+	@$(RUN) python examples/grpc_walkthrough.py $(ARGS)
+
 ## Apply every service's migrations to DATABASE_URL.
 migrate: setup
 	$(RUN) accrual migrate
@@ -39,16 +57,32 @@ up: setup
 	set -a && . deploy/local.env && set +a && $(RUN) accrual migrate
 	$(RUN) honcho start -f Procfile -e deploy/local.env
 
-test: setup proto-check
+test: setup proto-check chromium openapi-lint-tools
 	$(RUN) pytest
 
 test-unit: setup
 	$(RUN) pytest -m "not integration and not e2e"
 
-lint: setup
+lint: setup openapi-lint
 	$(RUN) ruff check .
 	$(RUN) mypy libs/platform/src services/*/src bench
 	npx --yes @bufbuild/buf@1.47.2 lint
+
+## Debian's Chromium for the /docs browser test (Playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| (sudo apt-get update -qq && sudo apt-get install -y -qq chromium)
+
+## Spectral, pinned by tools/openapi-lint/package-lock.json.
+OPENAPI_LINT := tools/openapi-lint/node_modules/.bin/spectral
+$(OPENAPI_LINT): tools/openapi-lint/package.json tools/openapi-lint/package-lock.json
+	cd tools/openapi-lint && npm ci --no-audit --no-fund
+	@touch $@
+openapi-lint-tools: $(OPENAPI_LINT)
+
+## Lint the gateway's served /openapi.json with the committed ruleset (.spectral.yaml).
+openapi-lint: setup $(OPENAPI_LINT)
+	$(RUN) pytest -q tests/contract/test_openapi_lint.py
 
 ## Longer schemathesis run against every route of /openapi.json (the test suite runs a bounded one).
 fuzz: setup

@@ -52,7 +52,7 @@ def in_process_suite(var: pathlib.Path, log_format: str = "console",
     worker = hosting.start_worker(settings, broker, runtimes)
     for r in runtimes:
         r.start()
-    app = create_app({name: address for name in SERVICE_NAMES})
+    app = create_app({name: address for name in SERVICE_NAMES}, authenticator=authenticator)
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             yield InProcessSuite(settings, client, address)

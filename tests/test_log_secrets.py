@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import pytest
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
-from accrual_gateway import shim
+from accrual_gateway import codec as shim
 from accrual_platform import auth
 from accrual_platform.logging import configure_logging
 from accrual_rules import service as rules_service

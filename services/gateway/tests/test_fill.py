@@ -10,7 +10,8 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
 from accrual.rules.v1 import rules_pb2
-from accrual_gateway import shim
+from accrual_gateway import codec as shim
+from accrual_gateway import routing
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message_factory import GetMessageClass
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
-REQUESTS = sorted({r.method.input_type.full_name: r.method.input_type for r in shim.build_routes(FILES)}.items())
+REQUESTS = sorted({r.method.input_type.full_name: r.method.input_type for r in routing.build_routes(FILES)}.items())
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)

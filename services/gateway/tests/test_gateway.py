@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from accrual.ingest.v1 import ingest_pb2
-from accrual_gateway import shim
+from accrual_gateway import codec as shim
 from accrual_gateway.app import create_app
 from starlette.testclient import TestClient
 

@@ -13,7 +13,8 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
 from accrual.rules.v1 import rules_pb2
-from accrual_gateway import shim
+from accrual_gateway import codec as shim
+from accrual_gateway import routing
 from google.protobuf import struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -22,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
-RESPONSES = sorted({r.method.output_type.full_name: r.method.output_type for r in shim.build_routes(FILES)}.items())
+RESPONSES = sorted({r.method.output_type.full_name: r.method.output_type for r in routing.build_routes(FILES)}.items())
 
 TEXT = ["", "a", "é", "A-1", "line\nbreak", "\u2603", "x" * 40, "EVENT_STATUS_PENDING"]
 INT_RANGES = {FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1), FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),

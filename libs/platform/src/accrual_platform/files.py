@@ -28,8 +28,15 @@ def private_dir(path: pathlib.Path) -> pathlib.Path:
 
 
 def create_private(path: pathlib.Path) -> None:
-    """Make sure ``path`` exists with mode 0600, keeping any content it has."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+    """Make sure ``path`` exists with mode 0600, keeping any content it has. An existing file
+    is not opened: closing any descriptor of a file drops every POSIX lock the process holds
+    on it, and SQLite's locks on an open database would go with them (another process could
+    then checkpoint and delete the WAL under this one's connections)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        os.chmod(path, FILE_MODE)
+        return
     try:
         os.fchmod(fd, FILE_MODE)
     finally:

@@ -7,7 +7,10 @@ attached SQLite file), with the version table inside the service's own schema.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,24 +27,51 @@ def _config(script_location: pathlib.Path, schema: str) -> Config:
     return cfg
 
 
-def _run(database_url: str, schema: str, script_location: pathlib.Path, step: Any, target: str) -> None:
+@contextlib.contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic's per-step lines (context, DDL mode, each revision) held back: the caller
+    logs one line per schema with the revisions it went from and to."""
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _revision(conn: sa.Connection, schema: str) -> str | None:
+    from alembic.migration import MigrationContext
+
+    current: str | None = MigrationContext.configure(
+        conn, opts={"version_table_schema": schema}).get_current_revision()
+    return current
+
+
+def _run(database_url: str, schema: str, script_location: pathlib.Path, step: Any,
+         target: str) -> tuple[str | None, str | None]:
+    """Apply ``step`` up or down to ``target``; (revision before, revision after)."""
     engine = make_engine(database_url, schema, pool_size=1)
     try:
         ensure_schema(engine, schema)
-        with engine.begin() as conn:
+        with engine.begin() as conn, _quiet_alembic():
+            before = _revision(conn, schema)
             cfg = _config(script_location, schema)
             cfg.attributes["connection"] = conn
             step(cfg, target)
+            return before, _revision(conn, schema)
     finally:
         engine.dispose()
 
 
-def upgrade(database_url: str, schema: str, script_location: pathlib.Path, target: str = "head") -> None:
-    _run(database_url, schema, script_location, command.upgrade, target)
+def upgrade(database_url: str, schema: str, script_location: pathlib.Path,
+            target: str = "head") -> tuple[str | None, str | None]:
+    return _run(database_url, schema, script_location, command.upgrade, target)
 
 
-def downgrade(database_url: str, schema: str, script_location: pathlib.Path, target: str) -> None:
-    _run(database_url, schema, script_location, command.downgrade, target)
+def downgrade(database_url: str, schema: str, script_location: pathlib.Path,
+              target: str) -> tuple[str | None, str | None]:
+    return _run(database_url, schema, script_location, command.downgrade, target)
 
 
 def differences(database_url: str, schema: str, metadata: sa.MetaData) -> list[Any]:

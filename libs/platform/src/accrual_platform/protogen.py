@@ -3,6 +3,9 @@
 Run as ``python -m accrual_platform.protogen PROTO_DIR OUT_DIR [--check]``. The include path
 comes from installed packages (grpcio-tools for ``google/protobuf``, googleapis-common-protos
 for ``google/api``), so generation needs nothing but the locked environment.
+
+Besides the modules it writes ``accrual/descriptors.binpb``, a descriptor set of the project's
+own files with source info, so the OpenAPI document can carry the proto comments.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import google.api.annotations_pb2
 import grpc_tools
 from grpc_tools import protoc
 
+DESCRIPTOR_SET = "accrual/descriptors.binpb"
+
 
 def generate(proto_dir: pathlib.Path, out_dir: pathlib.Path) -> None:
     files = sorted(str(p.relative_to(proto_dir)) for p in proto_dir.rglob("*.proto"))
     googleapis = pathlib.Path(google.api.annotations_pb2.__file__).parents[2]
     wkt = pathlib.Path(grpc_tools.__file__).parent / "_proto"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / DESCRIPTOR_SET).parent.mkdir(parents=True, exist_ok=True)
     args = [
         "protoc",
         f"-I{proto_dir}",
@@ -31,6 +36,8 @@ def generate(proto_dir: pathlib.Path, out_dir: pathlib.Path) -> None:
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
+        f"--descriptor_set_out={out_dir / DESCRIPTOR_SET}",
+        "--include_source_info",
         *files,
     ]
     if protoc.main(args) != 0:

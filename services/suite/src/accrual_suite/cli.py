@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
 import sys
+from collections.abc import Iterator
 
 import structlog
 from accrual_platform import auth, files, queue
@@ -35,6 +37,8 @@ def _settings(embedded: bool, peers: tuple[str, ...] = ()) -> Settings:
 def cmd_run(_: argparse.Namespace) -> None:
     """Everything in one process on SQLite + the in-process broker."""
     settings = _settings(embedded=True)
+    hosting.check_ports([("GATEWAY_PORT", settings.gateway_host, settings.gateway_port),
+                         ("GRPC_PORT", settings.grpc_host, settings.grpc_port)])
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     settings = dataclasses.replace(settings, peers={n: address for n in hosting.SERVICES},
                                    announce_unfinished_at_start=settings.broker_url.startswith("stub"))
@@ -57,7 +61,7 @@ def cmd_run(_: argparse.Namespace) -> None:
     from accrual_gateway.app import create_app, serve_app
 
     channels = _channels(settings)
-    app = create_app(channels)
+    app = create_app(channels, authenticator=authenticator)
     print(f"""
 Accrual is running (embedded: SQLite under {settings.var_dir.resolve()}, in-process broker)
   REST:  http://{settings.gateway_host}:{settings.gateway_port}   (docs: /docs, spec: /openapi.json)
@@ -105,6 +109,7 @@ def _embedded_admin_key(settings: Settings) -> str:
 def cmd_serve(ns: argparse.Namespace) -> None:
     """One service's gRPC server (plus its outbox relay), configured by the environment."""
     settings = _settings(embedded=False, peers=PEERS_NEEDED[ns.service])
+    hosting.check_ports([("GRPC_PORT", settings.grpc_host, settings.grpc_port)])
     configure_logging(ns.service, fmt=settings.log_format, level=settings.log_level,
                       secrets=[settings.internal_token])
     broker = hosting.prepare_broker(queue.make_broker(settings.broker_url))
@@ -162,11 +167,12 @@ def cmd_scheduler(_: argparse.Namespace) -> None:
 
 def cmd_gateway(_: argparse.Namespace) -> None:
     settings = _settings(embedded=False, peers=tuple(hosting.SERVICES))
+    hosting.check_ports([("GATEWAY_PORT", settings.gateway_host, settings.gateway_port)])
     configure_logging("gateway", fmt=settings.log_format, level=settings.log_level,
                       secrets=[settings.internal_token])
     from accrual_gateway.app import create_app, serve_app
 
-    app = create_app(_channels(settings))
+    app = create_app(_channels(settings), authenticator=_gateway_authenticator(settings))
     freeze_startup_heap()
     serve_app(app, settings.gateway_host, settings.gateway_port)
 
@@ -179,6 +185,16 @@ def _database_settings() -> Settings:
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     return settings if settings.database_url else _settings(embedded=True)
+
+
+def _gateway_authenticator(settings: Settings) -> auth.CachedAuthenticator:
+    """The gateway's key lookup: identity's AuthenticateApiKey, cached and evicted on
+    revocation as every service's is."""
+    from accrual_platform import revocations
+
+    authenticator = hosting.remote_authenticator(settings)
+    revocations.RevocationListener(settings.database_url, authenticator.evict).start()
+    return authenticator
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
@@ -194,18 +210,43 @@ def cmd_keys_create(ns: argparse.Namespace) -> None:
         scopes = auth.parse_scopes(ns.scopes)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    db = _identity_db()
-    try:
+    with _identity_db() as db:
         key_id, key = keys.create_api_key(db, ns.tenant, scopes)
-    finally:
-        db.dispose()
     print(key)
     print(f"key id {key_id}, tenant {ns.tenant}, scopes {' '.join(sorted(scopes))} "
           "(the key is shown only once)", file=sys.stderr)
 
 
-def _identity_db() -> Database:
-    return Database(_database_settings().database_url, "identity", pool_size=1)
+@contextlib.contextmanager
+def _identity_db() -> Iterator[Database]:
+    """Identity's database for the keys commands: DATABASE_URL, else the embedded SQLite
+    files, migrated first so that keys can be made before the suite's first start. Database
+    errors become one line (an unmigrated DATABASE_URL is the likely one)."""
+    from accrual_platform import errors, migrations
+    from sqlalchemy import exc as sa_exc
+
+    url = _database_settings().database_url
+    where = "DATABASE_URL"
+    if url.startswith("sqlite"):
+        where = url
+        identity = hosting.bootstrap_module("identity")
+        migrations.upgrade(url, identity.SCHEMA, identity.MIGRATIONS)
+    db = Database(url, "identity", pool_size=1)
+    try:
+        yield db
+    except errors.Unavailable as exc:
+        raise SystemExit(f"cannot reach identity's database on {where} ({_first_line(exc.__cause__)})") from None
+    except sa_exc.DBAPIError as exc:
+        raise SystemExit(f"cannot use identity's tables on {where} ({_first_line(exc)}); "
+                         "are its migrations applied (make migrate)?") from None
+    except errors.AppError as exc:
+        raise SystemExit(exc.message) from None
+    finally:
+        db.dispose()
+
+
+def _first_line(exc: BaseException | None) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 def cmd_keys_list(ns: argparse.Namespace) -> None:
@@ -213,8 +254,7 @@ def cmd_keys_list(ns: argparse.Namespace) -> None:
     from accrual_identity import keys
     from accrual_identity.validation import MAX_PAGE_SIZE
 
-    db = _identity_db()
-    try:
+    with _identity_db() as db:
         tenant_id = keys.tenant_by_name(db, ns.tenant)
         if tenant_id is None:
             raise SystemExit(f"no tenant named {ns.tenant!r}")
@@ -222,8 +262,6 @@ def cmd_keys_list(ns: argparse.Namespace) -> None:
         while token:
             more, token = keys.list_api_keys(db, tenant_id, MAX_PAGE_SIZE, token)
             rows.extend(more)
-    finally:
-        db.dispose()
     print(f"{'KEY ID':<36}  {'PREFIX':<10}  {'CREATED':<20}  {'REVOKED':<20}  SCOPES")
     for r in rows:
         revoked = _when(r.revoked_at) if r.revoked_at else "-"
@@ -238,15 +276,9 @@ def _when(value: dt.datetime) -> str:
 def cmd_keys_revoke(ns: argparse.Namespace) -> None:
     """Revoke a key by id; every running process refuses it within a second (PostgreSQL)."""
     from accrual_identity import keys
-    from accrual_platform import errors
 
-    db = _identity_db()
-    try:
+    with _identity_db() as db:
         record, revoked_now = keys.revoke(db, ns.key_id)
-    except errors.AppError as exc:
-        raise SystemExit(exc.message) from None
-    finally:
-        db.dispose()
     assert record.revoked_at is not None
     state = "revoked" if revoked_now else "already revoked"
     print(f"key {record.id} ({record.prefix}…) {state} at {_when(record.revoked_at)}")
@@ -258,7 +290,8 @@ def cmd_demo(ns: argparse.Namespace) -> None:
 
     try:
         settings = Settings.read()
-        base_url = ns.base_url or f"http://127.0.0.1:{settings.gateway_port}"
+        # GATEWAY_HOST/GATEWAY_PORT read as `accrual run` reads them, reached from this machine
+        base_url = ns.base_url or demo.local_url(settings.gateway_host, settings.gateway_port)
         key = ns.api_key or settings.api_key or demo.default_key(settings.var_dir)
         program, rules = demo.create_demo(base_url, key)
     except demo.DemoError as exc:
@@ -294,8 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("key_id")
     p.set_defaults(fn=cmd_keys_revoke)
     p = sub.add_parser("demo", help="create a demo program with the seed rules on a running suite")
-    p.add_argument("--base-url", help="REST gateway of the suite (default: the embedded "
-                   "`make run` one, on GATEWAY_PORT)")
+    p.add_argument("--base-url", help="REST gateway of the suite (default: the embedded one, "
+                   "at GATEWAY_HOST and GATEWAY_PORT as `accrual run` reads them)")
     p.add_argument("--api-key", help="API key with programs:write (default: ACCRUAL_API_KEY, else "
                    "the embedded admin key in var/)")
     p.set_defaults(fn=cmd_demo)

@@ -60,33 +60,45 @@ def create_demo(base: str, key: str) -> tuple[dict[str, Any], list[dict[str, Any
     return program, rules
 
 
-def instructions(base: str, key: str, program: dict[str, Any], rules: list[dict[str, Any]]) -> str:
-    base = base.rstrip("/")
-    pid = program["program_id"]
-    auth = f"-H {shlex.quote('X-API-Key: ' + key)}"
+def local_url(host: str, port: int) -> str:
+    """The URL that reaches a gateway listening on host:port from this machine."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-    def post(path: str, body: dict[str, Any]) -> str:
-        return (f"curl -s -X POST {auth} -H 'Content-Type: application/json' {base}{path} "
-                f"-d {shlex.quote(json.dumps(body))}")
+
+#: Polls an event until its rules have run, so the script's next lines see its outcome.
+FINISHED = ('finished() { until curl -s -H "X-API-Key: $KEY" "$B/v1/events/$1" '
+            "| jq -e '.status == \"COMPLETED\" or .status == \"FAILED\"' >/dev/null; do sleep 0.2; done; }")
+
+
+def instructions(base: str, key: str, program: dict[str, Any], rules: list[dict[str, Any]]) -> str:
+    """A shell script (bash, curl and jq) to paste as a whole: it sends two purchases, waits
+    for each, and shows the event, the balance, the ledger and a simulation."""
+    pid = program["program_id"]
+
+    def submit(n: int, data: dict[str, Any]) -> str:
+        body = {"program_id": pid, "idempotency_key": f"order-{run}-{n}", "external_id": "user_abc123",
+                "event_type": "purchase", "event_data": data}
+        return (f'E{n}=$(curl -s -X POST -H "X-API-Key: $KEY" $B/v1/events '
+                f"-d {shlex.quote(json.dumps(body))} | jq -r .event_id); finished $E{n}")
 
     run = uuid.uuid4().hex[:6]
-    lines = [f"Demo program {pid} ({program['name']}) with a silver tier at 500 lifetime points (x1.5):"]
-    lines += [f"  rule {r['rule_id']}  {r['name']}: when {r['condition'] or 'always'} -> {r['formula']}"
+    lines = [f"# Demo program {pid} ({program['name']}) with a silver tier at 500 lifetime points (x1.5):"]
+    lines += [f"#   rule {r['rule_id']}  {r['name']}: when {r['condition'] or 'always'} -> {r['formula']}"
               for r in rules]
-    lines += ["", "1. A $125 purchase: 125 (1 per dollar) + 50 (big-order bonus) = 175 points",
-              "   " + post("/v1/events", {"program_id": pid, "idempotency_key": f"order-{run}-1",
-                                          "external_id": "user_abc123", "event_type": "purchase",
-                                          "event_data": {"amount": 125}}),
-              "", "2. $200 of electronics: 200 + 50 + 400 = 650 points; lifetime 825 reaches silver",
-              "   " + post("/v1/events", {"program_id": pid, "idempotency_key": f"order-{run}-2",
-                                          "external_id": "user_abc123", "event_type": "purchase",
-                                          "event_data": {"amount": 200, "category": "electronics"}}),
-              "", "3. The event with its rule_evaluations (use the event_id from the answer):",
-              f"   curl -s {auth} {base}/v1/events/EVENT_ID",
-              "", "4. Balance and ledger (participant_id from the event):",
-              f"   curl -s {auth} {base}/v1/programs/{pid}/participants/PARTICIPANT_ID/balance",
-              f"   curl -s {auth} {base}/v1/programs/{pid}/participants/PARTICIPANT_ID/transactions",
-              "", "5. Try the rules without writing anything ($50 gives 50 points):",
-              "   " + post(f"/v1/programs/{pid}/rules:simulate", {"event_type": "purchase",
-                                                                  "event_data": {"amount": 50}})]
+    lines += ["# Paste these lines into a shell (they need curl and jq):",
+              f"KEY={shlex.quote(key)}; B={base.rstrip('/')}; PID={pid}", FINISHED,
+              "# 1. A $125 purchase: 125 (1 per dollar) + 50 (big-order bonus) = 175 points",
+              submit(1, {"amount": 125}),
+              "# 2. $200 of electronics: 200 + 50 + 400 = 650 points; lifetime 825 reaches silver",
+              submit(2, {"amount": 200, "category": "electronics"}),
+              "# 3. The second event with its rule_evaluations",
+              'curl -s -H "X-API-Key: $KEY" $B/v1/events/$E2 | jq .',
+              "# 4. The participant's balance (825 available) and ledger",
+              'PART=$(curl -s -H "X-API-Key: $KEY" $B/v1/events/$E2 | jq -r .participant_id)',
+              'curl -s -H "X-API-Key: $KEY" $B/v1/programs/$PID/participants/$PART/balance | jq .',
+              'curl -s -H "X-API-Key: $KEY" $B/v1/programs/$PID/participants/$PART/transactions | jq .',
+              "# 5. The rules tried without writing anything ($50 gives 50 points)",
+              'curl -s -X POST -H "X-API-Key: $KEY" $B/v1/programs/$PID/rules:simulate -d '
+              f"{shlex.quote(json.dumps({'event_type': 'purchase', 'event_data': {'amount': 50}}))} | jq ."]
     return "\n".join(lines)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import socket
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -28,8 +31,8 @@ def bootstrap_module(name: str) -> types.ModuleType:
 def migrate(settings: Settings, names: Sequence[str] = SERVICES) -> None:
     for name in names:
         module = bootstrap_module(name)
-        migrations.upgrade(settings.database_url, module.SCHEMA, module.MIGRATIONS)
-        log.info("migrated", service=name, schema=module.SCHEMA)
+        before, after = migrations.upgrade(settings.database_url, module.SCHEMA, module.MIGRATIONS)
+        log.info("migrated", service=name, schema=module.SCHEMA, from_revision=before, to_revision=after)
 
 
 def prepare_broker(broker: dramatiq.Broker) -> dramatiq.Broker:
@@ -39,6 +42,13 @@ def prepare_broker(broker: dramatiq.Broker) -> dramatiq.Broker:
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
         broker.add_middleware(CurrentMessage())
     return broker
+
+
+def remote_authenticator(settings: Settings) -> auth.CachedAuthenticator:
+    """Key lookups through identity's AuthenticateApiKey, cached for API_KEY_CACHE_SECONDS."""
+    return auth.CachedAuthenticator(
+        clients.IdentityAuthenticator(clients.channel(settings.peer("identity")), settings.internal_token),
+        ttl=settings.api_key_cache_seconds)
 
 
 def build_runtimes(settings: Settings, broker: dramatiq.Broker,
@@ -52,14 +62,42 @@ def build_runtimes(settings: Settings, broker: dramatiq.Broker,
         authenticator = identity.authenticator
         runtimes.append(identity)
     if authenticator is None:
-        authenticator = auth.CachedAuthenticator(
-            clients.IdentityAuthenticator(clients.channel(settings.peer("identity")),
-                                          settings.internal_token),
-            ttl=settings.api_key_cache_seconds)
+        authenticator = remote_authenticator(settings)
     for name in names:
         if name != "identity":
             runtimes.append(bootstrap_module(name).build(settings, broker))
     return runtimes, authenticator
+
+
+def check_ports(listeners: Sequence[tuple[str, str, int]]) -> None:
+    """Exit with one line naming the setting to change when a (setting, host, port) cannot be
+    listened on, before anything starts: the servers would otherwise fail deep in start-up
+    with a traceback or a log line that names no setting. Port 0 (any free port) is skipped."""
+    taken: dict[tuple[str, int], str] = {}
+    for setting, host, port in listeners:
+        if port and (host, port) in taken:
+            raise SystemExit(f"{setting} and {taken[host, port]} are both {port}; give them different ports")
+        taken[host, port] = setting
+    for setting, host, port in listeners:
+        if port:
+            _try_listen(setting, host, port)
+
+
+def _try_listen(setting: str, host: str, port: int) -> None:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with contextlib.closing(socket.socket(family, kind, proto)) as sock:
+            # as the gRPC server and uvicorn do, so a port left in TIME_WAIT is not "in use"
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(f"port {port} on {host} is already in use: set {setting} to a free port "
+                             "(or stop what listens there)") from None
+        reason = exc.strerror or str(exc)
+        raise SystemExit(f"cannot listen on {host}:{port} ({reason}): check "
+                         f"{setting.replace('_PORT', '_HOST')} and {setting}") from None
 
 
 def start_server(settings: Settings, runtimes: Sequence[Runtime], authenticator: auth.Authenticator,

@@ -24,16 +24,21 @@ _sym_db = _symbol_database.Default()
 
 from accrual.options.v1 import options_pb2 as accrual_dot_options_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63\x63rual/notify/v1/notify.proto\x12\x11\x61\x63\x63rual.notify.v1\x1a accrual/options/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x03\n\x0fWebhookEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x16\n\x0e\x65nabled_events\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.accrual.notify.v1.EndpointStatus\x12\x17\n\x0f\x64isabled_reason\x18\x06 \x01(\t\x12\x13\n\x06secret\x18\x07 \x01(\tH\x00\x88\x01\x01\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x1aprevious_secret_expires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x12\x36\n\rfailing_since\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_secretB\x1d\n\x1b_previous_secret_expires_atB\x10\n\x0e_failing_since\"X\n\x1c\x43reateWebhookEndpointRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x16\n\x0e\x65nabled_events\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x1d\n\x1bListWebhookEndpointsRequest\"U\n\x1cListWebhookEndpointsResponse\x12\x35\n\tendpoints\x18\x01 \x03(\x0b\x32\".accrual.notify.v1.WebhookEndpoint\"0\n\x19GetWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"3\n\x1c\x44\x65leteWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"\xd2\x01\n\x1cUpdateWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x10\n\x03url\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x16\n\x0e\x65nabled_events\x18\x03 \x03(\t\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x36\n\x06status\x18\x05 \x01(\x0e\x32!.accrual.notify.v1.EndpointStatusH\x02\x88\x01\x01\x42\x06\n\x04_urlB\x0e\n\x0c_descriptionB\t\n\x07_status\"9\n\"RotateWebhookEndpointSecretRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"_\n\x1dRecoverWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x1eRecoverWebhookEndpointResponse\x12\x17\n\x0frecovered_count\x18\x01 \x01(\x05\x12\x14\n\x0c\x64\x65livery_ids\x18\x02 \x03(\t\"\x1f\n\x1d\x44\x65leteWebhookEndpointResponse\"\xd4\x03\n\x0fWebhookDelivery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.accrual.notify.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x18\n\x10last_status_code\x18\x07 \x01(\x05\x12\x17\n\x0flast_latency_ms\x18\x08 \x01(\x05\x12\x1d\n\x15last_response_excerpt\x18\t \x01(\t\x12\x12\n\nlast_error\x18\n \x01(\t\x12\x38\n\x0fnext_attempt_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0flast_attempt_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x42\x12\n\x10_next_attempt_atB\x12\n\x10_last_attempt_at\"Z\n\x1cListWebhookDeliveriesRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x1dListWebhookDeliveriesResponse\x12\x36\n\ndeliveries\x18\x01 \x03(\x0b\x32\".accrual.notify.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x19GetWebhookDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"\xab\x01\n\x16WebhookDeliveryAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x13\n\x0bstatus_code\x18\x02 \x01(\x05\x12\x12\n\nlatency_ms\x18\x03 \x01(\x05\x12\x18\n\x10response_excerpt\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\"ListWebhookDeliveryAttemptsRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"b\n#ListWebhookDeliveryAttemptsResponse\x12;\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32).accrual.notify.v1.WebhookDeliveryAttempt\"2\n\x1bRetryWebhookDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t*l\n\x0e\x45ndpointStatus\x12\x1f\n\x1b\x45NDPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45NDPOINT_STATUS_ENABLED\x10\x01\x12\x1c\n\x18\x45NDPOINT_STATUS_DISABLED\x10\x02*\x89\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_SUCCEEDED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\x80\x10\n\rNotifyService\x12\xa0\x01\n\x15\x43reateWebhookEndpoint\x12/.accrual.notify.v1.CreateWebhookEndpointRequest\x1a\".accrual.notify.v1.WebhookEndpoint\"2\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/webhook-endpoints:\x01*\x12\xa7\x01\n\x14ListWebhookEndpoints\x12..accrual.notify.v1.ListWebhookEndpointsRequest\x1a/.accrual.notify.v1.ListWebhookEndpointsResponse\".\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/webhook-endpoints\x12\xa4\x01\n\x12GetWebhookEndpoint\x12,.accrual.notify.v1.GetWebhookEndpointRequest\x1a\".accrual.notify.v1.WebhookEndpoint\"<\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02%\x12#/v1/webhook-endpoints/{endpoint_id}\x12\xae\x01\n\x15UpdateWebhookEndpoint\x12/.accrual.notify.v1.UpdateWebhookEndpointRequest\x1a\".accrual.notify.v1.WebhookEndpoint\"@\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02(2#/v1/webhook-endpoints/{endpoint_id}:\x01*\x12\xc8\x01\n\x1bRotateWebhookEndpointSecret\x12\x35.accrual.notify.v1.RotateWebhookEndpointSecretRequest\x1a\".accrual.notify.v1.WebhookEndpoint\"N\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02\x36\"1/v1/webhook-endpoints/{endpoint_id}:rotate-secret:\x01*\x12\xc7\x01\n\x16RecoverWebhookEndpoint\x12\x30.accrual.notify.v1.RecoverWebhookEndpointRequest\x1a\x31.accrual.notify.v1.RecoverWebhookEndpointResponse\"H\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02\x30\"+/v1/webhook-endpoints/{endpoint_id}:recover:\x01*\x12\xb9\x01\n\x15\x44\x65leteWebhookEndpoint\x12/.accrual.notify.v1.DeleteWebhookEndpointRequest\x1a\x30.accrual.notify.v1.DeleteWebhookEndpointResponse\"=\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02%*#/v1/webhook-endpoints/{endpoint_id}\x12\xc3\x01\n\x15ListWebhookDeliveries\x12/.accrual.notify.v1.ListWebhookDeliveriesRequest\x1a\x30.accrual.notify.v1.ListWebhookDeliveriesResponse\"G\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02\x30\x12./v1/webhook-endpoints/{endpoint_id}/deliveries\x12\xa5\x01\n\x12GetWebhookDelivery\x12,.accrual.notify.v1.GetWebhookDeliveryRequest\x1a\".accrual.notify.v1.WebhookDelivery\"=\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02&\x12$/v1/webhook-deliveries/{delivery_id}\x12\xd4\x01\n\x1bListWebhookDeliveryAttempts\x12\x35.accrual.notify.v1.ListWebhookDeliveryAttemptsRequest\x1a\x36.accrual.notify.v1.ListWebhookDeliveryAttemptsResponse\"F\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02/\x12-/v1/webhook-deliveries/{delivery_id}/attempts\x12\xb3\x01\n\x14RetryWebhookDelivery\x12..accrual.notify.v1.RetryWebhookDeliveryRequest\x1a\".accrual.notify.v1.WebhookDelivery\"G\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02/\"*/v1/webhook-deliveries/{delivery_id}/retry:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63\x63rual/notify/v1/notify.proto\x12\x11\x61\x63\x63rual.notify.v1\x1a accrual/options/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x03\n\x0fWebhookEndpoint\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x16\n\x0e\x65nabled_events\x18\x03 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.accrual.notify.v1.EndpointStatus\x12\x17\n\x0f\x64isabled_reason\x18\x06 \x01(\t\x12\x13\n\x06secret\x18\x07 \x01(\tH\x00\x88\x01\x01\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x1aprevious_secret_expires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x12\x36\n\rfailing_since\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_secretB\x1d\n\x1b_previous_secret_expires_atB\x10\n\x0e_failing_since\"^\n\x1c\x43reateWebhookEndpointRequest\x12\x11\n\x03url\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x0e\x65nabled_events\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x1d\n\x1bListWebhookEndpointsRequest\"U\n\x1cListWebhookEndpointsResponse\x12\x35\n\tendpoints\x18\x01 \x03(\x0b\x32\".accrual.notify.v1.WebhookEndpoint\"0\n\x19GetWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"3\n\x1c\x44\x65leteWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"\xd2\x01\n\x1cUpdateWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x10\n\x03url\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x16\n\x0e\x65nabled_events\x18\x03 \x03(\t\x12\x18\n\x0b\x64\x65scription\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x36\n\x06status\x18\x05 \x01(\x0e\x32!.accrual.notify.v1.EndpointStatusH\x02\x88\x01\x01\x42\x06\n\x04_urlB\x0e\n\x0c_descriptionB\t\n\x07_status\"9\n\"RotateWebhookEndpointSecretRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\"e\n\x1dRecoverWebhookEndpointRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12/\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"O\n\x1eRecoverWebhookEndpointResponse\x12\x17\n\x0frecovered_count\x18\x01 \x01(\x05\x12\x14\n\x0c\x64\x65livery_ids\x18\x02 \x03(\t\"\x1f\n\x1d\x44\x65leteWebhookEndpointResponse\"\xd4\x03\n\x0fWebhookDelivery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.accrual.notify.v1.DeliveryStatus\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x18\n\x10last_status_code\x18\x07 \x01(\x05\x12\x17\n\x0flast_latency_ms\x18\x08 \x01(\x05\x12\x1d\n\x15last_response_excerpt\x18\t \x01(\t\x12\x12\n\nlast_error\x18\n \x01(\t\x12\x38\n\x0fnext_attempt_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x0flast_attempt_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x42\x12\n\x10_next_attempt_atB\x12\n\x10_last_attempt_at\"Z\n\x1cListWebhookDeliveriesRequest\x12\x13\n\x0b\x65ndpoint_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"p\n\x1dListWebhookDeliveriesResponse\x12\x36\n\ndeliveries\x18\x01 \x03(\x0b\x32\".accrual.notify.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x19GetWebhookDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"\xab\x01\n\x16WebhookDeliveryAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12\x13\n\x0bstatus_code\x18\x02 \x01(\x05\x12\x12\n\nlatency_ms\x18\x03 \x01(\x05\x12\x18\n\x10response_excerpt\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\"ListWebhookDeliveryAttemptsRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"b\n#ListWebhookDeliveryAttemptsResponse\x12;\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32).accrual.notify.v1.WebhookDeliveryAttempt\"2\n\x1bRetryWebhookDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t*l\n\x0e\x45ndpointStatus\x12\x1f\n\x1b\x45NDPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45NDPOINT_STATUS_ENABLED\x10\x01\x12\x1c\n\x18\x45NDPOINT_STATUS_DISABLED\x10\x02*\x89\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATUS_SUCCEEDED\x10\x02\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x03\x32\x80\x10\n\rNotifyService\x12\xa0\x01\n\x15\x43reateWebhookEndpoint\x12/.accrual.notify.v1.CreateWebhookEndpointRequest\x1a\".accrual.notify.v1.WebhookEndpoint\"2\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/webhook-endpoints:\x01*\x12\xa7\x01\n\x14ListWebhookEndpoints\x12..accrual.notify.v1.ListWebhookEndpointsRequest\x1a/.accrual.notify.v1.ListWebhookEndpointsResponse\".\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/webhook-endpoints\x12\xa4\x01\n\x12GetWebhookEndpoint\x12,.accrual.notify.v1.GetWebhookEndpointRequest\x1a\".accrual.notify.v1.WebhookEndpoint\"<\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02%\x12#/v1/webhook-endpoints/{endpoint_id}\x12\xae\x01\n\x15UpdateWebhookEndpoint\x12/.accrual.notify.v1.UpdateWebhookEndpointRequest\x1a\".accrual.notify.v1.WebhookEndpoint\"@\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02(2#/v1/webhook-endpoints/{endpoint_id}:\x01*\x12\xc8\x01\n\x1bRotateWebhookEndpointSecret\x12\x35.accrual.notify.v1.RotateWebhookEndpointSecretRequest\x1a\".accrual.notify.v1.WebhookEndpoint\"N\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02\x36\"1/v1/webhook-endpoints/{endpoint_id}:rotate-secret:\x01*\x12\xc7\x01\n\x16RecoverWebhookEndpoint\x12\x30.accrual.notify.v1.RecoverWebhookEndpointRequest\x1a\x31.accrual.notify.v1.RecoverWebhookEndpointResponse\"H\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02\x30\"+/v1/webhook-endpoints/{endpoint_id}:recover:\x01*\x12\xb9\x01\n\x15\x44\x65leteWebhookEndpoint\x12/.accrual.notify.v1.DeleteWebhookEndpointRequest\x1a\x30.accrual.notify.v1.DeleteWebhookEndpointResponse\"=\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02%*#/v1/webhook-endpoints/{endpoint_id}\x12\xc3\x01\n\x15ListWebhookDeliveries\x12/.accrual.notify.v1.ListWebhookDeliveriesRequest\x1a\x30.accrual.notify.v1.ListWebhookDeliveriesResponse\"G\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02\x30\x12./v1/webhook-endpoints/{endpoint_id}/deliveries\x12\xa5\x01\n\x12GetWebhookDelivery\x12,.accrual.notify.v1.GetWebhookDeliveryRequest\x1a\".accrual.notify.v1.WebhookDelivery\"=\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02&\x12$/v1/webhook-deliveries/{delivery_id}\x12\xd4\x01\n\x1bListWebhookDeliveryAttempts\x12\x35.accrual.notify.v1.ListWebhookDeliveryAttemptsRequest\x1a\x36.accrual.notify.v1.ListWebhookDeliveryAttemptsResponse\"F\xca\xf3\x18\rwebhooks:read\x82\xd3\xe4\x93\x02/\x12-/v1/webhook-deliveries/{delivery_id}/attempts\x12\xb3\x01\n\x14RetryWebhookDelivery\x12..accrual.notify.v1.RetryWebhookDeliveryRequest\x1a\".accrual.notify.v1.WebhookDelivery\"G\xca\xf3\x18\x0ewebhooks:write\x82\xd3\xe4\x93\x02/\"*/v1/webhook-deliveries/{delivery_id}/retry:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'accrual.notify.v1.notify_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST'].fields_by_name['url']._loaded_options = None
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST'].fields_by_name['url']._serialized_options = b'\342A\001\002'
+  _globals['_RECOVERWEBHOOKENDPOINTREQUEST'].fields_by_name['since']._loaded_options = None
+  _globals['_RECOVERWEBHOOKENDPOINTREQUEST'].fields_by_name['since']._serialized_options = b'\342A\001\002'
   _globals['_NOTIFYSERVICE'].methods_by_name['CreateWebhookEndpoint']._loaded_options = None
   _globals['_NOTIFYSERVICE'].methods_by_name['CreateWebhookEndpoint']._serialized_options = b'\312\363\030\016webhooks:write\202\323\344\223\002\032\"\025/v1/webhook-endpoints:\001*'
   _globals['_NOTIFYSERVICE'].methods_by_name['ListWebhookEndpoints']._loaded_options = None
@@ -56,48 +61,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NOTIFYSERVICE'].methods_by_name['ListWebhookDeliveryAttempts']._serialized_options = b'\312\363\030\rwebhooks:read\202\323\344\223\002/\022-/v1/webhook-deliveries/{delivery_id}/attempts'
   _globals['_NOTIFYSERVICE'].methods_by_name['RetryWebhookDelivery']._loaded_options = None
   _globals['_NOTIFYSERVICE'].methods_by_name['RetryWebhookDelivery']._serialized_options = b'\312\363\030\016webhooks:write\202\323\344\223\002/\"*/v1/webhook-deliveries/{delivery_id}/retry:\001*'
-  _globals['_ENDPOINTSTATUS']._serialized_start=2533
-  _globals['_ENDPOINTSTATUS']._serialized_end=2641
-  _globals['_DELIVERYSTATUS']._serialized_start=2644
-  _globals['_DELIVERYSTATUS']._serialized_end=2781
-  _globals['_WEBHOOKENDPOINT']._serialized_start=151
-  _globals['_WEBHOOKENDPOINT']._serialized_end=625
-  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_start=627
-  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_end=715
-  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_start=717
-  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_end=746
-  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_start=748
-  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_end=833
-  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_start=835
-  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_end=883
-  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_start=885
-  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_end=936
-  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_start=939
-  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_end=1149
-  _globals['_ROTATEWEBHOOKENDPOINTSECRETREQUEST']._serialized_start=1151
-  _globals['_ROTATEWEBHOOKENDPOINTSECRETREQUEST']._serialized_end=1208
-  _globals['_RECOVERWEBHOOKENDPOINTREQUEST']._serialized_start=1210
-  _globals['_RECOVERWEBHOOKENDPOINTREQUEST']._serialized_end=1305
-  _globals['_RECOVERWEBHOOKENDPOINTRESPONSE']._serialized_start=1307
-  _globals['_RECOVERWEBHOOKENDPOINTRESPONSE']._serialized_end=1386
-  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_start=1388
-  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_end=1419
-  _globals['_WEBHOOKDELIVERY']._serialized_start=1422
-  _globals['_WEBHOOKDELIVERY']._serialized_end=1890
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1892
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1982
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1984
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=2096
-  _globals['_GETWEBHOOKDELIVERYREQUEST']._serialized_start=2098
-  _globals['_GETWEBHOOKDELIVERYREQUEST']._serialized_end=2146
-  _globals['_WEBHOOKDELIVERYATTEMPT']._serialized_start=2149
-  _globals['_WEBHOOKDELIVERYATTEMPT']._serialized_end=2320
-  _globals['_LISTWEBHOOKDELIVERYATTEMPTSREQUEST']._serialized_start=2322
-  _globals['_LISTWEBHOOKDELIVERYATTEMPTSREQUEST']._serialized_end=2379
-  _globals['_LISTWEBHOOKDELIVERYATTEMPTSRESPONSE']._serialized_start=2381
-  _globals['_LISTWEBHOOKDELIVERYATTEMPTSRESPONSE']._serialized_end=2479
-  _globals['_RETRYWEBHOOKDELIVERYREQUEST']._serialized_start=2481
-  _globals['_RETRYWEBHOOKDELIVERYREQUEST']._serialized_end=2531
-  _globals['_NOTIFYSERVICE']._serialized_start=2784
-  _globals['_NOTIFYSERVICE']._serialized_end=4832
+  _globals['_ENDPOINTSTATUS']._serialized_start=2578
+  _globals['_ENDPOINTSTATUS']._serialized_end=2686
+  _globals['_DELIVERYSTATUS']._serialized_start=2689
+  _globals['_DELIVERYSTATUS']._serialized_end=2826
+  _globals['_WEBHOOKENDPOINT']._serialized_start=184
+  _globals['_WEBHOOKENDPOINT']._serialized_end=658
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_start=660
+  _globals['_CREATEWEBHOOKENDPOINTREQUEST']._serialized_end=754
+  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_start=756
+  _globals['_LISTWEBHOOKENDPOINTSREQUEST']._serialized_end=785
+  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_start=787
+  _globals['_LISTWEBHOOKENDPOINTSRESPONSE']._serialized_end=872
+  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_start=874
+  _globals['_GETWEBHOOKENDPOINTREQUEST']._serialized_end=922
+  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_start=924
+  _globals['_DELETEWEBHOOKENDPOINTREQUEST']._serialized_end=975
+  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_start=978
+  _globals['_UPDATEWEBHOOKENDPOINTREQUEST']._serialized_end=1188
+  _globals['_ROTATEWEBHOOKENDPOINTSECRETREQUEST']._serialized_start=1190
+  _globals['_ROTATEWEBHOOKENDPOINTSECRETREQUEST']._serialized_end=1247
+  _globals['_RECOVERWEBHOOKENDPOINTREQUEST']._serialized_start=1249
+  _globals['_RECOVERWEBHOOKENDPOINTREQUEST']._serialized_end=1350
+  _globals['_RECOVERWEBHOOKENDPOINTRESPONSE']._serialized_start=1352
+  _globals['_RECOVERWEBHOOKENDPOINTRESPONSE']._serialized_end=1431
+  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_start=1433
+  _globals['_DELETEWEBHOOKENDPOINTRESPONSE']._serialized_end=1464
+  _globals['_WEBHOOKDELIVERY']._serialized_start=1467
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1935
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1937
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=2027
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=2029
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=2141
+  _globals['_GETWEBHOOKDELIVERYREQUEST']._serialized_start=2143
+  _globals['_GETWEBHOOKDELIVERYREQUEST']._serialized_end=2191
+  _globals['_WEBHOOKDELIVERYATTEMPT']._serialized_start=2194
+  _globals['_WEBHOOKDELIVERYATTEMPT']._serialized_end=2365
+  _globals['_LISTWEBHOOKDELIVERYATTEMPTSREQUEST']._serialized_start=2367
+  _globals['_LISTWEBHOOKDELIVERYATTEMPTSREQUEST']._serialized_end=2424
+  _globals['_LISTWEBHOOKDELIVERYATTEMPTSRESPONSE']._serialized_start=2426
+  _globals['_LISTWEBHOOKDELIVERYATTEMPTSRESPONSE']._serialized_end=2524
+  _globals['_RETRYWEBHOOKDELIVERYREQUEST']._serialized_start=2526
+  _globals['_RETRYWEBHOOKDELIVERYREQUEST']._serialized_end=2576
+  _globals['_NOTIFYSERVICE']._serialized_start=2829
+  _globals['_NOTIFYSERVICE']._serialized_end=4877
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,5 @@
-"""The REST/JSON shim, generated at start-up from ``google.api.http`` annotations.
+"""JSON to proto and proto to JSON, by the descriptors of the messages.
 
-Every annotated method of the given proto files becomes a route; nothing here names an RPC.
 JSON uses proto field names (snake_case) on output, accepts those or the fields' JSON names
 (lowerCamelCase, e.g. CDP's ``externalEventId``) on input, and spells enum values without
 their type prefix (``PENDING`` for ``EVENT_STATUS_PENDING``).
@@ -25,60 +24,42 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
-import grpc
 import orjson
 from accrual.options.v1 import options_pb2
-from accrual_platform import errors, exactjson, ids
-from google.api import annotations_pb2, http_pb2
+from accrual_platform import errors, exactjson
 from google.protobuf import json_format
-from google.protobuf.descriptor import (
-    Descriptor,
-    EnumDescriptor,
-    FieldDescriptor,
-    FileDescriptor,
-    MethodDescriptor,
-)
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
-from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2, status_pb2
 
-HTTP_STATUS = {
-    grpc.StatusCode.OK: 200, grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.ABORTED: 409, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
+from accrual_gateway.errors import ShimError
+
 WKT_PASSTHROUGH = {"google.protobuf.Timestamp", "google.protobuf.Struct", "google.protobuf.Value",
                    "google.protobuf.ListValue", "google.protobuf.Duration",
                    "google.protobuf.FieldMask"}
 
 
-class ShimError(Exception):
-    """An error answered by the shim itself (before or instead of a gRPC call)."""
+def message_type(field: FieldDescriptor) -> Descriptor:
+    """The message type of a message field (mypy's stubs allow None for any field)."""
+    desc = field.message_type
+    assert desc is not None, field.full_name
+    return desc
 
-    def __init__(self, status: int, code: str, message: str,
-                 violations: Sequence[tuple[str, str]] = ()) -> None:
-        # Bounded like every error of the suite: a client's long key or value is quoted as
-        # a short prefix, never echoed whole.
-        message = errors.clip(message, errors.MAX_MESSAGE)
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.violations = [(errors.shorten(f, errors.MAX_FIELD), errors.clip(d, errors.MAX_DESCRIPTION))
-                           for f, d in violations][:errors.MAX_VIOLATIONS]
 
-    def body(self, request_id: str) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message,
-                          "details": [{"field": f, "description": d} for f, d in self.violations],
-                          "request_id": request_id}}
+def enum_type(field: FieldDescriptor) -> EnumDescriptor:
+    """The enum type of an enum field."""
+    enum = field.enum_type
+    assert enum is not None, field.full_name
+    return enum
+
+
+def descriptor_of(message: Message) -> Descriptor:
+    """A message's descriptor (the stubs name two classes for it; they behave the same)."""
+    return cast(Descriptor, message.DESCRIPTOR)
 
 
 def enum_prefix(enum: EnumDescriptor) -> str:
@@ -109,7 +90,9 @@ def exact_text_fields(desc: Descriptor) -> dict[str, str]:
 
 def is_hidden(field: FieldDescriptor) -> bool:
     """An exact-text field: the shim's transport, never a field of the JSON API."""
-    return field.name in _exact_text(field.containing_type)[1]
+    containing = field.containing_type
+    assert containing is not None, field.full_name
+    return field.name in _exact_text(containing)[1]
 
 
 def parse_body(raw: bytes) -> Any:
@@ -130,14 +113,15 @@ def _out(value: Any, field: FieldDescriptor) -> Any:
         def name(v: Any) -> Any:
             if not isinstance(v, str) or v.endswith("_UNSPECIFIED"):
                 return None
-            return v.removeprefix(enum_prefix(field.enum_type))
+            return v.removeprefix(enum_prefix(enum_type(field)))
         return [name(v) for v in value] if isinstance(value, list) else name(value)
-    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name not in WKT_PASSTHROUGH:
-        if field.message_type.GetOptions().map_entry:
+    if field.type == FieldDescriptor.TYPE_MESSAGE and message_type(field).full_name not in WKT_PASSTHROUGH:
+        desc = message_type(field)
+        if desc.GetOptions().map_entry:
             return value
         if isinstance(value, list):
-            return [shape_output(v, field.message_type) for v in value]
-        return shape_output(value, field.message_type)
+            return [shape_output(v, desc) for v in value]
+        return shape_output(value, desc)
     return value
 
 
@@ -181,7 +165,7 @@ def _raw_json(message: Message) -> Any:
 
 
 def _to_json_generic(message: Message) -> dict[str, Any]:
-    return shape_output(_raw_json(message), message.DESCRIPTOR)
+    return shape_output(_raw_json(message), descriptor_of(message))
 
 
 class _Uncovered(Exception):
@@ -363,10 +347,10 @@ def _timestamp(value: Any, path: str) -> Any:
 def _in_one(value: Any, field: FieldDescriptor, path: str) -> Any:
     if field.type not in (FieldDescriptor.TYPE_ENUM, FieldDescriptor.TYPE_MESSAGE):
         return _scalar(value, field, path)
-    if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name == "google.protobuf.Timestamp":
+    if field.type == FieldDescriptor.TYPE_MESSAGE and message_type(field).full_name == "google.protobuf.Timestamp":
         return _timestamp(value, path)
     if field.type == FieldDescriptor.TYPE_ENUM:
-        enum = field.enum_type
+        enum = enum_type(field)
         if isinstance(value, str):
             full = value if value in enum.values_by_name else enum_prefix(enum) + value
             if full in enum.values_by_name and not full.endswith("_UNSPECIFIED"):
@@ -375,16 +359,17 @@ def _in_one(value: Any, field: FieldDescriptor, path: str) -> Any:
         raise ShimError(400, "invalid_argument", f"{path}: must be one of {', '.join(allowed)}",
                         [(path, f"must be one of {', '.join(allowed)}")])
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        full_name = field.message_type.full_name
+        desc = message_type(field)
+        full_name = desc.full_name
         if full_name == "google.protobuf.Struct" and not isinstance(value, dict):
             raise ShimError(400, "invalid_argument", f"{path}: must be a JSON object",
                             [(path, "must be a JSON object")])
-        if full_name in WKT_PASSTHROUGH or field.message_type.GetOptions().map_entry:
+        if full_name in WKT_PASSTHROUGH or desc.GetOptions().map_entry:
             return value
         if not isinstance(value, dict):
             raise ShimError(400, "invalid_argument", f"{path}: must be a JSON object",
                             [(path, "must be a JSON object")])
-        return shape_input(value, field.message_type, path + ".")
+        return shape_input(value, desc, path + ".")
     return value
 
 
@@ -478,7 +463,7 @@ def _fill_scalar(field: Any, value: Any) -> Any:
 
 
 def parse_into(message: Message, data: dict[str, Any], prefix: str = "") -> None:
-    shaped = shape_input(data, message.DESCRIPTOR, prefix)
+    shaped = shape_input(data, descriptor_of(message), prefix)
     try:
         _fill(message, shaped)
         return
@@ -493,83 +478,6 @@ def parse_into(message: Message, data: dict[str, Any], prefix: str = "") -> None
         raise ShimError(400, "invalid_argument", f"{field}: {text}", [(field, text)]) from None
 
 
-def empty_replacement(route: Route) -> ShimError:
-    """The 400 of a replacing PUT whose body sets nothing: it would silently reset the
-    resource to its defaults, which is never what a client that forgot its body meant."""
-    fields = [f.name for f in route.method.input_type.fields if f.name not in route.path_fields]
-    description = "is required: a PUT replaces the whole resource, and the body sets nothing"
-    return ShimError(400, "invalid_argument",
-                     f"the body must set at least one of {', '.join(fields)}",
-                     [(name, description) for name in fields])
-
-
-# -- routes ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Route:
-    method: MethodDescriptor
-    verb: str
-    template: str
-    regex: re.Pattern[str]
-    path_fields: tuple[str, ...]
-    body: str
-    response_body: str
-    literal_weight: int
-    invalid_status: int
-
-    @property
-    def full_method(self) -> str:
-        return f"/{self.method.containing_service.full_name}/{self.method.name}"
-
-
-_SEGMENT = re.compile(r"\{([a-zA-Z0-9_.]+)(?:=([^}]*))?\}")
-
-
-def compile_template(template: str) -> tuple[re.Pattern[str], tuple[str, ...], int]:
-    fields: list[str] = []
-    pattern = ""
-    pos = 0
-    for m in _SEGMENT.finditer(template):
-        pattern += re.escape(template[pos:m.start()])
-        sub = m.group(2)
-        if sub and sub not in ("*",):
-            inner = re.escape(sub).replace(r"\*\*", ".+").replace(r"\*", "[^/:]+")
-            pattern += f"(?P<f{len(fields)}>{inner})"
-        else:
-            pattern += f"(?P<f{len(fields)}>[^/:]+)"
-        fields.append(m.group(1))
-        pos = m.end()
-    pattern += re.escape(template[pos:])
-    literal = len(_SEGMENT.sub("", template))
-    return re.compile(f"^{pattern}$"), tuple(fields), literal
-
-
-def _bindings(rule: http_pb2.HttpRule) -> list[http_pb2.HttpRule]:
-    return [rule, *[b for extra in rule.additional_bindings for b in _bindings(extra)]]
-
-
-def build_routes(files: Sequence[FileDescriptor]) -> list[Route]:
-    routes: list[Route] = []
-    for file in files:
-        for service in file.services_by_name.values():
-            for method in service.methods:
-                options = method.GetOptions()
-                if not options.HasExtension(annotations_pb2.http):
-                    continue
-                invalid = options.Extensions[options_pb2.invalid_argument_http_status] or 400
-                for rule in _bindings(options.Extensions[annotations_pb2.http]):
-                    kind = rule.WhichOneof("pattern")
-                    if kind is None:
-                        continue
-                    if kind == "custom":
-                        verb, template = rule.custom.kind.upper(), rule.custom.path
-                    else:
-                        verb, template = kind.upper(), getattr(rule, kind)
-                    regex, fields, literal = compile_template(template)
-                    routes.append(Route(method, verb, template, regex, fields, rule.body,
-                                        rule.response_body, literal, invalid))
-    routes.sort(key=lambda r: (-r.literal_weight, len(r.path_fields)))
-    return routes
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -628,77 +536,7 @@ def query_to_dict(desc: Descriptor, items: Sequence[tuple[str, str]], skip: set[
     return out
 
 
-def coalesced_by(method: MethodDescriptor) -> MethodDescriptor | None:
-    """The method of the same service that carries many calls of ``method`` at once, when its
-    ``coalesced_by`` option names one."""
-    name = method.GetOptions().Extensions[options_pb2.coalesced_by]
-    if not name:
-        return None
-    carrier: MethodDescriptor | None = method.containing_service.methods_by_name.get(name)
-    if carrier is None:
-        raise ValueError(f"{method.full_name}: coalesced_by names no method {name!r} of its service")
-    return carrier
-
-
-def request_class(method: MethodDescriptor) -> type[Message]:
-    return GetMessageClass(method.input_type)
-
-
-def response_class(method: MethodDescriptor) -> type[Message]:
-    return GetMessageClass(method.output_type)
-
-
-# -- errors --------------------------------------------------------------------------------
-
-def error_from_rpc(exc: grpc.aio.AioRpcError | grpc.RpcError, invalid_status: int
-                   ) -> tuple[int, dict[str, Any]]:
-    code = exc.code()
-    status = HTTP_STATUS.get(code, 500)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        status = invalid_status
-    body: dict[str, Any] = {"code": code.name.lower(), "message": exc.details() or code.name,
-                            "details": []}
-    raw = None
-    for key, value in (exc.trailing_metadata() or ()):
-        if key == "grpc-status-details-bin":
-            raw = value
-    if raw:
-        rich = status_pb2.Status.FromString(raw)
-        for detail in rich.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                body["code"] = info.reason.lower()
-                if info.metadata:
-                    body["details"].append({"reason": info.reason.lower(), "domain": info.domain,
-                                            "metadata": dict(info.metadata)})
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                body["details"].extend({"field": v.field, "description": v.description}
-                                       for v in bad.field_violations)
-            else:
-                body["details"].append({"type": detail.type_url})
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and raw is None:
-        # Not a rate limit (those carry an ErrorInfo) but the transport refusing a message
-        # or metadata size: nothing the client can wait out, and no gRPC internals to show.
-        status = 500
-    if code == grpc.StatusCode.UNAVAILABLE and body["code"] == "unavailable":
-        body["message"] = exc.details() or "service unavailable, retry"
-    if status == 500:
-        body["message"] = "internal error"
-    return status, body
-
-
-def new_request_id(incoming: str | None) -> str:
-    if incoming and re.fullmatch(r"[A-Za-z0-9_.:\-]{1,128}", incoming):
-        return incoming
-    return ids.new_request_id()
-
 
 def dumps(data: Any) -> bytes:
     return orjson.dumps(data)
 
-
-def channel_for(channels: Mapping[str, Any], route: Route) -> Any:
-    return channels[route.method.containing_service.full_name]
