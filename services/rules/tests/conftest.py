@@ -20,15 +20,16 @@ from typing import Any
 import dramatiq
 import grpc
 import pytest
+import sqlalchemy as sa
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
-from accrual_platform import auth, queue
+from accrual_platform import auth, contract, queue
 from accrual_platform.fixtures import RpcFailure, backend_fixtures, rpc_failure
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.settings import Settings
-from accrual_rules import bootstrap
+from accrual_rules import bootstrap, storage
 from accrual_rules.bootstrap import RulesRuntime
 from accrual_rules.processing import Processor
 from dramatiq.brokers.stub import StubBroker
@@ -130,14 +131,18 @@ class Stack:
         return [o for o in self.drain_outcomes() if o.event_id in event_ids]
 
     def drain_outcomes(self) -> list[messages_pb2.EventOutcome]:
-        out = []
-        q = self.broker.queues.get(queue.INGEST_QUEUE)
-        while q is not None and not q.empty():
-            message = dramatiq.Message.decode(q.get_nowait())
-            out.extend(queue.decode(message.args[0], messages_pb2.EventOutcomes).outcomes)
-        return out
+        """The outcomes the worker put in the outbox for ingest (taken out of it; the rows
+        for other actors stay for the relay)."""
+        t = storage.outbox
+        with self.runtime.db.transaction() as session:
+            rows = session.execute(sa.select(t.c.id, t.c.payload).where(
+                t.c.actor == contract.RECORD_OUTCOMES.actor).order_by(t.c.id)).all()
+            session.execute(sa.delete(t).where(t.c.id.in_([r.id for r in rows])))
+        return [o for r in rows for o in contract.RECORD_OUTCOMES.decode(r.payload).outcomes]
 
     def drain_notifications(self) -> list[messages_pb2.Notification]:
+        while self.runtime.relay.relay_once():
+            pass
         out = []
         q = self.broker.queues.get(queue.NOTIFY_QUEUE)
         while q is not None and not q.empty():
@@ -166,7 +171,7 @@ def stack(database_url: str) -> Iterator[Stack]:
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     ingest, identity = FakeIngest(), FakeIdentity()
-    processor = Processor(runtime.db, broker, ingest, identity, TOKEN, runtime.sandbox)
+    processor = Processor(runtime.store, ingest, identity, TOKEN, runtime.sandbox)
     runtime.service.participant_exists = lambda tenant, pid: pid not in identity.missing
     yield Stack(runtime, broker, rules_pb2_grpc.RulesServiceStub(channel), ingest, identity, processor)
     channel.close()

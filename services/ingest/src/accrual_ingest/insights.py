@@ -30,7 +30,7 @@ def _check_day(value: str, field: str) -> dt.date | None:
         return None
     try:
         if len(value) == 10:
-            day: dt.date = dates.check(dt.date.fromisoformat(value), field)
+            day: dt.date | None = dates.check(dt.date.fromisoformat(value), field)
             return day
     except ValueError:
         pass

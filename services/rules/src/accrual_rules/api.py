@@ -1,35 +1,40 @@
-"""RulesService servicer: proto in, use case, proto out."""
+"""RulesService servicer, gRPC only: request message in, one use case of
+:class:`accrual_rules.service.RulesService`, response message out."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import grpc
-import sqlalchemy as sa
 from accrual.identity.v1 import identity_pb2
 from accrual.messages.v1 import messages_pb2
-from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
+from accrual.rules.v1 import rules_pb2
 from accrual_platform import auth, dates, errors
 from accrual_platform.db import decimal_str
 from google.protobuf import json_format
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.message import Message
 
+from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CAP_FIELDS
 from accrual_rules.domain.triggers import normalise_triggers
+from accrual_rules.domain.validation import ProgramChanges, RuleChanges, RuleFields
+from accrual_rules.ledger import Account
 from accrual_rules.service import RulesService
+from accrual_rules.store import EntryRecord, EventTypeRecord, ProgramRecord, RuleRecord
 
 
-def _enum_name(enum: Any, value: int, prefix: str, default: str) -> str:
+def _enum_name(enum: EnumTypeWrapper, value: int, prefix: str, default: str) -> str:
     return enum.Name(value).removeprefix(prefix) if value else default
 
 
-def _known(enum: Any, value: int, field: str) -> None:
+def _known(enum: EnumTypeWrapper, value: int, field: str) -> None:
     """Unknown numbers reach us from gRPC clients (the REST shim refuses unknown names)."""
     if value not in enum.values():
         raise errors.InvalidArgument.field(field, "is not a known value")
 
 
-def program_message(row: sa.Row[Any]) -> rules_pb2.Program:
+def program_message(row: ProgramRecord) -> rules_pb2.Program:
     msg = rules_pb2.Program(
         program_id=row.id, name=row.name,
         on_unknown_participant=identity_pb2.UnknownParticipantPolicy.Value(
@@ -45,11 +50,11 @@ def program_message(row: sa.Row[Any]) -> rules_pb2.Program:
     return msg
 
 
-def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Any]:
+def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Json]:
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
-def rule_message(row: Any) -> rules_pb2.Rule:
+def rule_message(row: RuleRecord) -> rules_pb2.Rule:
     msg = rules_pb2.Rule(
         rule_id=row.id, program_id=row.program_id, version=row.version, name=row.name,
         event_type=row.event_type, condition=row.condition, formula=row.formula,
@@ -66,7 +71,7 @@ def rule_message(row: Any) -> rules_pb2.Rule:
     return msg
 
 
-def event_type_message(row: sa.Row[Any]) -> rules_pb2.EventType:
+def event_type_message(row: EventTypeRecord) -> rules_pb2.EventType:
     msg = rules_pb2.EventType(program_id=row.program_id, name=row.name, description=row.description,
                               properties=[rules_pb2.EventTypeProperty(
                                   name=p["name"], type=rules_pb2.PropertyType.Value(f"PROPERTY_TYPE_{p['type']}"),
@@ -75,7 +80,7 @@ def event_type_message(row: sa.Row[Any]) -> rules_pb2.EventType:
     return msg
 
 
-def transaction_message(r: sa.Row[Any]) -> rules_pb2.Transaction:
+def transaction_message(r: EntryRecord) -> rules_pb2.Transaction:
     t = rules_pb2.Transaction(
         transaction_id=r.id, program_id=r.program_id, participant_id=r.participant_id,
         amount=decimal_str(r.amount), kind=rules_pb2.EntryKind.Value(f"ENTRY_KIND_{r.kind}"),
@@ -85,18 +90,27 @@ def transaction_message(r: sa.Row[Any]) -> rules_pb2.Transaction:
     return t
 
 
-def balance_message(b: dict[str, Any]) -> rules_pb2.Balance:
-    return rules_pb2.Balance(program_id=b["program_id"], participant_id=b["participant_id"],
-                             available=decimal_str(b["available"]),
-                             lifetime_earned=decimal_str(b["lifetime_earned"]), tier=b["tier"])
+def balance_message(b: Account) -> rules_pb2.Balance:
+    return rules_pb2.Balance(program_id=b.program_id, participant_id=b.participant_id,
+                             available=decimal_str(b.available),
+                             lifetime_earned=decimal_str(b.lifetime_earned), tier=b.tier or "")
 
 
 def _caps(caps: rules_pb2.RuleCaps) -> dict[str, str]:
     return {k: getattr(caps, k) for k in CAP_FIELDS if caps.HasField(k)}
 
 
-def _ts(msg: Any, field: str) -> dt.datetime | None:
-    return dates.timestamp_field(msg, field)
+def _ts(msg: Message, field: str) -> dt.datetime | None:
+    at: dt.datetime | None = dates.timestamp_field(msg, field)
+    return at
+
+
+def _set_or_cleared(request: rules_pb2.UpdateRuleRequest, name: str) -> tuple[bool, dt.datetime | None]:
+    """Whether an update names the timestamp ``name`` (sets it, or clears it), and its value."""
+    clear = bool(getattr(request, f"clear_{name}"))
+    if request.HasField(name) and clear:
+        raise errors.InvalidArgument.field(f"clear_{name}", f"cannot be combined with {name}")
+    return request.HasField(name) or clear, _ts(request, name)
 
 
 def _rule_status(value: int) -> str:
@@ -106,18 +120,20 @@ def _rule_status(value: int) -> str:
     return _enum_name(rules_pb2.RuleStatus, value, "RULE_STATUS_", "ACTIVE")
 
 
-def rule_fields(request: rules_pb2.CreateRuleRequest) -> dict[str, Any]:
-    return {
-        "name": request.name, "event_type": request.event_type,
-        "condition": request.condition, "formula": request.formula,
-        "apply_tier_multiplier": request.apply_tier_multiplier, "order": request.order,
-        "stop_after_match": request.stop_after_match,
-        "active_from": _ts(request, "active_from"), "active_to": _ts(request, "active_to"),
-        "status": _rule_status(request.status), "caps": _caps(request.caps),
-    }
+def rule_fields(request: rules_pb2.CreateRuleRequest) -> RuleFields:
+    return RuleFields(
+        name=request.name, event_type=request.event_type,
+        condition=request.condition, formula=request.formula,
+        apply_tier_multiplier=request.apply_tier_multiplier, order=request.order,
+        stop_after_match=request.stop_after_match,
+        active_from=_ts(request, "active_from"), active_to=_ts(request, "active_to"),
+        status=_rule_status(request.status), caps=_caps(request.caps))
 
 
-class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
+class RulesServicer:
+    """Every RPC of RulesService (``add_RulesServiceServicer_to_server`` takes any object that
+    has them; the generated base class only adds UNIMPLEMENTED stubs, and is untyped)."""
+
     def __init__(self, service: RulesService) -> None:
         self._svc = service
 
@@ -144,7 +160,7 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     def UpdateProgram(self, request: rules_pb2.UpdateProgramRequest,
                       context: grpc.ServicerContext) -> rules_pb2.Program:
-        changes: dict[str, Any] = {}
+        changes: ProgramChanges = {}
         if request.HasField("name"):
             changes["name"] = request.name
         if request.HasField("on_unknown_participant"):
@@ -208,18 +224,27 @@ class RulesServicer(rules_pb2_grpc.RulesServiceServicer):
 
     def UpdateRule(self, request: rules_pb2.UpdateRuleRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Rule:
-        changes: dict[str, Any] = {}
-        for name in ("name", "event_type", "condition", "formula", "apply_tier_multiplier", "order",
-                     "stop_after_match"):
-            if request.HasField(name):
-                changes[name] = getattr(request, name)
-        for name in ("active_from", "active_to"):
-            if request.HasField(name) and getattr(request, f"clear_{name}"):
-                raise errors.InvalidArgument.field(f"clear_{name}", f"cannot be combined with {name}")
-            if request.HasField(name):
-                changes[name] = _ts(request, name)
-            elif getattr(request, f"clear_{name}"):
-                changes[name] = None
+        changes: RuleChanges = {}
+        if request.HasField("name"):
+            changes["name"] = request.name
+        if request.HasField("event_type"):
+            changes["event_type"] = request.event_type
+        if request.HasField("condition"):
+            changes["condition"] = request.condition
+        if request.HasField("formula"):
+            changes["formula"] = request.formula
+        if request.HasField("apply_tier_multiplier"):
+            changes["apply_tier_multiplier"] = request.apply_tier_multiplier
+        if request.HasField("order"):
+            changes["order"] = request.order
+        if request.HasField("stop_after_match"):
+            changes["stop_after_match"] = request.stop_after_match
+        named, at = _set_or_cleared(request, "active_from")
+        if named:
+            changes["active_from"] = at
+        named, at = _set_or_cleared(request, "active_to")
+        if named:
+            changes["active_to"] = at
         if request.HasField("status"):
             changes["status"] = _rule_status(request.status)
         if request.HasField("caps"):

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from accrual_rules import storage
+from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CapUsage, ProgramPolicy, RuleSpec, window_starts
 
 ZERO = decimal.Decimal(0)
@@ -229,7 +230,7 @@ def settle(session: Session, tenant_id: str, program: ProgramPolicy, account: Ac
 
 def tier_changed(tenant_id: str, fact_id: str, at: dt.datetime, account: Account,
                  old_tier: str | None, new_tier: str | None,
-                 cause: dict[str, Any]) -> messages_pb2.Notification:
+                 cause: dict[str, Json]) -> messages_pb2.Notification:
     return facts.notification(tenant_id, "tier.changed", fact_id, at, {
         "program_id": account.program_id, "participant_id": account.participant_id,
         "previous_tier": old_tier, "tier": new_tier, **cause})

@@ -10,15 +10,12 @@ to the outbox with the entries.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 import structlog
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import contract
-from accrual_platform.contract import outbox_row
 from accrual_platform.db import Database, decimal_str, utcnow
 
-from accrual_rules import ledger, storage
-from accrual_rules.rows import program_policy
+from accrual_rules import ledger
+from accrual_rules.store import RulesStore
 
 log = structlog.get_logger("accrual.rules.merge")
 
@@ -29,43 +26,32 @@ def merge_ledgers(db: Database, msg: messages_pb2.ParticipantsMerged) -> int:
     if not merged or not survivor or merged == survivor:
         log.warning("merge_ignored", merge_id=msg.merge_id, reason="participants missing or equal")
         return 0
-    b, p = storage.balances, storage.programs
-    with db.transaction() as session:
-        program_ids = sorted(session.execute(sa.select(b.c.program_id).where(
-            b.c.tenant_id == tenant, b.c.participant_id == merged)).scalars())
-        programs = {row.id: row for row in session.execute(sa.select(p).where(
-            p.c.tenant_id == tenant, p.c.id.in_(program_ids)))} if program_ids else {}
+    store = RulesStore(db)
     moved = 0
-    for program_id in program_ids:
-        if program_id not in programs:
-            continue
-        program = program_policy(programs[program_id])
+    for program in store.programs_with_balance(tenant, merged):
+        policy = program.policy()
         now = utcnow()
-        with db.transaction() as session:
-            accounts = {pid: ledger.lock_account(session, db.dialect, tenant, program_id, pid)
-                        for pid in sorted((merged, survivor))}
+        with store.ledger_transaction() as tx:
+            accounts = {pid: tx.lock_account(tenant, program.id, pid) for pid in sorted((merged, survivor))}
             source, target = accounts[merged], accounts[survivor]
             amount, lifetime = source.available, source.lifetime_earned
             if not amount and not lifetime:
                 continue
-            base = f"merge:{msg.merge_id}:{program_id}"
-            out = ledger.post(session, db.dialect, tenant_id=tenant, program_id=program_id,
-                              participant_id=merged, amount=-amount, kind="REVERSAL", source=f"{base}:out",
-                              reason=f"merged into participant {survivor}", occurred_at=now, now=now)
+            base = f"merge:{msg.merge_id}:{program.id}"
+            out = tx.post(tenant_id=tenant, program_id=program.id, participant_id=merged, amount=-amount,
+                          kind="REVERSAL", source=f"{base}:out", reason=f"merged into participant {survivor}",
+                          occurred_at=now, now=now)
             if out is None:
                 continue  # this merge already moved this program's balance
-            ledger.post(session, db.dialect, tenant_id=tenant, program_id=program_id,
-                        participant_id=survivor, amount=amount, kind="ADJUSTMENT", source=f"{base}:in",
-                        reason=f"merged from participant {merged} (lifetime {decimal_str(lifetime)})",
-                        occurred_at=now, now=now)
-            ledger.settle(session, tenant, program, source, -amount, -lifetime, now)
-            old_tier, new_tier = ledger.settle(session, tenant, program, target, amount, lifetime, now)
+            tx.post(tenant_id=tenant, program_id=program.id, participant_id=survivor, amount=amount,
+                    kind="ADJUSTMENT", source=f"{base}:in",
+                    reason=f"merged from participant {merged} (lifetime {decimal_str(lifetime)})",
+                    occurred_at=now, now=now)
+            tx.settle(tenant, policy, source, -amount, -lifetime, now)
+            old_tier, new_tier = tx.settle(tenant, policy, target, amount, lifetime, now)
             if old_tier != new_tier:
-                note = ledger.tier_changed(tenant, f"tier.changed:{base}", now, target, old_tier, new_tier,
-                                           {"merge_id": msg.merge_id})
-                session.execute(storage.outbox.insert(), [outbox_row(
-                    contract.PUBLISH_NOTIFICATIONS,
-                    messages_pb2.Notifications(notifications=[note]))])
+                tx.announce(notifications=[ledger.tier_changed(
+                    tenant, f"tier.changed:{base}", now, target, old_tier, new_tier, {"merge_id": msg.merge_id})])
             moved += 1
     log.info("ledgers_merged", merge_id=msg.merge_id, programs=moved)
     return moved

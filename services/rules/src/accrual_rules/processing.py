@@ -2,10 +2,11 @@
 
 Per message (a batch of event ids): claim the events from ingest, check program and event-type
 policy, resolve participants and recipients through identity (one call per batch), evaluate,
-and write ledger entries, balances and the stored evaluation in one transaction. Ledger
-sources and the stored evaluation are unique, so a redelivered message re-announces the
-stored outcome instead of awarding again. Outcomes go to the ingest queue, facts to the
-notify queue.
+and write ledger entries, balances, the stored evaluation and the outbox rows that announce
+them (the outcomes for ingest, the facts for notify) in one transaction. Ledger sources and
+the stored evaluation are unique, so a redelivered message awards nothing again: it puts the
+stored outcome in the outbox once more, because ingest's stale-event sweeper sends an event
+again exactly when its outcome never arrived.
 
 CDP events (no program, a ``cdp_source``) and tenant events (no program, seed 002) are resolved
 without a program; the rules of every program the participant is actively enrolled in apply,
@@ -18,7 +19,7 @@ import datetime as dt
 import decimal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import dramatiq
 import dramatiq.errors
@@ -30,15 +31,16 @@ from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import errors, queue, structs
-from accrual_platform.db import Database, decimal_str, in_values, insert_rows, utcnow
+from accrual_platform.db import decimal_str, utcnow
 from accrual_platform.facts import notification
 from accrual_platform.grpc_server import internal_metadata
-from sqlalchemy.orm import Session
 
-from accrual_rules import budget, ledger, storage
+from accrual_rules import budget, ledger
+from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import (
     Answer,
     Breach,
+    CapUsage,
     EventFacts,
     ProgramPolicy,
     RuleSpec,
@@ -46,8 +48,8 @@ from accrual_rules.domain.evaluation import (
     checks_event_types,
     evaluate,
 )
-from accrual_rules.rows import program_policy, rule_spec
 from accrual_rules.sandbox import CRASHED, Job, Sandbox
+from accrual_rules.store import BatchRead, Catalog, LedgerTransaction, ProgramRecord, RulesStore
 
 log = structlog.get_logger("accrual.rules.worker")
 ZERO = decimal.Decimal(0)
@@ -59,12 +61,12 @@ _POLICY = {"CREATE": identity_pb2.UNKNOWN_PARTICIPANT_POLICY_CREATE,
 @dataclass
 class Pending:
     event: ingest_pb2.Event
-    programs: list[Any] = field(default_factory=list)
+    programs: list[ProgramRecord] = field(default_factory=list)
     actor: identity_pb2.ResolveResult | None = None
     recipient: identity_pb2.ResolveResult | None = None
     facts: EventFacts | None = None
     #: the programs whose rules apply (a CDP event's refused event types left out)
-    applicable: list[Any] = field(default_factory=list)
+    applicable: list[ProgramRecord] = field(default_factory=list)
 
     @property
     def programless(self) -> bool:
@@ -78,25 +80,29 @@ class Pending:
         return self.programless and not any(e.HasField(f) for f in ("cdp_source", "external_id", "participant_id"))
 
 
-@dataclass
-class Catalog:
-    """Programs of the tenant touched by a batch, with their rules and registered types."""
+class EventClaims(Protocol):
+    """The part of IngestService the worker calls."""
 
-    programs: dict[str, Any] = field(default_factory=dict)
-    policies: dict[str, ProgramPolicy] = field(default_factory=dict)
-    rules: dict[str, list[RuleSpec]] = field(default_factory=dict)
-    event_types: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    def ClaimEvents(self, request: ingest_pb2.ClaimEventsRequest, *, metadata: Sequence[tuple[str, str]],
+                    timeout: float) -> ingest_pb2.ClaimEventsResponse: ...
+
+
+class Resolver(Protocol):
+    """The part of IdentityService the worker calls."""
+
+    def ResolveParticipants(self, request: identity_pb2.ResolveParticipantsRequest, *,
+                            metadata: Sequence[tuple[str, str]],
+                            timeout: float) -> identity_pb2.ResolveParticipantsResponse: ...
 
 
 class Processor:
-    def __init__(self, db: Database, broker: dramatiq.Broker, ingest: Any, identity: Any,
+    def __init__(self, store: RulesStore, ingest: EventClaims, identity: Resolver,
                  internal_token: str, sandbox: Sandbox,
                  on_commit: Callable[[], None] = lambda: None) -> None:
         """``ingest`` and ``identity`` are stubs of IngestService and IdentityService;
-        ``sandbox`` runs the rules' expressions; ``on_commit`` wakes the outbox relay (a
-        suspended rule's webhook goes through it)."""
-        self.db = db
-        self.broker = broker
+        ``sandbox`` runs the rules' expressions; ``on_commit`` wakes the outbox relay (every
+        outcome and fact the worker announces goes through it)."""
+        self.store = store
         self._ingest = ingest
         self._identity = identity
         self._token = internal_token
@@ -133,8 +139,7 @@ class Processor:
             outcome = _failed(tenant_id, event_ids[0], "processing_error",
                               f"the event could not be evaluated ({type(exc).__name__}); "
                               "the error is logged with the event's id")
-            queue.enqueue(self.broker, queue.INGEST_QUEUE, "record_outcomes",
-                          messages_pb2.EventOutcomes(outcomes=[outcome]))
+            self._announce([outcome], messages_pb2.Notifications())
 
     def _process_replaying(self, tenant_id: str, event_ids: Sequence[str]) -> None:
         for attempt in range(3):
@@ -155,29 +160,31 @@ class Processor:
         outcomes: list[messages_pb2.EventOutcome] = []
         notes = messages_pb2.Notifications()
         catalog = Catalog()
-        with self.db.transaction() as session:  # one read transaction: earlier results and the programs
-            stored = self._stored(session, [e.event_id for e in claimed])
+        with self.store.reading() as read:  # one read transaction: earlier results and the programs
+            stored = self._stored(read, [e.event_id for e in claimed])
             todo = [Pending(event) for event in claimed if event.event_id not in stored]
-            self._load_in(session, tenant_id, {t.event.program_id for t in todo if not t.programless}, catalog)
+            read.load_catalog(tenant_id, {t.event.program_id for t in todo if not t.programless}, catalog)
         for event in claimed:
             if event.event_id in stored:
                 self._replay(stored[event.event_id], outcomes, notes)
         if todo:
             self._evaluate_batch(tenant_id, todo, md, outcomes, notes, catalog)
-        if notes.notifications:
-            queue.enqueue(self.broker, queue.NOTIFY_QUEUE, "publish_notifications", notes)
-        if outcomes:
-            queue.enqueue(self.broker, queue.INGEST_QUEUE, "record_outcomes",
-                          messages_pb2.EventOutcomes(outcomes=outcomes))
+        if outcomes or notes.notifications:  # what the batch's write transaction did not carry
+            self._announce(outcomes, notes)
+
+    def _announce(self, outcomes: list[messages_pb2.EventOutcome], notes: messages_pb2.Notifications) -> None:
+        """Outcomes and facts no ledger write goes with, through the outbox in a transaction of their own."""
+        with self.store.ledger_transaction() as tx:
+            tx.announce(outcomes, notes.notifications)
+        self._on_commit()
 
     # -- steps --------------------------------------------------------------------------
-    def _stored(self, session: Session, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        t = storage.event_evaluations
-        rows = session.execute(sa.select(t.c.event_id, t.c.outcome).where(in_values(session, [t.c.event_id], ids)))
-        return {r.event_id: r.outcome for r in rows}
+    @staticmethod
+    def _stored(read: BatchRead, ids: Sequence[str]) -> dict[str, dict[str, Json]]:
+        return read.stored_outcomes(ids)
 
     @staticmethod
-    def _replay(stored: dict[str, Any], outcomes: list[messages_pb2.EventOutcome],
+    def _replay(stored: dict[str, Json], outcomes: list[messages_pb2.EventOutcome],
                 notes: messages_pb2.Notifications) -> None:
         outcomes.append(queue.decode(stored["outcome"], messages_pb2.EventOutcome))
         for n in stored.get("notifications", []):
@@ -187,28 +194,11 @@ class Processor:
         """The programs of ``program_ids`` not in ``catalog`` yet, in a transaction of their own."""
         missing = program_ids - catalog.programs.keys()
         if missing:
-            with self.db.transaction() as session:
-                self._load_in(session, tenant_id, missing, catalog)
+            with self.store.reading() as read:
+                read.load_catalog(tenant_id, missing, catalog)
 
-    @staticmethod
-    def _load_in(session: Session, tenant_id: str, missing: set[str], catalog: Catalog) -> None:
-        """The programs of ``missing`` (none in ``catalog`` yet), with their rules and event types."""
-        if not missing:
-            return
-        p, r, t = storage.programs, storage.rules, storage.program_event_types
-        for row in session.execute(sa.select(p).where(p.c.tenant_id == tenant_id, p.c.id.in_(missing))):
-            catalog.programs[row.id] = row
-            catalog.policies[row.id] = program_policy(row)
-            catalog.rules.setdefault(row.id, [])
-            catalog.event_types.setdefault(row.id, {})
-        for row in session.execute(sa.select(r).where(
-                r.c.tenant_id == tenant_id, r.c.program_id.in_(missing), r.c.status != "ARCHIVED")):
-            catalog.rules[row.program_id].append(rule_spec(row))
-        for row in session.execute(sa.select(t).where(t.c.tenant_id == tenant_id,
-                                                      t.c.program_id.in_(missing))):
-            catalog.event_types[row.program_id][row.name] = list(row.properties)
-
-    def _type_failure(self, catalog: Catalog, program: Any, event: ingest_pb2.Event) -> tuple[str, str] | None:
+    def _type_failure(self, catalog: Catalog, program: ProgramRecord,
+                      event: ingest_pb2.Event) -> tuple[str, str] | None:
         if not checks_event_types(program.event_type_policy):
             return None  # nothing to check: the event's data is not converted for nothing
         return check_event_type(program.event_type_policy, catalog.event_types.get(program.id, {}),
@@ -241,7 +231,7 @@ class Processor:
             return
         self._resolve(tenant_id, ready, md)
         cdp = [i for i in ready if i.programless and i.actor is not None and not i.actor.error_code]
-        self._load(tenant_id, {p for i in cdp for p in i.actor.active_program_ids}, catalog)  # type: ignore[union-attr]
+        self._load(tenant_id, {p for i in cdp if i.actor is not None for p in i.actor.active_program_ids}, catalog)
         for item in cdp:
             assert item.actor is not None
             item.programs = sorted((catalog.programs[p] for p in set(item.actor.active_program_ids)
@@ -260,31 +250,32 @@ class Processor:
         # The expressions run before the write transaction, so no lock is held while a hostile
         # rule uses its budget; _award asks again for the few events whose balance changed.
         answered, breached = self._ask_sandbox(tenant_id, runnable, catalog)
-        with self.db.transaction() as session:
+        with self.store.ledger_transaction() as tx:
             # Every lock up front and in one order (budget rules by id, then balances by program
             # and participant), so two workers on overlapping batches never deadlock.
-            ledger.lock_budget_rules(session, self.db.dialect, tenant_id,
-                                     [r for i in ready for p in i.programs for r in catalog.rules[p.id]])
-            accounts = ledger.lock_accounts(session, self.db.dialect, tenant_id, {
+            tx.lock_budget_rules(tenant_id, [r for i in ready for p in i.programs for r in catalog.rules[p.id]])
+            accounts = tx.lock_accounts(tenant_id, {
                 (p.id, _beneficiary(i)) for i in ready if _beneficiary(i) for p in i.programs})
             writes = _Writes(accounts, answers=answered, breaches=breached)
             now = utcnow()
             for item in runnable:
-                self._apply(session, tenant_id, item, catalog, outcomes, notes, writes, now)
-            suspended = budget.record_breaches(session, self.db.dialect, tenant_id, writes.breaches,
-                                               self.sandbox.suspend_after, now)
+                self._apply(tx, tenant_id, item, catalog, outcomes, notes, writes, now)
+            budget.record_breaches(tx, tenant_id, writes.breaches, self.sandbox.suspend_after, now)
             # The evaluations, stored with their final outcome, are the claim: the unique
             # event id lets one transaction award an event. A concurrent delivery of the same
             # event waited for our account locks above, so losing here is rare; the whole
             # batch then rolls back and process() runs again, replaying the winner's result.
-            claimed = self._claim(session, tenant_id, writes.evaluations)
+            claimed = tx.claim(tenant_id, writes.evaluations, now)
             if len(claimed) < len(writes.evaluations):
-                raise _Raced(sorted({w["event_id"] for w in writes.evaluations} - claimed))
-            writes.flush(session, tenant_id, now)
-        if suspended:
-            self._on_commit()
+                raise _Raced(sorted({event_id for event_id, _ in writes.evaluations} - claimed))
+            writes.flush(tx, tenant_id, now)
+            # Announced with the writes: ingest and notify hear of exactly what was committed.
+            tx.announce(outcomes, notes.notifications)
+        outcomes.clear()
+        del notes.notifications[:]
+        self._on_commit()
 
-    def _programs_of(self, catalog: Catalog, item: Pending) -> list[Any]:
+    def _programs_of(self, catalog: Catalog, item: Pending) -> list[ProgramRecord]:
         """The programs whose rules apply to the event (a CDP event's refused types left out)."""
         if not item.programless:
             return item.programs
@@ -306,34 +297,20 @@ class Processor:
         points asked with and the answers, and the breaches per rule id."""
         answered: dict[tuple[str, str], tuple[decimal.Decimal, list[Answer] | None]] = {}
         keys: list[tuple[str, str, str]] = []
+        facts: dict[str, EventFacts] = {}
         for item in items:
-            item.facts = _facts(item)
+            item.facts = facts[item.event.event_id] = _facts(item)
             item.applicable = self._programs_of(catalog, item)
             keys.extend((item.event.event_id, p.id, _beneficiary(item)) for p in item.applicable)
         if not keys:
             return answered, {}
-        with self.db.transaction() as session:
-            balances = ledger.read_accounts(session, tenant_id, {(p, who) for _, p, who in keys})
-        facts = {item.event.event_id: item.facts for item in items}
-        jobs = [Job(catalog.policies[p], catalog.rules[p], facts[event_id],  # type: ignore[arg-type]
+        balances = self.store.accounts(tenant_id, {(p, who) for _, p, who in keys})
+        jobs = [Job(catalog.policies[p], catalog.rules[p], facts[event_id],
                     balances[(p, who)].lifetime_earned) for event_id, p, who in keys]
         asked = self.sandbox.answers(jobs)
         for (event_id, p, _), job, answers in zip(keys, jobs, asked.answers, strict=True):
             answered[(event_id, p)] = (job.lifetime_points, answers)
         return answered, {k: list(v) for k, v in asked.breaches.items()}
-
-    def _claim(self, session: Session, tenant_id: str, evaluations: list[dict[str, Any]]) -> set[str]:
-        """Store the events' evaluations in one statement; the ids this transaction won."""
-        if not evaluations:
-            return set()
-        t = storage.event_evaluations
-        now = utcnow()
-        rows = insert_rows(session, t, [{"event_id": ev["event_id"], "tenant_id": tenant_id,
-                                         "outcome": ev["outcome"], "created_at": now}
-                                        for ev in sorted(evaluations, key=lambda ev: ev["event_id"])],
-                           conflict=lambda s: s.on_conflict_do_nothing(index_elements=["event_id"]),
-                           returning=[t.c.event_id], expect_new=True)
-        return {r.event_id for r in rows}
 
     def _resolve(self, tenant_id: str, items: list[Pending], md: list[tuple[str, str]]) -> None:
         req = identity_pb2.ResolveParticipantsRequest(tenant_id=tenant_id)
@@ -364,7 +341,7 @@ class Processor:
         for (item, role), result in zip(slots, results, strict=True):
             setattr(item, role, result)
 
-    def _apply(self, session: Session, tenant_id: str, item: Pending, catalog: Catalog,
+    def _apply(self, tx: LedgerTransaction, tenant_id: str, item: Pending, catalog: Catalog,
                outcomes: list[messages_pb2.EventOutcome],
                notes: messages_pb2.Notifications, writes: _Writes, now: dt.datetime) -> None:
         """Evaluate one claimed event; its writes are queued in ``writes`` (same transaction)."""
@@ -389,12 +366,12 @@ class Processor:
         event_notes: list[messages_pb2.Notification] = []
         total = ZERO
         for program_row in item.applicable:
-            total += self._award(session, tenant_id, catalog.policies[program_row.id],
+            total += self._award(tx, tenant_id, catalog.policies[program_row.id],
                                  catalog.rules[program_row.id], facts, beneficiary, occurred, now,
                                  outcome, event_notes, writes)
         outcome.points_awarded = decimal_str(total)
-        writes.evaluations.append({"event_id": e.event_id, "outcome": {
-            "outcome": queue.encode(outcome), "notifications": [queue.encode(n) for n in event_notes]}})
+        writes.evaluations.append((e.event_id, {
+            "outcome": queue.encode(outcome), "notifications": [queue.encode(n) for n in event_notes]}))
         outcomes.append(outcome)
         notes.notifications.extend(event_notes)
 
@@ -414,19 +391,19 @@ class Processor:
             raise _EventCrashed(facts.event_id)
         return again.answers[0]
 
-    def _award(self, session: Session, tenant_id: str, program: ProgramPolicy, rules: list[RuleSpec],
+    def _award(self, tx: LedgerTransaction, tenant_id: str, program: ProgramPolicy, rules: list[RuleSpec],
                facts: EventFacts, beneficiary: str, occurred: dt.datetime, now: dt.datetime,
                outcome: messages_pb2.EventOutcome, event_notes: list[messages_pb2.Notification],
                writes: _Writes) -> decimal.Decimal:
         """Evaluate one program's rules for the event and queue what they award."""
         account = writes.accounts.get((program.program_id, beneficiary))
         if account is None:
-            account = ledger.lock_account(session, self.db.dialect, tenant_id, program.program_id, beneficiary)
+            account = tx.lock_account(tenant_id, program.program_id, beneficiary)
             writes.accounts[(program.program_id, beneficiary)] = account
-        usage: dict[str, Any] = {}
+        usage: dict[str, CapUsage] = {}
         if any(r.caps.counted() for r in rules):
-            writes.flush_entries(session)  # caps count this batch's earlier awards too
-            usage = ledger.cap_usage(session, tenant_id, rules, beneficiary, occurred)
+            writes.flush_entries(tx)  # caps count this batch's earlier awards too
+            usage = tx.cap_usage(tenant_id, rules, beneficiary, occurred)
         evaluations = evaluate(program, rules, facts, account.lifetime_earned, usage,
                                self._answers(writes, program, rules, facts, account.lifetime_earned))
         total = ZERO
@@ -467,12 +444,13 @@ class _Writes:
     """What one batch transaction writes, queued so that it takes a few statements for the
     whole batch (locks once per account, one ledger insert, one balance and one evaluation
     update) instead of several round trips per event while every lock is held. The
-    evaluations are written by the claim itself (Processor._claim)."""
+    evaluations are written by the claim itself (LedgerTransaction.claim)."""
 
     accounts: dict[tuple[str, str], ledger.Account]
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Json]] = field(default_factory=list)
     dirty: dict[tuple[str, str], ledger.Account] = field(default_factory=dict)
-    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    #: (event id, the stored evaluation: its outcome and facts, encoded)
+    evaluations: list[tuple[str, dict[str, Json]]] = field(default_factory=list)
     #: (event id, program id) -> (lifetime points asked with, the sandbox's answers or None)
     answers: dict[tuple[str, str], tuple[decimal.Decimal, list[Answer] | None]] = field(default_factory=dict)
     #: rule id -> the reasons of its breaches in this batch
@@ -482,13 +460,13 @@ class _Writes:
         for rule_id, reasons in found.items():
             self.breaches.setdefault(rule_id, []).extend(reasons)
 
-    def flush_entries(self, session: Session, *, last: bool = False) -> None:
-        ledger.insert_entries(session, self.entries, last=last)
+    def flush_entries(self, tx: LedgerTransaction, *, last: bool = False) -> None:
+        tx.insert_entries(self.entries, last=last)
         self.entries = []
 
-    def flush(self, session: Session, tenant_id: str, now: dt.datetime) -> None:
-        self.flush_entries(session, last=True)
-        ledger.write_accounts(session, tenant_id, self.dirty.values(), now)
+    def flush(self, tx: LedgerTransaction, tenant_id: str, now: dt.datetime) -> None:
+        self.flush_entries(tx, last=True)
+        tx.write_accounts(tenant_id, self.dirty.values(), now)
 
 
 class _EventCrashed(Exception):

@@ -38,8 +38,9 @@ from accrual_platform.grpc_server import internal_metadata
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from accrual_rules import storage
+from accrual_rules.domain import Json
 from accrual_rules.domain.triggers import idempotency_key, normalise_triggers
+from accrual_rules.store import RulesStore
 
 log = structlog.get_logger("accrual.scheduler")
 
@@ -115,6 +116,7 @@ class TriggerScheduler:
     def __init__(self, db: Database, identity: Any, ingest: Any, internal_token: str,
                  clock: Clock = utcnow) -> None:
         self.db = db
+        self._store = RulesStore(db)
         self._identity = identity
         self._ingest = ingest
         self._token = internal_token
@@ -131,55 +133,30 @@ class TriggerScheduler:
                 return RunReport(leader=False)
             report = RunReport(leader=True)
             today = self._clock().astimezone(dt.UTC).date()
-            for program in self._programs():
+            for program in self._store.triggered_programs():
                 triggers, _ = normalise_triggers(program.scheduled_triggers)
                 for name, config in triggers.items():
                     if config["enabled"]:
                         self._catch_up(program.tenant_id, program.id, name, config, today, report)
             return report
 
-    def _programs(self) -> list[sa.Row[Any]]:
-        p = storage.programs
-        with self.db.transaction() as session:
-            return list(session.execute(sa.select(p.c.tenant_id, p.c.id, p.c.scheduled_triggers).where(
-                p.c.scheduled_triggers.isnot(None)).order_by(p.c.tenant_id, p.c.id)).all())
-
-    def _watermark(self, tenant_id: str, program_id: str, trigger: str) -> dt.date | None:
-        w = storage.scheduler_watermarks
-        with self.db.transaction() as session:
-            value = session.execute(sa.select(w.c.last_date).where(
-                w.c.tenant_id == tenant_id, w.c.program_id == program_id, w.c.trigger == trigger)).scalar()
-        return value  # type: ignore[no-any-return]
-
-    def _advance(self, tenant_id: str, program_id: str, trigger: str, day: dt.date) -> None:
-        w = storage.scheduler_watermarks
-        from accrual_rules.ledger import insert_for
-
-        stmt = insert_for(self.db.dialect)(w).values(tenant_id=tenant_id, program_id=program_id, trigger=trigger,
-                                                     last_date=day, updated_at=utcnow())
-        with self.db.transaction() as session:
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=["tenant_id", "program_id", "trigger"],
-                set_={"last_date": stmt.excluded.last_date, "updated_at": stmt.excluded.updated_at},
-                where=w.c.last_date < stmt.excluded.last_date))
-
-    def _catch_up(self, tenant_id: str, program_id: str, trigger: str, config: dict[str, Any],
+    def _catch_up(self, tenant_id: str, program_id: str, trigger: str, config: dict[str, Json],
                   today: dt.date, report: RunReport) -> None:
-        last = self._watermark(tenant_id, program_id, trigger)
+        last = self._store.watermark(tenant_id, program_id, trigger)
         first = today if last is None else last + dt.timedelta(days=1)
         first = max(first, today - dt.timedelta(days=MAX_CATCH_UP_DAYS - 1))
         day = first
         while day <= today:
             events = list(self._due(tenant_id, program_id, trigger, config, day))
             self._submit(tenant_id, events, report)
-            self._advance(tenant_id, program_id, trigger, day)
+            self._store.advance_watermark(tenant_id, program_id, trigger, day, utcnow())
             report.days.setdefault((program_id, trigger), []).append(day)
             log.info("scheduled_day_fired", tenant_id=tenant_id, program_id=program_id, trigger=trigger,
                      day=day.isoformat(), events=len(events))
             day += dt.timedelta(days=1)
 
     # -- candidates -------------------------------------------------------------------------
-    def _due(self, tenant_id: str, program_id: str, trigger: str, config: dict[str, Any],
+    def _due(self, tenant_id: str, program_id: str, trigger: str, config: dict[str, Json],
              day: dt.date) -> Iterator[ingest_pb2.SystemEvent]:
         md = internal_metadata(self._token, tenant_id)
         midnight = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
@@ -265,7 +242,7 @@ class TriggerScheduler:
 
 
 def _event(program_id: str, trigger: str, participant_id: str, key_day: dt.date, event_type: str,
-           at: dt.datetime, data: dict[str, Any]) -> ingest_pb2.SystemEvent:
+           at: dt.datetime, data: dict[str, Json]) -> ingest_pb2.SystemEvent:
     event = ingest_pb2.SystemEvent(program_id=program_id, event_type=event_type, participant_id=participant_id,
                                    idempotency_key=idempotency_key(trigger, participant_id, key_day))
     event.event_timestamp.FromDatetime(at)

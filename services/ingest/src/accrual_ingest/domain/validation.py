@@ -90,7 +90,7 @@ def check_key(value: str, name: str, bad: Report, *, required: bool = True) -> N
     elif len(value) > 255:
         bad(name, f"must be at most 255 characters (got {len(value)})")
     elif has_control_chars(value):  # one regular expression scan (was a sixth of validation)
-        bad(name, text.control_problem(value))
+        bad(name, text.control_problem(value) or "must not contain control characters")
 
 
 #: Decimal exponents of the numbers kept (those of doubles, subnormals included): the

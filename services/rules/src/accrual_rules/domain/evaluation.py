@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import orjson
 
+from accrual_rules.domain import Json
 from accrual_rules.domain.expressions import Compiled, ExpressionError, compile_expression, shown, to_decimal
 
 ZERO = decimal.Decimal(0)
@@ -80,7 +81,7 @@ class Caps:
     total_budget: decimal.Decimal | None = None
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any] | None) -> Caps:
+    def from_json(cls, raw: Mapping[str, Json] | None) -> Caps:
         raw = raw or {}
         return cls(**{k: decimal.Decimal(str(raw[k])) for k in CAP_FIELDS if raw.get(k) is not None})
 
@@ -146,8 +147,8 @@ class EventFacts:
     event_id: str
     event_type: str
     timestamp: dt.datetime
-    properties: dict[str, Any]
-    participant: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Json]
+    participant: dict[str, Json] = field(default_factory=dict)
 
 
 class Evaluation(NamedTuple):
@@ -190,7 +191,7 @@ def compiled_rule(rule_id: str, version: int, condition: str, formula: str
 
 
 def context_for(program: ProgramPolicy, event: EventFacts, tier: Tier | None,
-                lifetime_points: decimal.Decimal) -> dict[str, Any]:
+                lifetime_points: decimal.Decimal) -> dict[str, Json]:
     """What expressions see. ``now`` is the event timestamp, so reprocessing is deterministic."""
     return {
         "properties": event.properties,
@@ -253,14 +254,14 @@ def ordered(rules: Sequence[RuleSpec]) -> list[RuleSpec]:
     return sorted(rules, key=_order)
 
 
-def answer(rule: RuleSpec, context: dict[str, Any],
-           made: dict[frozenset[str], bytes | dict[str, Any]]) -> Answer:
+def answer(rule: RuleSpec, context: dict[str, Json],
+           made: dict[frozenset[str], bytes | dict[str, Json]]) -> Answer:
     """Ask the engine about one rule: the formula's value as a Decimal, False when the
     condition is false, or the error message. This is the only place expressions run, and
     in the suite it runs inside the sandbox's child processes (accrual_rules.sandbox)."""
     try:
         condition, formula, both = compiled_rule(rule.rule_id, rule.version, rule.condition, rule.formula)
-        value: Any = _UNANSWERED
+        value: Json = _UNANSWERED
         if both is not None:
             try:
                 reply = both.evaluate(_given(made, both, context), narrowed=True)
@@ -285,7 +286,7 @@ def answer(rule: RuleSpec, context: dict[str, Any],
 
 
 def answers_for(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFacts,
-                lifetime_points: decimal.Decimal, before: Any = None,
+                lifetime_points: decimal.Decimal, before: Callable[[int], None] | None = None,
                 known: Mapping[int, Answer] | None = None) -> list[Answer]:
     """The answer of every rule of ``ordered(rules)`` to the event (None where none is
     needed). ``before(i)``, when given, is called before rule i's expressions run (the
@@ -293,7 +294,7 @@ def answers_for(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventF
     are taken as they are instead of running the rule."""
     tier = program.tier_for(lifetime_points)
     context = context_for(program, event, tier, lifetime_points)
-    made: dict[frozenset[str], bytes | dict[str, Any]] = {}
+    made: dict[frozenset[str], bytes | dict[str, Json]] = {}
     out: list[Answer] = []
     for i, rule in enumerate(ordered(rules)):
         if not expression_needed(rule, event):
@@ -324,9 +325,9 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
     reads JSON text faster than it converts a dict).
     """
     tier = program.tier_for(lifetime_points)
-    context: dict[str, Any] | None = None
+    context: dict[str, Json] | None = None
     usage = usage or {}
-    made: dict[frozenset[str], bytes | dict[str, Any]] = {}
+    made: dict[frozenset[str], bytes | dict[str, Json]] = {}
     results: list[Evaluation] = []
     append = results.append
     stopped = False
@@ -388,8 +389,8 @@ def evaluate(program: ProgramPolicy, rules: Sequence[RuleSpec], event: EventFact
     return results
 
 
-def _given(made: dict[frozenset[str], bytes | dict[str, Any]], expression: Compiled,
-           context: dict[str, Any]) -> bytes | dict[str, Any]:
+def _given(made: dict[frozenset[str], bytes | dict[str, Json]], expression: Compiled,
+           context: dict[str, Json]) -> bytes | dict[str, Json]:
     """What ``expression`` is handed: the context cut to the names it uses, as JSON text,
     made once per event per set of names (``made`` holds those of this event)."""
     given = made.get(expression.words)
@@ -398,7 +399,7 @@ def _given(made: dict[frozenset[str], bytes | dict[str, Any]], expression: Compi
     return given
 
 
-def json_context(context: dict[str, Any]) -> bytes | dict[str, Any]:
+def json_context(context: dict[str, Json]) -> bytes | dict[str, Json]:
     """The context as JSON text; the dict itself if it holds what JSON cannot (an integer
     beyond 64 bits, say), which the engine converts the slower way."""
     try:
@@ -418,8 +419,8 @@ def checks_event_types(policy: str) -> bool:
     return policy == "REGISTERED"
 
 
-def check_event_type(policy: str, registered: Mapping[str, Sequence[Mapping[str, Any]]],
-                     event_type: str, properties: Mapping[str, Any]) -> tuple[str, str] | None:
+def check_event_type(policy: str, registered: Mapping[str, Sequence[Mapping[str, Json]]],
+                     event_type: str, properties: Mapping[str, Json]) -> tuple[str, str] | None:
     """Why an event fails the program's event-type policy (error code, message), or None.
 
     OPEN accepts every event. REGISTERED needs the type registered and, for every declared

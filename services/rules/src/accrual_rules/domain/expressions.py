@@ -10,11 +10,14 @@ import decimal
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import zen
+
+from accrual_rules.domain import Json
 
 
 class ExpressionError(ValueError):
@@ -59,10 +62,10 @@ class Compiled:
     # engine, because converting the whole context costs more than evaluating.
     words: frozenset[str] = frozenset()
 
-    def narrow(self, context: dict[str, Any]) -> dict[str, Any]:
+    def narrow(self, context: dict[str, Json]) -> dict[str, Json]:
         return {k: v for k, v in context.items() if k in self.words}
 
-    def evaluate(self, context: dict[str, Any] | bytes, *, narrowed: bool = False) -> Any:
+    def evaluate(self, context: dict[str, Json] | bytes, *, narrowed: bool = False) -> Json:
         """``context`` as a dict, or (narrowed only) as JSON text of one."""
         try:
             return self.program.evaluate(context if narrowed or isinstance(context, bytes) else self.narrow(context))
@@ -81,7 +84,7 @@ def compile_expression(source: str) -> Compiled:
         raise _error(exc) from None
 
 
-def to_decimal(value: Any) -> decimal.Decimal:
+def to_decimal(value: Json) -> decimal.Decimal:
     kind = type(value)  # exact types: a bool is no number here, and the engine makes no subclasses
     if kind is float:
         if not math.isfinite(value):
@@ -101,7 +104,7 @@ def to_decimal(value: Any) -> decimal.Decimal:
     raise ExpressionError(f"formula must give a number, got {shown(value)}")
 
 
-def shown(value: Any, limit: int = 80, render: Any = None) -> str:
+def shown(value: Json, limit: int = 80, render: Callable[[Json], str] | None = None) -> str:
     """A value as short JSON (or ``render``'s text) for a message: a result may be huge or
     nested thousands deep."""
     try:

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+
+from accrual_rules.domain import Json
 
 TRIGGERS = ("birthday", "anniversary", "inactivity")
 DEFAULT_INACTIVITY_DAYS = 30
 MAX_DAYS = 3650
 
 
-def normalise_triggers(raw: Mapping[str, Any] | None, field: str = "scheduled_triggers"
-                       ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
+def normalise_triggers(raw: Mapping[str, Json] | None, field: str = "scheduled_triggers"
+                       ) -> tuple[dict[str, dict[str, Json]], list[tuple[str, str]]]:
     """Every trigger with its defaults filled in, and the (field, problem) violations."""
     raw = raw or {}
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, Json]] = {}
     problems: list[tuple[str, str]] = []
     for name in TRIGGERS:
         item = raw.get(name) or {}
@@ -38,7 +39,7 @@ def normalise_triggers(raw: Mapping[str, Any] | None, field: str = "scheduled_tr
     return out, problems
 
 
-def enabled(triggers: Mapping[str, Any] | None) -> list[str]:
+def enabled(triggers: Mapping[str, Json] | None) -> list[str]:
     normalised, _ = normalise_triggers(triggers)
     return [name for name in TRIGGERS if normalised[name]["enabled"]]
 

@@ -1,0 +1,306 @@
+"""Field checks of programs, event types, rules and adjustments: pure functions that either
+return clean values or add :class:`errors.FieldViolation` to a list (``errors.collect`` turns
+the list into one 400). Checks that run a rule's expressions need the sandbox and live in
+:mod:`accrual_rules.service`; the pure parts they use (sample events, result wording) are here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TypedDict
+
+from accrual_platform import errors, text
+
+from accrual_rules.domain import Json
+from accrual_rules.domain.evaluation import CAP_FIELDS, MAX_POINTS, ROUNDINGS
+
+POLICIES = ("CREATE", "REJECT")
+STATUSES = ("ACTIVE", "SUSPENDED")
+EVENT_TYPE_POLICIES = ("OPEN", "REGISTERED")
+PROPERTY_TYPES = ("STRING", "NUMBER", "BOOLEAN", "OBJECT", "ARRAY")
+# Names of event types and properties: what ingest accepts (1 to 255 characters), without
+# surrounding whitespace or control characters.
+_NAME = re.compile(r"^(?=\S)[^\x00-\x1f]{1,255}(?<=\S)$")
+_NAME_RULE = "must be 1 to 255 characters without surrounding spaces"
+_PROPERTY_REF = re.compile(r"\bproperties\.([A-Za-z_][A-Za-z0-9_]*)")
+_SAMPLE_VALUES: dict[str, Json] = {"STRING": "sample", "NUMBER": 1, "BOOLEAN": True, "OBJECT": {},
+                                  "ARRAY": []}
+
+
+def decimal_text(value: decimal.Decimal) -> str:
+    """Plain decimal text without exponent or trailing zeros (the stored form): 125, 187.5, -3."""
+    shown = format(value.normalize(), "f")
+    return "0" if shown in ("-0", "0") else shown
+
+
+def check_type_name(v: list[errors.FieldViolation], field: str, value: str) -> None:
+    """The shared control-character rule first (it names the character), then the shape."""
+    before = len(v)
+    text.check_name(v, field, value)
+    if len(v) == before and not _NAME.match(value):
+        v.append(errors.FieldViolation(field, _NAME_RULE))
+
+
+def parse_decimal(value: str, field: str, *, minimum: decimal.Decimal | None = None,
+                  exclusive: bool = False) -> decimal.Decimal:
+    try:
+        d = decimal.Decimal(value.strip())
+    except (decimal.InvalidOperation, AttributeError):
+        raise errors.InvalidArgument.field(field, "must be a decimal number") from None
+    if not d.is_finite() or abs(d) >= MAX_POINTS:
+        raise errors.InvalidArgument.field(field, "must be a finite number below 1e18")
+    exponent = d.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -10:
+        raise errors.InvalidArgument.field(field, "must have at most 10 decimal places")
+    if minimum is not None and (d <= minimum if exclusive else d < minimum):
+        raise errors.InvalidArgument.field(field, f"must be {'>' if exclusive else '>='} {minimum}")
+    return d
+
+
+def validate_tiers(tiers: Sequence[Mapping[str, str]], v: list[errors.FieldViolation]) -> list[dict[str, str]]:
+    """Tiers in strictly increasing ``min_lifetime_points`` (the first may start above 0: below
+    it a participant has no tier and multiplier 1), unique names, multiplier > 0."""
+    clean: list[dict[str, str]] = []
+    names: set[str] = set()
+    previous: decimal.Decimal | None = None
+    for i, t in enumerate(tiers):
+        name = t.get("name", "").strip()
+        if not name or len(name) > 200:
+            v.append(errors.FieldViolation(f"tiers[{i}].name", "is required (1 to 200 characters)"))
+        elif name in names:
+            v.append(errors.FieldViolation(f"tiers[{i}].name", f"must be unique ({errors.excerpt(name)} repeats)"))
+        text.check_name(v, f"tiers[{i}].name", name)
+        names.add(name)
+        try:
+            minimum = parse_decimal(t.get("min_lifetime_points") or "0", f"tiers[{i}].min_lifetime_points",
+                                    minimum=decimal.Decimal(0))
+            if previous is not None and minimum <= previous:
+                raise errors.InvalidArgument.field(
+                    f"tiers[{i}].min_lifetime_points",
+                    f"must be greater than the previous tier's ({decimal_text(previous)}); "
+                    "list tiers from lowest to highest without overlaps")
+            previous = minimum
+            mult = parse_decimal(t.get("multiplier") or "1", f"tiers[{i}].multiplier",
+                                 minimum=decimal.Decimal(0), exclusive=True)
+            clean.append({"name": name, "min_lifetime_points": decimal_text(minimum),
+                          "multiplier": decimal_text(mult)})
+        except errors.InvalidArgument as exc:
+            v.extend(exc.violations)
+    return clean
+
+
+def check_program(name: str, rounding_mode: str, rounding_precision: int,
+                  tiers: Sequence[Mapping[str, str]] | None, on_unknown: str,
+                  event_type_policy: str) -> list[dict[str, str]] | None:
+    """Every field of a program; the clean tiers (None when ``tiers`` is None: unchanged)."""
+    v: list[errors.FieldViolation] = []
+    if not name.strip() or len(name) > 200:
+        v.append(errors.FieldViolation("name", "is required (1 to 200 characters)"))
+    text.check_name(v, "name", name)
+    if on_unknown not in POLICIES:
+        v.append(errors.FieldViolation("on_unknown_participant", "must be CREATE or REJECT"))
+    if rounding_mode not in ROUNDINGS:
+        v.append(errors.FieldViolation("rounding_mode", f"must be one of {', '.join(ROUNDINGS)}"))
+    if not 0 <= rounding_precision <= 6:
+        v.append(errors.FieldViolation("rounding_precision", "must be between 0 and 6"))
+    if event_type_policy not in EVENT_TYPE_POLICIES:
+        v.append(errors.FieldViolation("event_type_policy", "must be OPEN or REGISTERED"))
+    clean = validate_tiers(tiers, v) if tiers is not None else None
+    errors.collect(v)
+    return clean
+
+
+def check_event_type(name: str, description: str,
+                     properties: Sequence[Mapping[str, Json]]) -> list[dict[str, Json]]:
+    """An event type's name, description and properties; the clean properties."""
+    v: list[errors.FieldViolation] = []
+    check_type_name(v, "name", name)
+    if len(description) > 2000:
+        v.append(errors.FieldViolation("description", "must be at most 2000 characters"))
+    text.check_text(v, "description", description)
+    seen: set[str] = set()
+    clean: list[dict[str, Json]] = []
+    for i, prop in enumerate(properties):
+        pname = prop["name"]
+        before = len(v)
+        check_type_name(v, f"properties[{i}].name", pname)
+        if len(v) == before and pname in seen:
+            v.append(errors.FieldViolation(f"properties[{i}].name",
+                                           f"must be unique ({errors.excerpt(pname)} repeats)"))
+        seen.add(pname)
+        if prop["type"] not in PROPERTY_TYPES:
+            v.append(errors.FieldViolation(f"properties[{i}].type",
+                                           f"must be one of {', '.join(PROPERTY_TYPES)}"))
+        clean.append({"name": pname, "type": prop["type"], "required": bool(prop["required"])})
+    errors.collect(v)
+    return clean
+
+
+def validate_caps(raw: Mapping[str, str | None] | None, v: list[errors.FieldViolation]) -> dict[str, str]:
+    clean: dict[str, str] = {}
+    for key, value in (raw or {}).items():
+        if value is None:
+            continue
+        if key not in CAP_FIELDS:
+            v.append(errors.FieldViolation(f"caps.{key}", "is not a known cap"))
+            continue
+        try:
+            clean[key] = decimal_text(parse_decimal(value, f"caps.{key}", minimum=decimal.Decimal(0),
+                                                    exclusive=True))
+        except errors.InvalidArgument as exc:
+            v.extend(exc.violations)
+    return clean
+
+
+@dataclass(frozen=True)
+class RuleFields:
+    """What a rule's versions store (storage.RULE_FIELDS)."""
+
+    name: str
+    event_type: str
+    condition: str
+    formula: str
+    apply_tier_multiplier: bool
+    order: int
+    stop_after_match: bool
+    active_from: dt.datetime | None
+    active_to: dt.datetime | None
+    status: str
+    caps: Mapping[str, str]
+
+    def changed(self, changes: RuleChanges) -> RuleFields:
+        return replace(self, **changes)
+
+    def expressions(self) -> dict[str, str]:
+        """What :func:`accrual_rules.service.check_expressions` reads."""
+        return {"condition": self.condition, "formula": self.formula, "event_type": self.event_type}
+
+
+class ProgramChanges(TypedDict, total=False):
+    """The fields a program update names (the others keep their values)."""
+
+    name: str
+    on_unknown_participant: str
+    rounding_mode: str
+    rounding_precision: int
+    event_type_policy: str
+    scheduled_triggers: Mapping[str, Json]
+    tiers: list[dict[str, str]]
+
+
+class RuleChanges(TypedDict, total=False):
+    """The fields an update names (the others keep their values)."""
+
+    name: str
+    event_type: str
+    condition: str
+    formula: str
+    apply_tier_multiplier: bool
+    order: int
+    stop_after_match: bool
+    active_from: dt.datetime | None
+    active_to: dt.datetime | None
+    status: str
+    caps: Mapping[str, str]
+
+
+def check_rule_fields(fields: RuleFields) -> RuleFields:
+    """Every field of a rule but its expressions' behaviour (that needs the sandbox); the clean
+    fields (name stripped, caps canonical)."""
+    v: list[errors.FieldViolation] = []
+    name = fields.name.strip()
+    if not name or len(name) > 200:
+        v.append(errors.FieldViolation("name", "is required (1 to 200 characters)"))
+    text.check_name(v, "name", name)
+    if fields.event_type:
+        check_type_name(v, "event_type", fields.event_type)
+    if not fields.formula.strip():
+        v.append(errors.FieldViolation("formula", "is required"))
+    if fields.status not in STATUSES:
+        v.append(errors.FieldViolation("status", "must be ACTIVE or SUSPENDED"))
+    if fields.active_from and fields.active_to and fields.active_from >= fields.active_to:
+        v.append(errors.FieldViolation("active_to", "must be after active_from"))
+    if not -1_000_000 <= fields.order <= 1_000_000:
+        v.append(errors.FieldViolation("order", "must be between -1000000 and 1000000"))
+    caps = validate_caps(fields.caps, v)
+    errors.collect(v)
+    return replace(fields, name=name, caps=caps)
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A checked adjustment request."""
+
+    participant_id: str
+    amount: decimal.Decimal
+    reason: str
+    idempotency_key: str
+    allow_negative: bool
+
+    def digest(self) -> str:
+        """Canonical hash of the request, to tell a retry from a conflicting reuse of its key."""
+        return adjustment_hash(self.participant_id, self.amount, self.reason, self.allow_negative)
+
+
+def adjustment_hash(participant_id: str, amount: decimal.Decimal, reason: str, allow_negative: bool) -> str:
+    canonical = json.dumps({"participant_id": participant_id, "amount": decimal_text(amount),
+                            "reason": reason, "allow_negative": allow_negative}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_adjustment(v: list[errors.FieldViolation], participant_id: str, amount: str, reason: str,
+                     idempotency_key: str, allow_negative: bool) -> Adjustment:
+    """An adjustment's amount, reason and key (``participant_id`` is checked by the caller,
+    its violations already in ``v``); raises every violation at once."""
+    value = decimal.Decimal(0)
+    try:
+        value = parse_decimal(amount, "amount")
+        if value == 0:
+            v.append(errors.FieldViolation("amount", "must not be zero"))
+    except errors.InvalidArgument as exc:
+        v.extend(exc.violations)
+    if not reason.strip() or len(reason) > 500:
+        v.append(errors.FieldViolation("reason", "is required (1 to 500 characters)"))
+    text.check_name(v, "reason", reason)
+    if not 1 <= len(idempotency_key) <= 255:
+        v.append(errors.FieldViolation("idempotency_key", "is required (1 to 255 characters)"))
+    errors.collect(v)
+    return Adjustment(participant_id, value, reason.strip(), idempotency_key, allow_negative)
+
+
+def sample_properties(source: str, declared: Sequence[Mapping[str, Json]] | None) -> list[dict[str, Json]]:
+    """Sample event properties to try an expression on at save time: the registered event
+    type's properties (when the rule names one), and every referenced property as a number."""
+    samples = []
+    if declared:
+        samples.append({p["name"]: _SAMPLE_VALUES[p["type"]] for p in declared})
+    samples.append({name: 1 for name in _PROPERTY_REF.findall(source)})
+    return samples
+
+
+SAMPLE_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def expression_error(field: str, message: str, position: tuple[int, int] | None) -> errors.FieldViolation:
+    where = f" at line/column {position[0]}:{position[1]}" if position else ""
+    return errors.FieldViolation(field, f"{message}{where}")
+
+
+def wrong_type(field: str, results: Sequence[Sequence[Json]]) -> str:
+    """What is wrong with the sample results of a condition (a boolean) or formula (a number)."""
+    for result in results:
+        kind = result[0]
+        if kind in ("err", "null"):
+            continue
+        shown = json.dumps(result[1]) if kind == "bool" else result[1]
+        if field == "condition" and kind != "bool":
+            return f"must give true or false, gives {shown} on a sample event"
+        if field == "formula" and kind != "num":
+            return f"must give a number, gives {shown} on a sample event"
+    return ""
