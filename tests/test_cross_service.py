@@ -87,9 +87,9 @@ def test_cdp_event_earns_in_every_program_the_participant_is_active_in(api: http
     event = wait_event(api, result["event_id"])
     assert event["status"] == "COMPLETED", event
     assert event["participant_id"] == pid
-    assert balance(api, first, pid)["available"] == "42"
-    assert balance(api, second, pid)["available"] == "42"
-    assert balance(api, third, pid)["available"] == "0"  # FROZEN: not active, no rules run
+    assert balance(api, first, pid)["available"] == 42
+    assert balance(api, second, pid)["available"] == 42
+    assert balance(api, third, pid)["available"] == 0  # FROZEN: not active, no rules run
 
 
 def test_merge_moves_balances_to_the_survivor(api: httpx.Client) -> None:
@@ -100,10 +100,10 @@ def test_merge_moves_balances_to_the_survivor(api: httpx.Client) -> None:
     ok(api.post("/v1/participants:merge", json={"survivor_participant_id": a["participant_id"],
                                                 "merged_participant_id": b["participant_id"]}))
     deadline = time.time() + 30
-    while balance(api, prog, a["participant_id"])["available"] != "42" and time.time() < deadline:
+    while balance(api, prog, a["participant_id"])["available"] != 42 and time.time() < deadline:
         time.sleep(0.1)
-    assert balance(api, prog, a["participant_id"])["available"] == "42"
-    assert balance(api, prog, a["participant_id"])["lifetime_earned"] == "42"
+    assert balance(api, prog, a["participant_id"])["available"] == 42
+    assert balance(api, prog, a["participant_id"])["lifetime_earned"] == 42
     # the merged participant's identity now resolves to the survivor
     again = submit(api, prog, 1, external_id=b["external_id"])
     assert again["participant_id"] == a["participant_id"]
@@ -116,8 +116,8 @@ def test_gift_goes_to_the_recipient_and_reject_fails_the_event(api: httpx.Client
     assert gift["status"] == "COMPLETED", gift
     recipient = gift["rule_evaluations"][0]["recipient_id"]
     assert recipient and recipient != gift["participant_id"]
-    assert balance(api, prog, recipient)["available"] == "25"
-    assert balance(api, prog, gift["participant_id"])["available"] == "0"
+    assert balance(api, prog, recipient)["available"] == 25
+    assert balance(api, prog, gift["participant_id"])["available"] == 0
     strict = program(api, on_unknown_participant="REJECT")
     failed = submit(api, strict, 10, external_id=f"nobody-{uuid.uuid4().hex[:6]}")
     assert failed["status"] == "FAILED" and failed["error_code"] == "participant_not_found"
@@ -128,7 +128,7 @@ def test_tier_multiplier_applies_once_the_tier_is_reached(api: httpx.Client) -> 
                                {"name": "silver", "min_lifetime_points": "100", "multiplier": "1.5"}])
     who = f"tier-{uuid.uuid4().hex[:6]}"
     first = submit(api, prog, 100, external_id=who)
-    assert first["points_awarded"] == "100"
+    assert first["points_awarded"] == 100
     second = submit(api, prog, 125, external_id=who)
-    assert second["points_awarded"] == "187"
+    assert second["points_awarded"] == 187
     assert balance(api, prog, first["participant_id"])["tier"] == "silver"

@@ -53,7 +53,7 @@ def walkthrough(base: str, key: str) -> tuple[str, str]:
     assert event["rule_evaluations"][0]["matched"] is True
     balance = httpx.get(f"{base}/v1/programs/{pid}/participants/{event['participant_id']}/balance",
                         headers=h).json()
-    assert balance["available"] == "125" and balance["lifetime_earned"] == "125"
+    assert balance["available"] == 125 and balance["lifetime_earned"] == 125
     again = httpx.post(f"{base}/v1/events", json={**body, "event_data": {"amount": 125.0}}, headers=h).json()
     assert again["event_id"] == event["event_id"] and again["deduplicated"] is True
     conflict = httpx.post(f"{base}/v1/events", json={**body, "event_data": {"amount": 1}}, headers=h)
@@ -63,6 +63,20 @@ def walkthrough(base: str, key: str) -> tuple[str, str]:
     assert bad.status_code == 400 and bad.json()["error"]["details"][0]["field"] == "participant_id"
     assert httpx.get(f"{base}/openapi.json").json()["paths"]["/v1/events"]["post"]
     return pid, event["participant_id"]
+
+
+def wait_for_outcome(base: str, key: str, pid: str) -> None:
+    """Issue 20: the outcome in the answer itself, pushed from the worker that recorded it
+    (per service: another process, through PostgreSQL NOTIFY to the ingest server's listener)."""
+    body = {"program_id": pid, "idempotency_key": f"wait-{uuid.uuid4()}", "external_id": "user_abc123",
+            "event_type": "purchase", "event_data": {"amount": 30}}
+    started = time.monotonic()
+    waited = httpx.post(f"{base}/v1/events", json=body, headers={"X-API-Key": key, "Prefer": "wait=10"},
+                        timeout=30)
+    # Woken by the outcome, not by the deadline (after which the event would be read anyway).
+    assert time.monotonic() - started < 8
+    assert waited.status_code == 200 and waited.headers["Preference-Applied"] == "wait=10", waited.text
+    assert waited.json()["status"] == "COMPLETED" and waited.json()["points_awarded"] == 30, waited.text
 
 
 def grpc_walkthrough(address: str, key: str, pid: str) -> None:
@@ -102,6 +116,7 @@ def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
         key = (tmp_path / "var" / "admin_key").read_text().strip()
         pid, _ = walkthrough(f"http://127.0.0.1:{http_port}", key)
         grpc_walkthrough(f"127.0.0.1:{grpc_port}", key, pid)
+        wait_for_outcome(f"http://127.0.0.1:{http_port}", key, pid)
         assert (tmp_path / "var" / "ingest.db").exists()
         # var/ holds the internal token, the admin key and the databases: owner-only (SPEC 8)
         var = tmp_path / "var"
@@ -164,6 +179,7 @@ def test_per_service_on_postgres_and_rabbitmq(
         events = ingest_pb2_grpc.IngestServiceStub(ch).ListEvents(
             ingest_pb2.ListEventsRequest(program_id=pid), metadata=md)
         assert len(events.events) == 1 and events.events[0].status == ingest_pb2.EVENT_STATUS_COMPLETED
+    wait_for_outcome(base, key, pid)
     revoke_with_the_cli(base, key, env, tenant, pid)
 
 

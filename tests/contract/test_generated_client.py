@@ -82,7 +82,7 @@ def test_readme_walkthrough_through_the_generated_client(suite: tuple[str, str],
     balance = _mod(client_package, f"{rules}.get_balance").sync(
         program.program_id, event.participant_id, client=client)
     assert isinstance(balance, models.Balance), balance
-    assert balance.available == "125" and balance.lifetime_earned == "125"
+    assert balance.available == 125 and balance.lifetime_earned == 125
 
     again = submit.sync(client=client, body=body)
     assert again.event_id == event.event_id and again.deduplicated is True

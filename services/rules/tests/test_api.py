@@ -177,8 +177,9 @@ def test_simulate_uses_current_or_draft_rules_and_writes_nothing(stack: Stack) -
     request.draft_rules.add(name="electronics", formula="properties.amount * 2",
                             condition='properties.category == "electronics"')
     drafts = stack.stub.SimulateRules(request, metadata=md)
+    # a rule applies the tier multiplier unless it opts out (seed 001): 50 x 1.5 as silver
     assert [(e.rule_name, e.matched, e.points) for e in drafts.rule_evaluations] == [
-        ("bonus", True, "50"), ("electronics", False, "0")]
+        ("bonus", True, "75"), ("electronics", False, "0")]
     broken = rules_pb2.SimulateRulesRequest(program_id=pid)
     broken.draft_rules.add(name="x", formula="1 +")
     failure = stack.failure(lambda: stack.stub.SimulateRules(broken, metadata=md))

@@ -99,19 +99,19 @@ def test_demo_events_redelivery_and_the_rest_routes(suite: dict[str, Any]) -> No
     first = _submit_and_wait(base, h, {"program_id": pid, "idempotency_key": f"o-{uuid.uuid4()}",
                                        "external_id": user, "event_type": "purchase",
                                        "event_data": {"amount": 125}})
-    assert first["status"] == "COMPLETED" and first["points_awarded"] == "175"
+    assert first["status"] == "COMPLETED" and first["points_awarded"] == 175
     assert [(e["matched"], e["points"], e["rule_version"]) for e in first["rule_evaluations"]] == [
-        (True, "125", 1), (True, "50", 1), (False, "0", 1)]
+        (True, 125, 1), (True, 50, 1), (False, 0, 1)]
     assert first["rule_evaluations"][2]["skip_reason"] == "condition_false"
     participant = first["participant_id"]
     second = _submit_and_wait(base, h, {"program_id": pid, "idempotency_key": f"o-{uuid.uuid4()}",
                                         "external_id": user, "event_type": "purchase",
                                         "event_data": {"amount": 200, "category": "electronics"}})
-    assert second["points_awarded"] == "650"
+    assert second["points_awarded"] == 650
     balance_url = f"{base}/v1/programs/{pid}/participants/{participant}/balance"
     assert httpx.get(balance_url, headers=h).json() == {
-        "program_id": pid, "participant_id": participant, "available": "825",
-        "lifetime_earned": "825", "tier": "silver"}
+        "program_id": pid, "participant_id": participant, "available": 825,
+        "lifetime_earned": 825, "tier": "silver"}
 
     # A worker that died after writing the ledger but before ingest heard back: the event is
     # PROCESSING again and its message is delivered a second time. Nothing is awarded twice.
@@ -131,10 +131,10 @@ def test_demo_events_redelivery_and_the_rest_routes(suite: dict[str, Any]) -> No
     finally:
         broker.close()
     again = _wait_done(base, h, first["event_id"])
-    assert again["status"] == "COMPLETED" and again["points_awarded"] == "175"
-    assert httpx.get(balance_url, headers=h).json()["available"] == "825"
+    assert again["status"] == "COMPLETED" and again["points_awarded"] == 175
+    assert httpx.get(balance_url, headers=h).json()["available"] == 825
     txs = httpx.get(f"{base}/v1/programs/{pid}/participants/{participant}/transactions", headers=h).json()
-    assert sorted(t["amount"] for t in txs["transactions"]) == ["125", "200", "400", "50", "50"]
+    assert sorted(t["amount"] for t in txs["transactions"]) == [50, 50, 125, 200, 400]
     assert {t["kind"] for t in txs["transactions"]} == {"EARN"}
 
     # Rules: PATCH makes version 2, DELETE archives (version 3), old versions stay readable.
@@ -142,7 +142,7 @@ def test_demo_events_redelivery_and_the_rest_routes(suite: dict[str, Any]) -> No
     patched = httpx.patch(f"{base}/v1/programs/{pid}/rules/{rule_id}", headers=h,
                           json={"formula": "75", "caps": {"per_participant_daily": "100"}})
     assert patched.status_code == 200, patched.text
-    assert (patched.json()["version"], patched.json()["caps"]["per_participant_daily"]) == (2, "100")
+    assert (patched.json()["version"], patched.json()["caps"]["per_participant_daily"]) == (2, 100)
     assert patched.json()["caps"]["total_budget"] is None
     bad = httpx.patch(f"{base}/v1/programs/{pid}/rules/{rule_id}", headers=h, json={"formula": "1 +"})
     assert bad.status_code == 400 and bad.json()["error"]["details"][-1]["field"] == "formula"
@@ -156,14 +156,14 @@ def test_demo_events_redelivery_and_the_rest_routes(suite: dict[str, Any]) -> No
     # Simulation writes nothing; the archived bonus no longer applies; silver multiplies.
     sim = httpx.post(f"{base}/v1/programs/{pid}/rules:simulate", headers=h, json={
         "event_type": "purchase", "event_data": {"amount": 150}, "participant_id": participant}).json()
-    assert (sim["points_awarded"], sim["tier"]) == ("225", "silver")
-    assert httpx.get(balance_url, headers=h).json()["available"] == "825"
+    assert (sim["points_awarded"], sim["tier"]) == (225, "silver")
+    assert httpx.get(balance_url, headers=h).json()["available"] == 825
 
     # Adjustments: idempotent, conflicts and overdrafts are 409.
     adj_url = f"{base}/v1/programs/{pid}/participants/{participant}/adjustments"
     body = {"amount": "-25", "reason": "refund", "idempotency_key": "refund-1"}
     first_adj = httpx.post(adj_url, headers=h, json=body).json()
-    assert first_adj["balance"]["available"] == "800" and first_adj["transaction"]["kind"] == "ADJUSTMENT"
+    assert first_adj["balance"]["available"] == 800 and first_adj["transaction"]["kind"] == "ADJUSTMENT"
     assert httpx.post(adj_url, headers=h, json=body).json()["deduplicated"] is True
     conflict = httpx.post(adj_url, headers=h, json={**body, "amount": "-26"})
     assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "idempotency_conflict")

@@ -206,6 +206,10 @@ class Settings:
     #: Ingest announces again events unfinished this long after their last announcement.
     stale_event_after_seconds: float = _variable("STALE_EVENT_AFTER_SECONDS", 120.0, _number)
     stale_event_sweep_seconds: float = _variable("STALE_EVENT_SWEEP_SECONDS", 30.0, _number)
+    #: SubmitEvent calls (``Prefer: wait=N``) that may wait for their outcome at once per
+    #: ingest process; each holds a gRPC server thread (added to the server's pool), and
+    #: beyond this number a call is answered at once without waiting.
+    submit_wait_max_calls: int = _variable("SUBMIT_WAIT_MAX_CALLS", 32, _integer)
     #: Ingest announces again every unfinished event at start: the embedded suite's
     #: in-process broker lost the messages that carried them when its process ended.
     announce_unfinished_at_start: bool = False

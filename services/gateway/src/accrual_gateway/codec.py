@@ -17,11 +17,18 @@ Input policy, the same on every route (see the gateway README):
   ``exact_json_of``) travels as that text, its numbers exact (``9007199254740993`` stays
   itself, ``125`` stays an integer), and answers are rendered from it. The text field is
   the transport's, not the API's: it is neither accepted nor shown.
+- A decimal field (a string field marked ``(accrual.options.v1.decimal)``: points, amounts,
+  multipliers) takes a JSON number or a decimal string; a number is sent on as its exact
+  decimal text (``1e-7`` as ``0.0000001``), never through a double the body did not hold.
+
+Output writes decimal fields as JSON numbers from their text (``125``, ``262.5``) and 64-bit
+integers (counts) as JSON numbers too: see the gateway README.
 """
 
 from __future__ import annotations
 
 import base64
+import decimal
 import math
 import re
 from collections.abc import Sequence
@@ -88,6 +95,70 @@ def exact_text_fields(desc: Descriptor) -> dict[str, str]:
     return _exact_text(desc)[0]
 
 
+_DECIMAL: dict[str, bool] = {}
+
+
+def is_decimal(field: FieldDescriptor) -> bool:
+    """A string field marked ``(accrual.options.v1.decimal)``: an exact decimal number."""
+    found = _DECIMAL.get(field.full_name)
+    if found is None:
+        found = _DECIMAL[field.full_name] = (
+            field.type == FieldDescriptor.TYPE_STRING
+            and field.GetOptions().Extensions[options_pb2.decimal])
+    return found
+
+
+#: A JSON number's text (RFC 8259): what a decimal field's text is written as, unchanged.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+#: Decimal text a decimal field accepts in a string: what the services' Decimal reads, less
+#: NaN, Infinity and digit separators.
+_DECIMAL_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+#: Beyond these exponents a number's decimal text keeps its exponent instead of hundreds of
+#: zeros (the services refuse such values anyway, by the field's own rule).
+_PLAIN_EXPONENTS = range(-40, 41)
+
+
+def _decimal_text(number: decimal.Decimal) -> str:
+    return format(number, "f") if number.adjusted() in _PLAIN_EXPONENTS else str(number)
+
+
+def decimal_out(text: str) -> Any:
+    """A decimal field's JSON: its text as a JSON number (``125``, ``-20.5``), written as it
+    is, never through a double; text that is not a JSON number (``+50``, ``.5``) is written
+    as the same value; empty text is null."""
+    if _JSON_NUMBER.fullmatch(text):
+        return orjson.Fragment(text)
+    if not text:
+        return None
+    try:
+        number = decimal.Decimal(text.strip())
+    except decimal.InvalidOperation:
+        return text
+    return orjson.Fragment(_decimal_text(number)) if number.is_finite() else text
+
+
+def _decimal_in(value: Any, path: str) -> str:
+    """A decimal field's input as decimal text: a JSON number exactly as the body held it
+    (parse_body reads numbers a double would change as Decimal), or a decimal string."""
+    if isinstance(value, str):
+        if value and not _DECIMAL_TEXT.fullmatch(value):
+            raise _bad(path, DECIMAL_RULE)
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
+        raise _bad(path, DECIMAL_RULE)
+    if isinstance(value, int):
+        return str(value)
+    # A double's shortest spelling is the body's number: parse_body reads any number with
+    # more significant digits than a double keeps as a Decimal.
+    number = value if isinstance(value, decimal.Decimal) else decimal.Decimal(repr(value))
+    if not number.is_finite():
+        raise _bad(path, DECIMAL_RULE)
+    return _decimal_text(number)
+
+
+DECIMAL_RULE = 'must be a decimal number: a JSON number or a string such as "12.5"'
+
+
 def is_hidden(field: FieldDescriptor) -> bool:
     """An exact-text field: the shim's transport, never a field of the JSON API."""
     containing = field.containing_type
@@ -109,6 +180,10 @@ def parse_body(raw: bytes) -> Any:
 # -- JSON <-> proto ------------------------------------------------------------------------
 
 def _out(value: Any, field: FieldDescriptor) -> Any:
+    if is_decimal(field):
+        return [decimal_out(v) for v in value] if isinstance(value, list) else decimal_out(value)
+    if field.type in _INT64S:  # MessageToDict writes them as strings
+        return [int(v) for v in value] if isinstance(value, list) else int(value)
     if field.type == FieldDescriptor.TYPE_ENUM:
         def name(v: Any) -> Any:
             if not isinstance(v, str) or v.endswith("_UNSPECIFIED"):
@@ -222,7 +297,9 @@ def _value_json(field: FieldDescriptor, shaped: bool) -> Any:
     if t == FieldDescriptor.TYPE_BYTES:
         return lambda v: base64.b64encode(v).decode("utf-8")
     if t in _INT64S:
-        return str
+        return None  # a JSON number: the API's 64-bit fields are counts, below 2**53
+    if is_decimal(field):
+        return decimal_out
     if t in _FLOATS:
         return _float_json(field)
     if t == FieldDescriptor.TYPE_BOOL:
@@ -318,7 +395,10 @@ def _bad(path: str, description: str) -> ShimError:
 
 
 def _scalar(value: Any, field: FieldDescriptor, path: str) -> Any:
-    """JSON scalars must have the field's type: no silent coercion of 1 to "1" or "1" to true."""
+    """JSON scalars must have the field's type: no silent coercion of 1 to "1" or "1" to true
+    (a decimal field takes a number or a string, both meaning a number)."""
+    if is_decimal(field):
+        return _decimal_in(value, path)
     if field.type in _STRINGS:
         if not isinstance(value, str):
             raise _bad(path, "must be a string")

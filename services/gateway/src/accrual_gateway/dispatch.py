@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import Response
 
-from accrual_gateway import coalesce, codec, routing
+from accrual_gateway import coalesce, codec, prefer, routing
 from accrual_gateway.access import MAX_API_KEY_LENGTH, AccessCheck, Caller
 from accrual_gateway.errors import ShimError, error_from_app_error, error_from_rpc, error_response
 from accrual_gateway.metrics import HttpMetrics
@@ -161,7 +161,8 @@ class Dispatcher:
         if key:
             metadata.append(("x-api-key", key))
         try:
-            reply, headers = await self.upstream.call(route, message, metadata)
+            wait = prefer.apply_wait(message, request.headers.getlist("prefer"))
+            reply, headers = await self.upstream.call(route, message, metadata, wait_seconds=wait)
         except (grpc.aio.AioRpcError, coalesce.CallFailed) as exc:
             status, body = error_from_rpc(exc, route.invalid_status)
             if status >= 500:

@@ -21,7 +21,7 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, FileDescriptor
 
-from accrual_gateway.codec import WKT_PASSTHROUGH, dumps, enum_prefix, is_hidden, to_json
+from accrual_gateway.codec import WKT_PASSTHROUGH, dumps, enum_prefix, is_decimal, is_hidden, to_json
 from accrual_gateway.routing import Route
 
 _SCALARS = {
@@ -29,8 +29,9 @@ _SCALARS = {
     FieldDescriptor.TYPE_INT32: {"type": "integer", "format": "int32"},
     FieldDescriptor.TYPE_SINT32: {"type": "integer", "format": "int32"},
     FieldDescriptor.TYPE_UINT32: {"type": "integer", "format": "int64"},
-    FieldDescriptor.TYPE_INT64: {"type": "string", "format": "int64"},
-    FieldDescriptor.TYPE_UINT64: {"type": "string", "format": "uint64"},
+    # JSON numbers: the API's 64-bit fields are counts, far below 2**53 (gateway README).
+    FieldDescriptor.TYPE_INT64: {"type": "integer", "format": "int64"},
+    FieldDescriptor.TYPE_UINT64: {"type": "integer", "format": "uint64"},
     FieldDescriptor.TYPE_DOUBLE: {"type": "number"}, FieldDescriptor.TYPE_FLOAT: {"type": "number"},
     FieldDescriptor.TYPE_BYTES: {"type": "string", "format": "byte"},
 }
@@ -42,6 +43,12 @@ _WKT: dict[str, dict[str, Any]] = {
     "google.protobuf.ListValue": {"type": "array", "items": {}},
     "google.protobuf.FieldMask": {"type": "string"},
 }
+# A decimal field (codec.is_decimal): answered as a JSON number written from its exact text;
+# a request may send a number or a decimal string.
+_DECIMAL_OUT: dict[str, Any] = {"type": "number"}
+_DECIMAL_IN: dict[str, Any] = {"anyOf": [
+    {"type": "number"},
+    {"type": "string", "pattern": r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"}]}
 _REF = "#/components/schemas/"
 # The body every error response carries (errors.HttpError.body and errors.error_from_rpc).
 ERROR_SCHEMAS: dict[str, Any] = {
@@ -143,6 +150,15 @@ def comments() -> dict[str, str]:
     return out
 
 
+def _decimal_note(schema: dict[str, Any], field: FieldDescriptor) -> dict[str, Any]:
+    """A decimal field's schema, its description saying how the number travels."""
+    if not is_decimal(field):
+        return schema
+    note = ("An exact decimal, answered as a JSON number written from its decimal text (never "
+            "rounded through a double); a request may send a JSON number or a decimal string.")
+    return {**schema, "description": f"{schema['description']} {note}" if "description" in schema else note}
+
+
 def _described(schema: dict[str, Any], full_name: str) -> dict[str, Any]:
     text = comments().get(full_name)
     if not text:
@@ -234,6 +250,10 @@ class _Builder:
             if mt.GetOptions().map_entry:
                 return {"type": "object", "additionalProperties": self.field(mt.fields_by_name["value"])}
             item = dict(_WKT[mt.full_name]) if mt.full_name in WKT_PASSTHROUGH else self.message(mt)
+        elif is_decimal(field):
+            containing = field.containing_type
+            item = dict(_DECIMAL_IN if containing is not None and containing.full_name in self.inputs
+                        else _DECIMAL_OUT)
         else:
             item = dict(_SCALARS.get(field.type, {"type": "string"}))
         if field.is_repeated:
@@ -248,7 +268,7 @@ class _Builder:
             self.schemas[name] = {}
             fields = [f for f in desc.fields if f.name not in skip and not is_hidden(f)]
             schema: dict[str, Any] = {"type": "object", "properties": {
-                f.name: _described(self.field(f), f.full_name) for f in fields}}
+                f.name: _decimal_note(_described(self.field(f), f.full_name), f) for f in fields}}
             if required := [f.name for f in fields
                              if is_required(f) or desc.full_name not in self.inputs]:
                 schema["required"] = required

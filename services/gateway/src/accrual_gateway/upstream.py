@@ -14,7 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from accrual_gateway import coalesce, routing
 
 #: gRPC metadata the services send that the gateway passes on as HTTP headers
-FORWARD_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after")
+FORWARD_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after",
+                   "preference-applied")
 Metadata = Sequence[tuple[str, str]]
 RawMetadata = Sequence[tuple[str, str | bytes]] | None
 
@@ -78,15 +79,18 @@ class Upstream:
                 self._coalescers[r.full_method] = coalesce.Coalescer(
                     _with_timeout(_unary(ch, carrier), self._timeout), routing.request_class(carrier))
 
-    async def call(self, route: routing.Route, message: Message, metadata: Metadata
-                   ) -> tuple[Message, dict[str, str]]:
+    async def call(self, route: routing.Route, message: Message, metadata: Metadata, *,
+                   wait_seconds: int = 0) -> tuple[Message, dict[str, str]]:
+        """``wait_seconds``: the call may wait that long for an outcome (``Prefer: wait``), so
+        it goes alone, not coalesced, and its deadline is that much longer."""
         if not self._callables:
             self.connect()
         coalescer = self._coalescers.get(route.full_method)
-        if coalescer is not None:
+        if coalescer is not None and not wait_seconds:
             reply, trailing = await coalescer.call(message, metadata)
             return reply, forwarded_headers(trailing)
-        call = self._callables[route.full_method](message, metadata=metadata, timeout=self._timeout)
+        call = self._callables[route.full_method](message, metadata=metadata,
+                                                  timeout=self._timeout + wait_seconds)
         reply = await call
         return reply, forwarded_headers(await call.initial_metadata(), await call.trailing_metadata())
 

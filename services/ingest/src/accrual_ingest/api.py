@@ -23,12 +23,15 @@ from accrual_ingest.domain.validation import MAX_BATCH, EventInput
 from accrual_ingest.insights import EngagementQueries
 from accrual_ingest.service import IngestService
 from accrual_ingest.storage import EventFilters, EventRecord
+from accrual_ingest.waiting import MAX_WAIT_SECONDS
 
 log = structlog.get_logger("accrual.ingest")
 
 #: Metadata of a caller that a coalesced call carries: its credentials and request id.
 CALLER_METADATA = frozenset({"x-api-key", "authorization", "x-request-id"})
 #: SubmitEvent's own scope, which each coalesced call must hold.
+#: the metadata (an HTTP header through the REST shim, RFC 7240) saying the wait was applied
+PREFERENCE_APPLIED = "preference-applied"
 SUBMIT_SCOPE = grpc_server.required_scope("/accrual.ingest.v1.IngestService/SubmitEvent") or auth.ADMIN_SCOPE
 
 if TYPE_CHECKING:
@@ -46,7 +49,19 @@ class IngestServicer(_Servicer):
     # -- accept ---------------------------------------------------------------------------
     def SubmitEvent(self, request: ingest_pb2.SubmitEventRequest,
                     context: grpc.ServicerContext) -> ingest_pb2.Event:
-        return wire.submitted_event(self._svc.submit(auth.tenant_id(), wire.event_input(request)))
+        """With ``wait_seconds``, the answer waits for the event's outcome (up to 10 s) and
+        its initial metadata says ``preference-applied: wait=N``; when too many calls wait
+        already it is answered at once, without that metadata."""
+        tenant_id = auth.tenant_id()
+        outcome = self._svc.submit(tenant_id, wire.event_input(request))
+        answer = wire.submitted_event(outcome)
+        if request.wait_seconds and outcome.event is not None:
+            seconds = min(request.wait_seconds, MAX_WAIT_SECONDS)
+            waited = self._svc.await_outcome(tenant_id, outcome.event, seconds, on_cancel=context.add_callback)
+            if waited is not None:
+                context.send_initial_metadata(((PREFERENCE_APPLIED, f"wait={seconds}"),))
+                answer = wire.event_message(waited, deduplicated=answer.deduplicated)
+        return answer
 
     def CoalescedSubmitEvents(self, request: ingest_pb2.CoalescedSubmitEventsRequest,
                               context: grpc.ServicerContext) -> ingest_pb2.CoalescedSubmitEventsResponse:

@@ -13,11 +13,12 @@ from accrual_platform.outbox import OutboxRelay, merge_messages
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
 
-from accrual_ingest import storage, worker
+from accrual_ingest import storage, waiting, worker
 from accrual_ingest.api import IngestServicer
 from accrual_ingest.insights import EngagementQueries
 from accrual_ingest.service import IngestService, StaleEventSweeper
 from accrual_ingest.storage import CLAIM_CHUNK, IngestStore
+from accrual_ingest.waiting import Waiters
 
 MIGRATIONS = migrations_dir(__file__)
 SCHEMA = storage.SCHEMA
@@ -40,7 +41,12 @@ class IngestRuntime:
                                          messages_pb2.Notifications, "notifications", limit=500),
                                  })
         self.store = IngestStore(self.db)
-        self.service = IngestService(self.store, self.relay.notify)
+        self.waiters = Waiters(max(settings.submit_wait_max_calls, 0))
+        self.service = IngestService(self.store, self.relay.notify, self.waiters)
+        #: the process's gRPC server listens to these (accrual_suite.hosting.start_server)
+        #: and keeps this many more threads, for the calls waiting for an outcome
+        self.notification_handlers = {waiting.CHANNEL: self.waiters.on_notice}
+        self.server_threads = max(settings.submit_wait_max_calls, 0)
         # Programs belong to the rules service; analytics and segment routes ask it they exist.
         self.programs = clients.ProgramDirectory(lambda: clients.channel(settings.peer("rules")),
                                                  settings.internal_token)

@@ -33,6 +33,7 @@ from accrual_ingest.domain.engagement import Increments, ProcessedEvent
 from accrual_ingest.domain.validation import EventInput, JsonObject
 from accrual_ingest.storage import (
     COMPLETED,
+    FAILED,
     Consequences,
     EventFilters,
     EventKey,
@@ -42,11 +43,14 @@ from accrual_ingest.storage import (
     IngestStore,
     R,
 )
+from accrual_ingest.waiting import Waiters
 
 log = structlog.get_logger("accrual.ingest")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+#: the states in which an event has its outcome
+FINISHED = frozenset({COMPLETED, FAILED})
 EVENT_PAGES = pages.Codec("events", pages.timestamp, pages.uuid_key)
 
 T = TypeVar("T")
@@ -117,10 +121,12 @@ class GroupCommitter:
 
 
 class IngestService:
-    def __init__(self, store: IngestStore, wake_relay: Callable[[], None]) -> None:
+    def __init__(self, store: IngestStore, wake_relay: Callable[[], None],
+                 waiters: Waiters | None = None) -> None:
         self.store = store
         self._wake = wake_relay
         self._committer = GroupCommitter(self._accept_full)
+        self.waiters = waiters if waiters is not None else Waiters(0)
 
     def close(self) -> None:
         self._committer.close()
@@ -246,7 +252,33 @@ class IngestService:
         recorded = self.store.record_outcomes(outcomes, utcnow(), _consequences)
         if recorded:
             self._wake()
-        return recorded
+            # Other processes hear of it through the transaction's pg_notify; this one
+            # (the embedded suite's only process) is told directly.
+            self.waiters.wake(recorded)
+        return len(recorded)
+
+    def await_outcome(self, tenant_id: str, event: EventRecord, seconds: float, *,
+                      on_cancel: Callable[[Callable[[], None]], object] | None = None) -> EventRecord | None:
+        """``event`` once finished (COMPLETED or FAILED), or as it is after ``seconds``; None
+        when too many calls wait already (the caller answers at once, without waiting).
+
+        The wait is a ``threading.Event`` woken by the outcome's announcement: no database
+        connection is held and nothing polls. The event is read again once after the waiter
+        is registered, since its outcome may have been recorded in between. ``on_cancel``
+        registers a callback run when the caller gives up (gRPC's ``add_callback``), which
+        ends the wait early and frees its thread."""
+        if event.status in FINISHED:
+            return event
+        with self.waiters.waiter(event.id) as done:
+            if done is None:
+                return None
+            if on_cancel is not None:
+                on_cancel(done.set)
+            current = self.store.get_event(tenant_id, event.id) or event
+            if current.status in FINISHED:
+                return current
+            done.wait(seconds)
+        return self.store.get_event(tenant_id, event.id) or current
 
     def sweep_stale(self, older_than: dt.timedelta, limit: int = 1000, *,
                     announced_before: dt.datetime | None = None) -> int:

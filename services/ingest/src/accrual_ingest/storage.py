@@ -18,7 +18,7 @@ from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
-from accrual_platform import contract, structs
+from accrual_platform import contract, listen, structs
 from accrual_platform.db import (
     Database,
     ExactDecimal,
@@ -34,6 +34,7 @@ from accrual_platform.outbox import outbox_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from accrual_ingest import waiting
 from accrual_ingest.domain.accept import Candidate, dedup_key
 from accrual_ingest.domain.cdp import EventTypeSpec, PropertySpec
 from accrual_ingest.domain.engagement import BUCKETS, Increments, SegmentConfig
@@ -668,11 +669,12 @@ class IngestStore:
         return [EventRecord._make(r) for r in rows]
 
     def record_outcomes(self, outcomes: Iterable[messages_pb2.EventOutcome], now: dt.datetime,
-                        consequences: Callable[[list[EventSummary]], Consequences]) -> int:
+                        consequences: Callable[[list[EventSummary]], Consequences]) -> list[str]:
         """Store the outcomes of unfinished events, and in the same transaction what
         ``consequences`` makes of the events this call moved (webhook facts to the outbox,
-        analytics increments); a redelivered outcome changes nothing. Returns how many
-        events were recorded."""
+        analytics increments) and their announcement to waiting submissions (``pg_notify``
+        on ``waiting.CHANNEL``); a redelivered outcome changes nothing. Returns the ids of
+        the events recorded."""
         latest: dict[str, messages_pb2.EventOutcome] = {}
         for o in outcomes:
             latest[o.event_id] = o  # one row per event; a repeat inside a batch is a redelivery
@@ -691,7 +693,9 @@ class IngestStore:
                                                                     then.notifications))
             for tenant_id, increments in sorted(then.analytics.items()):
                 _apply(session, tenant_id, increments)
-        return len(rows)
+            for payload in listen.joined([r.id for r in rows]):
+                listen.notify(session, waiting.CHANNEL, payload)
+        return [r.id for r in rows]
 
     def announce_stale(self, cutoff: dt.datetime, now: dt.datetime, limit: int) -> int:
         """Announce again up to ``limit`` unfinished events last announced before ``cutoff``;

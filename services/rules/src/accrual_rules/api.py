@@ -124,8 +124,9 @@ def rule_fields(request: rules_pb2.CreateRuleRequest) -> RuleFields:
     return RuleFields(
         name=request.name, event_type=request.event_type,
         condition=request.condition, formula=request.formula,
-        apply_tier_multiplier=request.apply_tier_multiplier, order=request.order,
-        stop_after_match=request.stop_after_match,
+        apply_tier_multiplier=(request.apply_tier_multiplier
+                               if request.HasField("apply_tier_multiplier") else True),
+        order=request.order, stop_after_match=request.stop_after_match,
         active_from=_ts(request, "active_from"), active_to=_ts(request, "active_to"),
         status=_rule_status(request.status), caps=_caps(request.caps))
 

@@ -12,13 +12,15 @@ from typing import Any
 
 import dramatiq
 import structlog
-from accrual_platform import auth, clients, migrations, queue, ratelimit, revocations
+from accrual_platform import auth, clients, listen, migrations, queue, ratelimit, revocations
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.runtime import Runtime
 from accrual_platform.settings import Settings
 from dramatiq.middleware import CurrentMessage
 
 SERVICES = ("identity", "ingest", "rules", "notify")
+#: gRPC server threads for ordinary calls, before the runtimes' ``server_threads``
+DEFAULT_SERVER_THREADS = 32
 log = structlog.get_logger("accrual.suite")
 
 
@@ -101,15 +103,21 @@ def _try_listen(setting: str, host: str, port: int) -> None:
 
 
 def start_server(settings: Settings, runtimes: Sequence[Runtime], authenticator: auth.Authenticator,
-                 ) -> tuple[Any, int, revocations.RevocationListener]:
-    """The gRPC server of the runtimes, and the listener that evicts revoked keys from its
-    key cache (stop both)."""
+                 ) -> tuple[Any, int, listen.Listener]:
+    """The gRPC server of the runtimes, and the process's one PostgreSQL listener: it evicts
+    revoked keys from the key cache and feeds the runtimes' ``notification_handlers``
+    (stop both). A runtime's ``server_threads`` are added to the server's pool."""
     interceptor = ServiceInterceptor(authenticator, settings.internal_token,
                                      limiter=ratelimit.build(settings.rate_limit, settings.redis_url))
+    extra_threads = sum(getattr(r, "server_threads", 0) for r in runtimes)
     server, port = build_server([(r.service_full_name, r.register) for r in runtimes],
-                                f"{settings.grpc_host}:{settings.grpc_port}", interceptor)
-    listener = revocations.RevocationListener(
-        settings.database_url, getattr(authenticator, "evict", lambda key_id: None)).start()
+                                f"{settings.grpc_host}:{settings.grpc_port}", interceptor,
+                                max_workers=DEFAULT_SERVER_THREADS + extra_threads)
+    handlers: dict[str, listen.Handler] = {
+        revocations.CHANNEL: getattr(authenticator, "evict", lambda key_id: None)}
+    for r in runtimes:
+        handlers.update(getattr(r, "notification_handlers", {}))
+    listener = listen.Listener(settings.database_url, handlers, name="pg-listener").start()
     server.start()
     return server, port, listener
 

@@ -19,6 +19,7 @@ from accrual_platform import errors, text
 
 from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CAP_FIELDS, MAX_POINTS, ROUNDINGS
+from accrual_rules.domain.expressions import normalised
 
 POLICIES = ("CREATE", "REJECT")
 STATUSES = ("ACTIVE", "SUSPENDED")
@@ -212,7 +213,7 @@ class RuleChanges(TypedDict, total=False):
 
 def check_rule_fields(fields: RuleFields) -> RuleFields:
     """Every field of a rule but its expressions' behaviour (that needs the sandbox); the clean
-    fields (name stripped, caps canonical)."""
+    fields (name stripped, caps canonical, expressions in the engine's notation)."""
     v: list[errors.FieldViolation] = []
     name = fields.name.strip()
     if not name or len(name) > 200:
@@ -230,7 +231,8 @@ def check_rule_fields(fields: RuleFields) -> RuleFields:
         v.append(errors.FieldViolation("order", "must be between -1000000 and 1000000"))
     caps = validate_caps(fields.caps, v)
     errors.collect(v)
-    return replace(fields, name=name, caps=caps)
+    return replace(fields, name=name, caps=caps, condition=normalised(fields.condition),
+                   formula=normalised(fields.formula))
 
 
 @dataclass(frozen=True)

@@ -22,33 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from accrual.options.v1 import options_pb2 as accrual_dot_options_dot_v1_dot_options__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"accrual/messages/v1/messages.proto\x12\x13\x61\x63\x63rual.messages.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x0e\x45ventsAccepted\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tevent_ids\x18\x02 \x03(\t\"\xbb\x01\n\x0eRuleEvaluation\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x14\n\x0crule_version\x18\x02 \x01(\x05\x12\x11\n\trule_name\x18\x03 \x01(\t\x12\x0f\n\x07matched\x18\x04 \x01(\x08\x12\x13\n\x0bskip_reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x0e\n\x06points\x18\x07 \x01(\t\x12\x14\n\x0crecipient_id\x18\x08 \x01(\t\x12\x12\n\nprogram_id\x18\t \x01(\t\"\xc9\x02\n\x0c\x45ventOutcome\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".accrual.messages.v1.OutcomeStatus\x12\x16\n\x0eparticipant_id\x18\x04 \x01(\t\x12\x14\n\x0crecipient_id\x18\x05 \x01(\t\x12=\n\x10rule_evaluations\x18\x06 \x03(\x0b\x32#.accrual.messages.v1.RuleEvaluation\x12\x16\n\x0epoints_awarded\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\t\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x30\n\x0cprocessed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\rEventOutcomes\x12\x33\n\x08outcomes\x18\x01 \x03(\x0b\x32!.accrual.messages.v1.EventOutcome\"\xaa\x01\n\x0cNotification\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x61\x63t_id\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tdata_json\x18\x06 \x01(\t\"\xa8\x01\n\x12ParticipantsMerged\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08merge_id\x18\x02 \x01(\t\x12\x1d\n\x15merged_participant_id\x18\x03 \x01(\t\x12\x1f\n\x17survivor_participant_id\x18\x04 \x01(\t\x12-\n\tmerged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\rNotifications\x12\x38\n\rnotifications\x18\x01 \x03(\x0b\x32!.accrual.messages.v1.Notification\";\n\x11\x44\x65liveryRequested\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t*h\n\rOutcomeStatus\x12\x1e\n\x1aOUTCOME_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18OUTCOME_STATUS_COMPLETED\x10\x01\x12\x19\n\x15OUTCOME_STATUS_FAILED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"accrual/messages/v1/messages.proto\x12\x13\x61\x63\x63rual.messages.v1\x1a accrual/options/v1/options.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"6\n\x0e\x45ventsAccepted\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x11\n\tevent_ids\x18\x02 \x03(\t\"\xc1\x01\n\x0eRuleEvaluation\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x14\n\x0crule_version\x18\x02 \x01(\x05\x12\x11\n\trule_name\x18\x03 \x01(\t\x12\x0f\n\x07matched\x18\x04 \x01(\x08\x12\x13\n\x0bskip_reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x14\n\x06points\x18\x07 \x01(\tB\x04\xf0\xf9\x18\x01\x12\x14\n\x0crecipient_id\x18\x08 \x01(\t\x12\x12\n\nprogram_id\x18\t \x01(\t\"\xc9\x02\n\x0c\x45ventOutcome\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".accrual.messages.v1.OutcomeStatus\x12\x16\n\x0eparticipant_id\x18\x04 \x01(\t\x12\x14\n\x0crecipient_id\x18\x05 \x01(\t\x12=\n\x10rule_evaluations\x18\x06 \x03(\x0b\x32#.accrual.messages.v1.RuleEvaluation\x12\x16\n\x0epoints_awarded\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\t\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x30\n\x0cprocessed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\rEventOutcomes\x12\x33\n\x08outcomes\x18\x01 \x03(\x0b\x32!.accrual.messages.v1.EventOutcome\"\xaa\x01\n\x0cNotification\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x61\x63t_id\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tdata_json\x18\x06 \x01(\t\"\xa8\x01\n\x12ParticipantsMerged\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x10\n\x08merge_id\x18\x02 \x01(\t\x12\x1d\n\x15merged_participant_id\x18\x03 \x01(\t\x12\x1f\n\x17survivor_participant_id\x18\x04 \x01(\t\x12-\n\tmerged_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\rNotifications\x12\x38\n\rnotifications\x18\x01 \x03(\x0b\x32!.accrual.messages.v1.Notification\";\n\x11\x44\x65liveryRequested\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65livery_id\x18\x02 \x01(\t*h\n\rOutcomeStatus\x12\x1e\n\x1aOUTCOME_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18OUTCOME_STATUS_COMPLETED\x10\x01\x12\x19\n\x15OUTCOME_STATUS_FAILED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'accrual.messages.v1.messages_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOMESTATUS']._serialized_start=1250
-  _globals['_OUTCOMESTATUS']._serialized_end=1354
-  _globals['_EVENTSACCEPTED']._serialized_start=122
-  _globals['_EVENTSACCEPTED']._serialized_end=176
-  _globals['_RULEEVALUATION']._serialized_start=179
-  _globals['_RULEEVALUATION']._serialized_end=366
-  _globals['_EVENTOUTCOME']._serialized_start=369
-  _globals['_EVENTOUTCOME']._serialized_end=698
-  _globals['_EVENTOUTCOMES']._serialized_start=700
-  _globals['_EVENTOUTCOMES']._serialized_end=768
-  _globals['_NOTIFICATION']._serialized_start=771
-  _globals['_NOTIFICATION']._serialized_end=941
-  _globals['_PARTICIPANTSMERGED']._serialized_start=944
-  _globals['_PARTICIPANTSMERGED']._serialized_end=1112
-  _globals['_NOTIFICATIONS']._serialized_start=1114
-  _globals['_NOTIFICATIONS']._serialized_end=1187
-  _globals['_DELIVERYREQUESTED']._serialized_start=1189
-  _globals['_DELIVERYREQUESTED']._serialized_end=1248
+  _globals['_RULEEVALUATION'].fields_by_name['points']._loaded_options = None
+  _globals['_RULEEVALUATION'].fields_by_name['points']._serialized_options = b'\360\371\030\001'
+  _globals['_OUTCOMESTATUS']._serialized_start=1290
+  _globals['_OUTCOMESTATUS']._serialized_end=1394
+  _globals['_EVENTSACCEPTED']._serialized_start=156
+  _globals['_EVENTSACCEPTED']._serialized_end=210
+  _globals['_RULEEVALUATION']._serialized_start=213
+  _globals['_RULEEVALUATION']._serialized_end=406
+  _globals['_EVENTOUTCOME']._serialized_start=409
+  _globals['_EVENTOUTCOME']._serialized_end=738
+  _globals['_EVENTOUTCOMES']._serialized_start=740
+  _globals['_EVENTOUTCOMES']._serialized_end=808
+  _globals['_NOTIFICATION']._serialized_start=811
+  _globals['_NOTIFICATION']._serialized_end=981
+  _globals['_PARTICIPANTSMERGED']._serialized_start=984
+  _globals['_PARTICIPANTSMERGED']._serialized_end=1152
+  _globals['_NOTIFICATIONS']._serialized_start=1154
+  _globals['_NOTIFICATIONS']._serialized_end=1227
+  _globals['_DELIVERYREQUESTED']._serialized_start=1229
+  _globals['_DELIVERYREQUESTED']._serialized_end=1288
 # @@protoc_insertion_point(module_scope)

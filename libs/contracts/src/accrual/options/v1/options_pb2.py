@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n accrual/options/v1/options.proto\x12\x12\x61\x63\x63rual.options.v1\x1a google/protobuf/descriptor.proto:8\n\x0erequired_scope\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\t:F\n\x1cinvalid_argument_http_status\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x05:6\n\x0c\x63oalesced_by\x12\x1e.google.protobuf.MethodOptions\x18\xbb\x8e\x03 \x01(\t:6\n\rexact_json_of\x12\x1d.google.protobuf.FieldOptions\x18\x9d\x8f\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n accrual/options/v1/options.proto\x12\x12\x61\x63\x63rual.options.v1\x1a google/protobuf/descriptor.proto:8\n\x0erequired_scope\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\t:F\n\x1cinvalid_argument_http_status\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\x05:6\n\x0c\x63oalesced_by\x12\x1e.google.protobuf.MethodOptions\x18\xbb\x8e\x03 \x01(\t:6\n\rexact_json_of\x12\x1d.google.protobuf.FieldOptions\x18\x9d\x8f\x03 \x01(\t:0\n\x07\x64\x65\x63imal\x12\x1d.google.protobuf.FieldOptions\x18\x9e\x8f\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

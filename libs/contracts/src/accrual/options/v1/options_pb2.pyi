@@ -11,3 +11,5 @@ COALESCED_BY_FIELD_NUMBER: _ClassVar[int]
 coalesced_by: _descriptor.FieldDescriptor
 EXACT_JSON_OF_FIELD_NUMBER: _ClassVar[int]
 exact_json_of: _descriptor.FieldDescriptor
+DECIMAL_FIELD_NUMBER: _ClassVar[int]
+decimal: _descriptor.FieldDescriptor
