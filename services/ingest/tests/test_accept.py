@@ -111,3 +111,15 @@ def test_a_batch_is_stored_in_one_call_and_wakes_the_relay_only_for_new_events()
             service.submit_batch("t", [])
     finally:
         service.close()
+
+
+def test_system_events_require_a_program() -> None:
+    c = system_candidate("t", SystemEventInput("", "birthday:2026", "birthday", PARTICIPANT, NOW, {}), NOW, "")
+    assert c.event is None and [v.field for v in c.violations] == ["program_id"]
+
+
+def test_a_tenant_event_is_unique_per_tenant_by_its_key() -> None:
+    a, b = loyalty_candidate("t", raw(program_id=""), NOW), loyalty_candidate("t", raw(program_id=""), NOW)
+    other = loyalty_candidate("u", raw(program_id=""), NOW)
+    assert a.event is not None and a.event.program_id == "" and a.key == b.key
+    assert unique([a, b, other]) == [a, other]

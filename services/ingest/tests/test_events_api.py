@@ -115,7 +115,6 @@ BAD_INPUT: list[tuple[str, Any, str]] = [
     ("bad participant UUID", body(external_id=..., participant_id="not-a-uuid"), "participant_id"),
     ("bad recipient UUID", body(recipient_id="123"), "recipient_id"),
     ("bad program UUID", body(program_id="prog_1"), "program_id"),
-    ("missing program", body(program_id=...), "program_id"),
     ("bad timestamp", body(event_timestamp="2024-13-45T10:00:00Z"), "event_timestamp"),
     ("timestamp without zone", body(event_timestamp="2024-01-15T10:30:00"), "event_timestamp"),
     ("timestamp as number", body(event_timestamp=1705314600), "event_timestamp"),
@@ -132,6 +131,10 @@ BAD_INPUT: list[tuple[str, Any, str]] = [
     ("NUL inside event_data", body(event_data={"note": "a\u0000b"}), "event_data.note"),
     ("event_data over 32 KiB", body(event_data={"blob": "x" * (33 * 1024)}), "event_data"),
     ("null key", body(idempotency_key=None), "idempotency_key"),
+    ("both key spellings", body(reference="order-1"), "reference"),
+    ("both timestamp spellings", body(occurred_at="2024-01-15T10:30:00Z"), "occurred_at"),
+    ("both data spellings", body(data={"amount": 125}), "data"),
+    ("recipient of a tenant event", body(program_id=..., recipient_external_id="friend"), "recipient_id"),
 ]
 
 
@@ -149,6 +152,39 @@ def test_bad_input_is_400_naming_the_field_and_stores_nothing(stack: Stack, case
     assert field in [d.get("field") for d in error["details"]], error
     assert error["request_id"] == r.headers["X-Request-Id"]
     assert stack.count(tenant) == 0
+
+
+def test_aliases_and_tenant_events_dedup_per_tenant_and_list(stack: Stack) -> None:
+    """Seeds 001 and 002: reference, occurred_at and data stand for their fields (data's numbers
+    exact); an event without program_id is deduplicated per tenant and listed."""
+    key, tenant = stack.tenant()
+    aliased = {"program_id": PROGRAM, "reference": "order_123", "external_id": "u1",
+               "occurred_at": "2024-01-15T10:30:00Z", "data": {"amount": 9007199254740993}}
+    tenant_event = {"event_type": "user.created", "idempotency_key": "k-1", "data": {"plan": "pro"}}
+    with stack.http(key) as c:
+        first = c.post("/v1/events", json=aliased).json()
+        again = c.post("/v1/events", json={**aliased, "reference": None, "idempotency_key": "order_123",
+                                           "occurred_at": None, "event_timestamp": "2024-01-15T10:30:00Z"}).json()
+        t1 = c.post("/v1/events", json=tenant_event)
+        t2 = c.post("/v1/events", json=tenant_event).json()
+        other = c.post("/v1/events", json={**tenant_event, "data": {"plan": "free"}})
+        batch = c.post("/v1/events/batch", json={"events": [tenant_event, {**tenant_event, "event_data": {}}]}).json()
+        listed = c.get("/v1/events").json()["events"]
+        in_program = c.get("/v1/events", params={"program_id": PROGRAM}).json()["events"]
+    assert first["idempotency_key"] == "order_123" and first["event_data"] == {"amount": 9007199254740993}
+    assert first["event_timestamp"] == "2024-01-15T10:30:00Z"
+    assert again["deduplicated"] is True and again["event_id"] == first["event_id"]
+    assert t1.status_code == 200, t1.text
+    stored = t1.json()
+    assert stored["program_id"] == "" and stored["external_id"] is None and stored["event_data"] == {"plan": "pro"}
+    assert (t2["deduplicated"], t2["event_id"], t2["received_at"]) == (True, stored["event_id"], stored["received_at"])
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
+    assert "by a tenant event" in other.json()["error"]["message"]
+    assert [r["status"] for r in batch["results"]] == ["duplicate", "error"]
+    assert batch["results"][1]["error"]["field"] == "events[1].data"
+    assert {e["event_id"] for e in listed} == {first["event_id"], stored["event_id"]}
+    assert [e["event_id"] for e in in_program] == [first["event_id"]]
+    assert stack.count(tenant) == 2
 
 
 def test_oversized_body_is_refused_before_anything_is_stored(stack: Stack) -> None:

@@ -64,3 +64,35 @@ def test_retry_without_timestamp_has_same_digest() -> None:
 @given(st.text())
 def test_control_characters_are_unicode_category_cc(text: str) -> None:
     assert has_control_chars(text) == any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def test_aliases_stand_for_their_fields_with_the_same_digest() -> None:
+    at = dt.datetime(2025, 12, 22, 10, 30, tzinfo=dt.UTC)
+    spelt, _ = validate_event(make(event_timestamp=at), NOW)
+    aliased, v = validate_event(make(idempotency_key="", reference="order-1", event_timestamp=None,
+                                     occurred_at=at, event_data=None, data={"amount": 125}), NOW)
+    assert not v and aliased is not None and spelt is not None
+    assert (aliased.idempotency_key, aliased.event_timestamp, aliased.event_data) == ("order-1", at, {"amount": 125})
+    assert aliased.digest == spelt.digest
+
+
+def test_both_spellings_of_a_field_name_the_alias() -> None:
+    both = make(reference="order-2", event_timestamp=NOW, occurred_at=NOW, data={})
+    _, v = validate_event(both, NOW, prefix="events[0].")
+    assert [x.field for x in v] == ["events[0].reference", "events[0].occurred_at", "events[0].data"]
+
+
+def test_no_program_is_a_tenant_event_whose_participant_is_optional() -> None:
+    event, v = validate_event(make(program_id="", external_id=None, event_data=None), NOW)
+    assert not v and event is not None
+    assert (event.program_id, event.external_id, event.event_data) == ("", None, {})
+    named, v = validate_event(make(program_id=""), NOW)
+    assert not v and named is not None and named.external_id == "u1"
+    _, v = validate_event(make(program_id="", recipient_external_id="friend"), NOW)
+    assert [x.field for x in v] == ["recipient_id"]
+
+
+def test_violations_name_the_spelling_sent() -> None:
+    _, v = validate_event(make(idempotency_key="", reference="k" * 256, occurred_at=NOW + dt.timedelta(hours=1),
+                               event_data=None, data={"note": "a\x00b"}), NOW)
+    assert [x.field for x in v] == ["reference", "occurred_at", "data.note"]

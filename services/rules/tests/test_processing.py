@@ -427,3 +427,27 @@ def test_concurrent_redeliveries_of_overlapping_batches_award_once(stack: Stack)
     for o in outcomes:
         by_event.setdefault(o.event_id, set()).add(o.points_awarded)
     assert all(len(points) == 1 for points in by_event.values())
+
+
+def test_tenant_events_complete_without_points_or_earn_where_the_participant_is_active(stack: Stack) -> None:
+    """Seed 002: an event without program nor CDP source completes with no points when it
+    names nobody, and runs the rules of every program the participant is ACTIVE in when it does."""
+    tenant, md = stack.tenant()
+    shop, other = program(stack, md), program(stack, md)
+    shop_rule = rule(stack, md, shop, "properties.amount * 1")
+    rule(stack, md, other, "1000")
+    anonymous = stack.event("", data={"amount": 30})
+    [outcome] = stack.process(tenant, anonymous)
+    assert (outcome.status, outcome.points_awarded, outcome.participant_id) == (COMPLETED, "0", "")
+    assert not outcome.rule_evaluations
+    participant = stack.identity.participant(tenant, "ann")
+    stack.identity.enrollments[participant] = [shop]
+    by_external, by_id = stack.event("", data={"amount": 30}), stack.event("", data={"amount": 4},
+                                                                           participant_id=participant)
+    stack.ingest.events[by_external].external_id = "ann"
+    outcomes = stack.process(tenant, by_external, by_id)
+    assert {(o.event_id, o.status, o.participant_id, o.points_awarded) for o in outcomes} == {
+        (by_external, COMPLETED, participant, "30"), (by_id, COMPLETED, participant, "4")}
+    assert {r.rule_id for o in outcomes for r in o.rule_evaluations} == {shop_rule.rule_id}
+    assert stack.balance(md, shop, participant).available == "34"
+    assert stack.balance(md, other, participant).available == "0"

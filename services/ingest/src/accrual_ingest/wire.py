@@ -83,6 +83,13 @@ def _exact(msg: Message, name: str, text_name: str, field: str) -> JsonObject:
     return _canonical(value)
 
 
+def _sent_exact(msg: Message, name: str, text_name: str, field: str) -> JsonObject | None:
+    """Like :func:`_exact`, None when neither the Struct nor its text is sent."""
+    if not msg.HasField(name) and not getattr(msg, text_name):
+        return None
+    return _exact(msg, name, text_name, field)
+
+
 def _canonical(value: JsonObject) -> JsonObject:
     """exactjson's canonical numbers, typed as the object it keeps (it returns any JSON value)."""
     canonical: JsonObject = exactjson.canonical(value)
@@ -99,7 +106,10 @@ def event_input(req: ingest_pb2.SubmitEventRequest, prefix: str = "") -> EventIn
         participant_id=req.participant_id if req.HasField("participant_id") else None,
         recipient_external_id=req.recipient_external_id if req.HasField("recipient_external_id") else None,
         recipient_id=req.recipient_id if req.HasField("recipient_id") else None,
-        event_data=_exact(req, "event_data", "event_data_json", prefix + "event_data"),
+        event_data=_sent_exact(req, "event_data", "event_data_json", prefix + "event_data"),
+        occurred_at=_datetime(req, "occurred_at", prefix + "occurred_at"),
+        data=_sent_exact(req, "data", "data_json", prefix + "data"),
+        reference=req.reference or None,
     )
 
 
@@ -152,7 +162,8 @@ def submitted_event(outcome: Outcome[EventRecord]) -> ingest_pb2.Event:
     assert event is not None
     if outcome.status == CONFLICT:
         raise errors.Conflict(
-            "idempotency_key was already used with a different payload in this program",
+            "idempotency_key was already used with a different payload "
+            + ("in this program" if event.program_id else "by a tenant event"),
             reason="idempotency_conflict",
             metadata={"event_id": event.id, "idempotency_key": event.idempotency_key})
     return event_message(event, deduplicated=outcome.status == DUPLICATE)

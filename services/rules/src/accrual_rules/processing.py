@@ -8,8 +8,9 @@ the stored evaluation are unique, so a redelivered message awards nothing again:
 stored outcome in the outbox once more, because ingest's stale-event sweeper sends an event
 again exactly when its outcome never arrived.
 
-CDP events (no program, a ``cdp_source``) are resolved without a program; the rules of every
-program the participant is actively enrolled in apply, each program with its own ledger.
+CDP events (no program, a ``cdp_source``) and tenant events (no program, seed 002) are resolved
+without a program; the rules of every program the participant is actively enrolled in apply,
+each program with its own ledger. A tenant event naming nobody completes without points.
 """
 
 from __future__ import annotations
@@ -68,8 +69,15 @@ class Pending:
     applicable: list[ProgramRecord] = field(default_factory=list)
 
     @property
-    def is_cdp(self) -> bool:
-        return not self.event.program_id and self.event.HasField("cdp_source")
+    def programless(self) -> bool:
+        """A CDP event or a tenant event: no program of its own."""
+        return not self.event.program_id
+
+    @property
+    def anonymous(self) -> bool:
+        """A tenant event naming no participant: nothing to evaluate."""
+        e = self.event
+        return self.programless and not any(e.HasField(f) for f in ("cdp_source", "external_id", "participant_id"))
 
 
 class EventClaims(Protocol):
@@ -155,7 +163,7 @@ class Processor:
         with self.store.reading() as read:  # one read transaction: earlier results and the programs
             stored = self._stored(read, [e.event_id for e in claimed])
             todo = [Pending(event) for event in claimed if event.event_id not in stored]
-            read.load_catalog(tenant_id, {t.event.program_id for t in todo if not t.is_cdp}, catalog)
+            read.load_catalog(tenant_id, {t.event.program_id for t in todo if not t.programless}, catalog)
         for event in claimed:
             if event.event_id in stored:
                 self._replay(stored[event.event_id], outcomes, notes)
@@ -202,7 +210,10 @@ class Processor:
         """``catalog`` holds the programs of todo's loyalty events already."""
         ready: list[Pending] = []
         for item in todo:
-            if item.is_cdp:
+            if item.anonymous:
+                outcomes.append(_completed(tenant_id, item.event.event_id))
+                continue
+            if item.programless:
                 ready.append(item)
                 continue
             program = catalog.programs.get(item.event.program_id)
@@ -219,7 +230,7 @@ class Processor:
         if not ready:
             return
         self._resolve(tenant_id, ready, md)
-        cdp = [i for i in ready if i.is_cdp and i.actor is not None and not i.actor.error_code]
+        cdp = [i for i in ready if i.programless and i.actor is not None and not i.actor.error_code]
         self._load(tenant_id, {p for i in cdp if i.actor is not None for p in i.actor.active_program_ids}, catalog)
         for item in cdp:
             assert item.actor is not None
@@ -266,7 +277,7 @@ class Processor:
 
     def _programs_of(self, catalog: Catalog, item: Pending) -> list[ProgramRecord]:
         """The programs whose rules apply to the event (a CDP event's refused types left out)."""
-        if not item.is_cdp:
+        if not item.programless:
             return item.programs
         kept = []
         for program_row in item.programs:
@@ -306,16 +317,14 @@ class Processor:
         slots: list[tuple[Pending, str]] = []
         for item in items:
             e = item.event
-            if item.is_cdp:
-                actor = req.items.add(program_id="", on_unknown_participant=_POLICY["CREATE"])
+            policy = _POLICY["CREATE"] if item.programless else \
+                _POLICY.get(item.programs[0].on_unknown_participant, _POLICY["CREATE"])
+            actor = req.items.add(program_id=e.program_id, on_unknown_participant=policy)
+            if e.HasField("cdp_source"):
                 for ident in e.cdp_identities:
                     actor.identities.add(type=identity_pb2.IdentityType.Value(f"IDENTITY_TYPE_{ident.type}"),
                                          value=ident.value)
-                slots.append((item, "actor"))
-                continue
-            policy = _POLICY.get(item.programs[0].on_unknown_participant, _POLICY["CREATE"])
-            actor = req.items.add(program_id=e.program_id, on_unknown_participant=policy)
-            if e.HasField("participant_id"):
+            elif e.HasField("participant_id"):
                 actor.participant_id = e.participant_id
             else:
                 actor.identities.add(type=identity_pb2.IDENTITY_TYPE_EXTERNAL, value=e.external_id)
@@ -513,6 +522,13 @@ def _beneficiary(item: Pending) -> str:
         if result is not None:
             return "" if result.error_code else result.participant_id
     return ""
+
+
+def _completed(tenant_id: str, event_id: str) -> messages_pb2.EventOutcome:
+    outcome = messages_pb2.EventOutcome(tenant_id=tenant_id, event_id=event_id,
+                                        status=messages_pb2.OUTCOME_STATUS_COMPLETED, points_awarded="0")
+    structs.set_timestamp(outcome.processed_at, utcnow())
+    return outcome
 
 
 def _failed(tenant_id: str, event_id: str, code: str, message: str,

@@ -102,14 +102,15 @@ class SystemEventInput:
 
 
 def system_candidate(tenant_id: str, item: SystemEventInput, now: dt.datetime, prefix: str) -> Candidate:
-    """A scheduler's event: a loyalty event of origin SYSTEM whose participant id and
-    timestamp are required."""
+    """A scheduler's event: a loyalty event of origin SYSTEM whose program, participant id
+    and timestamp are required."""
     raw = EventInput(program_id=item.program_id, idempotency_key=item.idempotency_key,
                      event_type=item.event_type, event_timestamp=item.event_timestamp,
                      external_id=None, participant_id=item.participant_id or None,
                      recipient_external_id=None, recipient_id=None, event_data=item.event_data)
     violations = [Violation(prefix + name, "is required") for name, value in
-                  (("participant_id", item.participant_id), ("event_timestamp", item.event_timestamp))
+                  (("program_id", item.program_id), ("participant_id", item.participant_id),
+                   ("event_timestamp", item.event_timestamp))
                   if not value]
     event, problems = validate_event(raw, now, prefix=prefix)
     violations += problems

@@ -8,7 +8,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from accrual_platform import dates, exactjson, text
 from accrual_platform.errors import excerpt, shorten
@@ -49,7 +49,13 @@ class EventInput(NamedTuple):
     participant_id: str | None
     recipient_external_id: str | None
     recipient_id: str | None
-    event_data: JsonObject
+    #: None when absent (then ``data`` or an empty object).
+    event_data: JsonObject | None
+    #: Aliases of seed 002 and 001 (``occurred_at``, ``data``, ``reference``), None when
+    #: absent: each stands for its field, and sending both spellings of one is a violation.
+    occurred_at: dt.datetime | None = None
+    data: JsonObject | None = None
+    reference: str | None = None
 
 
 class ValidEvent(NamedTuple):
@@ -129,18 +135,23 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
     def bad(field: str, description: str) -> None:
         v.append(Violation(prefix + field, description))
 
-    program_id = _uuid(raw.program_id) if raw.program_id else None
-    if not raw.program_id:
-        bad("program_id", "is required")
-    elif program_id is None:
+    key, key_name = _alias(raw.idempotency_key or None, raw.reference, "idempotency_key", "reference", bad)
+    ts, ts_name = _alias(raw.event_timestamp, raw.occurred_at, "event_timestamp", "occurred_at", bad)
+    data, data_name = _alias(raw.event_data, raw.data, "event_data", "data", bad)
+    key, data = key or "", data or {}
+    # No program_id: a tenant event (seed 002), deduplicated per tenant, its participant optional.
+    program_id = _uuid(raw.program_id) if raw.program_id else ""
+    if program_id is None:
         bad("program_id", "must be a UUID")
-    check_key(raw.idempotency_key, "idempotency_key", bad)
+    check_key(key, key_name, bad)
     if raw.event_type:
         check_key(raw.event_type, "event_type", bad)
     if raw.external_id is not None and raw.participant_id is not None:
         bad("external_id", "external_id and participant_id are mutually exclusive; send exactly one")
-    elif raw.external_id is None and raw.participant_id is None:
+    elif raw.external_id is None and raw.participant_id is None and program_id:
         bad("external_id", "one of external_id or participant_id is required")
+    if not raw.program_id and (raw.recipient_external_id is not None or raw.recipient_id is not None):
+        bad("recipient_id", "a tenant event (no program_id) has no recipient")
     if raw.external_id is not None:
         check_key(raw.external_id, "external_id", bad, required=False)
     participant_id = None
@@ -157,18 +168,17 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
         recipient_id = _uuid(raw.recipient_id)
         if recipient_id is None:
             bad("recipient_id", "must be a UUID")
-    ts = raw.event_timestamp
     if ts is not None and not dates.in_range(ts):
-        bad("event_timestamp", dates.RANGE_TEXT)
+        bad(ts_name, dates.RANGE_TEXT)
     elif ts is not None and ts > now + MAX_FUTURE:
-        bad("event_timestamp", "must not be more than 5 minutes in the future")
-    problem = json_problem(raw.event_data, "event_data")
+        bad(ts_name, "must not be more than 5 minutes in the future")
+    problem = json_problem(data, data_name)
     if problem:
         bad(*problem)
     else:
-        size = json_size(raw.event_data)
+        size = json_size(data)
         if size > MAX_EVENT_DATA_BYTES:
-            bad("event_data", f"must be at most {MAX_EVENT_DATA_BYTES} bytes of JSON (got {size})")
+            bad(data_name, f"must be at most {MAX_EVENT_DATA_BYTES} bytes of JSON (got {size})")
     if v:
         return None, v
     assert program_id is not None
@@ -176,11 +186,24 @@ def validate_event(raw: EventInput, now: dt.datetime, prefix: str = "") -> tuple
         "program_id": program_id, "event_type": raw.event_type, "event_timestamp": ts,
         "external_id": raw.external_id, "participant_id": participant_id,
         "recipient_external_id": raw.recipient_external_id, "recipient_id": recipient_id,
-        "event_data": raw.event_data,
+        "event_data": data,
     })
     return ValidEvent(
-        program_id=program_id, idempotency_key=raw.idempotency_key, event_type=raw.event_type,
+        program_id=program_id, idempotency_key=key, event_type=raw.event_type,
         event_timestamp=ts or now, external_id=raw.external_id, participant_id=participant_id,
         recipient_external_id=raw.recipient_external_id, recipient_id=recipient_id,
-        event_data=raw.event_data, digest=digest,
+        event_data=data, digest=digest,
     ), []
+
+
+T = TypeVar("T")
+
+
+def _alias(value: T | None, alias: T | None, name: str, alias_name: str, bad: Report) -> tuple[T | None, str]:
+    """A field sent under its name or its alias (None when absent), with the name the later
+    violations use (the one sent); both is a violation naming the alias."""
+    if alias is None:
+        return value, name
+    if value is not None:
+        bad(alias_name, f"is an alias of {name}; send one of them, not both")
+    return alias, alias_name

@@ -114,7 +114,7 @@ class CdpIdentityValue(_message.Message):
     def __init__(self, type: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class SubmitEventRequest(_message.Message):
-    __slots__ = ("program_id", "idempotency_key", "event_type", "event_timestamp", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data", "event_data_json", "wait_seconds")
+    __slots__ = ("program_id", "idempotency_key", "event_type", "event_timestamp", "external_id", "participant_id", "recipient_external_id", "recipient_id", "event_data", "event_data_json", "wait_seconds", "occurred_at", "data", "data_json", "reference")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,10 @@ class SubmitEventRequest(_message.Message):
     EVENT_DATA_FIELD_NUMBER: _ClassVar[int]
     EVENT_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     idempotency_key: str
     event_type: str
@@ -137,7 +141,11 @@ class SubmitEventRequest(_message.Message):
     event_data: _struct_pb2.Struct
     event_data_json: str
     wait_seconds: int
-    def __init__(self, program_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_type: _Optional[str] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., external_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., recipient_external_id: _Optional[str] = ..., recipient_id: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_data_json: _Optional[str] = ..., wait_seconds: _Optional[int] = ...) -> None: ...
+    occurred_at: _timestamp_pb2.Timestamp
+    data: _struct_pb2.Struct
+    data_json: str
+    reference: str
+    def __init__(self, program_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., event_type: _Optional[str] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., external_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., recipient_external_id: _Optional[str] = ..., recipient_id: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_data_json: _Optional[str] = ..., wait_seconds: _Optional[int] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., data_json: _Optional[str] = ..., reference: _Optional[str] = ...) -> None: ...
 
 class BatchSubmitEventsRequest(_message.Message):
     __slots__ = ("events",)
