@@ -552,3 +552,13 @@ def in_values(session: Session, columns: Sequence[Any], values: Sequence[Any]) -
     rows = sa.func.unnest(*arrays).table_valued(
         *[sa.column(f"c{i}", col.type) for i, col in enumerate(columns)]).render_derived(with_types=False)
     return sa.tuple_(*columns).in_(sa.select(*rows.c))
+
+
+def newest_first(query: sa.Select[Any], created_at: Any, id_: Any,
+                 before: tuple[dt.datetime, str] | None, limit: int) -> sa.Select[Any]:
+    """A keyset page of ``query``: newest first by (``created_at``, ``id_``), after ``before``
+    (the last row of the previous page), at most ``limit`` rows."""
+    if before is not None:
+        at, last_id = before
+        query = query.where(sa.or_(created_at < at, sa.and_(created_at == at, id_ < last_id)))
+    return query.order_by(created_at.desc(), id_.desc()).limit(limit)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -23,6 +24,8 @@ EXCERPT_LENGTH = 40
 #: MAX_VIOLATIONS of them: enough to fix a request by).
 MAX_MESSAGE, MAX_FIELD, MAX_DESCRIPTION, MAX_METADATA_VALUE = 600, 100, 300, 200
 MAX_VIOLATIONS = 10
+
+T = TypeVar("T")
 
 
 def shorten(text: str, limit: int = EXCERPT_LENGTH) -> str:
@@ -143,3 +146,10 @@ def collect(violations: list[FieldViolation], *, reason: str = "invalid_argument
     if violations:
         message = "; ".join(f"{v.field}: {v.description}" for v in violations)
         raise InvalidArgument(message, reason=reason, violations=violations)
+
+
+def found(value: T | None, what: str, key: str) -> T:
+    """``value``, or NotFound "<what> <key> not found" (reason ``<what>_not_found``) when it is None."""
+    if value is None:
+        raise NotFound(f"{what} {key} not found", reason=f"{what}_not_found")
+    return value

@@ -206,10 +206,7 @@ class IngestService:
     # -- read -----------------------------------------------------------------------------
     def get(self, tenant_id: str, event_id: str) -> EventRecord:
         canonical = require_uuid(event_id, "event_id")
-        record = self.store.get_event(tenant_id, canonical)
-        if record is None:
-            raise errors.NotFound(f"event {canonical} not found", reason="event_not_found")
-        return record
+        return errors.found(self.store.get_event(tenant_id, canonical), "event", canonical)
 
     def list_events(self, tenant_id: str, filters: EventFilters, page_size: int,
                     page_token: str) -> tuple[list[EventRecord], str]:

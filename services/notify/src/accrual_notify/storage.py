@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from accrual_platform.db import Database, JsonType, UtcDateTime, in_values, insert_rows
+from accrual_platform.db import Database, JsonType, UtcDateTime, in_values, insert_rows, newest_first
 from accrual_platform.ids import new_id
 from sqlalchemy.orm import Session
 
@@ -375,13 +375,8 @@ class NotifyStore:
                         after: tuple[dt.datetime, str] | None) -> list[Delivery]:
         """Newest first; ``after`` is the (created_at, id) of the last row of the previous page."""
         d, m = deliveries, messages
-        query = sa.select(*_DELIVERY_COLUMNS).join(m, m.c.id == d.c.message_id).where(
-            d.c.tenant_id == tenant_id, d.c.endpoint_id == endpoint_id)
-        if after is not None:
-            at, last_id = after
-            query = query.where(sa.or_(d.c.created_at < at,
-                                       sa.and_(d.c.created_at == at, d.c.id < last_id)))
-        query = query.order_by(d.c.created_at.desc(), d.c.id.desc()).limit(limit)
+        query = newest_first(sa.select(*_DELIVERY_COLUMNS).join(m, m.c.id == d.c.message_id).where(
+            d.c.tenant_id == tenant_id, d.c.endpoint_id == endpoint_id), d.c.created_at, d.c.id, after, limit)
         with self.db.transaction() as session:
             return [_delivery(r) for r in session.execute(query).all()]
 

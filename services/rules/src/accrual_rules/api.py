@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import grpc
 from accrual.identity.v1 import identity_pb2
@@ -18,7 +19,7 @@ from google.protobuf.message import Message
 from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CAP_FIELDS
 from accrual_rules.domain.triggers import normalise_triggers
-from accrual_rules.domain.validation import ProgramChanges, RuleChanges, RuleFields
+from accrual_rules.domain.validation import ProgramChanges, RuleFields
 from accrual_rules.ledger import Account
 from accrual_rules.service import RulesService
 from accrual_rules.store import EntryRecord, EventTypeRecord, ProgramRecord, RuleRecord
@@ -55,17 +56,18 @@ def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Json]:
 
 
 def rule_message(row: RuleRecord) -> rules_pb2.Rule:
+    f = row.fields
     msg = rules_pb2.Rule(
-        rule_id=row.id, program_id=row.program_id, version=row.version, name=row.name,
-        event_type=row.event_type, condition=row.condition, formula=row.formula,
-        apply_tier_multiplier=row.apply_tier_multiplier, order=row.order,
-        stop_after_match=row.stop_after_match,
-        status=rules_pb2.RuleStatus.Value(f"RULE_STATUS_{row.status}"),
-        caps=rules_pb2.RuleCaps(**(row.caps or {})))
-    if row.active_from:
-        msg.active_from.FromDatetime(row.active_from)
-    if row.active_to:
-        msg.active_to.FromDatetime(row.active_to)
+        rule_id=row.id, program_id=row.program_id, version=row.version, name=f.name,
+        event_type=f.event_type, condition=f.condition, formula=f.formula,
+        apply_tier_multiplier=f.apply_tier_multiplier, order=f.order,
+        stop_after_match=f.stop_after_match,
+        status=rules_pb2.RuleStatus.Value(f"RULE_STATUS_{f.status}"),
+        caps=rules_pb2.RuleCaps(**f.caps))
+    if f.active_from:
+        msg.active_from.FromDatetime(f.active_from)
+    if f.active_to:
+        msg.active_to.FromDatetime(f.active_to)
     msg.created_at.FromDatetime(row.created_at)
     msg.updated_at.FromDatetime(row.updated_at)
     return msg
@@ -118,6 +120,11 @@ def _rule_status(value: int) -> str:
     if value == rules_pb2.RULE_STATUS_ARCHIVED:
         raise errors.InvalidArgument.field("status", "must be ACTIVE or SUSPENDED (archive with DELETE)")
     return _enum_name(rules_pb2.RuleStatus, value, "RULE_STATUS_", "ACTIVE")
+
+
+#: The fields of an UpdateRuleRequest that are stored as they come.
+_PLAIN_RULE_FIELDS = ("name", "event_type", "condition", "formula", "apply_tier_multiplier", "order",
+                      "stop_after_match")
 
 
 def rule_fields(request: rules_pb2.CreateRuleRequest) -> RuleFields:
@@ -225,27 +232,12 @@ class RulesServicer:
 
     def UpdateRule(self, request: rules_pb2.UpdateRuleRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Rule:
-        changes: RuleChanges = {}
-        if request.HasField("name"):
-            changes["name"] = request.name
-        if request.HasField("event_type"):
-            changes["event_type"] = request.event_type
-        if request.HasField("condition"):
-            changes["condition"] = request.condition
-        if request.HasField("formula"):
-            changes["formula"] = request.formula
-        if request.HasField("apply_tier_multiplier"):
-            changes["apply_tier_multiplier"] = request.apply_tier_multiplier
-        if request.HasField("order"):
-            changes["order"] = request.order
-        if request.HasField("stop_after_match"):
-            changes["stop_after_match"] = request.stop_after_match
-        named, at = _set_or_cleared(request, "active_from")
-        if named:
-            changes["active_from"] = at
-        named, at = _set_or_cleared(request, "active_to")
-        if named:
-            changes["active_to"] = at
+        changes: dict[str, Any] = {name: getattr(request, name) for name in _PLAIN_RULE_FIELDS
+                                   if request.HasField(name)}
+        for name in ("active_from", "active_to"):
+            named, at = _set_or_cleared(request, name)
+            if named:
+                changes[name] = at
         if request.HasField("status"):
             changes["status"] = _rule_status(request.status)
         if request.HasField("caps"):

@@ -34,7 +34,7 @@ def record_breaches(tx: LedgerTransaction, tenant_id: str, breaches: Mapping[str
         if rule is None:
             continue  # a draft rule of a simulation has no row
         count = rule.budget_breaches + len(reasons)
-        if rule.status != "ACTIVE" or count < suspend_after:
+        if rule.fields.status != "ACTIVE" or count < suspend_after:
             tx.count_breaches(rule_id, count)
             continue
         version = tx.suspend_rule(rule, count, now)
@@ -43,7 +43,7 @@ def record_breaches(tx: LedgerTransaction, tenant_id: str, breaches: Mapping[str
                     breaches=count)
         notes.append(facts.notification(tenant_id, "rule.suspended", f"rule.suspended:{rule_id}:{version}", now, {
             "rule_id": rule_id, "program_id": rule.program_id, "rule_version": version,
-            "rule_name": rule.name, "reason": reason, "breaches": count,
+            "rule_name": rule.fields.name, "reason": reason, "breaches": count,
             "message": _MESSAGES.get(reason, reason)}))
         suspended.append(rule_id)
     tx.announce(notifications=notes)

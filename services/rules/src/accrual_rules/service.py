@@ -16,7 +16,6 @@ from accrual_platform.ids import new_id, require_uuid
 from accrual_rules import ledger, sandbox
 from accrual_rules.domain import Json, validation
 from accrual_rules.domain.evaluation import (
-    Caps,
     Evaluation,
     EventFacts,
     ProgramPolicy,
@@ -175,10 +174,7 @@ class RulesService:
 
     def get_program(self, tenant_id: str, program_id: str) -> ProgramRecord:
         program_id = require_uuid(program_id, "program_id")
-        program = self.store.program(tenant_id, program_id)
-        if program is None:
-            raise errors.NotFound(f"program {program_id} not found", reason="program_not_found")
-        return program
+        return errors.found(self.store.program(tenant_id, program_id), "program", program_id)
 
     def list_programs(self, tenant_id: str, page_size: int, page_token: str
                       ) -> tuple[list[ProgramRecord], str]:
@@ -220,9 +216,9 @@ class RulesService:
         current = self.get_rule(tenant_id, program.id, rule_id)
 
         def change(locked: RuleRecord, declared: Callable[[str], list[dict[str, Json]] | None]) -> RuleFields:
-            if locked.status == "ARCHIVED":
+            if locked.fields.status == "ARCHIVED":
                 raise errors.Conflict(f"rule {rule_id} is archived", reason="rule_archived")
-            merged = locked.fields().changed(changes)
+            merged = locked.fields.changed(changes)
             return validate_rule(merged, declared(merged.event_type), self.sandbox)
 
         self.store.change_rule(tenant_id, current.id, utcnow(), change)
@@ -233,7 +229,7 @@ class RulesService:
         current = self.get_rule(tenant_id, program_id, rule_id)
 
         def change(locked: RuleRecord, _: object) -> RuleFields | None:
-            return None if locked.status == "ARCHIVED" else locked.fields().changed({"status": "ARCHIVED"})
+            return None if locked.fields.status == "ARCHIVED" else locked.fields.changed({"status": "ARCHIVED"})
 
         self.store.change_rule(tenant_id, current.id, utcnow(), change)
         return self.get_rule(tenant_id, program_id, rule_id)
@@ -241,10 +237,7 @@ class RulesService:
     def get_rule(self, tenant_id: str, program_id: str, rule_id: str) -> RuleRecord:
         program_id = require_uuid(program_id, "program_id")
         rule_id = require_uuid(rule_id, "rule_id")
-        rule = self.store.rule(tenant_id, program_id, rule_id)
-        if rule is None:
-            raise errors.NotFound(f"rule {rule_id} not found", reason="rule_not_found")
-        return rule
+        return errors.found(self.store.rule(tenant_id, program_id, rule_id), "rule", rule_id)
 
     def list_rules(self, tenant_id: str, program_id: str) -> list[RuleRecord]:
         """The program's rules in evaluation order; archived rules are left out."""
@@ -309,12 +302,7 @@ class RulesService:
                 f"draft_rules[{i}]: {exc.message}", reason=exc.reason,
                 violations=[errors.FieldViolation(f"draft_rules[{i}].{x.field}", x.description)
                             for x in exc.violations], metadata=exc.metadata) from None
-        return RuleSpec(
-            rule_id=f"draft-{i}", version=0, name=clean.name, event_type=clean.event_type,
-            condition=clean.condition, formula=clean.formula,
-            apply_tier_multiplier=clean.apply_tier_multiplier, order=clean.order,
-            stop_after_match=clean.stop_after_match, active_from=clean.active_from,
-            active_to=clean.active_to, status=clean.status, caps=Caps.from_json(clean.caps))
+        return clean.spec(f"draft-{i}", 0)
 
     # -- ledger -------------------------------------------------------------------------
     def balance(self, tenant_id: str, program_id: str, participant_id: str) -> ledger.Account:

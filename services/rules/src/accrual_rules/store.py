@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,12 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from accrual.messages.v1 import messages_pb2
 from accrual_platform import contract
-from accrual_platform.db import Database, in_values, insert_rows
+from accrual_platform.db import Database, in_values, insert_rows, newest_first
 from sqlalchemy.orm import Session
 
 from accrual_rules import ledger, storage
 from accrual_rules.domain import Json
-from accrual_rules.domain.evaluation import Caps, CapUsage, ProgramPolicy, RuleSpec, Tier
+from accrual_rules.domain.evaluation import CapUsage, ProgramPolicy, RuleSpec, Tier
 from accrual_rules.domain.validation import RuleFields
 
 
@@ -58,36 +58,13 @@ class RuleRecord:
     tenant_id: str
     program_id: str
     version: int
-    name: str
-    event_type: str
-    condition: str
-    formula: str
-    apply_tier_multiplier: bool
-    order: int
-    stop_after_match: bool
-    active_from: dt.datetime | None
-    active_to: dt.datetime | None
-    status: str
+    fields: RuleFields
     created_at: dt.datetime
     updated_at: dt.datetime
-    caps: dict[str, str] | None
     budget_breaches: int = 0
 
-    def fields(self) -> RuleFields:
-        """The versioned fields."""
-        return RuleFields(name=self.name, event_type=self.event_type, condition=self.condition,
-                          formula=self.formula, apply_tier_multiplier=self.apply_tier_multiplier,
-                          order=self.order, stop_after_match=self.stop_after_match,
-                          active_from=self.active_from, active_to=self.active_to, status=self.status,
-                          caps=self.caps or {})
-
     def spec(self) -> RuleSpec:
-        return RuleSpec(rule_id=self.id, version=self.version, name=self.name,
-                        event_type=self.event_type, condition=self.condition, formula=self.formula,
-                        apply_tier_multiplier=self.apply_tier_multiplier, order=self.order,
-                        stop_after_match=self.stop_after_match, active_from=self.active_from,
-                        active_to=self.active_to, status=self.status, caps=Caps.from_json(self.caps),
-                        budget_breaches=self.budget_breaches)
+        return self.fields.spec(self.id, self.version, self.budget_breaches)
 
 
 @dataclass(frozen=True)
@@ -134,8 +111,15 @@ def _program(row: sa.Row[Any]) -> ProgramRecord:
     return ProgramRecord(**row._mapping)
 
 
+def _fields(values: Mapping[Any, Any]) -> RuleFields:
+    """A rule's fields from its row or a version's snapshot (caps: none stored reads as none set)."""
+    return RuleFields(**{k: values[k] for k in storage.RULE_FIELDS if k != "caps"}, caps=values.get("caps") or {})
+
+
 def _rule(row: sa.Row[Any]) -> RuleRecord:
-    return RuleRecord(**row._mapping)
+    return RuleRecord(id=row.id, tenant_id=row.tenant_id, program_id=row.program_id, version=row.version,
+                      fields=_fields(row._mapping), created_at=row.created_at, updated_at=row.updated_at,
+                      budget_breaches=row.budget_breaches)
 
 
 def _columns(fields: RuleFields) -> dict[str, Json]:
@@ -315,10 +299,9 @@ class RulesStore:
             snap = dict(row.snapshot)
             for k in ("active_from", "active_to"):
                 snap[k] = dt.datetime.fromisoformat(snap[k]) if snap.get(k) else None
-            snap.setdefault("caps", {})
             out.append(RuleRecord(id=rule.id, tenant_id=rule.tenant_id, program_id=rule.program_id,
-                                  version=row.version, created_at=rule.created_at, updated_at=row.created_at,
-                                  **snap))
+                                  version=row.version, fields=_fields(snap), created_at=rule.created_at,
+                                  updated_at=row.created_at))
         return out
 
     # -- the worker's reads ---------------------------------------------------------------
@@ -344,14 +327,10 @@ class RulesStore:
                 before: tuple[dt.datetime, str] | None, limit: int) -> list[EntryRecord]:
         """A participant's entries, newest first, older than (created_at, id) ``before``."""
         entry = storage.ledger
-        query = sa.select(entry).where(entry.c.tenant_id == tenant_id,
-                                       entry.c.program_id == program_id,
-                                       entry.c.participant_id == participant_id)
-        if before is not None:
-            at, last_id = before
-            query = query.where(sa.or_(entry.c.created_at < at,
-                                       sa.and_(entry.c.created_at == at, entry.c.id < last_id)))
-        query = query.order_by(entry.c.created_at.desc(), entry.c.id.desc()).limit(limit)
+        query = newest_first(sa.select(entry).where(entry.c.tenant_id == tenant_id,
+                                                    entry.c.program_id == program_id,
+                                                    entry.c.participant_id == participant_id),
+                             entry.c.created_at, entry.c.id, before, limit)
         with self.db.transaction() as session:
             return [EntryRecord(**r._mapping) for r in session.execute(query)]
 
@@ -382,7 +361,8 @@ class BatchRead:
             catalog.event_types.setdefault(program.id, {})
         for row in self.session.execute(sa.select(r).where(
                 r.c.tenant_id == tenant_id, r.c.program_id.in_(missing), r.c.status != "ARCHIVED")):
-            catalog.rules[row.program_id].append(_rule(row).spec())
+            catalog.rules[row.program_id].append(_fields(row._mapping).spec(row.id, row.version,
+                                                                            row.budget_breaches))
         for row in self.session.execute(sa.select(t).where(t.c.tenant_id == tenant_id,
                                                            t.c.program_id.in_(missing))):
             catalog.event_types[row.program_id][row.name] = list(row.properties)
@@ -457,7 +437,7 @@ class LedgerTransaction:
         """Store a SUSPENDED version of a locked rule; returns the version."""
         r = storage.rules
         version = rule.version + 1
-        fields = rule.fields().changed({"status": "SUSPENDED"})
+        fields = rule.fields.changed({"status": "SUSPENDED"})
         self.session.execute(sa.update(r).where(r.c.id == rule.id).values(
             status="SUSPENDED", version=version, updated_at=now, budget_breaches=breaches))
         self.session.execute(storage.rule_versions.insert().values(

@@ -124,9 +124,9 @@ def window_starts(at: dt.datetime) -> dict[str, dt.datetime]:
 
 
 @dataclass(frozen=True)
-class RuleSpec:
-    rule_id: str
-    version: int
+class RuleTerms:
+    """What a rule says, alike in a request (validation.RuleFields) and in the evaluator's spec."""
+
     name: str
     event_type: str
     condition: str
@@ -136,6 +136,18 @@ class RuleSpec:
     stop_after_match: bool
     active_from: dt.datetime | None
     active_to: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class RuleKey:
+    """Which rule, at which version (a base of RuleSpec so that both lead its fields)."""
+
+    rule_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class RuleSpec(RuleTerms, RuleKey):
     status: str = "ACTIVE"
     caps: Caps = Caps()
     #: times the rule went over the sandbox's budget since it was last saved

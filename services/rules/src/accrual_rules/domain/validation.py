@@ -13,12 +13,12 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from accrual_platform import errors, text
 
 from accrual_rules.domain import Json
-from accrual_rules.domain.evaluation import CAP_FIELDS, MAX_POINTS, ROUNDINGS
+from accrual_rules.domain.evaluation import CAP_FIELDS, MAX_POINTS, ROUNDINGS, Caps, RuleSpec, RuleTerms
 from accrual_rules.domain.expressions import normalised
 
 POLICIES = ("CREATE", "REJECT")
@@ -160,18 +160,9 @@ def validate_caps(raw: Mapping[str, str | None] | None, v: list[errors.FieldViol
 
 
 @dataclass(frozen=True)
-class RuleFields:
+class RuleFields(RuleTerms):
     """What a rule's versions store (storage.RULE_FIELDS)."""
 
-    name: str
-    event_type: str
-    condition: str
-    formula: str
-    apply_tier_multiplier: bool
-    order: int
-    stop_after_match: bool
-    active_from: dt.datetime | None
-    active_to: dt.datetime | None
     status: str
     caps: Mapping[str, str]
 
@@ -181,6 +172,15 @@ class RuleFields:
     def expressions(self) -> dict[str, str]:
         """What :func:`accrual_rules.service.check_expressions` reads."""
         return {"condition": self.condition, "formula": self.formula, "event_type": self.event_type}
+
+    def spec(self, rule_id: str, version: int, budget_breaches: int = 0) -> RuleSpec:
+        """The evaluator's spec of these fields as version ``version`` of rule ``rule_id``."""
+        return RuleSpec(rule_id=rule_id, version=version, name=self.name, event_type=self.event_type,
+                        condition=self.condition, formula=self.formula,
+                        apply_tier_multiplier=self.apply_tier_multiplier, order=self.order,
+                        stop_after_match=self.stop_after_match, active_from=self.active_from,
+                        active_to=self.active_to, status=self.status, caps=Caps.from_json(self.caps),
+                        budget_breaches=budget_breaches)
 
 
 class ProgramChanges(TypedDict, total=False):
@@ -195,20 +195,8 @@ class ProgramChanges(TypedDict, total=False):
     tiers: list[dict[str, str]]
 
 
-class RuleChanges(TypedDict, total=False):
-    """The fields an update names (the others keep their values)."""
-
-    name: str
-    event_type: str
-    condition: str
-    formula: str
-    apply_tier_multiplier: bool
-    order: int
-    stop_after_match: bool
-    active_from: dt.datetime | None
-    active_to: dt.datetime | None
-    status: str
-    caps: Mapping[str, str]
+#: The fields of :class:`RuleFields` an update names, by name (the others keep their values).
+RuleChanges = Mapping[str, Any]
 
 
 def check_rule_fields(fields: RuleFields) -> RuleFields:
