@@ -179,6 +179,20 @@ class IngestServicer(_Servicer):
                         context: grpc.ServicerContext) -> ingest_pb2.CdpEventType:
         return wire.event_type_message(self._svc.event_type(auth.tenant_id(), request.name))
 
+    def UpdateCdpEventType(self, request: ingest_pb2.UpdateCdpEventTypeRequest,
+                           context: grpc.ServicerContext) -> ingest_pb2.CdpEventType:
+        if request.properties and request.clear_properties:
+            raise errors.InvalidArgument.field("clear_properties", "cannot be combined with properties")
+        properties = wire.property_specs(request.properties) if request.properties or request.clear_properties \
+            else None
+        allow = request.allow_unknown_properties if request.HasField("allow_unknown_properties") else None
+        return wire.event_type_message(self._svc.update_event_type(
+            auth.tenant_id(), request.name, properties=properties, allow_unknown_properties=allow))
+
+    def DeleteCdpEventType(self, request: ingest_pb2.DeleteCdpEventTypeRequest,
+                           context: grpc.ServicerContext) -> ingest_pb2.CdpEventType:
+        return wire.event_type_message(self._svc.delete_event_type(auth.tenant_id(), request.name))
+
     # -- engagement -----------------------------------------------------------------------
     def GetProgramAnalytics(self, request: ingest_pb2.GetProgramAnalyticsRequest,
                             context: grpc.ServicerContext) -> ingest_pb2.ProgramAnalytics:

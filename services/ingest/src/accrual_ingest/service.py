@@ -28,7 +28,7 @@ from accrual_ingest.domain.accept import (
     system_candidate,
     unique,
 )
-from accrual_ingest.domain.cdp import CdpInput, EventTypeSpec, validate_event_type
+from accrual_ingest.domain.cdp import CdpInput, EventTypeSpec, PropertySpec, validate_event_type
 from accrual_ingest.domain.engagement import Increments, ProcessedEvent
 from accrual_ingest.domain.validation import EventInput, JsonObject
 from accrual_ingest.storage import (
@@ -197,11 +197,23 @@ class IngestService:
         return self.store.event_types(tenant_id)
 
     def event_type(self, tenant_id: str, name: str) -> EventTypeRecord:
-        record = self.store.event_type(tenant_id, name)
-        if record is None:
-            raise errors.NotFound(f"CDP event type {errors.excerpt(name)} is not registered",
-                                  reason="event_type_not_found")
-        return record
+        return _event_type_found(self.store.event_type(tenant_id, name), name)
+
+    def update_event_type(self, tenant_id: str, name: str, *, properties: tuple[PropertySpec, ...] | None,
+                          allow_unknown_properties: bool | None) -> EventTypeRecord:
+        """Change the fields given (None keeps one); the result is validated as on create."""
+        current = self.event_type(tenant_id, name)
+        spec = EventTypeSpec(
+            name, current.properties if properties is None else properties,
+            current.allow_unknown_properties if allow_unknown_properties is None else allow_unknown_properties)
+        violations = validate_event_type(spec)
+        errors.collect([errors.FieldViolation(v.field, v.description) for v in violations],
+                       reason="validation_failed")
+        return _event_type_found(self.store.update_event_type(tenant_id, spec, utcnow()), name)
+
+    def delete_event_type(self, tenant_id: str, name: str) -> EventTypeRecord:
+        """Events of the type submitted afterwards are refused as unregistered; stored ones stay."""
+        return _event_type_found(self.store.delete_event_type(tenant_id, name), name)
 
     # -- read -----------------------------------------------------------------------------
     def get(self, tenant_id: str, event_id: str) -> EventRecord:
@@ -380,3 +392,9 @@ class StaleEventSweeper:
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else repr(exc)
 
+
+def _event_type_found(record: EventTypeRecord | None, name: str) -> EventTypeRecord:
+    if record is None:
+        raise errors.NotFound(f"CDP event type {errors.excerpt(name)} is not registered",
+                              reason="event_type_not_found")
+    return record

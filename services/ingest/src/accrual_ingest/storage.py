@@ -262,6 +262,10 @@ def _event_type(row: sa.Row[Any]) -> EventTypeRecord:
         created_at=row.created_at, updated_at=row.updated_at)
 
 
+def _property_rows(spec: EventTypeSpec) -> list[dict[str, Any]]:
+    return [{"name": p.name, "type": p.type, "required": p.required} for p in spec.properties]
+
+
 @dataclass(frozen=True)
 class EventFilters:
     """ListEvents' filters; empty strings and None filter nothing."""
@@ -746,7 +750,7 @@ class IngestStore:
     def put_event_type(self, tenant_id: str, spec: EventTypeSpec, now: dt.datetime) -> EventTypeRecord:
         """Register ``spec`` or replace its definition; concurrent writers leave one row."""
         t = cdp_event_types
-        properties = [{"name": p.name, "type": p.type, "required": p.required} for p in spec.properties]
+        properties = _property_rows(spec)
         with self._db.transaction() as session:
             stmt = _insert(session)(t).values(
                 tenant_id=tenant_id, name=spec.name, properties=properties,
@@ -759,6 +763,23 @@ class IngestStore:
             record = self._event_type(session, tenant_id, spec.name)
         assert record is not None
         return record
+
+    def update_event_type(self, tenant_id: str, spec: EventTypeSpec, now: dt.datetime) -> EventTypeRecord | None:
+        """Replace the definition of a registered event type (None: not registered)."""
+        t = cdp_event_types
+        with self._db.transaction() as session:
+            row = session.execute(sa.update(t).where(t.c.tenant_id == tenant_id, t.c.name == spec.name).values(
+                properties=_property_rows(spec), allow_unknown_properties=spec.allow_unknown_properties,
+                updated_at=now).returning(*t.c)).first()
+        return _event_type(row) if row is not None else None
+
+    def delete_event_type(self, tenant_id: str, name: str) -> EventTypeRecord | None:
+        """Remove an event type from the registry (None: not registered); stored events stay."""
+        t = cdp_event_types
+        with self._db.transaction() as session:
+            row = session.execute(sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.name == name)
+                                  .returning(*t.c)).first()
+        return _event_type(row) if row is not None else None
 
     # -- analytics and segments -----------------------------------------------------------
     def analytics(self, tenant_id: str, program_id: str, top: int, *, latest: bool,

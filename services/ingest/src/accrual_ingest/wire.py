@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from accrual.ingest.v1 import ingest_pb2
@@ -137,11 +137,16 @@ def cdp_input(req: ingest_pb2.SubmitCdpEventRequest, prefix: str = "") -> CdpInp
 
 
 def event_type_spec(req: ingest_pb2.CreateCdpEventTypeRequest) -> EventTypeSpec:
+    return EventTypeSpec(req.name, property_specs(req.properties), req.allow_unknown_properties)
+
+
+def property_specs(properties: Iterable[ingest_pb2.CdpPropertySpec]) -> tuple[PropertySpec, ...]:
+    """Declared properties; an unknown type number becomes "" for validation to name."""
     props = []
-    for p in req.properties:
+    for p in properties:
         name = ingest_pb2.CdpPropertyType.Name(p.type) if p.type in ingest_pb2.CdpPropertyType.values() else ""
         props.append(PropertySpec(p.name, name.removeprefix(_PROPERTY_TYPE_PREFIX), p.required))
-    return EventTypeSpec(req.name, tuple(props), req.allow_unknown_properties)
+    return tuple(props)
 
 
 # -- accept outcomes out ----------------------------------------------------------------------

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -33,6 +34,17 @@ def _known(enum: EnumTypeWrapper, value: int, field: str) -> None:
     """Unknown numbers reach us from gRPC clients (the REST shim refuses unknown names)."""
     if value not in enum.values():
         raise errors.InvalidArgument.field(field, "is not a known value")
+
+
+def _properties(properties: Iterable[rules_pb2.EventTypeProperty]) -> list[dict[str, Json]]:
+    props: list[dict[str, Json]] = []
+    for i, p in enumerate(properties):
+        if not p.type or p.type not in rules_pb2.PropertyType.values():
+            raise errors.InvalidArgument.field(f"properties[{i}].type",
+                                               "must be STRING, NUMBER, BOOLEAN, OBJECT or ARRAY")
+        props.append({"name": p.name, "type": _enum_name(rules_pb2.PropertyType, p.type, "PROPERTY_TYPE_", ""),
+                      "required": p.required})
+    return props
 
 
 def program_message(row: ProgramRecord) -> rules_pb2.Program:
@@ -208,16 +220,26 @@ class RulesServicer:
     # -- event types ----------------------------------------------------------------------
     def CreateEventType(self, request: rules_pb2.CreateEventTypeRequest,
                         context: grpc.ServicerContext) -> rules_pb2.EventType:
-        props = []
-        for i, p in enumerate(request.properties):
-            if not p.type or p.type not in rules_pb2.PropertyType.values():
-                raise errors.InvalidArgument.field(f"properties[{i}].type",
-                                                   "must be STRING, NUMBER, BOOLEAN, OBJECT or ARRAY")
-            props.append({"name": p.name, "type": _enum_name(rules_pb2.PropertyType, p.type, "PROPERTY_TYPE_", ""),
-                          "required": p.required})
         row = self._svc.create_event_type(auth.tenant_id(), request.program_id, request.name,
-                                          request.description, props)
+                                          request.description, _properties(request.properties))
         return event_type_message(row)
+
+    def GetEventType(self, request: rules_pb2.GetEventTypeRequest,
+                     context: grpc.ServicerContext) -> rules_pb2.EventType:
+        return event_type_message(self._svc.get_event_type(auth.tenant_id(), request.program_id, request.name))
+
+    def UpdateEventType(self, request: rules_pb2.UpdateEventTypeRequest,
+                        context: grpc.ServicerContext) -> rules_pb2.EventType:
+        if request.properties and request.clear_properties:
+            raise errors.InvalidArgument.field("clear_properties", "cannot be combined with properties")
+        props = _properties(request.properties) if request.properties or request.clear_properties else None
+        return event_type_message(self._svc.update_event_type(
+            auth.tenant_id(), request.program_id, request.name,
+            description=request.description if request.HasField("description") else None, properties=props))
+
+    def DeleteEventType(self, request: rules_pb2.DeleteEventTypeRequest,
+                        context: grpc.ServicerContext) -> rules_pb2.EventType:
+        return event_type_message(self._svc.delete_event_type(auth.tenant_id(), request.program_id, request.name))
 
     def ListEventTypes(self, request: rules_pb2.ListEventTypesRequest,
                        context: grpc.ServicerContext) -> rules_pb2.ListEventTypesResponse:

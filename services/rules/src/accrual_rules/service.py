@@ -195,7 +195,33 @@ class RulesService:
             raise errors.AlreadyExists(f"event type {errors.excerpt(name)} is already registered on the program",
                                        reason="event_type_exists",
                                        violations=[errors.FieldViolation("name", "is already registered")])
-        return next(r for r in self.list_event_types(tenant_id, program.id) if r.name == name)
+        return self.get_event_type(tenant_id, program.id, name)
+
+    def get_event_type(self, tenant_id: str, program_id: str, name: str) -> EventTypeRecord:
+        program = self.get_program(tenant_id, program_id)
+        return _event_type_found(self.store.event_type(tenant_id, program.id, name), name)
+
+    def update_event_type(self, tenant_id: str, program_id: str, name: str, *, description: str | None,
+                          properties: Sequence[Mapping[str, Json]] | None) -> EventTypeRecord:
+        """Change the fields given (None keeps one); validated as on create."""
+        current = self.get_event_type(tenant_id, program_id, name)
+        merged_description = current.description if description is None else description
+        clean = validation.check_event_type(name, merged_description,
+                                            current.properties if properties is None else properties)
+        return _event_type_found(self.store.update_event_type(tenant_id, current.program_id, name,
+                                                              merged_description, clean), name)
+
+    def delete_event_type(self, tenant_id: str, program_id: str, name: str) -> EventTypeRecord:
+        """Delete an event type no unarchived rule refers to; rules and stored events stay as they are."""
+        program = self.get_program(tenant_id, program_id)
+        deleted, users = self.store.delete_event_type(tenant_id, program.id, name)
+        deleted = _event_type_found(deleted, name)
+        if users:
+            raise errors.FailedPrecondition(
+                f"event type {errors.excerpt(name)} is used by rules {', '.join(users[:10])}: "
+                "archive them or change their event_type first", reason="event_type_in_use",
+                metadata={"rule_ids": ",".join(users[:10])})
+        return deleted
 
     def list_event_types(self, tenant_id: str, program_id: str) -> list[EventTypeRecord]:
         program = self.get_program(tenant_id, program_id)
@@ -408,3 +434,10 @@ def _triggers(raw: Mapping[str, Json] | None) -> dict[str, dict[str, Json]]:
 
 PROGRAM_PAGES = pages.Codec("programs", pages.uuid_key)
 TRANSACTION_PAGES = pages.Codec("transactions", pages.timestamp, pages.uuid_key)
+
+
+def _event_type_found(record: EventTypeRecord | None, name: str) -> EventTypeRecord:
+    if record is None:
+        raise errors.NotFound(f"event type {errors.excerpt(name)} is not registered on the program",
+                              reason="event_type_not_found")
+    return record

@@ -233,6 +233,44 @@ class RulesStore:
             return [EventTypeRecord(**r._mapping) for r in session.execute(sa.select(t).where(
                 t.c.tenant_id == tenant_id, t.c.program_id == program_id).order_by(t.c.name))]
 
+    def event_type(self, tenant_id: str, program_id: str, name: str) -> EventTypeRecord | None:
+        t = storage.program_event_types
+        with self.db.transaction() as session:
+            row = session.execute(sa.select(t).where(
+                t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.name == name)).first()
+        return EventTypeRecord(**row._mapping) if row is not None else None
+
+    def update_event_type(self, tenant_id: str, program_id: str, name: str, description: str,
+                          properties: list[dict[str, Json]]) -> EventTypeRecord | None:
+        """The changed event type (None: not registered)."""
+        t = storage.program_event_types
+        with self.db.transaction() as session:
+            row = session.execute(sa.update(t).where(
+                t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.name == name,
+            ).values(description=description, properties=properties).returning(*t.c)).first()
+        return EventTypeRecord(**row._mapping) if row is not None else None
+
+    def delete_event_type(self, tenant_id: str, program_id: str,
+                          name: str) -> tuple[EventTypeRecord | None, list[str]]:
+        """Delete the event type unless unarchived rules refer to it: (the deleted record or
+        None when not registered, the ids of the rules that kept it)."""
+        t, r = storage.program_event_types, storage.rules
+        where = (t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.name == name)
+        with self.db.transaction() as session:
+            # Locking the row makes a concurrent delete or update wait for this decision.
+            query = sa.select(t).where(*where)
+            if self.db.dialect == "postgresql":
+                query = query.with_for_update()
+            row = session.execute(query).first()
+            if row is None:
+                return None, []
+            users = list(session.execute(sa.select(r.c.id).where(
+                r.c.tenant_id == tenant_id, r.c.program_id == program_id, r.c.event_type == name,
+                r.c.status != "ARCHIVED").order_by(r.c.id)).scalars())
+            if not users:
+                session.execute(sa.delete(t).where(*where))
+        return EventTypeRecord(**row._mapping), users
+
     def declared(self, tenant_id: str, program_id: str, event_type: str) -> list[dict[str, Json]] | None:
         """Properties of a registered event type (None: not registered)."""
         with self.db.transaction() as session:

@@ -403,6 +403,24 @@ class GetCdpEventTypeRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class UpdateCdpEventTypeRequest(_message.Message):
+    __slots__ = ("name", "properties", "clear_properties", "allow_unknown_properties")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_UNKNOWN_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    properties: _containers.RepeatedCompositeFieldContainer[CdpPropertySpec]
+    clear_properties: bool
+    allow_unknown_properties: bool
+    def __init__(self, name: _Optional[str] = ..., properties: _Optional[_Iterable[_Union[CdpPropertySpec, _Mapping]]] = ..., clear_properties: _Optional[bool] = ..., allow_unknown_properties: _Optional[bool] = ...) -> None: ...
+
+class DeleteCdpEventTypeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class GetProgramAnalyticsRequest(_message.Message):
     __slots__ = ("program_id", "from_date", "to_date", "top")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]

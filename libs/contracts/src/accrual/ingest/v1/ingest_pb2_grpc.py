@@ -85,6 +85,16 @@ class IngestServiceStub:
                 request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetCdpEventTypeRequest.SerializeToString,
                 response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
                 _registered_method=True)
+        self.UpdateCdpEventType = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/UpdateCdpEventType',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.UpdateCdpEventTypeRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
+                _registered_method=True)
+        self.DeleteCdpEventType = channel.unary_unary(
+                '/accrual.ingest.v1.IngestService/DeleteCdpEventType',
+                request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.DeleteCdpEventTypeRequest.SerializeToString,
+                response_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
+                _registered_method=True)
         self.GetProgramAnalytics = channel.unary_unary(
                 '/accrual.ingest.v1.IngestService/GetProgramAnalytics',
                 request_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetProgramAnalyticsRequest.SerializeToString,
@@ -202,6 +212,22 @@ class IngestServiceServicer:
 
     def GetCdpEventType(self, request, context):
         """Get one CDP event type by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCdpEventType(self, request, context):
+        """Change a CDP event type: only the fields present in the request change; the result is
+        validated as on create and applies to events submitted afterwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCdpEventType(self, request, context):
+        """Delete a CDP event type: events of that type submitted afterwards are refused (422) as
+        unregistered; events already stored are kept unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -325,6 +351,16 @@ def add_IngestServiceServicer_to_server(servicer, server):
             'GetCdpEventType': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCdpEventType,
                     request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetCdpEventTypeRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.SerializeToString,
+            ),
+            'UpdateCdpEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCdpEventType,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.UpdateCdpEventTypeRequest.FromString,
+                    response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.SerializeToString,
+            ),
+            'DeleteCdpEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCdpEventType,
+                    request_deserializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.DeleteCdpEventTypeRequest.FromString,
                     response_serializer=accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.SerializeToString,
             ),
             'GetProgramAnalytics': grpc.unary_unary_rpc_method_handler(
@@ -643,6 +679,60 @@ class IngestService:
             target,
             '/accrual.ingest.v1.IngestService/GetCdpEventType',
             accrual_dot_ingest_dot_v1_dot_ingest__pb2.GetCdpEventTypeRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCdpEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/UpdateCdpEventType',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.UpdateCdpEventTypeRequest.SerializeToString,
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCdpEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.ingest.v1.IngestService/DeleteCdpEventType',
+            accrual_dot_ingest_dot_v1_dot_ingest__pb2.DeleteCdpEventTypeRequest.SerializeToString,
             accrual_dot_ingest_dot_v1_dot_ingest__pb2.CdpEventType.FromString,
             options,
             channel_credentials,

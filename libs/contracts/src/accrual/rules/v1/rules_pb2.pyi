@@ -217,6 +217,36 @@ class ListEventTypesResponse(_message.Message):
     event_types: _containers.RepeatedCompositeFieldContainer[EventType]
     def __init__(self, event_types: _Optional[_Iterable[_Union[EventType, _Mapping]]] = ...) -> None: ...
 
+class GetEventTypeRequest(_message.Message):
+    __slots__ = ("program_id", "name")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    name: str
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class UpdateEventTypeRequest(_message.Message):
+    __slots__ = ("program_id", "name", "description", "properties", "clear_properties")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    name: str
+    description: str
+    properties: _containers.RepeatedCompositeFieldContainer[EventTypeProperty]
+    clear_properties: bool
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., properties: _Optional[_Iterable[_Union[EventTypeProperty, _Mapping]]] = ..., clear_properties: _Optional[bool] = ...) -> None: ...
+
+class DeleteEventTypeRequest(_message.Message):
+    __slots__ = ("program_id", "name")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    name: str
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
 class GetProgramRequest(_message.Message):
     __slots__ = ("program_id",)
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]

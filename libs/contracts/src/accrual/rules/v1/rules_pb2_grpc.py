@@ -90,6 +90,21 @@ class RulesServiceStub:
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesRequest.SerializeToString,
                 response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesResponse.FromString,
                 _registered_method=True)
+        self.GetEventType = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/GetEventType',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.GetEventTypeRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.FromString,
+                _registered_method=True)
+        self.UpdateEventType = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/UpdateEventType',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateEventTypeRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.FromString,
+                _registered_method=True)
+        self.DeleteEventType = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/DeleteEventType',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.DeleteEventTypeRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.FromString,
+                _registered_method=True)
         self.UpdateRule = channel.unary_unary(
                 '/accrual.rules.v1.RulesService/UpdateRule',
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateRuleRequest.SerializeToString,
@@ -203,6 +218,29 @@ class RulesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEventType(self, request, context):
+        """Get one of a program's event types by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEventType(self, request, context):
+        """Change an event type: only the fields present in the request change. Rules already
+        written are not re-validated against the new properties.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEventType(self, request, context):
+        """Delete an event type; refused (409) while active or draft rules refer to it. Under the
+        REGISTERED policy the program then refuses events of that type; stored events are kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateRule(self, request, context):
         """Change a rule: the fields present in the request change, making a new version.
         """
@@ -302,6 +340,21 @@ def add_RulesServiceServicer_to_server(servicer, server):
                     servicer.ListEventTypes,
                     request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesRequest.FromString,
                     response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesResponse.SerializeToString,
+            ),
+            'GetEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventType,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.GetEventTypeRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.SerializeToString,
+            ),
+            'UpdateEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEventType,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateEventTypeRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.SerializeToString,
+            ),
+            'DeleteEventType': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEventType,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.DeleteEventTypeRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.SerializeToString,
             ),
             'UpdateRule': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateRule,
@@ -632,6 +685,87 @@ class RulesService:
             '/accrual.rules.v1.RulesService/ListEventTypes',
             accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesRequest.SerializeToString,
             accrual_dot_rules_dot_v1_dot_rules__pb2.ListEventTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/GetEventType',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.GetEventTypeRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/UpdateEventType',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateEventTypeRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEventType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/DeleteEventType',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.DeleteEventTypeRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.EventType.FromString,
             options,
             channel_credentials,
             insecure,
