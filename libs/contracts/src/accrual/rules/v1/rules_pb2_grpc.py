@@ -234,8 +234,9 @@ class RulesServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteEventType(self, request, context):
-        """Delete an event type; refused (409) while active or draft rules refer to it. Under the
-        REGISTERED policy the program then refuses events of that type; stored events are kept.
+        """Delete an event type; refused (FAILED_PRECONDITION, HTTP 400) while unarchived rules refer
+        to it. Under the REGISTERED policy the program then refuses events of that type; stored
+        events are kept.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
