@@ -96,7 +96,7 @@ def test_update_and_delete_over_grpc(stack: Stack) -> None:
             name="plan", type=ingest_pb2.CDP_PROPERTY_TYPE_STRING, required=True)]), metadata=md)
     assert [p.name for p in updated.properties] == ["plan"] and not updated.allow_unknown_properties
     bad = stack.failure(lambda: stack.stub.UpdateCdpEventType(ingest_pb2.UpdateCdpEventTypeRequest(
-        name="signup", properties=[ingest_pb2.CdpPropertySpec(name="plan", type=99)]),  # type: ignore[arg-type]
+        name="signup", properties=[ingest_pb2.CdpPropertySpec(name="plan", type=99)]),
         metadata=md))
     assert (bad.code, bad.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["properties[0].type"])
     assert stack.stub.DeleteCdpEventType(ingest_pb2.DeleteCdpEventTypeRequest(name="signup"),

@@ -3,6 +3,7 @@ update (validated as on create), delete (refused while rules use it) and tenant 
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import grpc
@@ -16,14 +17,15 @@ Code = grpc.StatusCode
 NUMBER, STRING = rules_pb2.PROPERTY_TYPE_NUMBER, rules_pb2.PROPERTY_TYPE_STRING
 
 
-def prop(name: str, kind: int = NUMBER, required: bool = False) -> rules_pb2.EventTypeProperty:
-    return rules_pb2.EventTypeProperty(name=name, type=kind, required=required)  # type: ignore[arg-type]
+def prop(name: str, kind: rules_pb2.PropertyType.ValueType = NUMBER,
+         required: bool = False) -> rules_pb2.EventTypeProperty:
+    return rules_pb2.EventTypeProperty(name=name, type=kind, required=required)
 
 
 def program_with_purchase(stack: Stack, md: list[tuple[str, str]],
-                          policy: int = rules_pb2.EVENT_TYPE_POLICY_OPEN) -> str:
+                          policy: rules_pb2.EventTypePolicy.ValueType = rules_pb2.EVENT_TYPE_POLICY_OPEN) -> str:
     pid: str = stack.stub.CreateProgram(rules_pb2.CreateProgramRequest(
-        name="Demo", event_type_policy=policy), metadata=md).program_id  # type: ignore[arg-type]
+        name="Demo", event_type_policy=policy), metadata=md).program_id
     stack.stub.CreateEventType(rules_pb2.CreateEventTypeRequest(
         program_id=pid, name="purchase", description="order completed",
         properties=[prop("amount", required=True), prop("category", STRING)]), metadata=md)
@@ -78,7 +80,7 @@ def test_update_validates_like_create(stack: Stack) -> None:
         (rules_pb2.UpdateEventTypeRequest(properties=[prop("a")], clear_properties=True), "clear_properties"),
     ]:
         request.program_id, request.name = pid, "purchase"
-        bad = stack.failure(lambda r=request: stack.stub.UpdateEventType(r, metadata=md))
+        bad = stack.failure(functools.partial(stack.stub.UpdateEventType, request, metadata=md))
         assert (bad.code, bad.fields) == (Code.INVALID_ARGUMENT, [field])
     kept = stack.stub.GetEventType(rules_pb2.GetEventTypeRequest(program_id=pid, name="purchase"), metadata=md)
     assert [p.name for p in kept.properties] == ["amount", "category"]
