@@ -188,3 +188,23 @@ def test_demo_events_redelivery_and_the_rest_routes(suite: dict[str, Any]) -> No
     review = _submit_and_wait(base, h, {"program_id": pid, "idempotency_key": f"r-{uuid.uuid4()}",
                                         "external_id": user, "event_type": "review", "event_data": {}})
     assert (review["status"], review["error_code"]) == ("FAILED", "event_type_not_registered")
+
+
+def test_event_type_crud_over_rest(suite: dict[str, Any]) -> None:
+    base, h = suite["base"], {"X-API-Key": suite["key"]}
+    pid = httpx.post(f"{base}/v1/programs", headers=h, json={"name": "Event types"}).json()["program_id"]
+    url = f"{base}/v1/programs/{pid}/event-types"
+    assert httpx.post(url, headers=h, json={"name": "signup", "description": "joined"}).status_code == 200
+    got = httpx.get(f"{url}/signup", headers=h)
+    assert (got.status_code, got.json()["description"]) == (200, "joined")
+    patched = httpx.patch(f"{url}/signup", headers=h, json={
+        "properties": [{"name": "plan", "type": "STRING", "required": True}]})
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["description"], patched.json()["properties"][0]["name"]) == ("joined", "plan")
+    bad = httpx.patch(f"{url}/signup", headers=h, json={"properties": [{"name": "plan"}]})
+    assert bad.status_code == 400 and bad.json()["error"]["details"][-1]["field"] == "properties[0].type"
+    assert httpx.delete(f"{url}/signup", headers=h).status_code == 200
+    gone = httpx.delete(f"{url}/signup", headers=h)
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "event_type_not_found")
+    assert "signup" in gone.json()["error"]["message"]
+    assert httpx.get(f"{url}/signup", headers=h).status_code == 404
