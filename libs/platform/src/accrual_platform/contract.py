@@ -12,7 +12,7 @@ with the data they announce: one delivery guarantee for every service.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -63,8 +63,11 @@ PUBLISH_NOTIFICATIONS: Route[messages_pb2.Notifications] = Route(
 DELIVER_WEBHOOK: Route[messages_pb2.DeliveryRequested] = Route(
     NOTIFY_QUEUE, "deliver_webhook", messages_pb2.DeliveryRequested)
 
-ROUTES: tuple[Route[Any], ...] = (EVALUATE_EVENTS, MERGE_LEDGERS, RECORD_OUTCOMES,
-                                  PUBLISH_NOTIFICATIONS, DELIVER_WEBHOOK)
+def merging(route: Route[M], repeated: str, *, group_by: Sequence[str] = (),
+            limit: int = 200) -> tuple[tuple[str, str], outbox.Merger]:
+    """An outbox relay merger for ``route`` (see :func:`outbox.merge_messages`), keyed as the
+    relay looks it up and reading the message type the route takes."""
+    return route.key, outbox.merge_messages(route.message, repeated, group_by=group_by, limit=limit)
 
 
 def _check(route: Route[M], message: Message) -> None:

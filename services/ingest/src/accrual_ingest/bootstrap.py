@@ -6,10 +6,9 @@ from __future__ import annotations
 import dramatiq
 import grpc
 from accrual.ingest.v1 import ingest_pb2_grpc
-from accrual.messages.v1 import messages_pb2
 from accrual_platform import clients, contract, queue
 from accrual_platform.db import Database
-from accrual_platform.outbox import OutboxRelay, merge_messages
+from accrual_platform.outbox import OutboxRelay
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
 
@@ -33,13 +32,11 @@ class IngestRuntime:
     def __init__(self, settings: Settings, broker: dramatiq.Broker) -> None:
         self.db = Database(settings.database_url, SCHEMA, pool_size=20)
         self.relay = OutboxRelay(self.db, storage.outbox, broker, linger_seconds=settings.outbox_linger_seconds,
-                                 mergers={
-                                     contract.EVALUATE_EVENTS.key: merge_messages(
-                                         messages_pb2.EventsAccepted, "event_ids", group_by=("tenant_id",),
-                                         limit=CLAIM_CHUNK),
-                                     contract.PUBLISH_NOTIFICATIONS.key: merge_messages(
-                                         messages_pb2.Notifications, "notifications", limit=500),
-                                 })
+                                 mergers=dict([
+                                     contract.merging(contract.EVALUATE_EVENTS, "event_ids",
+                                                      group_by=("tenant_id",), limit=CLAIM_CHUNK),
+                                     contract.merging(contract.PUBLISH_NOTIFICATIONS, "notifications", limit=500),
+                                 ]))
         self.store = IngestStore(self.db)
         self.waiters = Waiters(max(settings.submit_wait_max_calls, 0))
         self.service = IngestService(self.store, self.relay.notify, self.waiters)

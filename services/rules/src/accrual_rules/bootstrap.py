@@ -12,7 +12,7 @@ from accrual.rules.v1 import rules_pb2_grpc
 from accrual_platform import clients, contract, errors, queue
 from accrual_platform.db import Database, utcnow
 from accrual_platform.grpc_server import internal_metadata
-from accrual_platform.outbox import OutboxRelay, merge_messages
+from accrual_platform.outbox import OutboxRelay
 from accrual_platform.runtime import migrations_dir
 from accrual_platform.settings import Settings
 
@@ -40,11 +40,10 @@ class RulesRuntime:
         self.db = Database(settings.database_url, SCHEMA, pool_size=20)
         # Each worker transaction writes an outcomes row and a facts row: the relay sends the
         # rows of one read as one message per actor, so consumers pay per batch, not per row.
-        self.relay = OutboxRelay(self.db, storage.outbox, broker, mergers={
-            contract.RECORD_OUTCOMES.key: merge_messages(messages_pb2.EventOutcomes, "outcomes", limit=500),
-            contract.PUBLISH_NOTIFICATIONS.key: merge_messages(
-                messages_pb2.Notifications, "notifications", limit=500),
-        })
+        self.relay = OutboxRelay(self.db, storage.outbox, broker, mergers=dict([
+            contract.merging(contract.RECORD_OUTCOMES, "outcomes", limit=500),
+            contract.merging(contract.PUBLISH_NOTIFICATIONS, "notifications", limit=500),
+        ]))
         self.sandbox = Sandbox(deadline_ms=settings.rule_eval_deadline_ms, memory_mb=settings.rule_eval_memory_mb,
                                processes=settings.rule_eval_processes,
                                suspend_after=settings.rule_suspend_after_breaches)
