@@ -19,7 +19,7 @@ from accrual_platform import errors, text
 
 from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CAP_FIELDS, MAX_POINTS, ROUNDINGS, Caps, RuleSpec, RuleTerms
-from accrual_rules.domain.expressions import normalised
+from accrual_rules.domain.expressions import Position, normalised
 
 POLICIES = ("CREATE", "REJECT")
 STATUSES = ("ACTIVE", "SUSPENDED")
@@ -277,9 +277,27 @@ def sample_properties(source: str, declared: Sequence[Mapping[str, Json]] | None
 SAMPLE_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def expression_error(field: str, message: str, position: tuple[int, int] | None) -> errors.FieldViolation:
-    where = f" at line/column {position[0]}:{position[1]}" if position else ""
-    return errors.FieldViolation(field, f"{message}{where}")
+@dataclass(frozen=True)
+class ExpressionViolation(errors.FieldViolation):
+    """A violation in a condition or formula, with where in it when the engine can tell."""
+
+    position: Position | None = None
+
+
+def expression_error(field: str, message: str, position: Position | None) -> ExpressionViolation:
+    where = f" (line {position.line}, column {position.column})" if position else ""
+    return ExpressionViolation(field, f"{message.rstrip('.')}{where}", position)
+
+
+def position_metadata(violations: Sequence[errors.FieldViolation]) -> dict[str, str] | None:
+    """ErrorInfo metadata locating the first violation that has a position: its field,
+    ``position`` as "start:end" character offsets, and its line and column."""
+    for v in violations:
+        if isinstance(v, ExpressionViolation) and v.position is not None:
+            p = v.position
+            return {"field": v.field, "position": f"{p.start}:{p.end}", "line": str(p.line),
+                    "column": str(p.column)}
+    return None
 
 
 def wrong_type(field: str, results: Sequence[Sequence[Json]]) -> str:

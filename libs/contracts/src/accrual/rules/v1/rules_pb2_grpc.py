@@ -130,6 +130,11 @@ class RulesServiceStub:
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesRequest.SerializeToString,
                 response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesResponse.FromString,
                 _registered_method=True)
+        self.ValidateRule = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/ValidateRule',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleResponse.FromString,
+                _registered_method=True)
         self.CreateAdjustment = channel.unary_unary(
                 '/accrual.rules.v1.RulesService/CreateAdjustment',
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.SerializeToString,
@@ -277,6 +282,15 @@ class RulesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateRule(self, request, context):
+        """Check a draft rule exactly as CreateRule would, writing nothing: every reason it would be
+        refused, each error in the condition or formula with its position. For a rule editor's
+        validation as the operator types. The body is CreateRule's; its program_id is ignored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateAdjustment(self, request, context):
         """Credit or debit points directly; idempotent by idempotency_key within the program.
         """
@@ -381,6 +395,11 @@ def add_RulesServiceServicer_to_server(servicer, server):
                     servicer.SimulateRules,
                     request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesRequest.FromString,
                     response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesResponse.SerializeToString,
+            ),
+            'ValidateRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateRule,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleResponse.SerializeToString,
             ),
             'CreateAdjustment': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateAdjustment,
@@ -902,6 +921,33 @@ class RulesService:
             '/accrual.rules.v1.RulesService/SimulateRules',
             accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesRequest.SerializeToString,
             accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/ValidateRule',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,
