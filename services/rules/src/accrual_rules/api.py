@@ -267,6 +267,11 @@ class RulesServicer:
         return rule_message(self._svc.update_rule(auth.tenant_id(), request.program_id,
                                                   request.rule_id, changes))
 
+    def ReorderRules(self, request: rules_pb2.ReorderRulesRequest,
+                     context: grpc.ServicerContext) -> rules_pb2.ReorderRulesResponse:
+        rows = self._svc.reorder_rules(auth.tenant_id(), request.program_id, list(request.rule_ids))
+        return rules_pb2.ReorderRulesResponse(rules=[rule_message(r) for r in rows])
+
     def DeleteRule(self, request: rules_pb2.DeleteRuleRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Rule:
         return rule_message(self._svc.delete_rule(auth.tenant_id(), request.program_id, request.rule_id))

@@ -272,6 +272,15 @@ class RulesService:
         self.store.change_rule(tenant_id, current.id, utcnow(), change)
         return self.get_rule(tenant_id, program.id, rule_id)
 
+    def reorder_rules(self, tenant_id: str, program_id: str, rule_ids: Sequence[str]) -> list[RuleRecord]:
+        """Evaluate the program's rules in the order ``rule_ids`` lists them (every unarchived
+        rule once), in one transaction; the rules in their new order."""
+        program = self.get_program(tenant_id, program_id)
+        wanted = validation.check_rule_ids(rule_ids)
+        self.store.reorder_rules(tenant_id, program.id, utcnow(), lambda locked: validation.plan_reorder(
+            wanted, {r.id: r.fields.order for r in locked}))
+        return self.store.rules(tenant_id, program.id)
+
     def delete_rule(self, tenant_id: str, program_id: str, rule_id: str) -> RuleRecord:
         """Archive: a new version with status ARCHIVED; deleting again changes nothing."""
         current = self.get_rule(tenant_id, program_id, rule_id)

@@ -383,6 +383,20 @@ class UpdateRuleRequest(_message.Message):
     clear_active_to: bool
     def __init__(self, program_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ..., clear_active_from: _Optional[bool] = ..., clear_active_to: _Optional[bool] = ...) -> None: ...
 
+class ReorderRulesRequest(_message.Message):
+    __slots__ = ("program_id", "rule_ids")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_IDS_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    rule_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, program_id: _Optional[str] = ..., rule_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReorderRulesResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[Rule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ...) -> None: ...
+
 class DeleteRuleRequest(_message.Message):
     __slots__ = ("program_id", "rule_id")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]

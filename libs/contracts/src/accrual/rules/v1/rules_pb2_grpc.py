@@ -110,6 +110,11 @@ class RulesServiceStub:
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateRuleRequest.SerializeToString,
                 response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.FromString,
                 _registered_method=True)
+        self.ReorderRules = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/ReorderRules',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesResponse.FromString,
+                _registered_method=True)
         self.DeleteRule = channel.unary_unary(
                 '/accrual.rules.v1.RulesService/DeleteRule',
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.DeleteRuleRequest.SerializeToString,
@@ -254,6 +259,15 @@ class RulesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReorderRules(self, request, context):
+        """Put a program's rules in a new evaluation order at once: rule_ids lists every unarchived
+        rule once, the first evaluated first. Each rule whose order changes gets a new version
+        with order 10, 20, 30... by its place; the answer lists the rules in their new order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteRule(self, request, context):
         """Archive a rule (a new, ARCHIVED version); its history stays readable.
         """
@@ -375,6 +389,11 @@ def add_RulesServiceServicer_to_server(servicer, server):
                     servicer.UpdateRule,
                     request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateRuleRequest.FromString,
                     response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.SerializeToString,
+            ),
+            'ReorderRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReorderRules,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesResponse.SerializeToString,
             ),
             'DeleteRule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteRule,
@@ -813,6 +832,33 @@ class RulesService:
             '/accrual.rules.v1.RulesService/UpdateRule',
             accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateRuleRequest.SerializeToString,
             accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReorderRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/ReorderRules',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesResponse.FromString,
             options,
             channel_credentials,
             insecure,
