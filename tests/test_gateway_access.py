@@ -46,6 +46,8 @@ CASES = [
     Case("participants", "GET", f"/v1/programs/{PID}/enrollments", "events:read"),
     Case("programs", "POST", "/v1/programs", "programs:read"),
     Case("rules", "PATCH", f"/v1/programs/{PID}/rules/{uuid.uuid4()}", "programs:read"),
+    Case("rules", "POST", f"/v1/programs/{PID}/rules:reorder", "programs:read"),
+    Case("rules", "POST", f"/v1/programs/{PID}/rules:validate", "events:read"),
     Case("webhooks", "POST", "/v1/webhook-endpoints", "webhooks:read"),
     Case("analytics", "GET", f"/v1/programs/{PID}/analytics", "programs:read"),
     Case("keys", "GET", "/v1/keys", "programs:write"),
@@ -83,6 +85,17 @@ def test_key_then_scope_then_body(suite: InProcessSuite, keys: dict[str, str], c
     right = case.send(suite, {"Authorization": f"Bearer {keys[auth.ADMIN_SCOPE]}"})
     assert right.status_code == case.invalid_status, right.text
     assert right.json()["error"]["code"] in ("invalid_json", "invalid_argument")
+
+
+def test_any_key_may_ask_for_itself_whatever_its_scopes(suite: InProcessSuite,
+                                                       keys: dict[str, str]) -> None:
+    for scope in ("events:read", "webhooks:read", auth.ADMIN_SCOPE):
+        got = suite.client.get("/v1/keys/current", headers={"X-API-Key": keys[scope]})
+        assert got.status_code == 200, got.text
+        assert got.json()["key"]["scopes"] == [scope] and scope in got.json()["allowed_scopes"]
+    assert suite.client.get("/v1/keys/current").status_code == 401
+    assert suite.client.get("/v1/keys/current", headers={"X-API-Key": keys["events:read"]},
+                            params={"nope": "1"}).status_code == 400
 
 
 def test_a_good_body_is_refused_by_the_service_with_rate_limit_headers(suite: InProcessSuite) -> None:
