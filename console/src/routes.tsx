@@ -1,0 +1,21 @@
+// Every page of the console, each at a URL of its own. Program pages live under
+// /programs/:programId/; the nav shows them once a program is chosen.
+import type { ReactElement } from "react";
+import { ProgramsPage } from "./pages/programs/ProgramsPage";
+import { ProgramPage } from "./pages/programs/ProgramPage";
+
+export interface PageDef {
+  /** Path relative to the console root, or to /programs/:programId for program pages. */
+  path: string;
+  /** Label in the nav; pages without one (details) are reached by links. */
+  label?: string;
+  element: ReactElement;
+}
+
+export const globalPages: PageDef[] = [
+  { path: "programs", label: "Programs", element: <ProgramsPage /> },
+];
+
+export const programPages: PageDef[] = [
+  { path: "", label: "Settings", element: <ProgramPage /> },
+];
