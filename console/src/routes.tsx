@@ -3,6 +3,12 @@
 import type { ReactElement } from "react";
 import { ProgramsPage } from "./pages/programs/ProgramsPage";
 import { ProgramPage } from "./pages/programs/ProgramPage";
+import { ParticipantsPage } from "./pages/participants/ParticipantsPage";
+import { ParticipantPage } from "./pages/participants/ParticipantPage";
+import { BulkPage } from "./pages/bulk/BulkPage";
+import { AnalyticsPage } from "./pages/analytics/AnalyticsPage";
+import { WebhooksPage } from "./pages/webhooks/WebhooksPage";
+import { EndpointPage } from "./pages/webhooks/EndpointPage";
 
 export interface PageDef {
   /** Path relative to the console root, or to /programs/:programId for program pages. */
@@ -14,8 +20,14 @@ export interface PageDef {
 
 export const globalPages: PageDef[] = [
   { path: "programs", label: "Programs", element: <ProgramsPage /> },
+  { path: "webhooks", label: "Webhooks", element: <WebhooksPage /> },
+  { path: "webhooks/:endpointId", element: <EndpointPage /> },
 ];
 
 export const programPages: PageDef[] = [
   { path: "", label: "Settings", element: <ProgramPage /> },
+  { path: "participants", label: "Participants", element: <ParticipantsPage /> },
+  { path: "participants/:participantId", element: <ParticipantPage /> },
+  { path: "bulk", label: "Bulk upload", element: <BulkPage /> },
+  { path: "analytics", label: "Analytics", element: <AnalyticsPage /> },
 ];
