@@ -3,6 +3,7 @@
 import type { ReactElement } from "react";
 import { ProgramsPage } from "./pages/programs/ProgramsPage";
 import { ProgramPage } from "./pages/programs/ProgramPage";
+import { RulesPage } from "./pages/rules/RulesPage";
 
 export interface PageDef {
   /** Path relative to the console root, or to /programs/:programId for program pages. */
@@ -18,4 +19,6 @@ export const globalPages: PageDef[] = [
 
 export const programPages: PageDef[] = [
   { path: "", label: "Settings", element: <ProgramPage /> },
+  { path: "rules", label: "Rules", element: <RulesPage /> },
+  { path: "rules/:ruleId", element: <RulesPage /> },
 ];
