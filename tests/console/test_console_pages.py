@@ -3,13 +3,12 @@ sign in, programs, the rule builder, event types and the activity log."""
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.console.conftest import Suite, keep_screenshot, sign_in
+from tests.console.conftest import Suite, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
