@@ -3,6 +3,7 @@
 import type { ReactElement } from "react";
 import { ProgramsPage } from "./pages/programs/ProgramsPage";
 import { ProgramPage } from "./pages/programs/ProgramPage";
+import { RulesPage } from "./pages/rules/RulesPage";
 import { ParticipantsPage } from "./pages/participants/ParticipantsPage";
 import { ParticipantPage } from "./pages/participants/ParticipantPage";
 import { BulkPage } from "./pages/bulk/BulkPage";
@@ -26,6 +27,8 @@ export const globalPages: PageDef[] = [
 
 export const programPages: PageDef[] = [
   { path: "", label: "Settings", element: <ProgramPage /> },
+  { path: "rules", label: "Rules", element: <RulesPage /> },
+  { path: "rules/:ruleId", element: <RulesPage /> },
   { path: "participants", label: "Participants", element: <ParticipantsPage /> },
   { path: "participants/:participantId", element: <ParticipantPage /> },
   { path: "bulk", label: "Bulk upload", element: <BulkPage /> },

@@ -12,9 +12,12 @@ export class ApiError extends Error {
   readonly requestId: string;
   readonly violations: FieldViolation[];
   readonly retryAfter: number | null;
+  /** Metadata of the error's ErrorInfo details (for example an expression's `position`). */
+  readonly metadata: Record<string, string>;
 
   constructor(status: number, code: string, message: string, requestId: string,
-              violations: FieldViolation[] = [], retryAfter: number | null = null) {
+              violations: FieldViolation[] = [], retryAfter: number | null = null,
+              metadata: Record<string, string> = {}) {
     super(message);
     this.name = "ApiError";
     this.status = status;
@@ -22,6 +25,7 @@ export class ApiError extends Error {
     this.requestId = requestId;
     this.violations = violations;
     this.retryAfter = retryAfter;
+    this.metadata = metadata;
   }
 
   /** A 5xx or a lost connection: not the operator's input, so shown as a banner. */
@@ -42,6 +46,17 @@ export function violationsOf(details: unknown): FieldViolation[] {
       ? [{ field: d.field, description: d.description }] : []);
 }
 
+/** The metadata of an error body's ErrorInfo details, merged. */
+export function metadataOf(details: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!Array.isArray(details)) return out;
+  for (const d of details) {
+    if (!isRecord(d) || !isRecord(d.metadata)) continue;
+    for (const [k, v] of Object.entries(d.metadata)) if (typeof v === "string") out[k] = v;
+  }
+  return out;
+}
+
 /** Seconds from a Retry-After header (delta-seconds or an HTTP date); null when absent. */
 export function parseRetryAfter(header: string | null, now: number = Date.now()): number | null {
   if (!header) return null;
@@ -60,7 +75,7 @@ export function apiErrorOf(response: Response, body: unknown): ApiError {
     : `${response.status} ${response.statusText}`.trim();
   const code = typeof error.code === "string" ? error.code : `http_${response.status}`;
   return new ApiError(response.status, code, message, requestId, violationsOf(error.details),
-                      parseRetryAfter(response.headers.get("retry-after")));
+                      parseRetryAfter(response.headers.get("retry-after")), metadataOf(error.details));
 }
 
 export function networkError(cause: unknown): ApiError {
@@ -98,8 +113,28 @@ export function fieldErrors(error: unknown, fields: readonly string[]): Record<s
   return out;
 }
 
-/** Line and column a rule expression error names ("... at line/column 1:7"), if any. */
-export function expressionPosition(description: string): { line: number; column: number } | null {
-  const m = /at line\/column (\d+):(\d+)/.exec(description);
-  return m ? { line: Number(m[1]), column: Number(m[2]) } : null;
+/** The error with only the violations under `prefix` (draft_rules[0]), named without it. */
+export function underPrefix(error: ApiError, prefix: string): ApiError {
+  const p = normaliseField(prefix);
+  const violations = error.violations.flatMap((v) => {
+    const f = normaliseField(v.field);
+    return f.startsWith(`${p}.`) ? [{ field: f.slice(p.length + 1), description: v.description }] : [];
+  });
+  return new ApiError(error.status, error.code, error.message, error.requestId, violations,
+                      error.retryAfter, error.metadata);
+}
+
+/**
+ * The character span [start, end) of the token an expression error names: the engine's
+ * "at (4, 5)" in the field's description, else the ErrorInfo metadata `position` ("4:5").
+ */
+export function expressionSpan(description: string, metadata: Record<string, string> = {}): { start: number; end: number } | null {
+  const m = /at \((\d+), (\d+)\)/.exec(description) ?? /^(\d+):(\d+)$/.exec(metadata.position ?? "");
+  return m ? { start: Number(m[1]), end: Number(m[2]) } : null;
+}
+
+/** 1-based line and column of a character offset in `source`. */
+export function lineColumn(source: string, offset: number): { line: number; column: number } {
+  const before = source.slice(0, Math.max(0, Math.min(offset, source.length))).split("\n");
+  return { line: before.length, column: before[before.length - 1].length + 1 };
 }
