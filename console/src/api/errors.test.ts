@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiError, apiErrorOf, expressionPosition, fieldErrors, normaliseField, parseRetryAfter, violationsOf } from "./errors";
+import { ApiError, apiErrorOf, fieldErrors, metadataOf, normaliseField, parseRetryAfter, violationsOf } from "./errors";
 
 function answer(status: number, body: unknown, headers: Record<string, string> = {}) {
   return apiErrorOf(new Response(null, { status, headers }), body);
@@ -55,13 +55,12 @@ describe("fieldErrors", () => {
 });
 
 describe("helpers", () => {
-  it("normalise paths, read violations, Retry-After and expression positions", () => {
+  it("normalise paths, read violations, Retry-After and ErrorInfo metadata", () => {
     expect(normaliseField("body.events[3].event_type")).toBe("events.3.event_type");
     expect(violationsOf([{ field: "a", description: "b" }, { field: 1 }, null])).toEqual([{ field: "a", description: "b" }]);
     expect(parseRetryAfter("2")).toBe(2);
     expect(parseRetryAfter(new Date(10_000).toUTCString(), 4_000)).toBe(6);
     expect(parseRetryAfter(null)).toBeNull();
-    expect(expressionPosition("unexpected token at line/column 1:7")).toEqual({ line: 1, column: 7 });
-    expect(expressionPosition("no position")).toBeNull();
+    expect(metadataOf([{ reason: "x", metadata: { position: "7", n: 1 } }, { field: "f" }])).toEqual({ position: "7" });
   });
 });
