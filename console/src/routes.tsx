@@ -4,6 +4,9 @@ import type { ReactElement } from "react";
 import { ProgramsPage } from "./pages/programs/ProgramsPage";
 import { ProgramPage } from "./pages/programs/ProgramPage";
 import { RulesPage } from "./pages/rules/RulesPage";
+import { CdpEventTypesPage, ProgramEventTypesPage } from "./pages/eventtypes/EventTypesPages";
+import { ActivityPage } from "./pages/activity/ActivityPage";
+import { EventPage } from "./pages/activity/EventPage";
 
 export interface PageDef {
   /** Path relative to the console root, or to /programs/:programId for program pages. */
@@ -15,10 +18,14 @@ export interface PageDef {
 
 export const globalPages: PageDef[] = [
   { path: "programs", label: "Programs", element: <ProgramsPage /> },
+  { path: "activity", label: "Activity", element: <ActivityPage /> },
+  { path: "activity/:eventId", element: <EventPage /> },
+  { path: "event-types", label: "CDP event types", element: <CdpEventTypesPage /> },
 ];
 
 export const programPages: PageDef[] = [
   { path: "", label: "Settings", element: <ProgramPage /> },
   { path: "rules", label: "Rules", element: <RulesPage /> },
   { path: "rules/:ruleId", element: <RulesPage /> },
+  { path: "event-types", label: "Event types", element: <ProgramEventTypesPage /> },
 ];
