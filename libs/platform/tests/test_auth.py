@@ -8,6 +8,9 @@ def test_scopes_write_implies_read_and_admin_implies_all() -> None:
     assert not p.allows(auth.INTERNAL_SCOPE)
     admin = auth.Principal("t", "k", frozenset({"admin"}))
     assert admin.allows("webhooks:write") and not admin.allows(auth.INTERNAL_SCOPE)
+    assert p.allows(auth.ANY_KEY_SCOPE) and admin.allows(auth.ANY_KEY_SCOPE)
+    assert p.allowed_scopes() == ["events:read", "events:write"]
+    assert admin.allowed_scopes() == sorted(auth.KNOWN_SCOPES)
 
 
 def test_keys_are_hashed_and_unique() -> None:

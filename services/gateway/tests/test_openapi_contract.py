@@ -15,6 +15,7 @@ from accrual.rules.v1 import rules_pb2
 from accrual_gateway.app import create_app
 from accrual_gateway.openapi import build_openapi
 from accrual_gateway.routing import build_routes
+from accrual_platform import auth
 from starlette.testclient import TestClient
 
 SCHEMAS = "#/components/schemas/"
@@ -35,6 +36,17 @@ def test_operation_ids_are_unique_lower_camel_rpc_names(doc: dict[str, Any]) -> 
     assert len(ids) == len(set(ids))
     assert doc["paths"]["/v1/events"]["post"]["operationId"] == "submitEvent"
     assert all(i[0].islower() and "_" not in i for i in ids)
+
+
+def test_every_operation_names_the_scope_the_services_enforce(doc: dict[str, Any]) -> None:
+    paths = doc["paths"]
+    assert paths["/v1/events"]["post"]["x-required-scope"] == "events:write"
+    assert paths["/v1/events"]["get"]["x-required-scope"] == "events:read"
+    assert paths["/v1/programs/{program_id}/rules"]["post"]["x-required-scope"] == "programs:write"
+    assert paths["/v1/keys"]["get"]["x-required-scope"] == "admin"
+    assert paths["/v1/keys/current"]["get"]["x-required-scope"] == "authenticated"
+    scopes = {op["x-required-scope"] for op in _ops(doc)}
+    assert scopes <= auth.KNOWN_SCOPES | {auth.ANY_KEY_SCOPE}  # never internal nor per_call
 
 
 def test_every_operation_and_request_schema_is_described(doc: dict[str, Any]) -> None:

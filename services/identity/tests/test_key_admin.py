@@ -115,6 +115,42 @@ def test_revoke_is_idempotent_and_only_for_the_tenants_own_keys(stack: Stack,
     assert [d["field"] for d in malformed.json()["error"]["details"] if "field" in d] == ["key_id"]
 
 
+def test_current_key_tells_any_key_its_tenant_and_what_its_scopes_allow(
+        stack: Stack, client: TestClient) -> None:
+    name = f"tenant-{uuid.uuid4()}"
+    tenant_id = keys.ensure_tenant(stack.runtime.db, name)
+    key_id, writer = keys.create_api_key(stack.runtime.db, name,
+                                         frozenset({"events:write", "participants:read"}))
+    _, admin = keys.create_api_key(stack.runtime.db, name, frozenset({"admin"}))
+
+    got = client.get("/v1/keys/current", headers=h(writer))
+
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["tenant_name"] == name and writer not in got.text
+    assert (body["key"]["key_id"], body["key"]["tenant_id"], body["key"]["prefix"]) == (
+        key_id, tenant_id, writer[:10])
+    assert body["key"]["scopes"] == ["events:write", "participants:read"]
+    assert body["allowed_scopes"] == ["events:read", "events:write", "participants:read"]
+    everything = client.get("/v1/keys/current", headers=h(admin)).json()["allowed_scopes"]
+    assert everything == sorted(auth.KNOWN_SCOPES)
+    assert client.get("/v1/keys/current").status_code == 401
+    assert client.get("/v1/keys/current", headers=h("sk_" + "x" * 43)).status_code == 401
+    keys.revoke_api_key(stack.runtime.db, key_id)
+    revoked = client.get("/v1/keys/current", headers=h(writer))
+    assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "unauthenticated"
+
+
+def test_current_key_over_grpc(stack: Stack) -> None:
+    key_id, key = keys.create_api_key(stack.runtime.db, f"tenant-{uuid.uuid4()}",
+                                      frozenset({"webhooks:read"}))
+    got = stack.stub.GetCurrentApiKey(identity_pb2.GetCurrentApiKeyRequest(), metadata=stack.auth(key))
+    assert (got.key.key_id, list(got.allowed_scopes)) == (key_id, ["webhooks:read"])
+    internal = stack.failure(lambda: stack.stub.GetCurrentApiKey(
+        identity_pb2.GetCurrentApiKeyRequest(), metadata=stack.internal()))
+    assert internal.code == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_revoke_over_grpc(stack: Stack) -> None:
     name = f"tenant-{uuid.uuid4()}"
     _, admin = keys.create_api_key(stack.runtime.db, name, frozenset({"admin"}))

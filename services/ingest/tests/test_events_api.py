@@ -269,7 +269,8 @@ def test_list_filters_and_cursor_pages(stack: Stack) -> None:
         r = c.post("/v1/events/batch", json={"events": [
             body(event_timestamp=f"2024-01-{day:02d}T00:00:00Z") for day in range(1, 29)]
             + [body(program_id=other_program, event_timestamp="2023-06-01T00:00:00Z") for _ in range(30)]
-            + [body(external_id=..., participant_id=participant, event_timestamp="2023-06-01T00:00:00Z")]})
+            + [body(external_id=..., participant_id=participant, event_timestamp="2023-06-01T00:00:00Z",
+                    event_type="referral")]})
         assert r.status_code == 200
         page = c.get("/v1/events").json()
         assert len(page["events"]) == 50 and page["next_page_token"]
@@ -282,6 +283,11 @@ def test_list_filters_and_cursor_pages(stack: Stack) -> None:
         assert len(c.get("/v1/events", params={"program_id": other_program}).json()["events"]) == 30
         only = c.get("/v1/events", params={"participant_id": participant}).json()["events"]
         assert [e["participant_id"] for e in only] == [participant]
+        referrals = c.get("/v1/events", params={"event_type": "referral"}).json()["events"]
+        assert [e["participant_id"] for e in referrals] == [participant]
+        assert len(c.get("/v1/events", params={"event_type": "purchase", "program_id": other_program}
+                         ).json()["events"]) == 30
+        assert c.get("/v1/events", params={"event_type": "Referral"}).json()["events"] == []
         assert len(c.get("/v1/events", params={"external_id": "user_abc123", "page_size": 200}).json()["events"]) == 58
         january = c.get("/v1/events", params={"occurred_after": "2024-01-10T00:00:00Z",
                                               "occurred_before": "2024-01-20T00:00:00Z"}).json()["events"]
@@ -294,7 +300,9 @@ def test_list_filters_and_cursor_pages(stack: Stack) -> None:
         assert later == []
         for params, field in [({"status": "DONE"}, "status"), ({"page_size": "x"}, "page_size"),
                               ({"program_id": "nope"}, "program_id"), ({"page_token": "garbage"}, "page_token"),
-                              ({"occurred_after": "yesterday"}, "occurred_after"), ({"colour": "red"}, "colour")]:
+                              ({"occurred_after": "yesterday"}, "occurred_after"), ({"colour": "red"}, "colour"),
+                              ({"event_type": "x" * 256}, "event_type"),
+                              ({"external_id": "a\u0007b"}, "external_id")]:
             bad = c.get("/v1/events", params=params)
             assert bad.status_code == 400, (params, bad.text)
             assert bad.json()["error"]["details"][0]["field"] == field

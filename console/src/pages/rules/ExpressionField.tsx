@@ -23,7 +23,7 @@ export function ExpressionField({ label, value, onChange, error, metadata, hint 
                           onChange={(e) => onChange(e.target.value)} />}
       </Field>
       {at && span ? (
-        <div data-testid="expression-error-position" aria-label={`${label} error position`}>
+        <div data-testid="expression-error-position">
           <small>Line {at.line}, column {at.column}:</small>
           <pre className="caret-line">{line}{"\n"}{" ".repeat(at.column - 1)}{"^".repeat(Math.max(1, Math.min(span.end, span.start + line.length) - span.start))}</pre>
         </div>

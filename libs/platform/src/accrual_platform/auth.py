@@ -19,6 +19,8 @@ from dataclasses import dataclass
 KEY_PREFIX = "sk_"
 INTERNAL_SCOPE = "internal"
 ADMIN_SCOPE = "admin"
+#: what a method any active key may call requires (e.g. asking which scopes the key has)
+ANY_KEY_SCOPE = "authenticated"
 KNOWN_SCOPES = frozenset({
     "events:write", "events:read", "participants:read", "participants:write",
     "programs:read", "programs:write", "webhooks:read", "webhooks:write", ADMIN_SCOPE,
@@ -33,7 +35,7 @@ class Principal:
     internal: bool = False
 
     def allows(self, scope: str) -> bool:
-        if not scope:
+        if not scope or scope == ANY_KEY_SCOPE:
             return True
         if scope == INTERNAL_SCOPE:
             return self.internal
@@ -41,6 +43,11 @@ class Principal:
             return True
         resource, _, action = scope.partition(":")
         return action == "read" and f"{resource}:write" in self.scopes
+
+
+    def allowed_scopes(self) -> list[str]:
+        """Every known scope this principal's scopes allow, sorted."""
+        return sorted(scope for scope in KNOWN_SCOPES if self.allows(scope))
 
 
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(

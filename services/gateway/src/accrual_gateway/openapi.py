@@ -17,6 +17,7 @@ from typing import Any
 
 import accrual.options.v1.options_pb2
 from accrual.ingest.v1 import ingest_pb2
+from accrual_platform.grpc_server import required_scope
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, FileDescriptor
@@ -82,7 +83,9 @@ ERROR_SCHEMAS: dict[str, Any] = {
 }
 DESCRIPTION = ("REST gateway of the Accrual loyalty platform, generated from its gRPC contracts. "
                "Authenticate with an API key in X-API-Key or as a Bearer token; every error has "
-               "the Error body, and X-Request-Id identifies each request.")
+               "the Error body, and X-Request-Id identifies each request. Each operation's "
+               "x-required-scope names the API-key scope it needs (\"authenticated\": any key); "
+               "GET /v1/keys/current lists the scopes a key allows.")
 _PROGRAM = "550e8400-e29b-41d4-a716-446655440000"
 # Request examples of the main operations, from the seed documents (Scrip's POST /v1/events).
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -297,6 +300,7 @@ def build_openapi(routes: Sequence[Route], *, title: str = "Accrual API",
         op: dict[str, Any] = {
             "operationId": operation_id(m.name),
             "tags": [m.containing_service.name],
+            "x-required-scope": required_scope(f"/{m.containing_service.full_name}/{m.name}"),
             **({"summary": comments()[m.full_name].split(". ")[0].rstrip("."),
                 "description": comments()[m.full_name]} if m.full_name in comments() else {}),
             "responses": {"200": {"description": "OK", "content": {"application/json": {

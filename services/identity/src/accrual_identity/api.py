@@ -191,6 +191,14 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):  # type: igno
         self._on_revoked(record.id)
         return api_key_message(record)
 
+    def GetCurrentApiKey(self, request: identity_pb2.GetCurrentApiKeyRequest,
+                         context: grpc.ServicerContext) -> identity_pb2.CurrentApiKey:
+        caller = auth.principal()
+        record, tenant_name = keys.own_key(self._db, caller.tenant_id, caller.key_id)
+        granted = auth.Principal(record.tenant_id, record.id, frozenset(record.scopes))
+        return identity_pb2.CurrentApiKey(key=api_key_message(record), tenant_name=tenant_name,
+                                          allowed_scopes=granted.allowed_scopes())
+
     def AuthenticateApiKey(
             self, request: identity_pb2.AuthenticateApiKeyRequest,
             context: grpc.ServicerContext) -> identity_pb2.AuthenticateApiKeyResponse:

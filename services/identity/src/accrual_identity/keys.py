@@ -105,6 +105,19 @@ def list_api_keys(db: Database, tenant_id: str, size: int = 0,
     return rows, KEY_PAGES.encode(rows[-1].id) if more else ""
 
 
+def own_key(db: Database, tenant_id: str, key_id: str) -> tuple[ApiKeyRecord, str]:
+    """The calling key and its tenant's name. UNAUTHENTICATED when the key was revoked since
+    a cache let the call in (or the caller has no key, as an internal caller)."""
+    k, t = storage.api_keys, storage.tenants
+    with db.transaction() as session:
+        row = session.execute(sa.select(*_columns(), t.c.name.label("tenant_name"))
+                              .join(t, t.c.id == k.c.tenant_id)
+                              .where(k.c.id == key_id, k.c.tenant_id == tenant_id)).first()
+    if row is None or row.revoked_at is not None:
+        raise errors.Unauthenticated("unknown or revoked API key")
+    return _record(row), str(row.tenant_name)
+
+
 def revoke(db: Database, key_id: str, *,
            tenant_id: str | None = None) -> tuple[ApiKeyRecord, bool]:
     """Revoke a key (of ``tenant_id`` when given) and announce it to every process's cache:

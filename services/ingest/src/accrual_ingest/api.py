@@ -147,6 +147,7 @@ class IngestServicer(_Servicer):
         filters = EventFilters(
             program_id=request.program_id, participant_id=request.participant_id,
             external_id=request.external_id, status=status, origin=origin, cdp_source=request.cdp_source,
+            event_type=request.event_type,
             received_after=dates.timestamp_field(request, "received_after"),
             received_before=dates.timestamp_field(request, "received_before"),
             occurred_after=dates.timestamp_field(request, "occurred_after"),

@@ -30,7 +30,7 @@ from accrual_ingest.domain.accept import (
 )
 from accrual_ingest.domain.cdp import CdpInput, EventTypeSpec, PropertySpec, validate_event_type
 from accrual_ingest.domain.engagement import Increments, ProcessedEvent
-from accrual_ingest.domain.validation import EventInput, JsonObject
+from accrual_ingest.domain.validation import EventInput, JsonObject, check_key
 from accrual_ingest.storage import (
     COMPLETED,
     FAILED,
@@ -227,9 +227,13 @@ class IngestService:
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         program_id = canonical_uuid(filters.program_id) if filters.program_id else ""
         participant_id = canonical_uuid(filters.participant_id) if filters.participant_id else ""
-        errors.collect([errors.FieldViolation(name, "must be a UUID")
-                        for name, value in (("program_id", program_id), ("participant_id", participant_id))
-                        if value is None])
+        v = [errors.FieldViolation(name, "must be a UUID")
+             for name, value in (("program_id", program_id), ("participant_id", participant_id))
+             if value is None]
+        for name in ("external_id", "event_type", "cdp_source"):
+            if value := getattr(filters, name):  # what no stored event can hold is refused
+                check_key(value, name, lambda field, problem: v.append(errors.FieldViolation(field, problem)))
+        errors.collect(v)
         filters = dataclasses.replace(filters, program_id=program_id or "", participant_id=participant_id or "")
         after = None
         if page_token:

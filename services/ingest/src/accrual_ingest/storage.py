@@ -276,6 +276,7 @@ class EventFilters:
     status: str = ""
     origin: str = ""
     cdp_source: str = ""
+    event_type: str = ""
     received_after: dt.datetime | None = None
     received_before: dt.datetime | None = None
     occurred_after: dt.datetime | None = None
@@ -621,7 +622,8 @@ class IngestStore:
         """Newest first (received_at, then id), from after the ``after`` position."""
         e = events
         query = sa.select(*EVENT_COLUMNS).where(e.c.tenant_id == tenant_id)
-        for name in ("program_id", "participant_id", "external_id", "status", "origin", "cdp_source"):
+        for name in ("program_id", "participant_id", "external_id", "status", "origin", "cdp_source",
+                     "event_type"):
             value = getattr(filters, name)
             if value:
                 query = query.where(e.c[name] == value)

@@ -260,6 +260,20 @@ class RevokeApiKeyRequest(_message.Message):
     key_id: str
     def __init__(self, key_id: _Optional[str] = ...) -> None: ...
 
+class GetCurrentApiKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CurrentApiKey(_message.Message):
+    __slots__ = ("key", "tenant_name", "allowed_scopes")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_SCOPES_FIELD_NUMBER: _ClassVar[int]
+    key: ApiKey
+    tenant_name: str
+    allowed_scopes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[_Union[ApiKey, _Mapping]] = ..., tenant_name: _Optional[str] = ..., allowed_scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class AuthenticateApiKeyRequest(_message.Message):
     __slots__ = ("api_key",)
     API_KEY_FIELD_NUMBER: _ClassVar[int]

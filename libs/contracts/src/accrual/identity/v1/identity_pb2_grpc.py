@@ -95,6 +95,11 @@ class IdentityServiceStub:
                 request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ApiKey.FromString,
                 _registered_method=True)
+        self.GetCurrentApiKey = channel.unary_unary(
+                '/accrual.identity.v1.IdentityService/GetCurrentApiKey',
+                request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.GetCurrentApiKeyRequest.SerializeToString,
+                response_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.CurrentApiKey.FromString,
+                _registered_method=True)
         self.AuthenticateApiKey = channel.unary_unary(
                 '/accrual.identity.v1.IdentityService/AuthenticateApiKey',
                 request_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.AuthenticateApiKeyRequest.SerializeToString,
@@ -207,6 +212,15 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCurrentApiKey(self, request, context):
+        """The calling API key itself: its id, tenant, granted scopes and every scope they allow
+        (a write scope allows its read; admin allows all), so a client can tell beforehand
+        what the key may do. Any active key may ask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AuthenticateApiKey(self, request, context):
         """Internal: authenticate an API key and return its tenant and scopes.
         """
@@ -291,6 +305,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiKey,
                     request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.ApiKey.SerializeToString,
+            ),
+            'GetCurrentApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCurrentApiKey,
+                    request_deserializer=accrual_dot_identity_dot_v1_dot_identity__pb2.GetCurrentApiKeyRequest.FromString,
+                    response_serializer=accrual_dot_identity_dot_v1_dot_identity__pb2.CurrentApiKey.SerializeToString,
             ),
             'AuthenticateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.AuthenticateApiKey,
@@ -633,6 +652,33 @@ class IdentityService:
             '/accrual.identity.v1.IdentityService/RevokeApiKey',
             accrual_dot_identity_dot_v1_dot_identity__pb2.RevokeApiKeyRequest.SerializeToString,
             accrual_dot_identity_dot_v1_dot_identity__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCurrentApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.identity.v1.IdentityService/GetCurrentApiKey',
+            accrual_dot_identity_dot_v1_dot_identity__pb2.GetCurrentApiKeyRequest.SerializeToString,
+            accrual_dot_identity_dot_v1_dot_identity__pb2.CurrentApiKey.FromString,
             options,
             channel_credentials,
             insecure,

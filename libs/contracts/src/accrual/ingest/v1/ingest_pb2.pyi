@@ -188,7 +188,7 @@ class GetEventRequest(_message.Message):
     def __init__(self, event_id: _Optional[str] = ...) -> None: ...
 
 class ListEventsRequest(_message.Message):
-    __slots__ = ("program_id", "participant_id", "external_id", "status", "received_after", "received_before", "occurred_after", "occurred_before", "page_size", "page_token", "origin", "cdp_source")
+    __slots__ = ("program_id", "participant_id", "external_id", "status", "received_after", "received_before", "occurred_after", "occurred_before", "page_size", "page_token", "origin", "cdp_source", "event_type")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +201,7 @@ class ListEventsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     CDP_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     participant_id: str
     external_id: str
@@ -213,7 +214,8 @@ class ListEventsRequest(_message.Message):
     page_token: str
     origin: EventOrigin
     cdp_source: str
-    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., external_id: _Optional[str] = ..., status: _Optional[_Union[EventStatus, str]] = ..., received_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., origin: _Optional[_Union[EventOrigin, str]] = ..., cdp_source: _Optional[str] = ...) -> None: ...
+    event_type: str
+    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., external_id: _Optional[str] = ..., status: _Optional[_Union[EventStatus, str]] = ..., received_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., received_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., origin: _Optional[_Union[EventOrigin, str]] = ..., cdp_source: _Optional[str] = ..., event_type: _Optional[str] = ...) -> None: ...
 
 class ListEventsResponse(_message.Message):
     __slots__ = ("events", "next_page_token")
