@@ -184,3 +184,146 @@ def test_api_stopped_mid_upload_shows_a_banner_and_a_resumed_upload_makes_no_dup
 def artifact(name: str) -> pathlib.Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / f"{name}.png"
+
+
+def submit(suite: Suite, program_id: str, customer: str, amount: int) -> dict[str, Any]:
+    """One purchase through the API, answered once processed (Prefer: wait)."""
+    return dict(suite.ok(suite.api.post("/v1/events", headers={"Prefer": "wait=10"}, json={
+        "program_id": program_id, "idempotency_key": uuid.uuid4().hex, "external_id": customer,
+        "event_type": "purchase", "event_data": {"amount": amount}})))
+
+
+def open_participant(page: Page, base: str, program_id: str, external_id: str) -> None:
+    page.goto(f"{base}/console/programs/{program_id}/participants")
+    page.get_by_label("Identity").select_option("external_id")
+    page.get_by_label("Value").fill(external_id)
+    page.get_by_role("button", name="Look up").click()
+    expect(page.get_by_role("heading", name="Participant", exact=True)).to_be_visible()
+
+
+def adjust(page: Page, points: str, reason: str) -> None:
+    form = page.get_by_role("region", name="Adjust points")
+    form.get_by_label("Points (negative to debit)").fill(points)
+    form.get_by_label("Reason").fill(reason)
+    form.get_by_role("button", name="Record adjustment").dblclick()
+    expect(form.get_by_role("status")).to_contain_text("Recorded")
+
+
+def test_participant_lookup_balance_adjustment_once_and_merge(signed_in: Page, console_suite: Suite) -> None:
+    page = signed_in
+    program_id = new_program(console_suite)
+    add_rule(console_suite, program_id)
+    alice = submit(console_suite, program_id, "alice", 25)["participant_id"]
+    bob = submit(console_suite, program_id, "bob", 10)["participant_id"]
+    open_participant(page, console_suite.base, program_id, "alice")
+    expect(page.get_by_text(alice).first).to_be_visible()
+    expect(page.get_by_test_id("balance-available")).to_have_text("25")
+    # A double click records one adjustment: the form's key is the same for both.
+    adjust(page, "50", "goodwill")
+    expect(page.get_by_test_id("balance-available")).to_have_text("75")
+    ledger = console_suite.ok(console_suite.api.get(f"/v1/programs/{program_id}/participants/{alice}/transactions"))
+    assert sorted(t["kind"] for t in ledger["transactions"]) == ["ADJUSTMENT", "EARN"]
+    expect(page.get_by_role("region", name="Transactions").locator("tbody tr")).to_have_count(2)
+    # A debit past the balance is refused at its field, with the API's message.
+    form = page.get_by_role("region", name="Adjust points")
+    form.get_by_label("Points (negative to debit)").fill("-500")
+    form.get_by_label("Reason").fill("too much")
+    form.get_by_role("button", name="Record adjustment").click()
+    expect(form.get_by_role("alert")).to_have_text("exceeds the available balance")
+    expect(form.get_by_label("Points (negative to debit)")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_test_id("balance-available")).to_have_text("75")
+
+    merge = page.get_by_role("region", name="Merge another participant into this one")
+    merge.get_by_label("Its value").fill("bob")
+    merge.get_by_role("button", name="Find").click()
+    confirm = merge.get_by_role("alertdialog")
+    expect(confirm).to_contain_text(f"external bob ({bob})")
+    expect(confirm).to_contain_text(f"external alice ({alice})")
+    confirm.get_by_role("button", name="Yes, merge").click()
+    expect(merge.get_by_role("status")).to_contain_text(f"Merged {bob} into {alice}")
+    assert console_suite.ok(console_suite.api.get("/v1/participants", params={"external_id": "bob"}))[
+        "participant_id"] == alice
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A partner's webhook URL: answers 204 and keeps what it was sent."""
+
+    received: list[dict[str, str]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        Receiver.received.append({"signature": self.headers.get("webhook-signature", ""), "body": body})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    Receiver.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/accrual"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def register_endpoint(page: Page, base: str, url: str) -> str:
+    """Add an endpoint on the Webhooks page and open it; returns the secret shown once."""
+    page.goto(f"{base}/console/webhooks")
+    form = page.get_by_role("region", name="New endpoint")
+    form.get_by_label("URL").fill(url)
+    form.get_by_label("Description").fill("partner CRM")
+    form.get_by_role("button", name="Add endpoint").click()
+    secret = page.get_by_test_id("webhook-secret").inner_text()
+    assert secret.startswith("whsec_")
+    expect(page.get_by_role("region", name="Endpoints").get_by_role("link", name=url)).to_be_visible()
+    page.get_by_role("link", name="Open the new endpoint").click()
+    expect(page.get_by_role("heading", name=url)).to_be_visible()
+    return secret
+
+
+def see_a_delivery(page: Page) -> None:
+    """The endpoint page's deliveries refresh by themselves; the first one succeeds."""
+    row = page.get_by_test_id("deliveries").locator("tbody tr").first
+    expect(row).to_contain_text("SUCCEEDED", timeout=60_000)
+    row.get_by_role("button", name="Attempts").click()
+    expect(page.get_by_test_id("deliveries")).to_contain_text("204")
+
+
+def test_webhook_endpoint_secret_once_delivery_rotate_disable_delete(
+        signed_in: Page, console_suite: Suite, receiver: str) -> None:
+    page = signed_in
+    secret = register_endpoint(page, console_suite.base, receiver)
+    page.reload()
+    expect(page.get_by_test_id("webhook-secret")).to_have_count(0)
+    program_id = new_program(console_suite)
+    submit(console_suite, program_id, "carol", 3)
+    see_a_delivery(page)
+    assert Receiver.received and Receiver.received[0]["signature"].startswith("v1,")
+
+    page.get_by_role("button", name="Rotate secret").click()
+    rotated = page.get_by_test_id("webhook-secret").inner_text()
+    assert rotated.startswith("whsec_") and rotated != secret
+    page.get_by_role("button", name="I have copied it").click()
+    page.get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("region", name=receiver).locator(".status")).to_have_text("DISABLED")
+    page.get_by_role("button", name="Enable").click()
+    expect(page.get_by_role("region", name=receiver).locator(".status")).to_have_text("ENABLED")
+    page.get_by_label("Since (your local time)").fill("2020-01-01T00:00")
+    page.get_by_role("button", name="Re-queue failed deliveries").click()
+    expect(page.get_by_text("0 deliveries re-queued.")).to_be_visible()
+    edit = page.get_by_role("region", name="Edit")
+    edit.get_by_label("URL").fill("ftp://nowhere")
+    edit.get_by_role("button", name="Save").click()
+    expect(edit.locator(".field-error")).to_be_visible()
+
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("alertdialog").get_by_role("button", name="Yes, delete").click()
+    expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
+    assert console_suite.ok(console_suite.api.get("/v1/webhook-endpoints"))["endpoints"] == []
