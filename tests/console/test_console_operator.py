@@ -26,7 +26,6 @@ from playwright.sync_api import Browser, Page, Route, expect
 from tests.console.conftest import ARTIFACTS, Suite, keep_screenshot, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-CUSTOMERS = 40
 
 
 def new_program(suite: Suite, **fields: object) -> str:
@@ -39,14 +38,18 @@ def add_rule(suite: Suite, program_id: str, formula: str = "properties.amount") 
         "name": "A point a euro", "event_type": "purchase", "formula": formula}))
 
 
-def events_csv(rows: int, *, days: int = 10, broken: Callable[[int], str | None] = lambda i: None) -> bytes:
-    """A CSV of purchases by CUSTOMERS customers over the last `days` days; `broken(i)` may
-    give row i's text instead."""
+def events_csv(rows: int, *, days: int = 14, broken: Callable[[int], str | None] = lambda i: None) -> bytes:
+    """A CSV of events over the last `days` days, spread unevenly over days, types and
+    customers (a few busy ones, a long tail) so that the charts have a shape; `broken(i)`
+    may give row i's text instead."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     lines = ["customer,type,amount,timestamp"]
     for i in range(rows):
-        at = now - dt.timedelta(days=i % days, minutes=i % 600)
-        lines.append(broken(i) or f"c{i % CUSTOMERS},purchase,{5 + i % 17},{at.isoformat().replace('+00:00', 'Z')}")
+        spread, recent = (i * 7919) % 1000 / 1000, (i * 6151) % 1009 / 1009
+        at = now - dt.timedelta(days=int(recent ** 1.5 * days), minutes=i % 600)
+        kind = "review" if i % 7 == 0 else "referral" if i % 11 == 0 else "purchase"
+        lines.append(broken(i) or f"c{int(spread ** 4 * 150)},{kind},{5 + i % 17},"
+                                  f"{at.isoformat().replace('+00:00', 'Z')}")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -327,3 +330,74 @@ def test_webhook_endpoint_secret_once_delivery_rotate_disable_delete(
     page.get_by_role("alertdialog").get_by_role("button", name="Yes, delete").click()
     expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
     assert console_suite.ok(console_suite.api.get("/v1/webhook-endpoints"))["endpoints"] == []
+
+
+def test_an_operators_day(page: Page, console_suite: Suite, receiver: str) -> None:
+    """Issue 21's walk: from sign-in to a program that awards points, with the proof on screen."""
+    base = console_suite.base
+    sign_in(page, console_suite)
+    expect(page.get_by_role("heading", name="Programs", exact=True)).to_be_visible()
+
+    name = f"Bean counters {uuid.uuid4().hex[:4]}"
+    form = page.get_by_role("form", name="Create program")
+    form.get_by_label("Name").fill(name)
+    for _ in range(2):
+        form.get_by_role("button", name="Add tier").click()
+    form.get_by_label("Tier 1 name").fill("base")
+    form.get_by_label("Tier 2 name").fill("silver")
+    form.get_by_label("Tier 2 lifetime points from").fill("500")
+    form.get_by_label("Tier 2 multiplier").fill("2")
+    form.get_by_role("button", name="Create program").click()
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+    program_id = page.url.rsplit("/", 1)[1]
+    program_nav = page.get_by_role("navigation", name="Program")
+
+    program_nav.get_by_role("link", name="Rules").click()
+    rule = page.get_by_role("form", name="Create rule")
+    rule.get_by_label("Rule name").fill("A point a euro")
+    rule.get_by_label("Event type").fill("purchase")
+    rule.get_by_label("Formula").fill("properties.amount")
+    rule.get_by_label("Condition").fill("properties.amount > > 0")
+    expect(page.get_by_test_id("expression-error-position")).to_contain_text("column")
+    rule.get_by_label("Condition").fill("properties.amount > 0")
+    expect(page.get_by_test_id("validation-state")).to_contain_text("The API accepts this rule")
+    rule.get_by_role("button", name="Create rule").click()
+    expect(page.get_by_role("heading", name="Edit “A point a euro” (v1)")).to_be_visible()
+    simulate = page.get_by_role("form", name="Simulate")
+    simulate.get_by_label("Sample event type").fill("purchase")
+    simulate.get_by_label("Sample event data (JSON)").fill('{"amount": 12}')
+    simulate.get_by_role("button", name="Simulate").click()
+    expect(page.get_by_test_id("simulated-total")).to_have_text("12")
+
+    program_nav.get_by_role("link", name="Bulk upload").click()
+    choose_file(page, "day.csv", events_csv(2500))
+    page.get_by_role("button", name="Upload", exact=True).click()
+    wait_finished(page)
+    progress = page.get_by_label("Upload progress")
+    assert progress.evaluate("p => [p.value, p.max]") == [2500, 2500]
+    assert (count(page, "accepted"), count(page, "error")) == (2500, 0)
+    wait_processed(console_suite.api, program_id, 2500)
+
+    page.goto(f"{base}/console/activity?program_id={program_id}&status=COMPLETED")
+    rows = page.get_by_role("table", name="Events").locator("tbody tr")
+    expect(rows.first).to_contain_text("COMPLETED")
+    expect(rows.filter(has_text="purchase").first).to_be_visible()
+
+    open_participant(page, base, program_id, "c1")
+    before = page.get_by_test_id("balance-available").inner_text()
+    adjust(page, "100", "welcome gift")
+    expect(page.get_by_test_id("balance-available")).not_to_have_text(before)
+    assert float(page.get_by_test_id("balance-available").inner_text()) == float(before) + 100
+
+    page.get_by_role("navigation", name="Program").get_by_role("link", name="Analytics").click()
+    expect(page.get_by_test_id("total-events")).to_have_text("2500")
+    expect(page.locator("figure.chart .recharts-wrapper")).to_have_count(4)
+    expect(page.locator(".recharts-line-curve")).to_have_count(2)
+    expect(page.locator(".recharts-bar-rectangle").first).to_be_visible()
+    keep_screenshot(page, "analytics")
+    page.get_by_role("button", name="Members of high_engagers").click()
+    expect(page.get_by_role("heading", name="Members of high_engagers")).to_be_visible()
+
+    register_endpoint(page, base, receiver)
+    submit(console_suite, program_id, "c2", 9)
+    see_a_delivery(page)
