@@ -34,9 +34,10 @@ console/dist/index.html: console/node_modules/.ci-done $(CONSOLE_SRC)
 	@touch $@
 console: console/dist/index.html
 
-## Regenerate console/src/api/schema.d.ts from the gateway's /openapi.json (a test checks it).
+## Regenerate console/src/api/schema.d.ts and scopes.json from the gateway's /openapi.json
+## (a test checks both).
 console-types: setup console/node_modules/.ci-done
-	$(RUN) python -m accrual_gateway.spec var/openapi.json
+	$(RUN) python -m accrual_gateway.spec var/openapi.json console/src/api/scopes.json
 	cd console && npx openapi-typescript ../var/openapi.json -o src/api/schema.d.ts
 
 ## Regenerate the Python code of the contracts (checked fresh by CI).
