@@ -124,7 +124,8 @@ def signed_in(page: Page, console_suite: Suite) -> Page:
 
 
 def keep_screenshot(page: Page, name: str) -> None:
-    """A screenshot for the README: written to docs/screenshots/ when CONSOLE_SCREENSHOTS=1."""
+    """A screenshot for the README: written to docs/screenshots/ when CONSOLE_SCREENSHOTS=1
+    (`make console-screenshots` runs the tests marked readme_screenshot so)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)

@@ -60,6 +60,7 @@ def test_create_a_program_with_a_silver_tier(signed_in: Page, console_suite: Sui
         ("base", 0, 1), ("silver", 1000, 1.5)]
 
 
+@pytest.mark.readme_screenshot
 def test_write_a_rule_with_a_syntax_error_see_where_fix_it_and_simulate(signed_in: Page, console_suite: Suite) -> None:
     page = signed_in
     program_id = new_program(console_suite, tiers=[{"name": "base", "min_lifetime_points": 0, "multiplier": 1},
