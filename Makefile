@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN := libs/contracts/src
 
-.PHONY: setup console console-types proto proto-check run demo keys grpc-walkthrough up migrate test test-unit lint openapi-lint openapi-lint-tools chromium bench profile fuzz clean
+.PHONY: setup console console-types console-screenshots proto proto-check run demo keys grpc-walkthrough up migrate test test-unit lint openapi-lint openapi-lint-tools chromium bench profile fuzz clean
 
 # Setup says what it does on stderr, so `KEY=$$(make keys ...)` captures only the command's output.
 # pip first; a distribution's Python refuses --user installs (PEP 668) or has no pip, hence the
@@ -34,10 +34,15 @@ console/dist/index.html: console/node_modules/.ci-done $(CONSOLE_SRC)
 	@touch $@
 console: console/dist/index.html
 
-## Regenerate console/src/api/schema.d.ts from the gateway's /openapi.json (a test checks it).
+## Regenerate console/src/api/schema.d.ts and scopes.json from the gateway's /openapi.json
+## (a test checks both).
 console-types: setup console/node_modules/.ci-done
-	$(RUN) python -m accrual_gateway.spec var/openapi.json
+	$(RUN) python -m accrual_gateway.spec var/openapi.json console/src/api/scopes.json
 	cd console && npx openapi-typescript ../var/openapi.json -o src/api/schema.d.ts
+
+## The README's console screenshots (docs/screenshots/), made by the browser tests.
+console-screenshots: setup console chromium
+	CONSOLE_SCREENSHOTS=1 $(RUN) pytest -q tests/console -m readme_screenshot
 
 ## Regenerate the Python code of the contracts (checked fresh by CI).
 proto: setup

@@ -1,6 +1,7 @@
 // Every page of the console, each at a URL of its own. Program pages live under
 // /programs/:programId/; the nav shows them once a program is chosen.
 import type { ReactElement } from "react";
+import type { RouteName } from "./shell/scopes";
 import { ProgramsPage } from "./pages/programs/ProgramsPage";
 import { ProgramPage } from "./pages/programs/ProgramPage";
 import { RulesPage } from "./pages/rules/RulesPage";
@@ -20,24 +21,26 @@ export interface PageDef {
   /** Label in the nav; pages without one (details) are reached by links. */
   label?: string;
   element: ReactElement;
+  /** The route the page reads; when the key may not call it the nav marks the page unavailable. */
+  reads?: RouteName;
 }
 
 export const globalPages: PageDef[] = [
-  { path: "programs", label: "Programs", element: <ProgramsPage /> },
-  { path: "activity", label: "Activity", element: <ActivityPage /> },
+  { path: "programs", label: "Programs", element: <ProgramsPage />, reads: "GET /v1/programs" },
+  { path: "activity", label: "Activity", element: <ActivityPage />, reads: "GET /v1/events" },
   { path: "activity/:eventId", element: <EventPage /> },
-  { path: "event-types", label: "CDP event types", element: <CdpEventTypesPage /> },
-  { path: "webhooks", label: "Webhooks", element: <WebhooksPage /> },
+  { path: "event-types", label: "CDP event types", element: <CdpEventTypesPage />, reads: "GET /v1/cdp/event-types" },
+  { path: "webhooks", label: "Webhooks", element: <WebhooksPage />, reads: "GET /v1/webhook-endpoints" },
   { path: "webhooks/:endpointId", element: <EndpointPage /> },
 ];
 
 export const programPages: PageDef[] = [
-  { path: "", label: "Settings", element: <ProgramPage /> },
-  { path: "rules", label: "Rules", element: <RulesPage /> },
+  { path: "", label: "Settings", element: <ProgramPage />, reads: "GET /v1/programs/{program_id}" },
+  { path: "rules", label: "Rules", element: <RulesPage />, reads: "GET /v1/programs/{program_id}/rules" },
   { path: "rules/:ruleId", element: <RulesPage /> },
-  { path: "event-types", label: "Event types", element: <ProgramEventTypesPage /> },
-  { path: "participants", label: "Participants", element: <ParticipantsPage /> },
+  { path: "event-types", label: "Event types", element: <ProgramEventTypesPage />, reads: "GET /v1/programs/{program_id}/event-types" },
+  { path: "participants", label: "Participants", element: <ParticipantsPage />, reads: "GET /v1/participants" },
   { path: "participants/:participantId", element: <ParticipantPage /> },
-  { path: "bulk", label: "Bulk upload", element: <BulkPage /> },
-  { path: "analytics", label: "Analytics", element: <AnalyticsPage /> },
+  { path: "bulk", label: "Bulk upload", element: <BulkPage />, reads: "POST /v1/events/batch" },
+  { path: "analytics", label: "Analytics", element: <AnalyticsPage />, reads: "GET /v1/programs/{program_id}/analytics" },
 ];

@@ -27,6 +27,7 @@ ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CONSOLE_BUILD = ROOT / "console" / "dist" / "index.html"
+BIN = pathlib.Path(sys.executable).parent / "accrual"
 
 
 @dataclass
@@ -35,6 +36,13 @@ class Suite:
     admin_key: str
     home: pathlib.Path
     api: httpx.Client = field(repr=False)
+
+    def key(self, scopes: str, tenant: str = "default") -> str:
+        """A new API key of ``tenant`` with ``scopes`` (``accrual keys create``)."""
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL")}
+        out = subprocess.run([str(BIN), "keys", "create", "--tenant", tenant, "--scopes", scopes],
+                             cwd=self.home, env=env, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
 
     def ok(self, response: httpx.Response) -> Any:
         assert response.is_success, response.text
@@ -50,7 +58,7 @@ def console_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BROKER_URL", "CONSOLE_DIR")}
     env.update(GATEWAY_PORT=str(port), GRPC_PORT=str(free_port()))
     with open(home / "suite.log", "wb") as log:
-        proc = subprocess.Popen([str(pathlib.Path(sys.executable).parent / "accrual"), "run"],
+        proc = subprocess.Popen([str(BIN), "run"],
                                 cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             base = f"http://127.0.0.1:{port}"
@@ -116,7 +124,8 @@ def signed_in(page: Page, console_suite: Suite) -> Page:
 
 
 def keep_screenshot(page: Page, name: str) -> None:
-    """A screenshot for the README: written to docs/screenshots/ when CONSOLE_SCREENSHOTS=1."""
+    """A screenshot for the README: written to docs/screenshots/ when CONSOLE_SCREENSHOTS=1
+    (`make console-screenshots` runs the tests marked readme_screenshot so)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)

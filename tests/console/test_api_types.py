@@ -1,12 +1,13 @@
 """The console's API types (console/src/api/schema.d.ts) are what openapi-typescript makes of
-the gateway's /openapi.json today: `make console-types` regenerates them."""
+the gateway's /openapi.json today, and its route scopes (scopes.json) are the document's:
+`make console-types` regenerates both."""
 
 from __future__ import annotations
 
 import pathlib
 import subprocess
 
-from accrual_gateway.spec import document
+from accrual_gateway.spec import document, scopes_json
 
 ROOT = pathlib.Path(__file__).parents[2]
 CONSOLE = ROOT / "console"
@@ -22,3 +23,8 @@ def test_committed_api_types_match_the_served_openapi(tmp_path: pathlib.Path) ->
                    capture_output=True, timeout=120)
     committed = (CONSOLE / "src" / "api" / "schema.d.ts").read_text()
     assert out.read_text() == committed, "console/src/api/schema.d.ts is stale: run `make console-types`"
+
+
+def test_committed_route_scopes_match_the_served_openapi() -> None:
+    committed = (CONSOLE / "src" / "api" / "scopes.json").read_text()
+    assert committed == scopes_json(), "console/src/api/scopes.json is stale: run `make console-types`"

@@ -60,6 +60,7 @@ def test_create_a_program_with_a_silver_tier(signed_in: Page, console_suite: Sui
         ("base", 0, 1), ("silver", 1000, 1.5)]
 
 
+@pytest.mark.readme_screenshot
 def test_write_a_rule_with_a_syntax_error_see_where_fix_it_and_simulate(signed_in: Page, console_suite: Suite) -> None:
     page = signed_in
     program_id = new_program(console_suite, tiers=[{"name": "base", "min_lifetime_points": 0, "multiplier": 1},
@@ -222,3 +223,21 @@ def test_event_types_of_a_program_and_of_the_cdp_registry(signed_in: Page, conso
     form.get_by_role("button", name="Create event type").click()
     expect(page.get_by_role("row", name=re.compile(name))).to_contain_text("plan: STRING")
     assert console_suite.ok(console_suite.api.get(f"/v1/cdp/event-types/{name}"))["properties"][0]["name"] == "plan"
+
+
+def test_what_the_key_scopes_do_not_allow_is_shown_unavailable(page: Page, console_suite: Suite) -> None:
+    program_id = new_program(console_suite)
+    sign_in(page, console_suite, key=console_suite.key("events:read"))
+    # Programs need programs:read: the landing page and its nav entry say so up front.
+    expect(page.get_by_role("heading", name="Unavailable")).to_be_visible()
+    expect(page.get_by_text("lacks the programs:read scope")).to_be_visible()
+    nav = page.get_by_role("navigation", name="Console")
+    expect(nav.get_by_text("Programs (unavailable)")).to_be_visible()
+    expect(nav.get_by_role("link", name="Activity")).to_be_visible()
+    # The CDP registry can be read, not changed.
+    nav.get_by_role("link", name="CDP event types").click()
+    create = page.get_by_role("button", name="Create event type")
+    expect(create).to_be_disabled()
+    expect(page.get_by_text("lacks the programs:write scope").first).to_be_visible()
+    page.goto(f"{console_suite.base}/console/programs/{program_id}/rules")
+    expect(page.get_by_text("lacks the programs:read scope")).to_be_visible()

@@ -748,6 +748,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/keys/current": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The calling API key itself: its id, tenant, granted scopes and every scope they allow (a write scope allows its read; admin allows all), so a client can tell beforehand what the key may do
+         * @description The calling API key itself: its id, tenant, granted scopes and every scope they allow (a write scope allows its read; admin allows all), so a client can tell beforehand what the key may do. Any active key may ask.
+         */
+        get: operations["getCurrentApiKey"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/keys/{key_id}:revoke": {
         parameters: {
             query?: never;
@@ -1679,6 +1699,15 @@ export interface components {
             attributes?: {
                 [key: string]: unknown;
             } | null;
+        };
+        /** @description The calling API key as it sees itself (never its secret). */
+        CurrentApiKey: {
+            /** @description The key as ListApiKeys shows it: id, tenant id, granted scopes, prefix, created_at. */
+            key: components["schemas"]["ApiKey"] | null;
+            /** @description The tenant's name. */
+            tenant_name: string;
+            /** @description Every scope the granted scopes allow, sorted: a write scope allows its read scope, admin allows every scope. A route's required scope must be in this list. */
+            allowed_scopes: string[];
         };
         /** @description An API key as its tenant's admins see it: never its secret. */
         ApiKey: {
@@ -6640,6 +6669,98 @@ export interface operations {
             };
         };
     };
+    getCurrentApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CurrentApiKey"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     revokeApiKey: {
         parameters: {
             query?: never;
@@ -7334,6 +7455,8 @@ export interface operations {
                 origin?: components["schemas"]["EventOrigin"];
                 /** @description CDP events of this source system only. */
                 cdp_source?: string;
+                /** @description Events of this type only (exact match, as submitted). */
+                event_type?: string;
             };
             header?: never;
             path?: never;

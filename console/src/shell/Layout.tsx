@@ -1,9 +1,10 @@
-import { NavLink, Outlet, useLocation, useMatch } from "react-router-dom";
+import { Outlet, useLocation, useMatch } from "react-router-dom";
 import { useQueryClient } from "@tanstack/react-query";
 import { signOut } from "../api/session";
 import { globalPages, programPages } from "../routes";
 import { Banner } from "./Banner";
 import { ErrorBoundary } from "./ErrorBoundary";
+import { NavItem } from "./Guard";
 import { useProgramName } from "../pages/programs/queries";
 
 export function Layout() {
@@ -20,7 +21,7 @@ export function Layout() {
         <nav aria-label="Console">
           <ul>
             {globalPages.filter((p) => p.label).map((p) => (
-              <li key={p.path}><NavLink to={`/${p.path}`} end={p.path === "programs"}>{p.label}</NavLink></li>
+              <li key={p.path}><NavItem to={`/${p.path}`} label={p.label!} reads={p.reads} end={p.path === "programs"} /></li>
             ))}
           </ul>
         </nav>
@@ -34,9 +35,8 @@ export function Layout() {
           <ul>
             {programPages.filter((p) => p.label).map((p) => (
               <li key={p.path}>
-                <NavLink to={`/programs/${programId}${p.path ? `/${p.path}` : ""}`} end={p.path === ""}>
-                  {p.label}
-                </NavLink>
+                <NavItem to={`/programs/${programId}${p.path ? `/${p.path}` : ""}`} label={p.label!} reads={p.reads}
+                         end={p.path === ""} />
               </li>
             ))}
           </ul>

@@ -19,11 +19,11 @@ export function SignIn() {
     setBusy(true);
     setError("");
     try {
-      const { response, error: body } = await api.GET("/v1/programs", {
-        params: { query: { page_size: 1 } }, headers: { "X-API-Key": key.trim() },
+      // Any valid key may read itself; what its scopes allow is shown as the pages load.
+      const { response, error: body } = await api.GET("/v1/keys/current", {
+        headers: { "X-API-Key": key.trim() },
       });
-      // 403 means the key is valid but lacks programs:read; the console then shows what it can.
-      if (response.status === 401 || response.status >= 500) {
+      if (!response.ok) {
         setError(`The API refused the key: ${apiErrorOf(response, body).message}`);
         return;
       }

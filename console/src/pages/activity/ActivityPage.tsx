@@ -6,6 +6,7 @@ import type { components, operations } from "../../api/schema";
 import { fieldErrors } from "../../api/errors";
 import { Field, FormErrors } from "../../shell/forms";
 import { ListState, LoadMore, useCursorList } from "../../shell/paging";
+import { useRouteUnavailable } from "../../shell/scopes";
 
 type Event = components["schemas"]["Event"];
 type Query = NonNullable<operations["listEvents"]["parameters"]["query"]>;
@@ -14,7 +15,7 @@ type Query = NonNullable<operations["listEvents"]["parameters"]["query"]>;
 const POLL_MS = 3000;
 const POLL_PAGES = 3;
 const PAGE_SIZE = 50;
-const TEXT_FILTERS = ["program_id", "participant_id", "external_id"] as const;
+const TEXT_FILTERS = ["program_id", "event_type", "participant_id", "external_id"] as const;
 const TIME_FILTERS = [["received_after", "Received after"], ["received_before", "Received before"]] as const;
 const FILTER_FIELDS = [...TEXT_FILTERS, "status", "origin", ...TIME_FILTERS.map(([n]) => n)];
 
@@ -38,7 +39,9 @@ export function ActivityPage() {
   const [params, setParams] = useSearchParams();
   const query = queryOf(params);
   const [live, setLive] = useState(true);
+  const cannotListPrograms = useRouteUnavailable("GET /v1/programs");
   const programs = useQuery({
+    enabled: !cannotListPrograms,
     queryKey: ["programs-for-filter"],
     queryFn: async () => (await unwrap(api.GET("/v1/programs", { params: { query: { page_size: 200 } } }))).programs,
   });
@@ -97,6 +100,9 @@ export function ActivityPage() {
             </Field>
           </div>
           <div className="row">
+            <Field label="Event type" error={errors.event_type}>
+              {(p) => <input {...p} name="event_type" defaultValue={query.event_type ?? ""} />}
+            </Field>
             <Field label="Participant id" error={errors.participant_id}>
               {(p) => <input {...p} name="participant_id" defaultValue={query.participant_id ?? ""} />}
             </Field>

@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, useParams } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 
 const UNFINISHED_POLL_MS = 1500;
 
@@ -22,7 +22,7 @@ export function EventPage() {
       void queries.invalidateQueries({ queryKey: ["events"] });
     },
   });
-  const cannotRetry = useMissingScope("events:write");
+  const cannotRetry = useRouteUnavailable("POST /v1/events/{event_id}/retry");
   if (event.isPending) return <p className="muted" role="status">Loading…</p>;
   if (event.error) return <><h1>Event</h1><p className="form-error" role="alert">{event.error.message}</p></>;
   const e = event.data;

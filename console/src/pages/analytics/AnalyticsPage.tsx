@@ -7,7 +7,7 @@ import { api, unwrap } from "../../api/client";
 import { fieldErrors } from "../../api/errors";
 import { toNumber } from "../../lib/ids";
 import { Field, FormErrors } from "../../shell/forms";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 import { SegmentsPanel } from "./SegmentsPanel";
 
 const HEIGHT = 260;
@@ -28,7 +28,7 @@ export function AnalyticsPage() {
   const [from, setFrom] = useState("");
   const [to, setTo] = useState("");
   const [range, setRange] = useState({ from: "", to: "" });
-  const cannotRead = useMissingScope("events:read");
+  const cannotRead = useRouteUnavailable("GET /v1/programs/{program_id}/analytics");
   const analytics = useQuery({
     queryKey: ["analytics", programId, range.from, range.to],
     queryFn: () => unwrap(api.GET("/v1/programs/{program_id}/analytics", {

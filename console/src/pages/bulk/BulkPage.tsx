@@ -13,7 +13,7 @@ import { prepareCsv, prepareJsonLines, type Prepared } from "../../bulk/prepare"
 import { upload, type BatchAnswer, type ItemResult } from "../../bulk/upload";
 import { toCsv } from "../../lib/csv";
 import { Field } from "../../shell/forms";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 
 type Phase = "idle" | "preparing" | "sending" | "done" | "cancelled" | "failed";
 
@@ -44,7 +44,7 @@ function targetValue(t: ColumnTarget): string {
 export function BulkPage() {
   const { programId = "" } = useParams();
   const queries = useQueryClient();
-  const cannotWrite = useMissingScope("events:write");
+  const cannotWrite = useRouteUnavailable("POST /v1/events/batch");
   const [fileName, setFileName] = useState("");
   const [text, setText] = useState("");
   const [csv, setCsv] = useState<CsvFile | null>(null);

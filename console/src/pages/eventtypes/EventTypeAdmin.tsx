@@ -2,7 +2,7 @@ import { useState, type FormEvent } from "react";
 import { useMutation, useQuery, useQueryClient, type QueryKey } from "@tanstack/react-query";
 import { fieldErrors } from "../../api/errors";
 import { Field, FormErrors } from "../../shell/forms";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable, type RouteName } from "../../shell/scopes";
 
 export interface PropertyDraft { name: string; type: string; required: boolean }
 export interface EventTypeDraft {
@@ -15,7 +15,8 @@ export interface EventTypeDraft {
 /** What differs between a program's event types and the CDP registry. */
 export interface EventTypeStore {
   key: QueryKey;
-  scope: string;
+  /** The route whose scope changes need (its writes share one scope). */
+  writeRoute: RouteName;
   kinds: readonly string[];
   description: boolean;
   allowUnknown: boolean;
@@ -32,7 +33,7 @@ export function EventTypeAdmin({ store }: { store: EventTypeStore }) {
   const queries = useQueryClient();
   const types = useQuery({ queryKey: store.key, queryFn: store.list });
   const [editing, setEditing] = useState<EventTypeDraft | null>(null);
-  const cannotWrite = useMissingScope(store.scope);
+  const cannotWrite = useRouteUnavailable(store.writeRoute);
   const done = () => {
     setEditing(null);
     void queries.invalidateQueries({ queryKey: store.key });

@@ -26,7 +26,7 @@ export function ProgramEventTypesPage() {
   const store = useMemo((): EventTypeStore => {
     const path = { program_id: programId };
     return {
-      key: ["event-types", programId], scope: "programs:write", kinds: PROGRAM_KINDS, description: true, allowUnknown: false,
+      key: ["event-types", programId], writeRoute: "POST /v1/programs/{program_id}/event-types", kinds: PROGRAM_KINDS, description: true, allowUnknown: false,
       list: async () => (await unwrap(api.GET("/v1/programs/{program_id}/event-types", { params: { path } }))).event_types.map(draftOf),
       create: (d) => unwrap(api.POST("/v1/programs/{program_id}/event-types", {
         params: { path }, body: { name: d.name, description: d.description, properties: properties<Schemas["PropertyType"]>(d) },
@@ -51,7 +51,7 @@ export function ProgramEventTypesPage() {
 /** The CDP event-type registry of the tenant (typed properties of /v1/cdp/events). */
 export function CdpEventTypesPage() {
   const store = useMemo((): EventTypeStore => ({
-    key: ["cdp-event-types"], scope: "programs:write", kinds: CDP_KINDS, description: false, allowUnknown: true,
+    key: ["cdp-event-types"], writeRoute: "POST /v1/cdp/event-types", kinds: CDP_KINDS, description: false, allowUnknown: true,
     list: async () => (await unwrap(api.GET("/v1/cdp/event-types"))).event_types.map(draftOf),
     create: (d) => unwrap(api.POST("/v1/cdp/event-types", {
       body: { name: d.name, properties: properties<Schemas["CdpPropertyType"]>(d), allow_unknown_properties: d.allow_unknown_properties },

@@ -6,7 +6,7 @@ import { api, unwrap } from "../../api/client";
 import { fieldErrors } from "../../api/errors";
 import { newIdempotencyKey } from "../../lib/ids";
 import { Field, FormErrors } from "../../shell/forms";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 
 const FIELDS = ["amount", "reason", "allow_negative", "idempotency_key"];
 
@@ -17,7 +17,7 @@ export function AdjustmentForm({ programId, participantId }: { programId: string
   const [allowNegative, setAllowNegative] = useState(false);
   const [key, setKey] = useState(() => newIdempotencyKey("adjust"));
   const [done, setDone] = useState("");
-  const cannotWrite = useMissingScope("participants:write");
+  const cannotWrite = useRouteUnavailable("POST /v1/programs/{program_id}/participants/{participant_id}/adjustments");
   const adjust = useMutation({
     mutationFn: () => unwrap(api.POST("/v1/programs/{program_id}/participants/{participant_id}/adjustments", {
       params: { path: { program_id: programId, participant_id: participantId } },

@@ -4,7 +4,7 @@ import { useState } from "react";
 import { fieldErrors } from "../../api/errors";
 import { api, unwrap } from "../../api/client";
 import { Field, FormErrors } from "../../shell/forms";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 import { findParticipant, LOOKUP_KINDS } from "./ParticipantsPage";
 import { participantLabel, type Participant } from "./ParticipantPage";
 
@@ -17,7 +17,7 @@ export function MergeForm({ survivor }: { survivor: Participant }) {
   const [other, setOther] = useState<Participant | null>(null);
   const [findError, setFindError] = useState<unknown>(null);
   const [merged, setMerged] = useState("");
-  const cannotWrite = useMissingScope("participants:write");
+  const cannotWrite = useRouteUnavailable("POST /v1/participants:merge");
   const merge = useMutation({
     mutationFn: (target: Participant) => unwrap(api.POST("/v1/participants:merge", {
       body: { survivor_participant_id: survivor.participant_id, merged_participant_id: target.participant_id },

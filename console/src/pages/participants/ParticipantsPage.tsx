@@ -4,7 +4,7 @@ import { useNavigate, useParams } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
 import { fieldErrors } from "../../api/errors";
 import { Field, FormErrors } from "../../shell/forms";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 
 export const LOOKUP_KINDS = [
   { value: "external_id", label: "External id" },
@@ -30,7 +30,7 @@ export function ParticipantsPage() {
   const [value, setValue] = useState("");
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
-  const cannotRead = useMissingScope("participants:read");
+  const cannotRead = useRouteUnavailable("GET /v1/participants");
   const errors = fieldErrors(error, [kind]);
   const submit = async () => {
     setBusy(true);

@@ -1,7 +1,7 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Link, useParams } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 import { bodyOf, draftOf, ProgramForm, type ProgramDraft } from "./ProgramForm";
 import { useProgram } from "./queries";
 
@@ -22,7 +22,7 @@ export function ProgramPage() {
       void queries.invalidateQueries({ queryKey: ["programs"] });
     },
   });
-  const cannotWrite = useMissingScope("programs:write");
+  const cannotWrite = useRouteUnavailable("PATCH /v1/programs/{program_id}");
   if (program.isPending) return <p className="muted" role="status">Loading…</p>;
   if (program.error) return <p className="form-error" role="alert">{program.error.message}</p>;
   const p = program.data;

@@ -2,7 +2,7 @@ import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Link, useNavigate } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
 import { ListState, LoadMore, useCursorList } from "../../shell/paging";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 import { bodyOf, draftOf, ProgramForm, type ProgramDraft } from "./ProgramForm";
 import type { Program } from "./queries";
 
@@ -20,7 +20,7 @@ export function ProgramsPage() {
       navigate(`/programs/${program.program_id}`);
     },
   });
-  const cannotWrite = useMissingScope("programs:write");
+  const cannotWrite = useRouteUnavailable("POST /v1/programs");
   return (
     <>
       <h1>Programs</h1>

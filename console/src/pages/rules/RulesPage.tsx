@@ -2,7 +2,7 @@ import { useState } from "react";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Link, useNavigate, useParams } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 import { ruleDraft, createBody, updateBody, type RuleDraft } from "./draft";
 import { RuleEditor } from "./RuleEditor";
 import { RuleVersions } from "./RuleVersions";
@@ -15,7 +15,7 @@ export function RulesPage() {
   const navigate = useNavigate();
   const queries = useQueryClient();
   const rules = useRules(programId);
-  const cannotWrite = useMissingScope("programs:write");
+  const cannotWrite = useRouteUnavailable("PATCH /v1/programs/{program_id}/rules/{rule_id}");
   const [editing, setEditing] = useState<RuleDraft | null>(null);
   const refresh = () => queries.invalidateQueries({ queryKey: ["rules", programId] });
   const path = { program_id: programId };

@@ -9,7 +9,7 @@ import type { components } from "../../api/schema";
 import { when } from "../../lib/ids";
 import { Field, FormErrors } from "../../shell/forms";
 import { ListState, LoadMore, useCursorList } from "../../shell/paging";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 import { EndpointForm, eventsOf, SecretOnce } from "./EndpointForm";
 
 type Delivery = components["schemas"]["WebhookDelivery"];
@@ -18,7 +18,7 @@ export function EndpointPage() {
   const { endpointId = "" } = useParams();
   const navigate = useNavigate();
   const queries = useQueryClient();
-  const cannotWrite = useMissingScope("webhooks:write");
+  const cannotWrite = useRouteUnavailable("PATCH /v1/webhook-endpoints/{endpoint_id}");
   const [secret, setSecret] = useState("");
   const [since, setSince] = useState("");
   const [recovered, setRecovered] = useState("");

@@ -4,14 +4,14 @@ import { useState } from "react";
 import { Link } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
 import { when } from "../../lib/ids";
-import { useMissingScope } from "../../shell/scopes";
+import { useRouteUnavailable } from "../../shell/scopes";
 import { EndpointForm, eventsOf, SecretOnce } from "./EndpointForm";
 
 export function WebhooksPage() {
   const queries = useQueryClient();
   const [secret, setSecret] = useState<{ id: string; secret: string } | null>(null);
   const [formKey, setFormKey] = useState(0);
-  const cannotWrite = useMissingScope("webhooks:write");
+  const cannotWrite = useRouteUnavailable("POST /v1/webhook-endpoints");
   const endpoints = useQuery({
     queryKey: ["webhook-endpoints"],
     queryFn: () => unwrap(api.GET("/v1/webhook-endpoints")),

@@ -64,9 +64,9 @@ def cmd_run(_: argparse.Namespace) -> None:
     app = create_app(channels, authenticator=authenticator, console_dir=settings.console_dir)
     print(f"""
 Accrual is running (embedded: SQLite under {settings.var_dir.resolve()}, in-process broker)
-  REST:  http://{settings.gateway_host}:{settings.gateway_port}   (docs: /docs, spec: /openapi.json)
-  console: http://{settings.gateway_host}:{settings.gateway_port}/console/   (sign in with the admin key)
-  gRPC:  {settings.grpc_host}:{port}   (health + reflection enabled)
+  REST:     http://{settings.gateway_host}:{settings.gateway_port}   (docs: /docs, spec: /openapi.json)
+  console:  http://{settings.gateway_host}:{settings.gateway_port}/console/   (sign in with the admin key)
+  gRPC:     {settings.grpc_host}:{port}   (health + reflection enabled)
   admin API key (tenant "default"): {key}
 Try:  curl -H "X-API-Key: {key}" http://{settings.gateway_host}:{settings.gateway_port}/v1/programs
 """, flush=True)
