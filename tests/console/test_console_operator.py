@@ -332,6 +332,7 @@ def test_webhook_endpoint_secret_once_delivery_rotate_disable_delete(
     assert console_suite.ok(console_suite.api.get("/v1/webhook-endpoints"))["endpoints"] == []
 
 
+@pytest.mark.readme_screenshot
 def test_an_operators_day(page: Page, console_suite: Suite, receiver: str) -> None:
     """Issue 21's walk: from sign-in to a program that awards points, with the proof on screen."""
     base = console_suite.base
