@@ -21,7 +21,7 @@ import httpx
 import pytest
 from accrual_platform.testing import free_port, wait_http
 from accrual_platform.testing import stop_processes as stop
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Browser, FilePayload, Page, Route, expect
 
 from tests.console.conftest import ARTIFACTS, Suite, keep_screenshot, sign_in
 
@@ -54,7 +54,8 @@ def events_csv(rows: int, *, days: int = 14, broken: Callable[[int], str | None]
 
 
 def choose_file(page: Page, name: str, content: bytes) -> None:
-    page.get_by_label("Events file").set_input_files(files=[{"name": name, "mimeType": "text/csv", "buffer": content}])
+    payload: FilePayload = {"name": name, "mimeType": "text/csv", "buffer": content}
+    page.get_by_label("Events file").set_input_files(files=[payload])
 
 
 def count(page: Page, what: str) -> int:
@@ -253,13 +254,13 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
     received: list[dict[str, str]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         Receiver.received.append({"signature": self.headers.get("webhook-signature", ""), "body": body})
         self.send_response(204)
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
