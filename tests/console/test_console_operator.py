@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import json
 import os
 import pathlib
 import re
@@ -123,6 +124,68 @@ def test_bulk_csv_with_broken_rows_lands_the_good_ones_and_reports_the_bad_by_li
     wait_finished(page)
     assert (count(page, "accepted"), count(page, "duplicate"), count(page, "error")) == (0, 16, 4)
     assert len(program_events(console_suite.api, program_id)) == 16
+
+
+def test_bulk_upload_cancelled_mid_way_resumes_and_json_lines_report_bad_lines(
+        signed_in: Page, console_suite: Suite) -> None:
+    page = signed_in
+    program_id = new_program(console_suite)
+    page.goto(f"{console_suite.base}/console/programs/{program_id}/bulk")
+    choose_file(page, "cancel.csv", events_csv(2500))
+    calls: list[Route] = []
+
+    def hold_the_second_batch(route: Route) -> None:
+        """The second batch gets no answer until the operator cancels."""
+        calls.append(route)
+        if len(calls) != 2:
+            route.continue_()
+
+    page.route("**/v1/events/batch", hold_the_second_batch)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.get_by_test_id("count-accepted")).to_have_text("1000")
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_test_id("bulk-counts")).to_contain_text("Cancelled.")
+    assert (count(page, "accepted"), count(page, "pending")) == (1000, 1500)
+    page.get_by_role("button", name="Resume").click()
+    wait_finished(page)
+    assert (count(page, "accepted"), count(page, "duplicate"), count(page, "error")) == (2500, 0, 0)
+    assert len(program_events(console_suite.api, program_id)) == 2500
+
+    lines = [{"external_id": "j1", "event_type": "purchase", "event_data": {"amount": 3}},
+             {"external_id": "j2", "event_type": "purchase", "colour": "red"},
+             {"external_id": 7, "event_type": "purchase"}]
+    text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n"
+    payload: FilePayload = {"name": "events.jsonl", "mimeType": "application/x-ndjson", "buffer": text.encode()}
+    page.get_by_label("Events file").set_input_files(files=[payload])
+    page.get_by_role("button", name="Upload", exact=True).click()
+    wait_finished(page)
+    errors = page.get_by_test_id("bulk-errors")
+    expect(errors.get_by_role("row", name=re.compile(r"^2 colour unknown field"))).to_be_visible()
+    expect(errors.get_by_role("row", name=re.compile(r"^3 external_id must be a string"))).to_be_visible()
+    expect(errors.get_by_role("row", name=re.compile(r"^4 "))).to_contain_text("is not JSON")
+    assert (count(page, "accepted"), count(page, "error")) == (1, 3)
+
+
+@pytest.mark.parametrize("path", ["programs/{p}/participants", "programs/{p}/bulk", "programs/{p}/analytics",
+                                  "webhooks"])
+def test_pages_5_to_8_fit_a_phone(browser: Browser, console_suite: Suite, path: str) -> None:
+    program_id = new_program(console_suite)
+    add_rule(console_suite, program_id)
+    submit(console_suite, program_id, "dana", 4)
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        sign_in(page, console_suite)
+        expect(page.get_by_role("heading", name="Programs", exact=True)).to_be_visible()
+        page.goto(f"{console_suite.base}/console/{path.format(p=program_id)}")
+        expect(page.locator("main h1")).to_be_visible()
+        if "analytics" in path:
+            expect(page.locator("figure.chart .recharts-wrapper")).to_have_count(4)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(artifact(f"phone-{path.rsplit('/', 1)[-1]}")), full_page=True)
+    finally:
+        context.close()
 
 
 def start_suite(home: pathlib.Path, port: int, grpc_port: int) -> subprocess.Popen[bytes]:
