@@ -460,6 +460,11 @@ def test_an_operators_day(page: Page, console_suite: Suite, receiver: str) -> No
     expect(page.locator(".recharts-line-curve")).to_have_count(2)
     expect(page.locator(".recharts-bar-rectangle").first).to_be_visible()
     keep_screenshot(page, "analytics")
+    last_day = dt.date.fromisoformat(page.get_by_label("To", exact=True).input_value())
+    page.get_by_label("From", exact=True).fill(str(last_day - dt.timedelta(days=2)))
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_test_id("analytics-totals")).to_contain_text(f"{last_day - dt.timedelta(days=2)} to {last_day}")
+    assert 0 < int(page.get_by_test_id("total-events").inner_text()) < 2500
     page.get_by_role("button", name="Members of high_engagers").click()
     expect(page.get_by_role("heading", name="Members of high_engagers")).to_be_visible()
 

@@ -1,7 +1,7 @@
 // Page 7: a program's analytics as charts over a chosen date range, and its segments.
 import { useQuery } from "@tanstack/react-query";
 import { useState } from "react";
-import { useParams } from "react-router-dom";
+import { Link, useParams } from "react-router-dom";
 import { Bar, BarChart, CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
 import { api, unwrap } from "../../api/client";
 import { fieldErrors } from "../../api/errors";
@@ -48,14 +48,17 @@ export function AnalyticsPage() {
       {cannotRead ? <p className="unavailable">{cannotRead}</p> : null}
       <section className="panel" aria-labelledby="range">
         <h2 id="range">Date range (UTC days of the events)</h2>
-        <form className="form" onSubmit={(e) => { e.preventDefault(); setRange({ from, to }); }}>
+        <form className="form" onSubmit={(e) => {
+          e.preventDefault();
+          setRange({ from: from || a?.from_date || "", to: to || a?.to_date || "" });
+        }}>
           <FormErrors errors={errors} />
           <div className="row">
             <Field label="From" error={errors.from_date} hint="Default: 29 days before the last day">
-              {(p) => <input {...p} type="date" value={from} onChange={(e) => setFrom(e.target.value)} />}
+              {(p) => <input {...p} type="date" value={from || a?.from_date || ""} onChange={(e) => setFrom(e.target.value)} />}
             </Field>
             <Field label="To" error={errors.to_date} hint="Default: the day of the latest event">
-              {(p) => <input {...p} type="date" value={to} onChange={(e) => setTo(e.target.value)} />}
+              {(p) => <input {...p} type="date" value={to || a?.to_date || ""} onChange={(e) => setTo(e.target.value)} />}
             </Field>
             <div className="actions"><button type="submit">Show</button></div>
           </div>
@@ -126,7 +129,11 @@ export function AnalyticsPage() {
               <thead><tr><th>Participant</th><th>Events</th><th>Points</th></tr></thead>
               <tbody>
                 {a.top_participants.map((p) => (
-                  <tr key={p.participant_id}><td><code>{p.participant_id}</code></td><td>{p.events}</td><td>{p.points}</td></tr>
+                  <tr key={p.participant_id}>
+                    <td><Link to={`/programs/${programId}/participants/${p.participant_id}`}>{p.participant_id}</Link></td>
+                    <td>{p.events}</td>
+                    <td>{p.points}</td>
+                  </tr>
                 ))}
               </tbody>
             </table>
