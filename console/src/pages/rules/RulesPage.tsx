@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, useNavigate, useParams } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
 import { useRouteUnavailable } from "../../shell/scopes";
@@ -50,7 +50,14 @@ export function RulesPage() {
 
   const list = rules.data ?? [];
   const live = list.filter((r) => r.status !== "ARCHIVED");
-  const selected = list.find((r) => r.rule_id === ruleId);
+  const listed = list.find((r) => r.rule_id === ruleId);
+  // An archived rule is not listed; its page still shows it and its versions.
+  const unlisted = useQuery({
+    queryKey: ["rule", programId, ruleId],
+    queryFn: () => unwrap(api.GET("/v1/programs/{program_id}/rules/{rule_id}", { params: { path: { ...path, rule_id: ruleId ?? "" } } })),
+    enabled: Boolean(ruleId && rules.data && !listed),
+  });
+  const selected = listed ?? unlisted.data;
 
   /** Moves a rule one place up or down by giving the live rules orders 10, 20, 30… */
   function move(rule: Rule, by: -1 | 1) {
@@ -110,7 +117,8 @@ export function RulesPage() {
       <div className="split">
         <section className="panel" aria-labelledby="editor-heading">
           <h2 id="editor-heading">{selected ? `Edit “${selected.name}” (v${selected.version})` : "New rule"}</h2>
-          {ruleId && !selected ? (rules.data ? <p className="form-error" role="alert">No rule {ruleId} in this program.</p> : null) : (
+          {ruleId && !selected ? (unlisted.error ? <p className="form-error" role="alert">{unlisted.error.message}</p> : <p className="muted" role="status">Loading…</p>)
+            : selected?.status === "ARCHIVED" ? <p className="muted">This rule is archived: it no longer applies. Its versions are below.</p> : (
             <RuleEditor key={`${ruleId ?? "new"}-${selected?.version ?? 0}`} programId={programId}
                         initial={ruleDraft(selected, ((live[live.length - 1]?.order ?? 0) + 10))}
                         submitLabel={selected ? "Save as a new version" : "Create rule"}
