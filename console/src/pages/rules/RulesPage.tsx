@@ -31,11 +31,9 @@ export function RulesPage() {
     },
   });
   const act = useMutation({
-    mutationFn: async (change: { rule: Rule; to: "ACTIVE" | "SUSPENDED" | "ARCHIVED" } | { moves: { rule: Rule; order: number }[] }) => {
-      if ("moves" in change) {
-        for (const m of change.moves) {
-          await unwrap(api.PATCH("/v1/programs/{program_id}/rules/{rule_id}", { params: { path: { ...path, rule_id: m.rule.rule_id } }, body: { order: m.order } }));
-        }
+    mutationFn: async (change: { rule: Rule; to: "ACTIVE" | "SUSPENDED" | "ARCHIVED" } | { ruleIds: string[] }) => {
+      if ("ruleIds" in change) {
+        await unwrap(api.POST("/v1/programs/{program_id}/rules:reorder", { params: { path }, body: { rule_ids: change.ruleIds } }));
         return;
       }
       const where = { params: { path: { ...path, rule_id: change.rule.rule_id } } };
@@ -59,13 +57,13 @@ export function RulesPage() {
   });
   const selected = listed ?? unlisted.data;
 
-  /** Moves a rule one place up or down by giving the live rules orders 10, 20, 30… */
+  /** Moves a rule one place up or down: the whole order is sent at once (rules:reorder). */
   function move(rule: Rule, by: -1 | 1) {
     const order = [...live];
     const i = order.indexOf(rule), j = i + by;
     if (j < 0 || j >= order.length) return;
     [order[i], order[j]] = [order[j], order[i]];
-    act.mutate({ moves: order.map((r, k) => ({ rule: r, order: (k + 1) * 10 })).filter((m) => m.rule.order !== m.order) });
+    act.mutate({ ruleIds: order.map((r) => r.rule_id) });
   }
 
   return (

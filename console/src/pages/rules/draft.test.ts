@@ -1,26 +1,24 @@
 import { describe, expect, it } from "vitest";
-import { ApiError, expressionSpan, lineColumn, underPrefix } from "../../api/errors";
-import { createBody, ruleDraft, updateBody } from "./draft";
+import { ApiError, locatedExpression, violationsByField } from "../../api/errors";
+import { createBody, DRAFT_FIELDS, ruleDraft, updateBody } from "./draft";
 
 describe("expression error positions", () => {
-  it("reads the engine's character span from the description, else the ErrorInfo metadata", () => {
-    expect(expressionSpan("Unexpected token: Operator at (4, 5); Expected UnaryOperator.")).toEqual({ start: 4, end: 5 });
-    expect(expressionSpan("bad", { position: "7:9" })).toEqual({ start: 7, end: 9 });
-    expect(expressionSpan("must give a number")).toBeNull();
+  it("reads the field and place a save's 400 locates from its ErrorInfo metadata", () => {
+    const error = new ApiError(400, "invalid_expression", "x", "req", [], null,
+                               { field: "formula", position: "20:21", line: "1", column: "21" });
+    expect(locatedExpression(error)).toEqual({ field: "formula", position: { start: 20, end: 21, line: 1, column: 21 } });
+    expect(locatedExpression(new ApiError(400, "invalid_expression", "x", "req", [], null, { position: "1:2" }))).toBeNull();
   });
 
-  it("turns an offset into a 1-based line and column", () => {
-    expect(lineColumn("1 + * 2", 4)).toEqual({ line: 1, column: 5 });
-    expect(lineColumn("a == 1\nand * b", 11)).toEqual({ line: 2, column: 5 });
-    expect(lineColumn("ab", 99)).toEqual({ line: 1, column: 3 });
-  });
-
-  it("keeps the violations of one draft rule, named as the form names them", () => {
-    const error = new ApiError(400, "invalid_expression", "x", "req", [
-      { field: "draft_rules[0].condition", description: "bad at (1, 2)" },
-      { field: "event_type", description: "other" },
-    ]);
-    expect(underPrefix(error, "draft_rules[0]").violations).toEqual([{ field: "condition", description: "bad at (1, 2)" }]);
+  it("puts rules:validate's violations on the rule form's fields", () => {
+    const errors = violationsByField([
+      { field: "condition", description: "Unexpected end (line 1, column 20)" },
+      { field: "caps.total_budget", description: "must be positive" },
+      { field: "elsewhere", description: "odd" },
+    ], DRAFT_FIELDS);
+    expect(errors.condition).toBe("Unexpected end (line 1, column 20)");
+    expect(errors["caps.total_budget"]).toBe("must be positive");
+    expect(errors[""]).toBe("elsewhere: odd");
   });
 });
 
