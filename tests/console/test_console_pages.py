@@ -144,6 +144,10 @@ def test_events_appear_completed_in_the_activity_log_with_their_detail(signed_in
     expect(page.get_by_text("No event matches these filters.")).to_be_visible()
     assert "status=FAILED" in page.url
     page.get_by_label("Status").select_option("COMPLETED")
+    page.get_by_label("Event type").fill("refund")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(page.get_by_text("No event matches these filters.")).to_be_visible()
+    page.get_by_label("Event type").fill("purchase")
     page.get_by_label("External id").fill("ann-2")
     page.get_by_role("button", name="Apply filters").click()
     expect(rows).to_have_count(1)
@@ -241,3 +245,31 @@ def test_what_the_key_scopes_do_not_allow_is_shown_unavailable(page: Page, conso
     expect(page.get_by_text("lacks the programs:write scope").first).to_be_visible()
     page.goto(f"{console_suite.base}/console/programs/{program_id}/rules")
     expect(page.get_by_text("lacks the programs:read scope")).to_be_visible()
+
+
+def test_rules_are_reordered_suspended_and_archived(signed_in: Page, console_suite: Suite) -> None:
+    page = signed_in
+    program_id = new_program(console_suite)
+    ids = [console_suite.ok(console_suite.api.post(f"/v1/programs/{program_id}/rules", json={
+        "name": name, "formula": "1", "order": order}))["rule_id"]
+        for name, order in (("first", 10), ("second", 20), ("third", 30))]
+    second_id = ids[1]
+    page.goto(f"{console_suite.base}/console/programs/{program_id}/rules")
+    names = page.locator("section[aria-labelledby=rules-heading] tbody tr td:nth-child(2)")
+    expect(names).to_have_text(["first", "second", "third"])
+    page.get_by_role("button", name="Move third up").click()
+    expect(names).to_have_text(["first", "third", "second"])
+    row = page.get_by_role("row", name=re.compile("first"))
+    row.get_by_role("button", name="Suspend").click()
+    expect(row).to_contain_text("SUSPENDED")
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("row", name=re.compile("second")).get_by_role("button", name="Archive").click()
+    # An archived rule leaves the list (its history stays readable by its URL).
+    expect(names).to_have_text(["first", "third"])
+    rules = {r["name"]: r for r in console_suite.ok(console_suite.api.get(f"/v1/programs/{program_id}/rules"))["rules"]}
+    assert rules["first"]["order"] < rules["third"]["order"] and rules["first"]["status"] == "SUSPENDED"
+    second = console_suite.ok(console_suite.api.get(f"/v1/programs/{program_id}/rules/{second_id}"))
+    assert (second["status"], second["order"] > rules["third"]["order"]) == ("ARCHIVED", True)
+    page.goto(f"{console_suite.base}/console/programs/{program_id}/rules/{second_id}")
+    expect(page.get_by_text("This rule is archived")).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile(r"Versions \(\d\)"))).to_be_visible()

@@ -89,52 +89,52 @@ export function normaliseField(field: string): string {
 }
 
 /**
- * Field errors by form field. `fields` are the form's field paths; a violation of a nested
+ * Violations by form field. `fields` are the form's field paths; a violation of a nested
  * path (tiers[0].name) lands on the longest form field it starts with (tiers.0.name, else
  * tiers), and one that names no field of the form goes under "" (shown at the form's top).
  */
-export function fieldErrors(error: unknown, fields: readonly string[]): Record<string, string> {
-  if (!(error instanceof ApiError)) return {};
+export function violationsByField(violations: readonly FieldViolation[], fields: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   const known = fields.map((f) => [normaliseField(f), f] as const)
     .sort((a, b) => b[0].length - a[0].length);
   const add = (key: string, text: string) => {
     out[key] = out[key] ? `${out[key]}; ${text}` : text;
   };
-  for (const v of error.violations) {
+  for (const v of violations) {
     const path = normaliseField(v.field);
     const hit = known.find(([n]) => path === n || path.startsWith(`${n}.`));
     if (hit) add(hit[1], hit[0] === path ? v.description : `${v.field}: ${v.description}`);
     else add("", `${v.field}: ${v.description}`);
   }
+  return out;
+}
+
+/** Field errors of a failed call by form field (see violationsByField); an error that names
+ * no field (and is about the input) goes under "" with its message. */
+export function fieldErrors(error: unknown, fields: readonly string[]): Record<string, string> {
+  if (!(error instanceof ApiError)) return {};
+  const out = violationsByField(error.violations, fields);
   if (error.violations.length === 0 && !error.isServerSide && error.status !== 401) {
-    add("", error.message);
+    out[""] = error.message;
   }
   return out;
 }
 
-/** The error with only the violations under `prefix` (draft_rules[0]), named without it. */
-export function underPrefix(error: ApiError, prefix: string): ApiError {
-  const p = normaliseField(prefix);
-  const violations = error.violations.flatMap((v) => {
-    const f = normaliseField(v.field);
-    return f.startsWith(`${p}.`) ? [{ field: f.slice(p.length + 1), description: v.description }] : [];
-  });
-  return new ApiError(error.status, error.code, error.message, error.requestId, violations,
-                      error.retryAfter, error.metadata);
+/** A place in a rule expression: characters from 0 [start, end); line and column from 1. */
+export interface ExpressionPosition {
+  start: number;
+  end: number;
+  line: number;
+  column: number;
 }
 
 /**
- * The character span [start, end) of the token an expression error names: the engine's
- * "at (4, 5)" in the field's description, else the ErrorInfo metadata `position` ("4:5").
+ * The expression field and position an error locates, from its ErrorInfo metadata
+ * (`field`, `position` "start:end", `line`, `column`); null when it locates none.
  */
-export function expressionSpan(description: string, metadata: Record<string, string> = {}): { start: number; end: number } | null {
-  const m = /at \((\d+), (\d+)\)/.exec(description) ?? /^(\d+):(\d+)$/.exec(metadata.position ?? "");
-  return m ? { start: Number(m[1]), end: Number(m[2]) } : null;
-}
-
-/** 1-based line and column of a character offset in `source`. */
-export function lineColumn(source: string, offset: number): { line: number; column: number } {
-  const before = source.slice(0, Math.max(0, Math.min(offset, source.length))).split("\n");
-  return { line: before.length, column: before[before.length - 1].length + 1 };
+export function locatedExpression(error: ApiError): { field: string; position: ExpressionPosition } | null {
+  const { field, position, line, column } = error.metadata;
+  const span = /^(\d+):(\d+)$/.exec(position ?? "");
+  if (!field || !span || !line || !column) return null;
+  return { field: normaliseField(field), position: { start: Number(span[1]), end: Number(span[2]), line: Number(line), column: Number(column) } };
 }

@@ -308,6 +308,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/programs/{program_id}/rules:validate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Check a draft rule exactly as CreateRule would, writing nothing: every reason it would be refused, each error in the condition or formula with its position
+         * @description Check a draft rule exactly as CreateRule would, writing nothing: every reason it would be refused, each error in the condition or formula with its position. For a rule editor's validation as the operator types. The body is CreateRule's; its program_id is ignored.
+         */
+        post: operations["validateRule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/programs/{program_id}/rules:reorder": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Put a program's rules in a new evaluation order at once: rule_ids lists every unarchived rule once, the first evaluated first
+         * @description Put a program's rules in a new evaluation order at once: rule_ids lists every unarchived rule once, the first evaluated first. Each rule whose order changes gets a new version with order 10, 20, 30... by its place; the answer lists the rules in their new order.
+         */
+        post: operations["reorderRules"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/programs/{program_id}/enrollments/{participant_id}": {
         parameters: {
             query?: never;
@@ -1304,6 +1344,42 @@ export interface components {
             active_to?: string | null;
             status?: components["schemas"]["RuleStatus"];
             caps?: components["schemas"]["RuleCaps"] | null;
+        };
+        /** @description Response of ValidateRule. */
+        ValidateRuleResponse: {
+            /** @description True when CreateRule would accept the rule (no violations). */
+            valid: boolean;
+            violations: components["schemas"]["RuleViolation"][];
+        };
+        /** @description One reason CreateRule would refuse a draft rule. */
+        RuleViolation: {
+            /** @description The field, as CreateRule's 400 names it: name, condition, formula, caps.total_budget... */
+            field: string;
+            /** @description What is wrong, as CreateRule's 400 says it. */
+            description: string;
+            /** @description Where in the condition or formula, when the expression engine can tell. */
+            position: components["schemas"]["ExpressionPosition"] | null;
+        };
+        /** @description A place in a rule expression. start and end (exclusive) count characters (Unicode code points) from 0; line and column, of start, count from 1. end equals start at the end of the source. */
+        ExpressionPosition: {
+            /** Format: int32 */
+            start: number;
+            /** Format: int32 */
+            end: number;
+            /** Format: int32 */
+            line: number;
+            /** Format: int32 */
+            column: number;
+        };
+        /** @description Response of ReorderRules. */
+        ReorderRulesResponse: {
+            /** @description The program's unarchived rules in their new evaluation order. */
+            rules: components["schemas"]["Rule"][];
+        };
+        /** @description Request of ReorderRules. */
+        ReorderRulesRequest_Body: {
+            /** @description Every unarchived rule of the program (its id) once, in the new evaluation order. */
+            rule_ids?: string[];
         };
         /** @description Request of UpdateEnrollment. */
         UpdateEnrollmentRequest_Body: {
@@ -3310,6 +3386,204 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SimulateRulesResponse"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    validateRule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The program the rule would belong to (a UUID). */
+                program_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateRuleRequest"] | null;
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidateRuleResponse"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    reorderRules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The program (a UUID). */
+                program_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReorderRulesRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReorderRulesResponse"];
                 };
             };
             /** @description invalid request */

@@ -106,6 +106,7 @@ class Stack:
     ingest: FakeIngest
     identity: FakeIdentity
     processor: Processor
+    address: str = ""
 
     def tenant(self) -> tuple[str, list[tuple[str, str]]]:
         """A new tenant and the metadata of its API key."""
@@ -173,7 +174,8 @@ def stack(database_url: str) -> Iterator[Stack]:
     ingest, identity = FakeIngest(), FakeIdentity()
     processor = Processor(runtime.store, ingest, identity, TOKEN, runtime.sandbox)
     runtime.service.participant_exists = lambda tenant, pid: pid not in identity.missing
-    yield Stack(runtime, broker, rules_pb2_grpc.RulesServiceStub(channel), ingest, identity, processor)
+    yield Stack(runtime, broker, rules_pb2_grpc.RulesServiceStub(channel), ingest, identity, processor,
+                f"127.0.0.1:{port}")
     channel.close()
     server.stop(2).wait()
     runtime.stop()

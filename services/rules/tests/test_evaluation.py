@@ -18,7 +18,7 @@ from accrual_rules.domain.evaluation import (
     json_context,
     window_starts,
 )
-from accrual_rules.domain.expressions import OUT_OF_RANGE, ExpressionError, compile_expression
+from accrual_rules.domain.expressions import OUT_OF_RANGE, ExpressionError, Position, compile_expression
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -75,7 +75,8 @@ def test_time_window_uses_event_timestamp() -> None:
 def test_syntax_error_has_position() -> None:
     with pytest.raises(ExpressionError) as info:
         compile_expression("properties.amount * ")
-    assert info.value.position is not None
+    assert info.value.position == Position(start=19, end=19, line=1, column=20)
+    assert "(" not in info.value.message  # the engine's byte span is taken out of the message
 
 
 # -- rounding, caps, windows, event types (pure) ----------------------------------------------

@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { fieldErrors } from "../../api/errors";
+import { ApiError, fieldErrors, locatedExpression, violationsByField, type ExpressionPosition } from "../../api/errors";
 import { Field, FormErrors } from "../../shell/forms";
 import { CAP_FIELDS, DRAFT_FIELDS, type RuleDraft } from "./draft";
 import { ExpressionField } from "./ExpressionField";
@@ -26,9 +26,17 @@ export function RuleEditor({ programId, initial, submitLabel, busy, saveError, d
     onChange?.(next);
   };
   // The save's answer until the form changes; then what the live check says.
-  const shown = edited ? (validation.state === "invalid" ? validation.error : null) : saveError;
-  const errors = fieldErrors(shown, DRAFT_FIELDS);
-  const metadata = shown && typeof shown === "object" && "metadata" in shown ? (shown.metadata as Record<string, string>) : {};
+  // The save's answer until the form changes; then what the live check says.
+  let errors: Record<string, string> = {};
+  let positions: Record<string, ExpressionPosition> = {};
+  if (edited && validation.state === "invalid") {
+    errors = violationsByField(validation.violations, DRAFT_FIELDS);
+    positions = validation.positions;
+  } else if (!edited && saveError) {
+    errors = fieldErrors(saveError, DRAFT_FIELDS);
+    const located = saveError instanceof ApiError ? locatedExpression(saveError) : null;
+    if (located) positions = { [located.field]: located.position };
+  }
 
   function submit(e: FormEvent) {
     e.preventDefault();
@@ -51,10 +59,10 @@ export function RuleEditor({ programId, initial, submitLabel, busy, saveError, d
         </Field>
       </div>
       <ExpressionField label="Condition" value={d.condition} onChange={(condition) => set({ condition })}
-                       error={errors.condition} metadata={metadata}
+                       error={errors.condition} position={positions.condition}
                        hint="A ZEN expression giving true or false, e.g. properties.amount >= 10; empty: always" />
       <ExpressionField label="Formula" value={d.formula} onChange={(formula) => set({ formula })}
-                       error={errors.formula} metadata={metadata}
+                       error={errors.formula} position={positions.formula}
                        hint="A ZEN expression giving the points, e.g. properties.amount * 2" />
       <p className="muted" role="status" aria-live="polite" data-testid="validation-state">
         {validation.state === "checking" ? "Checking…" : validation.state === "valid" ? "✓ The API accepts this rule."

@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, useNavigate, useParams } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
 import { useRouteUnavailable } from "../../shell/scopes";
@@ -31,11 +31,9 @@ export function RulesPage() {
     },
   });
   const act = useMutation({
-    mutationFn: async (change: { rule: Rule; to: "ACTIVE" | "SUSPENDED" | "ARCHIVED" } | { moves: { rule: Rule; order: number }[] }) => {
-      if ("moves" in change) {
-        for (const m of change.moves) {
-          await unwrap(api.PATCH("/v1/programs/{program_id}/rules/{rule_id}", { params: { path: { ...path, rule_id: m.rule.rule_id } }, body: { order: m.order } }));
-        }
+    mutationFn: async (change: { rule: Rule; to: "ACTIVE" | "SUSPENDED" | "ARCHIVED" } | { ruleIds: string[] }) => {
+      if ("ruleIds" in change) {
+        await unwrap(api.POST("/v1/programs/{program_id}/rules:reorder", { params: { path }, body: { rule_ids: change.ruleIds } }));
         return;
       }
       const where = { params: { path: { ...path, rule_id: change.rule.rule_id } } };
@@ -50,15 +48,22 @@ export function RulesPage() {
 
   const list = rules.data ?? [];
   const live = list.filter((r) => r.status !== "ARCHIVED");
-  const selected = list.find((r) => r.rule_id === ruleId);
+  const listed = list.find((r) => r.rule_id === ruleId);
+  // An archived rule is not listed; its page still shows it and its versions.
+  const unlisted = useQuery({
+    queryKey: ["rule", programId, ruleId],
+    queryFn: () => unwrap(api.GET("/v1/programs/{program_id}/rules/{rule_id}", { params: { path: { ...path, rule_id: ruleId ?? "" } } })),
+    enabled: Boolean(ruleId && rules.data && !listed),
+  });
+  const selected = listed ?? unlisted.data;
 
-  /** Moves a rule one place up or down by giving the live rules orders 10, 20, 30… */
+  /** Moves a rule one place up or down: the whole order is sent at once (rules:reorder). */
   function move(rule: Rule, by: -1 | 1) {
     const order = [...live];
     const i = order.indexOf(rule), j = i + by;
     if (j < 0 || j >= order.length) return;
     [order[i], order[j]] = [order[j], order[i]];
-    act.mutate({ moves: order.map((r, k) => ({ rule: r, order: (k + 1) * 10 })).filter((m) => m.rule.order !== m.order) });
+    act.mutate({ ruleIds: order.map((r) => r.rule_id) });
   }
 
   return (
@@ -110,7 +115,8 @@ export function RulesPage() {
       <div className="split">
         <section className="panel" aria-labelledby="editor-heading">
           <h2 id="editor-heading">{selected ? `Edit “${selected.name}” (v${selected.version})` : "New rule"}</h2>
-          {ruleId && !selected ? (rules.data ? <p className="form-error" role="alert">No rule {ruleId} in this program.</p> : null) : (
+          {ruleId && !selected ? (unlisted.error ? <p className="form-error" role="alert">{unlisted.error.message}</p> : <p className="muted" role="status">Loading…</p>)
+            : selected?.status === "ARCHIVED" ? <p className="muted">This rule is archived: it no longer applies. Its versions are below.</p> : (
             <RuleEditor key={`${ruleId ?? "new"}-${selected?.version ?? 0}`} programId={programId}
                         initial={ruleDraft(selected, ((live[live.length - 1]?.order ?? 0) + 10))}
                         submitLabel={selected ? "Save as a new version" : "Create rule"}

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CAP_FIELDS
 from accrual_rules.domain.triggers import normalise_triggers
-from accrual_rules.domain.validation import ProgramChanges, RuleFields
+from accrual_rules.domain.validation import ExpressionViolation, ProgramChanges, RuleFields
 from accrual_rules.ledger import Account
 from accrual_rules.service import RulesService
 from accrual_rules.store import EntryRecord, EventTypeRecord, ProgramRecord, RuleRecord
@@ -267,6 +267,11 @@ class RulesServicer:
         return rule_message(self._svc.update_rule(auth.tenant_id(), request.program_id,
                                                   request.rule_id, changes))
 
+    def ReorderRules(self, request: rules_pb2.ReorderRulesRequest,
+                     context: grpc.ServicerContext) -> rules_pb2.ReorderRulesResponse:
+        rows = self._svc.reorder_rules(auth.tenant_id(), request.program_id, list(request.rule_ids))
+        return rules_pb2.ReorderRulesResponse(rules=[rule_message(r) for r in rows])
+
     def DeleteRule(self, request: rules_pb2.DeleteRuleRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Rule:
         return rule_message(self._svc.delete_rule(auth.tenant_id(), request.program_id, request.rule_id))
@@ -307,6 +312,17 @@ class RulesServicer:
                 skip_reason=e.skip_reason, message=e.message, points=decimal_str(e.points),
                 recipient_id=request.participant_id if e.matched else "") for e in evaluations],
             points_awarded=decimal_str(total), tier=tier)
+
+    def ValidateRule(self, request: rules_pb2.ValidateRuleRequest,
+                     context: grpc.ServicerContext) -> rules_pb2.ValidateRuleResponse:
+        found = self._svc.rule_violations(auth.tenant_id(), request.program_id,
+                                          lambda: rule_fields(request.rule))
+        return rules_pb2.ValidateRuleResponse(valid=not found, violations=[
+            rules_pb2.RuleViolation(field=v.field, description=v.description, position=(
+                rules_pb2.ExpressionPosition(start=v.position.start, end=v.position.end,
+                                             line=v.position.line, column=v.position.column)
+                if isinstance(v, ExpressionViolation) and v.position is not None else None))
+            for v in found])
 
     # -- ledger -------------------------------------------------------------------------
     def GetBalance(self, request: rules_pb2.GetBalanceRequest,

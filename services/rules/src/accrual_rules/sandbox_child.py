@@ -134,8 +134,8 @@ def run_answers(guard: Guard, payload: Any) -> list[Any]:
 
 
 def run_check(guard: Guard, payload: Any) -> list[Any]:
-    """``payload``: tasks of (source, sample contexts). Per task: ["compile", message, line,
-    column] when the source does not compile, else per sample one of ["bool", value],
+    """``payload``: tasks of (source, sample contexts). Per task: ["compile", message,
+    [start, end, line, column] or null] when the source does not compile, else per sample one of ["bool", value],
     ["num", text], ["null"], ["other", short JSON], ["err", message]."""
     out: list[Any] = []
     for t, (source, contexts) in enumerate(payload):
@@ -143,8 +143,9 @@ def run_check(guard: Guard, payload: Any) -> list[Any]:
         try:
             compiled = compile_expression(source)
         except ExpressionError as exc:
-            pos = exc.position or (0, 0)
-            out.append(["compile", exc.message, pos[0], pos[1]])
+            pos = exc.position
+            out.append(["compile", exc.message,
+                        [pos.start, pos.end, pos.line, pos.column] if pos is not None else None])
             continue
         results: list[Any] = []
         for s, ctx in enumerate(contexts):

@@ -24,7 +24,7 @@ from accrual_rules.domain.evaluation import (
     context_for,
     evaluate,
 )
-from accrual_rules.domain.expressions import LimitExceeded, branches, check_limits
+from accrual_rules.domain.expressions import LimitExceeded, Position, branches, check_limits, normalised
 from accrual_rules.domain.triggers import normalise_triggers
 from accrual_rules.domain.validation import (
     SAMPLE_TIME,
@@ -35,6 +35,7 @@ from accrual_rules.domain.validation import (
     check_program,
     check_rule_fields,
     expression_error,
+    position_metadata,
     sample_properties,
     wrong_type,
 )
@@ -81,7 +82,6 @@ def check_expressions(fields: Mapping[str, str], declared: Sequence[Mapping[str,
         for branch in branches(source):
             tasks.append((branch, contexts))
             index.append((field, False))
-    position: tuple[int, int] | None = None
     reason = "invalid_expression"
     done: set[str] = set()
     for (field, whole), result in zip(index, evaluator.check(tasks), strict=True):
@@ -95,8 +95,7 @@ def check_expressions(fields: Mapping[str, str], declared: Sequence[Mapping[str,
             continue
         if result[0] == "compile":
             if whole:
-                position = (result[2], result[3]) if result[2] else None
-                v.append(expression_error(field, result[1], position))
+                v.append(expression_error(field, result[1], Position(*result[2]) if result[2] else None))
                 done.add(field)
             continue
         if whole:
@@ -105,9 +104,8 @@ def check_expressions(fields: Mapping[str, str], declared: Sequence[Mapping[str,
                 v.append(errors.FieldViolation(field, problem))
                 done.add(field)
     if v:
-        metadata = {"position": f"{position[0]}:{position[1]}"} if position and len(v) == 1 else None
         raise errors.InvalidArgument(f"{v[0].field}: {v[0].description}", reason=reason, violations=v,
-                                     metadata=metadata)
+                                     metadata=position_metadata(v))
 
 
 def validate_rule(fields: RuleFields, declared: Sequence[Mapping[str, Json]] | None,
@@ -236,6 +234,30 @@ class RulesService:
         self.store.insert_rule(tenant_id, program.id, rule_id, clean, utcnow())
         return self.get_rule(tenant_id, program.id, rule_id)
 
+    def rule_violations(self, tenant_id: str, program_id: str,
+                        draft: Callable[[], RuleFields]) -> list[errors.FieldViolation]:
+        """Every reason create_rule would refuse a draft, its fields' and its expressions'
+        together; writes nothing. ``draft`` reads the request and may refuse it itself."""
+        program = self.get_program(tenant_id, program_id)
+        try:
+            fields = draft()
+        except errors.InvalidArgument as exc:
+            return list(exc.violations)
+        found: list[errors.FieldViolation] = []
+        try:
+            check_rule_fields(fields)
+        except errors.InvalidArgument as exc:
+            found.extend(exc.violations)
+        # a refused event type is not looked up (it may hold what the database refuses)
+        declared = None if any(v.field == "event_type" for v in found) else \
+            self.store.declared(tenant_id, program.id, fields.event_type)
+        written = replace(fields, condition=normalised(fields.condition), formula=normalised(fields.formula))
+        try:
+            check_expressions(written.expressions(), declared, self.sandbox)
+        except errors.InvalidArgument as exc:
+            found.extend(exc.violations)
+        return found
+
     def update_rule(self, tenant_id: str, program_id: str, rule_id: str,
                     changes: RuleChanges) -> RuleRecord:
         program = self.get_program(tenant_id, program_id)
@@ -249,6 +271,15 @@ class RulesService:
 
         self.store.change_rule(tenant_id, current.id, utcnow(), change)
         return self.get_rule(tenant_id, program.id, rule_id)
+
+    def reorder_rules(self, tenant_id: str, program_id: str, rule_ids: Sequence[str]) -> list[RuleRecord]:
+        """Evaluate the program's rules in the order ``rule_ids`` lists them (every unarchived
+        rule once), in one transaction; the rules in their new order."""
+        program = self.get_program(tenant_id, program_id)
+        wanted = validation.check_rule_ids(rule_ids)
+        self.store.reorder_rules(tenant_id, program.id, utcnow(), lambda locked: validation.plan_reorder(
+            wanted, {r.id: r.fields.order for r in locked}))
+        return self.store.rules(tenant_id, program.id)
 
     def delete_rule(self, tenant_id: str, program_id: str, rule_id: str) -> RuleRecord:
         """Archive: a new version with status ARCHIVED; deleting again changes nothing."""
@@ -327,7 +358,9 @@ class RulesService:
             raise errors.InvalidArgument(
                 f"draft_rules[{i}]: {exc.message}", reason=exc.reason,
                 violations=[errors.FieldViolation(f"draft_rules[{i}].{x.field}", x.description)
-                            for x in exc.violations], metadata=exc.metadata) from None
+                            for x in exc.violations],
+                metadata={k: f"draft_rules[{i}].{v}" if k == "field" else v
+                          for k, v in exc.metadata.items()}) from None
         return clean.spec(f"draft-{i}", 0)
 
     # -- ledger -------------------------------------------------------------------------

@@ -303,12 +303,23 @@ class RulesStore:
                                                                   event_type))
             if fields is None:
                 return
-            version = locked.version + 1
-            # A saved rule starts its budget count again (the operator fixed it, or means it).
-            session.execute(sa.update(r).where(r.c.id == locked.id).values(
-                **_columns(fields), version=version, updated_at=now, budget_breaches=0))
-            session.execute(storage.rule_versions.insert().values(
-                rule_id=locked.id, version=version, snapshot=_snapshot(fields), created_at=now))
+            _next_version(session, locked, fields, now)
+
+    def reorder_rules(self, tenant_id: str, program_id: str, now: dt.datetime,
+                      plan: Callable[[list[RuleRecord]], dict[str, int]]) -> None:
+        """Lock the program's unarchived rules, let ``plan`` give the new order of those whose
+        order changes (by rule id), and store each as its next version, all in one transaction."""
+        r = storage.rules
+        with self.db.transaction() as session:
+            query = sa.select(r).where(r.c.tenant_id == tenant_id, r.c.program_id == program_id,
+                                       r.c.status != "ARCHIVED").order_by(r.c.id)
+            if self.db.dialect == "postgresql":
+                query = query.with_for_update()
+            locked = [_rule(row) for row in session.execute(query)]
+            orders = plan(locked)
+            for rule in locked:
+                if rule.id in orders:
+                    _next_version(session, rule, rule.fields.changed({"order": orders[rule.id]}), now)
 
     def rule(self, tenant_id: str, program_id: str, rule_id: str) -> RuleRecord | None:
         r = storage.rules
@@ -404,6 +415,17 @@ class BatchRead:
         for row in self.session.execute(sa.select(t).where(t.c.tenant_id == tenant_id,
                                                            t.c.program_id.in_(missing))):
             catalog.event_types[row.program_id][row.name] = list(row.properties)
+
+
+def _next_version(session: Session, locked: RuleRecord, fields: RuleFields, now: dt.datetime) -> None:
+    """Store ``fields`` as the next version of the locked rule."""
+    r = storage.rules
+    version = locked.version + 1
+    # A saved rule starts its budget count again (the operator fixed it, or means it).
+    session.execute(sa.update(r).where(r.c.id == locked.id).values(
+        **_columns(fields), version=version, updated_at=now, budget_breaches=0))
+    session.execute(storage.rule_versions.insert().values(
+        rule_id=locked.id, version=version, snapshot=_snapshot(fields), created_at=now))
 
 
 def _declared(session: Session, tenant_id: str, program_id: str,

@@ -20,16 +20,34 @@ import zen
 from accrual_rules.domain import Json
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where in a source an error is: ``start`` and ``end`` (exclusive) count characters (code
+    points) from 0; ``line`` and ``column`` of ``start`` count from 1."""
+
+    start: int
+    end: int
+    line: int
+    column: int
+
+    @classmethod
+    def of(cls, source: str, start: int, end: int) -> Position:
+        before = source[:start]
+        return cls(start, max(start, end), before.count("\n") + 1, start - before.rfind("\n"))
+
+
 class ExpressionError(ValueError):
     """An expression that does not parse, or fails on a given event."""
 
-    def __init__(self, message: str, position: tuple[int, int] | None = None) -> None:
+    def __init__(self, message: str, position: Position | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.position = position
 
 
-_POS = re.compile(r"at \((\d+), (\d+)\)")
+#: The engine's parser names a span of the source, the lexer one offset; both in UTF-8 bytes.
+_SPAN = re.compile(r" ?at \((\d+), (\d+)\)")
+_OFFSET = re.compile(r" at (\d+)$")
 
 
 #: The engine computes in 96-bit decimals: a number past about ±7.9e28 in the context (valid
@@ -38,7 +56,9 @@ _POS = re.compile(r"at \((\d+), (\d+)\)")
 OUT_OF_RANGE = "the event holds a number beyond what expressions compute with (about ±7.9e28)"
 
 
-def _error(exc: Exception) -> ExpressionError:
+def _error(exc: Exception, source: str | None = None) -> ExpressionError:
+    """The engine's error as an ExpressionError; with the ``source`` that failed to compile,
+    the place it names is taken out of the message and given as a Position."""
     first = str(exc).splitlines()[0] if str(exc) else repr(exc)
     if first == "Invalid JSON":
         return ExpressionError(OUT_OF_RANGE)
@@ -47,8 +67,19 @@ def _error(exc: Exception) -> ExpressionError:
         message = str(body.get("source") or body)
     except (ValueError, AttributeError):
         message = first
-    m = _POS.search(message)
-    return ExpressionError(message, (int(m.group(1)), int(m.group(2))) if m else None)
+    if source is None:
+        return ExpressionError(message)
+    if m := _SPAN.search(message) or _OFFSET.search(message):
+        start = int(m.group(1))
+        end = int(m.group(2)) if m.re is _SPAN else start + 1
+        encoded = source.encode()
+        chars = [len(encoded[:offset].decode(errors="ignore")) for offset in (start, end)]
+        return ExpressionError(message[:m.start()] + message[m.end():],
+                               Position.of(source, chars[0], min(chars[1], len(source))))
+    if (unmatched := _unmatched_bracket(source)) is not None:
+        at, problem = unmatched
+        return ExpressionError(problem, Position.of(source, at, at + 1))
+    return ExpressionError(message)
 
 
 _WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
@@ -81,7 +112,7 @@ def compile_expression(source: str) -> Compiled:
     try:
         return Compiled(source, zen.compile_expression(source), frozenset(_WORD.findall(source)))
     except RuntimeError as exc:
-        raise _error(exc) from None
+        raise _error(exc, source) from None
 
 
 def to_decimal(value: Json) -> decimal.Decimal:
@@ -157,6 +188,20 @@ def _code_only(source: str) -> str:
             quote = ch
         out.append(ch)
     return "".join(out)
+
+
+def _unmatched_bracket(source: str) -> tuple[int, str] | None:
+    """The first closing bracket without its opening one, else the last one never closed
+    (the engine only says "Incomplete parser output" for either): (where, what is wrong)."""
+    stack: list[int] = []
+    for i, ch in enumerate(_code_only(source)):
+        if ch in _OPEN:
+            stack.append(i)
+        elif ch in _CLOSE:
+            if not stack or _OPEN.index(source[stack[-1]]) != _CLOSE.index(ch):
+                return i, f"'{ch}' closes no open bracket"
+            stack.pop()
+    return (stack[-1], f"'{source[stack[-1]]}' is never closed") if stack else None
 
 
 def check_limits(source: str) -> None:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from accrual_platform import errors, text
+from accrual_platform.ids import canonical_uuid
 
 from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CAP_FIELDS, MAX_POINTS, ROUNDINGS, Caps, RuleSpec, RuleTerms
-from accrual_rules.domain.expressions import normalised
+from accrual_rules.domain.expressions import Position, normalised
 
 POLICIES = ("CREATE", "REJECT")
 STATUSES = ("ACTIVE", "SUSPENDED")
@@ -223,6 +224,45 @@ def check_rule_fields(fields: RuleFields) -> RuleFields:
                    formula=normalised(fields.formula))
 
 
+#: Orders a reorder gives are 10, 20, 30...: room to PATCH a rule in between later.
+ORDER_STEP = 10
+#: At most this many rules are reordered at once (their orders stay within the order bounds).
+MAX_REORDERED = 1000
+
+
+def check_rule_ids(rule_ids: Sequence[str]) -> list[str]:
+    """The ids of a reorder, canonical; each must be a UUID and listed once."""
+    v: list[errors.FieldViolation] = []
+    if len(rule_ids) > MAX_REORDERED:
+        errors.collect([errors.FieldViolation("rule_ids", f"must list at most {MAX_REORDERED} rules")])
+    clean: list[str] = []
+    for i, raw in enumerate(rule_ids):
+        rule_id = canonical_uuid(raw)
+        if rule_id is None:
+            v.append(errors.FieldViolation(f"rule_ids[{i}]", "must be a UUID"))
+        elif rule_id in clean:
+            v.append(errors.FieldViolation(f"rule_ids[{i}]", f"repeats rule_ids[{clean.index(rule_id)}]"))
+        clean.append(rule_id or "")
+    errors.collect(v)
+    return clean
+
+
+def plan_reorder(rule_ids: Sequence[str], current: Mapping[str, int]) -> dict[str, int]:
+    """The new order of each rule whose order changes when the rules ``current`` (order by
+    id: every unarchived rule of the program) are evaluated as ``rule_ids`` lists them;
+    refused unless it lists each of them."""
+    v = [errors.FieldViolation(f"rule_ids[{i}]", "is not an unarchived rule of this program")
+         for i, rule_id in enumerate(rule_ids) if rule_id not in current]
+    missing = sorted(set(current) - set(rule_ids))
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        v.append(errors.FieldViolation("rule_ids", f"must list every unarchived rule of the program; "
+                                                   f"missing {shown}"))
+    errors.collect(v)
+    wanted = {rule_id: (i + 1) * ORDER_STEP for i, rule_id in enumerate(rule_ids)}
+    return {rule_id: order for rule_id, order in wanted.items() if current[rule_id] != order}
+
+
 @dataclass(frozen=True)
 class Adjustment:
     """A checked adjustment request."""
@@ -277,9 +317,27 @@ def sample_properties(source: str, declared: Sequence[Mapping[str, Json]] | None
 SAMPLE_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def expression_error(field: str, message: str, position: tuple[int, int] | None) -> errors.FieldViolation:
-    where = f" at line/column {position[0]}:{position[1]}" if position else ""
-    return errors.FieldViolation(field, f"{message}{where}")
+@dataclass(frozen=True)
+class ExpressionViolation(errors.FieldViolation):
+    """A violation in a condition or formula, with where in it when the engine can tell."""
+
+    position: Position | None = None
+
+
+def expression_error(field: str, message: str, position: Position | None) -> ExpressionViolation:
+    where = f" (line {position.line}, column {position.column})" if position else ""
+    return ExpressionViolation(field, f"{message.rstrip('.')}{where}", position)
+
+
+def position_metadata(violations: Sequence[errors.FieldViolation]) -> dict[str, str] | None:
+    """ErrorInfo metadata locating the first violation that has a position: its field,
+    ``position`` as "start:end" character offsets, and its line and column."""
+    for v in violations:
+        if isinstance(v, ExpressionViolation) and v.position is not None:
+            p = v.position
+            return {"field": v.field, "position": f"{p.start}:{p.end}", "line": str(p.line),
+                    "column": str(p.column)}
+    return None
 
 
 def wrong_type(field: str, results: Sequence[Sequence[Json]]) -> str:

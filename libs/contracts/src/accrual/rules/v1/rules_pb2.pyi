@@ -383,6 +383,20 @@ class UpdateRuleRequest(_message.Message):
     clear_active_to: bool
     def __init__(self, program_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ..., clear_active_from: _Optional[bool] = ..., clear_active_to: _Optional[bool] = ...) -> None: ...
 
+class ReorderRulesRequest(_message.Message):
+    __slots__ = ("program_id", "rule_ids")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_IDS_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    rule_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, program_id: _Optional[str] = ..., rule_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReorderRulesResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[Rule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ...) -> None: ...
+
 class DeleteRuleRequest(_message.Message):
     __slots__ = ("program_id", "rule_id")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -432,6 +446,44 @@ class SimulateRulesRequest(_message.Message):
     participant_attributes: _struct_pb2.Struct
     draft_rules: _containers.RepeatedCompositeFieldContainer[CreateRuleRequest]
     def __init__(self, program_id: _Optional[str] = ..., event_type: _Optional[str] = ..., event_data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., participant_id: _Optional[str] = ..., participant_attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., draft_rules: _Optional[_Iterable[_Union[CreateRuleRequest, _Mapping]]] = ...) -> None: ...
+
+class ValidateRuleRequest(_message.Message):
+    __slots__ = ("program_id", "rule")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    rule: CreateRuleRequest
+    def __init__(self, program_id: _Optional[str] = ..., rule: _Optional[_Union[CreateRuleRequest, _Mapping]] = ...) -> None: ...
+
+class ExpressionPosition(_message.Message):
+    __slots__ = ("start", "end", "line", "column")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    line: int
+    column: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., line: _Optional[int] = ..., column: _Optional[int] = ...) -> None: ...
+
+class RuleViolation(_message.Message):
+    __slots__ = ("field", "description", "position")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    position: ExpressionPosition
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ..., position: _Optional[_Union[ExpressionPosition, _Mapping]] = ...) -> None: ...
+
+class ValidateRuleResponse(_message.Message):
+    __slots__ = ("valid", "violations")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    violations: _containers.RepeatedCompositeFieldContainer[RuleViolation]
+    def __init__(self, valid: _Optional[bool] = ..., violations: _Optional[_Iterable[_Union[RuleViolation, _Mapping]]] = ...) -> None: ...
 
 class SimulateRulesResponse(_message.Message):
     __slots__ = ("rule_evaluations", "points_awarded", "tier")

@@ -110,6 +110,11 @@ class RulesServiceStub:
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateRuleRequest.SerializeToString,
                 response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.FromString,
                 _registered_method=True)
+        self.ReorderRules = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/ReorderRules',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesResponse.FromString,
+                _registered_method=True)
         self.DeleteRule = channel.unary_unary(
                 '/accrual.rules.v1.RulesService/DeleteRule',
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.DeleteRuleRequest.SerializeToString,
@@ -129,6 +134,11 @@ class RulesServiceStub:
                 '/accrual.rules.v1.RulesService/SimulateRules',
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesRequest.SerializeToString,
                 response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesResponse.FromString,
+                _registered_method=True)
+        self.ValidateRule = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/ValidateRule',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleResponse.FromString,
                 _registered_method=True)
         self.CreateAdjustment = channel.unary_unary(
                 '/accrual.rules.v1.RulesService/CreateAdjustment',
@@ -249,6 +259,15 @@ class RulesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReorderRules(self, request, context):
+        """Put a program's rules in a new evaluation order at once: rule_ids lists every unarchived
+        rule once, the first evaluated first. Each rule whose order changes gets a new version
+        with order 10, 20, 30... by its place; the answer lists the rules in their new order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteRule(self, request, context):
         """Archive a rule (a new, ARCHIVED version); its history stays readable.
         """
@@ -272,6 +291,15 @@ class RulesServiceServicer:
 
     def SimulateRules(self, request, context):
         """Dry-run a hypothetical event against the current (or given draft) rules; writes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateRule(self, request, context):
+        """Check a draft rule exactly as CreateRule would, writing nothing: every reason it would be
+        refused, each error in the condition or formula with its position. For a rule editor's
+        validation as the operator types. The body is CreateRule's; its program_id is ignored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -362,6 +390,11 @@ def add_RulesServiceServicer_to_server(servicer, server):
                     request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.UpdateRuleRequest.FromString,
                     response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Rule.SerializeToString,
             ),
+            'ReorderRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReorderRules,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesResponse.SerializeToString,
+            ),
             'DeleteRule': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteRule,
                     request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.DeleteRuleRequest.FromString,
@@ -381,6 +414,11 @@ def add_RulesServiceServicer_to_server(servicer, server):
                     servicer.SimulateRules,
                     request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesRequest.FromString,
                     response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesResponse.SerializeToString,
+            ),
+            'ValidateRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateRule,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleResponse.SerializeToString,
             ),
             'CreateAdjustment': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateAdjustment,
@@ -805,6 +843,33 @@ class RulesService:
             _registered_method=True)
 
     @staticmethod
+    def ReorderRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/ReorderRules',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ReorderRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DeleteRule(request,
             target,
             options=(),
@@ -902,6 +967,33 @@ class RulesService:
             '/accrual.rules.v1.RulesService/SimulateRules',
             accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesRequest.SerializeToString,
             accrual_dot_rules_dot_v1_dot_rules__pb2.SimulateRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/ValidateRule',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ValidateRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,
