@@ -49,7 +49,9 @@ class Suite:
         return response.json()
 
 
-@pytest.fixture(scope="session")
+# Package scope: the suite and the browser stop once the console's tests are done, so later
+# tests (tests/contract's /docs test) can start Playwright of their own.
+@pytest.fixture(scope="package")
 def console_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     """An embedded suite on SQLite with the in-process broker, serving the built console."""
     assert CONSOLE_BUILD.is_file(), "the console is not built: run `make console`"
@@ -70,13 +72,13 @@ def console_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
             stop([proc])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     assert CHROMIUM, "chromium is missing: run `make chromium`"
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

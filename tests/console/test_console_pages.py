@@ -59,6 +59,21 @@ def test_create_a_program_with_a_silver_tier(signed_in: Page, console_suite: Sui
     assert [(t["name"], t["min_lifetime_points"], t["multiplier"]) for t in program["tiers"]] == [
         ("base", 0, 1), ("silver", 1000, 1.5)]
 
+    # Edited on its own page: a bad tier is refused at its field, then a good edit is saved.
+    form = page.get_by_role("form", name="Save program")
+    form.get_by_label("Tier 2 lifetime points from").fill("0")
+    form.get_by_role("button", name="Save program").click()
+    expect(form.get_by_role("group", name="Tier 2").locator(".field-invalid")).to_be_visible()
+    form.get_by_label("Tier 2 lifetime points from").fill("500")
+    form.get_by_label("Rounding").select_option("HALF_UP")
+    form.get_by_role("group", name="inactivity trigger").get_by_role("checkbox").check()
+    form.get_by_label("inactive for days").fill("60")
+    form.get_by_role("button", name="Save program").click()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    program = console_suite.ok(console_suite.api.get(f"/v1/programs/{program_id}"))
+    assert program["tiers"][1]["min_lifetime_points"] == 500 and program["rounding_mode"] == "HALF_UP"
+    assert program["scheduled_triggers"]["inactivity"] == {"enabled": True, "event_type": "inactivity", "days": 60}
+
 
 @pytest.mark.readme_screenshot
 def test_write_a_rule_with_a_syntax_error_see_where_fix_it_and_simulate(signed_in: Page, console_suite: Suite) -> None:
