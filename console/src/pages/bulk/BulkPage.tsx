@@ -55,7 +55,7 @@ export function BulkPage() {
   const [failure, setFailure] = useState("");
   const [, setTick] = useState(0);
   const controller = useRef<AbortController | null>(null);
-  const isJsonLines = /\.(jsonl|ndjson|json)$/i.test(fileName);
+  const isJsonLines = /\.(jsonl|ndjson)$/i.test(fileName);
 
   const choose = async (file: File | undefined) => {
     setPrepared(null);
@@ -65,7 +65,7 @@ export function BulkPage() {
     const content = await file.text();
     setFileName(file.name);
     setText(content);
-    if (/\.(jsonl|ndjson|json)$/i.test(file.name)) {
+    if (/\.(jsonl|ndjson)$/i.test(file.name)) {
       setCsv(null);
       return;
     }
@@ -126,7 +126,7 @@ export function BulkPage() {
         </p>
         {cannotWrite ? <p className="unavailable">{cannotWrite}</p> : null}
         <Field label="Events file">
-          {(p) => <input {...p} type="file" accept=".csv,.jsonl,.ndjson,.json,text/csv" disabled={busy}
+          {(p) => <input {...p} type="file" accept=".csv,.jsonl,.ndjson,text/csv" disabled={busy}
                          onChange={(e) => void choose(e.target.files?.[0])} />}
         </Field>
         {csv ? <p className="muted">{csv.rows.length} rows read{csv.problems.length ? `, ${csv.problems.length} unreadable` : ""}.</p> : null}
