@@ -6,7 +6,7 @@ RUN := $(UV) run --frozen
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN := libs/contracts/src
 
-.PHONY: setup proto proto-check run demo keys grpc-walkthrough up migrate test test-unit lint openapi-lint openapi-lint-tools chromium bench profile fuzz clean
+.PHONY: setup console console-types console-screenshots proto proto-check run demo keys grpc-walkthrough up migrate test test-unit lint openapi-lint openapi-lint-tools chromium bench profile fuzz clean
 
 # Setup says what it does on stderr, so `KEY=$$(make keys ...)` captures only the command's output.
 # pip first; a distribution's Python refuses --user installs (PEP 668) or has no pip, hence the
@@ -23,6 +23,27 @@ $(UV):
 
 setup: .venv/.synced
 
+## The operator console (console/): npm ci when the lock changed, then the build into
+## console/dist, which the gateway serves at /console/; both skipped when up to date.
+CONSOLE_SRC := $(shell find console/src -type f 2>/dev/null) console/index.html console/vite.config.ts console/tsconfig.json
+console/node_modules/.ci-done: console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund >&2
+	@touch $@
+console/dist/index.html: console/node_modules/.ci-done $(CONSOLE_SRC)
+	cd console && npm run build >&2
+	@touch $@
+console: console/dist/index.html
+
+## Regenerate console/src/api/schema.d.ts and scopes.json from the gateway's /openapi.json
+## (a test checks both).
+console-types: setup console/node_modules/.ci-done
+	$(RUN) python -m accrual_gateway.spec var/openapi.json console/src/api/scopes.json
+	cd console && npx openapi-typescript ../var/openapi.json -o src/api/schema.d.ts
+
+## The README's console screenshots (docs/screenshots/), made by the browser tests.
+console-screenshots: setup console chromium
+	CONSOLE_SCREENSHOTS=1 $(RUN) pytest -q tests/console -m readme_screenshot
+
 ## Regenerate the Python code of the contracts (checked fresh by CI).
 proto: setup
 	rm -rf $(GEN)/accrual
@@ -33,7 +54,7 @@ proto-check: setup
 	$(RUN) python -m accrual_platform.protogen proto $(GEN) --check
 
 ## The whole suite in one process: SQLite under ./var/, in-process broker.
-run: setup
+run: setup console
 	$(RUN) accrual run
 
 ## Create the seed-001 demo program on the running suite (`make run`) and print requests to try.
@@ -53,11 +74,11 @@ migrate: setup
 	$(RUN) accrual migrate
 
 ## Per-service deployment (one process per service, worker and gateway) from the Procfile.
-up: setup
+up: setup console
 	set -a && . deploy/local.env && set +a && $(RUN) accrual migrate
 	$(RUN) honcho start -f Procfile -e deploy/local.env
 
-test: setup proto-check chromium openapi-lint-tools
+test: setup proto-check chromium openapi-lint-tools console
 	$(RUN) pytest
 
 test-unit: setup
@@ -101,4 +122,4 @@ profile: setup
 	$(RUN) python -m bench.profile
 
 clean:
-	rm -rf var .venv
+	rm -rf var .venv console/dist console/node_modules

@@ -101,6 +101,14 @@ def grpc_walkthrough(address: str, key: str, pid: str) -> None:
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def assert_console_served(base: str) -> None:
+    """The gateway serves the operator console's page (any /console/ path) with its headers."""
+    r = httpx.get(f"{base}/console/programs")
+    assert r.status_code == 200 and "<title>Accrual console</title>" in r.text, r.text[:200]
+    assert r.headers["content-security-policy"].startswith("default-src 'self'")
+    assert r.headers["x-frame-options"] == "DENY"
+
+
 @pytest.mark.e2e
 def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
     http_port, grpc_port = free_port(), free_port()
@@ -117,6 +125,7 @@ def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
         pid, _ = walkthrough(f"http://127.0.0.1:{http_port}", key)
         grpc_walkthrough(f"127.0.0.1:{grpc_port}", key, pid)
         wait_for_outcome(f"http://127.0.0.1:{http_port}", key, pid)
+        assert_console_served(f"http://127.0.0.1:{http_port}")
         assert (tmp_path / "var" / "ingest.db").exists()
         # var/ holds the internal token, the admin key and the databases: owner-only (SPEC 8)
         var = tmp_path / "var"
@@ -130,6 +139,7 @@ def test_embedded_make_run(tmp_path: pathlib.Path) -> None:
     lines = log_path.read_text().splitlines(keepends=True)
     banner = [line for line in lines if line.startswith(("  admin API key", "Try:  curl"))]
     assert len(banner) == 2 and all(key in line for line in banner)
+    assert f"  console:  http://127.0.0.1:{http_port}/console/" in "".join(lines)
     logged = tmp_path / "suite-without-banner.log"
     logged.write_text("".join(line for line in lines if line not in banner))
     assert_no_secrets([logged], [key, (tmp_path / "var" / "internal_token").read_text()])
@@ -180,6 +190,7 @@ def test_per_service_on_postgres_and_rabbitmq(
             ingest_pb2.ListEventsRequest(program_id=pid), metadata=md)
         assert len(events.events) == 1 and events.events[0].status == ingest_pb2.EVENT_STATUS_COMPLETED
     wait_for_outcome(base, key, pid)
+    assert_console_served(base)
     revoke_with_the_cli(base, key, env, tenant, pid)
 
 

@@ -89,6 +89,10 @@ def _path(_: str, raw: str) -> pathlib.Path:
     return pathlib.Path(raw)
 
 
+def _optional_path(_: str, raw: str) -> pathlib.Path | None:
+    return pathlib.Path(raw) if raw else None
+
+
 def _retry_schedule(name: str, raw: str) -> tuple[float, ...]:
     try:
         values = tuple(float(x) for x in raw.split(",") if x.strip())
@@ -227,6 +231,10 @@ class Settings:
     rule_suspend_after_breaches: int = _variable("RULE_SUSPEND_AFTER_BREACHES", 3, _positive_integer)
     #: how often the scheduled-events process looks for birthdays, anniversaries, inactivity
     scheduler_interval_seconds: float = _variable("SCHEDULER_INTERVAL_SECONDS", 60.0, _positive)
+    #: the operator console's build the gateway serves at /console; None: the source
+    #: checkout's console/dist (``make console`` builds it)
+    console_dir: pathlib.Path | None = field(  # a path is not immutable to linters
+        default=None, metadata=_metadata("CONSOLE_DIR", _optional_path))
     #: the key `accrual demo` calls the gateway with (default: the embedded admin key)
     api_key: str = _variable("ACCRUAL_API_KEY", "", _text)
 

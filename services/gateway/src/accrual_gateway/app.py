@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import signal
 from collections.abc import Mapping, Sequence
 
@@ -18,6 +19,7 @@ from starlette.routing import Route
 
 from accrual_gateway import codec, routing
 from accrual_gateway.access import AccessCheck
+from accrual_gateway.console import console_routes
 from accrual_gateway.dispatch import Dispatcher
 from accrual_gateway.docs import docs_routes
 from accrual_gateway.metrics import HttpMetrics
@@ -32,11 +34,15 @@ API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | None = None, *,
                call_timeout: float = 10.0, max_body_bytes: int = 16 * 1024 * 1024,
                coalesce_calls: bool = True,
-               authenticator: auth.Authenticator | None = None) -> RequestIdMiddleware:
+               authenticator: auth.Authenticator | None = None,
+               console_dir: pathlib.Path | None = None) -> RequestIdMiddleware:
     """The gateway of the services at ``addresses`` ({service full name: address}).
 
     ``authenticator``: the services' key lookup (see :mod:`accrual_gateway.access`); without
     one, input errors are answered before the key is known.
+
+    ``console_dir``: the operator console's build served at /console (default: the source
+    checkout's console/dist; see :mod:`accrual_gateway.console`).
 
     ``coalesce_calls``: send concurrent calls of a method with a ``coalesced_by`` option
     (SubmitEvent) upstream together (see :mod:`accrual_gateway.coalesce`)."""
@@ -50,7 +56,7 @@ def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | N
     return RequestIdMiddleware(Starlette(routes=[
         Route("/openapi.json", ops.openapi), *docs_routes(),
         Route("/healthz", ops.healthz), Route("/readyz", ops.readyz),
-        Route("/metrics", metrics.endpoint),
+        Route("/metrics", metrics.endpoint), *console_routes(console_dir),
         Route("/{path:path}", dispatch.handle, methods=API_METHODS),
     ]))
 

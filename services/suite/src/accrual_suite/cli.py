@@ -61,11 +61,12 @@ def cmd_run(_: argparse.Namespace) -> None:
     from accrual_gateway.app import create_app, serve_app
 
     channels = _channels(settings)
-    app = create_app(channels, authenticator=authenticator)
+    app = create_app(channels, authenticator=authenticator, console_dir=settings.console_dir)
     print(f"""
 Accrual is running (embedded: SQLite under {settings.var_dir.resolve()}, in-process broker)
-  REST:  http://{settings.gateway_host}:{settings.gateway_port}   (docs: /docs, spec: /openapi.json)
-  gRPC:  {settings.grpc_host}:{port}   (health + reflection enabled)
+  REST:     http://{settings.gateway_host}:{settings.gateway_port}   (docs: /docs, spec: /openapi.json)
+  console:  http://{settings.gateway_host}:{settings.gateway_port}/console/   (sign in with the admin key)
+  gRPC:     {settings.grpc_host}:{port}   (health + reflection enabled)
   admin API key (tenant "default"): {key}
 Try:  curl -H "X-API-Key: {key}" http://{settings.gateway_host}:{settings.gateway_port}/v1/programs
 """, flush=True)
@@ -172,7 +173,8 @@ def cmd_gateway(_: argparse.Namespace) -> None:
                       secrets=[settings.internal_token])
     from accrual_gateway.app import create_app, serve_app
 
-    app = create_app(_channels(settings), authenticator=_gateway_authenticator(settings))
+    app = create_app(_channels(settings), authenticator=_gateway_authenticator(settings),
+                     console_dir=settings.console_dir)
     freeze_startup_heap()
     serve_app(app, settings.gateway_host, settings.gateway_port)
 
