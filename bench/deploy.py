@@ -126,9 +126,13 @@ class Deployment:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._commands = commands
         self._env = env
-        for name in commands:
-            self.launch(name)
-        self._wait_ready()
+        try:
+            for name in commands:
+                self.launch(name)
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # a failed start leaves no process behind to steal the next run's messages
+            raise
 
     def create_key(self, tenant: str, scopes: str = "admin") -> str:
         """A new API key of ``tenant`` (the deployment's own key is the ``bench`` tenant's)."""
@@ -149,10 +153,11 @@ class Deployment:
             p.send_signal(sig)
         return p.wait(wait) if wait is not None else None
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 300) -> None:
         self._wait_ready(timeout)
 
-    def _wait_ready(self, timeout: float = 90) -> None:
+    def _wait_ready(self, timeout: float = 300) -> None:
+        """``timeout``: a start on a machine at load 35-45 took more than 90 s."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             for name, p in self.procs.items():

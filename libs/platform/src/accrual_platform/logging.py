@@ -14,6 +14,7 @@ foreign ones alike, masking values by their key's name and by their shape.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -39,7 +40,7 @@ _NOT_SECRET_NAMES = frozenset({"page_token", "next_page_token"})
 _SECRET_SHAPES = [
     (re.compile(r"(?<![A-Za-z0-9])" + re.escape(KEY_PREFIX) + r"[A-Za-z0-9_\-]{16,}"), REDACTED),
     (re.compile(r"(?<![A-Za-z0-9])whsec_[A-Za-z0-9+/=_\-]{16,}"), REDACTED),
-    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=\-]+"), r"\1\2" + REDACTED),
+    (re.compile(r"(?i:\b(bearer|basic))(\s+)[A-Za-z0-9._~+/=\-]+"), r"\1\2" + REDACTED),
 ]
 
 #: Values rendered as they are; anything else is rendered through repr() and then redacted,
@@ -47,6 +48,7 @@ _SECRET_SHAPES = [
 _PLAIN = (int, float, bool, type(None))
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     normal = name.lower().replace("-", "_")
     return normal not in _NOT_SECRET_NAMES and _SECRET_NAME.search(normal) is not None
@@ -64,12 +66,17 @@ class Redactor:
         self._shapes = list(_SECRET_SHAPES)
         if literals:
             self._shapes.append((re.compile("|".join(re.escape(v) for v in literals)), REDACTED))
+        # One search finds whether any shape occurs: most strings hold none, and then the
+        # substitutions one by one would change nothing.
+        self._any = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in self._shapes))
 
     def __call__(self, _logger: Any, _method: str, event_dict: Any) -> Any:
         return {k: REDACTED if isinstance(k, str) and is_secret_name(k) and v is not None
                 else self.value(v) for k, v in event_dict.items()}
 
     def text(self, text: str) -> str:
+        if self._any.search(text) is None:
+            return text
         for pattern, replacement in self._shapes:
             text = pattern.sub(replacement, text)
         return text
@@ -140,7 +147,9 @@ def configure_logging(service: str, *, fmt: str = "json", level: str = "INFO",
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
                                                  exception_formatter=structlog.dev.plain_traceback)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # A line below the level is dropped before the processors build it, not after.
+        processors=[structlog.stdlib.filter_by_level, *shared,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -40,19 +40,22 @@ def empty_replacement(route: routing.Route) -> ShimError:
                      [(name, description) for name in fields])
 
 
+def body_too_large(limit: int) -> ShimError:
+    return ShimError(400, "body_too_large", f"request body exceeds {limit} bytes",
+                     [("body", f"must be at most {limit} bytes")])
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused (400 body_too_large) as soon as it is known to exceed ``limit``."""
-    too_large = ShimError(400, "body_too_large", f"request body exceeds {limit} bytes",
-                          [("body", f"must be at most {limit} bytes")])
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise body_too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise body_too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 

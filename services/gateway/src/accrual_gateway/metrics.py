@@ -17,9 +17,20 @@ class HttpMetrics:
         self.latency = Histogram("accrual_http_request_seconds", "HTTP latency", ["route", "method"],
                                  registry=self.registry)
 
+        # labels() looks its child up under a lock on every call: the children of the few
+        # (route, verb, status) seen are kept instead.
+        self._counts: dict[tuple[str, str, int], Counter] = {}
+        self._latencies: dict[tuple[str, str], Histogram] = {}
+
     def observe(self, template: str, verb: str, status: int, seconds: float) -> None:
-        self.requests.labels(template, verb, str(status)).inc()
-        self.latency.labels(template, verb).observe(seconds)
+        count = self._counts.get((template, verb, status))
+        if count is None:
+            count = self._counts[(template, verb, status)] = self.requests.labels(template, verb, str(status))
+        latency = self._latencies.get((template, verb))
+        if latency is None:
+            latency = self._latencies[(template, verb)] = self.latency.labels(template, verb)
+        count.inc()
+        latency.observe(seconds)
 
     async def endpoint(self, _: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -20,13 +20,18 @@ Metadata = Sequence[tuple[str, str]]
 RawMetadata = Sequence[tuple[str, str | bytes]] | None
 
 
+#: each of FORWARD_HEADERS as the HTTP header it becomes
+_HEADER_NAMES = {k: "-".join(p.capitalize() for p in k.split("-")).replace("Ratelimit", "RateLimit")
+                 for k in FORWARD_HEADERS}
+
+
 def forwarded_headers(*mds: RawMetadata) -> dict[str, str]:
     """The rate-limit headers among the metadata of an answer, spelled as HTTP headers."""
     out: dict[str, str] = {}
     for md in mds:
         for k, v in md or ():
-            if k in FORWARD_HEADERS:
-                name = "-".join(p.capitalize() for p in k.split("-")).replace("Ratelimit", "RateLimit")
+            name = _HEADER_NAMES.get(k)
+            if name is not None:
                 out[name] = str(v)
     return out
 
