@@ -58,6 +58,10 @@ def program_message(row: ProgramRecord) -> rules_pb2.Program:
         rounding_precision=row.rounding_precision,
         event_type_policy=rules_pb2.EventTypePolicy.Value(f"EVENT_TYPE_POLICY_{row.event_type_policy}"))
     json_format.ParseDict(normalise_triggers(row.scheduled_triggers)[0], msg.scheduled_triggers)
+    pending = row.pending()
+    msg.pending.CopyFrom(rules_pb2.PendingPolicy(type=rules_pb2.PendingType.Value(f"PENDING_TYPE_{pending.type}"),
+                                                 duration=pending.duration, event_types=pending.event_types))
+    msg.monetary_field = row.monetary_field or ""
     msg.created_at.FromDatetime(row.created_at)
     msg.updated_at.FromDatetime(row.updated_at)
     return msg
@@ -65,6 +69,12 @@ def program_message(row: ProgramRecord) -> rules_pb2.Program:
 
 def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Json]:
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+def pending_dict(msg: rules_pb2.PendingPolicy) -> dict[str, Json]:
+    _known(rules_pb2.PendingType, msg.type, "pending.type")
+    return {"type": _enum_name(rules_pb2.PendingType, msg.type, "PENDING_TYPE_", "IMMEDIATE"),
+            "duration": msg.duration, "event_types": list(msg.event_types)}
 
 
 def rule_message(row: RuleRecord) -> rules_pb2.Rule:
@@ -175,7 +185,9 @@ class RulesServicer:
             rounding_precision=request.rounding_precision,
             event_type_policy=_enum_name(rules_pb2.EventTypePolicy, request.event_type_policy,
                                          "EVENT_TYPE_POLICY_", "OPEN"),
-            scheduled_triggers=triggers_dict(request.scheduled_triggers))
+            scheduled_triggers=triggers_dict(request.scheduled_triggers),
+            pending=pending_dict(request.pending) if request.HasField("pending") else None,
+            monetary_field=request.monetary_field)
         return program_message(row)
 
     def UpdateProgram(self, request: rules_pb2.UpdateProgramRequest,
@@ -200,6 +212,10 @@ class RulesServicer:
                                                       "EVENT_TYPE_POLICY_", "OPEN")
         if request.HasField("scheduled_triggers"):
             changes["scheduled_triggers"] = triggers_dict(request.scheduled_triggers)
+        if request.HasField("pending"):
+            changes["pending"] = pending_dict(request.pending)
+        if request.HasField("monetary_field"):
+            changes["monetary_field"] = request.monetary_field
         if request.tiers and request.clear_tiers:
             raise errors.InvalidArgument.field("clear_tiers", "cannot be combined with tiers")
         if request.tiers or request.clear_tiers:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from accrual_rules import ledger, storage
 from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import CapUsage, ProgramPolicy, RuleSpec, Tier
+from accrual_rules.domain.pending import PendingPolicy
 from accrual_rules.domain.validation import RuleFields
 
 
@@ -41,6 +42,11 @@ class ProgramRecord:
     updated_at: dt.datetime
     event_type_policy: str
     scheduled_triggers: dict[str, Json] | None
+    pending_policy: dict[str, Json] | None = None
+    monetary_field: str | None = None
+
+    def pending(self) -> PendingPolicy:
+        return PendingPolicy.from_json(self.pending_policy)
 
     def policy(self) -> ProgramPolicy:
         return ProgramPolicy(
@@ -147,7 +153,8 @@ class RulesStore:
         values: dict[str, Json] = {
             "name": program.name, "on_unknown_participant": program.on_unknown_participant,
             "rounding_mode": program.rounding_mode, "rounding_precision": program.rounding_precision,
-            "event_type_policy": program.event_type_policy, "updated_at": program.updated_at}
+            "event_type_policy": program.event_type_policy, "updated_at": program.updated_at,
+            "pending_policy": program.pending_policy, "monetary_field": program.monetary_field}
         if tiers_changed:
             values["tiers"] = program.tiers
         if disabled_triggers is not None:

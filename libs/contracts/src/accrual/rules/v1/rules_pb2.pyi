@@ -30,6 +30,13 @@ class EventTypePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_POLICY_OPEN: _ClassVar[EventTypePolicy]
     EVENT_TYPE_POLICY_REGISTERED: _ClassVar[EventTypePolicy]
 
+class PendingType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PENDING_TYPE_UNSPECIFIED: _ClassVar[PendingType]
+    PENDING_TYPE_IMMEDIATE: _ClassVar[PendingType]
+    PENDING_TYPE_DURATION: _ClassVar[PendingType]
+    PENDING_TYPE_ON_EVENT: _ClassVar[PendingType]
+
 class PropertyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PROPERTY_TYPE_UNSPECIFIED: _ClassVar[PropertyType]
@@ -52,6 +59,7 @@ class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTRY_KIND_EARN: _ClassVar[EntryKind]
     ENTRY_KIND_ADJUSTMENT: _ClassVar[EntryKind]
     ENTRY_KIND_REVERSAL: _ClassVar[EntryKind]
+    ENTRY_KIND_CANCEL: _ClassVar[EntryKind]
 ROUNDING_MODE_UNSPECIFIED: RoundingMode
 ROUNDING_MODE_FLOOR: RoundingMode
 ROUNDING_MODE_CEILING: RoundingMode
@@ -60,6 +68,10 @@ ROUNDING_MODE_HALF_EVEN: RoundingMode
 EVENT_TYPE_POLICY_UNSPECIFIED: EventTypePolicy
 EVENT_TYPE_POLICY_OPEN: EventTypePolicy
 EVENT_TYPE_POLICY_REGISTERED: EventTypePolicy
+PENDING_TYPE_UNSPECIFIED: PendingType
+PENDING_TYPE_IMMEDIATE: PendingType
+PENDING_TYPE_DURATION: PendingType
+PENDING_TYPE_ON_EVENT: PendingType
 PROPERTY_TYPE_UNSPECIFIED: PropertyType
 PROPERTY_TYPE_STRING: PropertyType
 PROPERTY_TYPE_NUMBER: PropertyType
@@ -74,6 +86,7 @@ ENTRY_KIND_UNSPECIFIED: EntryKind
 ENTRY_KIND_EARN: EntryKind
 ENTRY_KIND_ADJUSTMENT: EntryKind
 ENTRY_KIND_REVERSAL: EntryKind
+ENTRY_KIND_CANCEL: EntryKind
 
 class Tier(_message.Message):
     __slots__ = ("name", "min_lifetime_points", "multiplier")
@@ -86,7 +99,7 @@ class Tier(_message.Message):
     def __init__(self, name: _Optional[str] = ..., min_lifetime_points: _Optional[str] = ..., multiplier: _Optional[str] = ...) -> None: ...
 
 class Program(_message.Message):
-    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at", "event_type_policy", "scheduled_triggers")
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at", "event_type_policy", "scheduled_triggers", "pending", "monetary_field")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +110,8 @@ class Program(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_TRIGGERS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    MONETARY_FIELD_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
@@ -107,7 +122,9 @@ class Program(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     event_type_policy: EventTypePolicy
     scheduled_triggers: ScheduledTriggers
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ...) -> None: ...
+    pending: PendingPolicy
+    monetary_field: str
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., pending: _Optional[_Union[PendingPolicy, _Mapping]] = ..., monetary_field: _Optional[str] = ...) -> None: ...
 
 class ScheduledTrigger(_message.Message):
     __slots__ = ("enabled", "event_type", "days")
@@ -130,7 +147,7 @@ class ScheduledTriggers(_message.Message):
     def __init__(self, birthday: _Optional[_Union[ScheduledTrigger, _Mapping]] = ..., anniversary: _Optional[_Union[ScheduledTrigger, _Mapping]] = ..., inactivity: _Optional[_Union[ScheduledTrigger, _Mapping]] = ...) -> None: ...
 
 class CreateProgramRequest(_message.Message):
-    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers")
+    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers", "pending", "monetary_field")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
     TIERS_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +155,8 @@ class CreateProgramRequest(_message.Message):
     ROUNDING_PRECISION_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_TRIGGERS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    MONETARY_FIELD_FIELD_NUMBER: _ClassVar[int]
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
     tiers: _containers.RepeatedCompositeFieldContainer[Tier]
@@ -145,10 +164,12 @@ class CreateProgramRequest(_message.Message):
     rounding_precision: int
     event_type_policy: EventTypePolicy
     scheduled_triggers: ScheduledTriggers
-    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ...) -> None: ...
+    pending: PendingPolicy
+    monetary_field: str
+    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., pending: _Optional[_Union[PendingPolicy, _Mapping]] = ..., monetary_field: _Optional[str] = ...) -> None: ...
 
 class UpdateProgramRequest(_message.Message):
-    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "clear_tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers")
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "clear_tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers", "pending", "monetary_field")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +179,8 @@ class UpdateProgramRequest(_message.Message):
     ROUNDING_PRECISION_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_TRIGGERS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    MONETARY_FIELD_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
@@ -167,7 +190,19 @@ class UpdateProgramRequest(_message.Message):
     rounding_precision: int
     event_type_policy: EventTypePolicy
     scheduled_triggers: ScheduledTriggers
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., clear_tiers: _Optional[bool] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ...) -> None: ...
+    pending: PendingPolicy
+    monetary_field: str
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., clear_tiers: _Optional[bool] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., pending: _Optional[_Union[PendingPolicy, _Mapping]] = ..., monetary_field: _Optional[str] = ...) -> None: ...
+
+class PendingPolicy(_message.Message):
+    __slots__ = ("type", "duration", "event_types")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    type: PendingType
+    duration: str
+    event_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, type: _Optional[_Union[PendingType, str]] = ..., duration: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EventTypeProperty(_message.Message):
     __slots__ = ("name", "type", "required")
@@ -556,3 +591,71 @@ class ListTransactionsResponse(_message.Message):
     transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
     next_page_token: str
     def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ActivatePointsRequest(_message.Message):
+    __slots__ = ("event_id",)
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    def __init__(self, event_id: _Optional[str] = ...) -> None: ...
+
+class CancelPointsRequest(_message.Message):
+    __slots__ = ("event_id", "reason")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    reason: str
+    def __init__(self, event_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EventPoints(_message.Message):
+    __slots__ = ("event_id", "points", "transactions", "balances")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    points: str
+    transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
+    balances: _containers.RepeatedCompositeFieldContainer[Balance]
+    def __init__(self, event_id: _Optional[str] = ..., points: _Optional[str] = ..., transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., balances: _Optional[_Iterable[_Union[Balance, _Mapping]]] = ...) -> None: ...
+
+class CreateReversalRequest(_message.Message):
+    __slots__ = ("event_id", "idempotency_key", "ratio", "amount", "reason")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    idempotency_key: str
+    ratio: str
+    amount: str
+    reason: str
+    def __init__(self, event_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., ratio: _Optional[str] = ..., amount: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Reversal(_message.Message):
+    __slots__ = ("reversal_id", "event_id", "idempotency_key", "ratio", "reversed_ratio", "points", "unrecovered", "debt", "reason", "transactions", "deduplicated", "created_at")
+    REVERSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_RATIO_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    UNRECOVERED_FIELD_NUMBER: _ClassVar[int]
+    DEBT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    reversal_id: str
+    event_id: str
+    idempotency_key: str
+    ratio: str
+    reversed_ratio: str
+    points: str
+    unrecovered: str
+    debt: str
+    reason: str
+    transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
+    deduplicated: bool
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, reversal_id: _Optional[str] = ..., event_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., ratio: _Optional[str] = ..., reversed_ratio: _Optional[str] = ..., points: _Optional[str] = ..., unrecovered: _Optional[str] = ..., debt: _Optional[str] = ..., reason: _Optional[str] = ..., transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., deduplicated: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
