@@ -22,6 +22,9 @@ programs = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("event_type_policy", sa.String(16), nullable=False, server_default="OPEN"),
     sa.Column("scheduled_triggers", JsonType, nullable=True),
+    # The points bank's policies (expiry, timezone, negative balance, expiring lead times);
+    # None: the defaults (no expiry, FORBID).
+    sa.Column("bank_policy", JsonType, nullable=True),
     # When earned points become spendable (domain.pending.PendingPolicy); None: IMMEDIATE.
     sa.Column("pending_policy", JsonType, nullable=True),
     # The event_data field of an event's money amount, of which a reversal's amount is a share.
@@ -72,6 +75,8 @@ rules = sa.Table(
     sa.Column("caps", JsonType),
     # times the rule went over the expression sandbox's budget since it was last saved
     sa.Column("budget_breaches", sa.Integer, nullable=False, server_default="0"),
+    # The rule's own expiry policy for the lots it awards (None: the program's).
+    sa.Column("expiry", JsonType, nullable=True),
     sa.Index("ix_rules_program", "tenant_id", "program_id"),
 )
 
@@ -101,6 +106,8 @@ ledger = sa.Table(
     sa.Column("occurred_at", UtcDateTime()),
     # Canonical hash of an adjustment request, to tell a retry from a conflicting reuse.
     sa.Column("payload_hash", sa.String(64)),
+    # A debit under the CLAMP policy: the points the lots could not cover (not taken).
+    sa.Column("unrecovered", ExactDecimal()),
     sa.UniqueConstraint("tenant_id", "source", name="uq_ledger_source"),
     sa.Index("ix_ledger_account", "tenant_id", "program_id", "participant_id", "created_at"),
     sa.Index("ix_ledger_rule_usage", "tenant_id", "rule_id", "participant_id", "occurred_at"),
@@ -115,8 +122,56 @@ balances = sa.Table(
     sa.Column("lifetime_earned", ExactDecimal(), nullable=False),
     sa.Column("tier", sa.String(200)),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # Points owed (ALLOW policy): available = active lots' remaining - debt; credits pay it first.
+    sa.Column("debt", ExactDecimal(), nullable=False, server_default="0"),
+    # The remaining points of PENDING lots (not spendable).
+    sa.Column("pending", ExactDecimal(), nullable=False, server_default="0"),
     # Every award updates the row without touching its key: room on the page for HOT updates.
     postgresql_with={"fillfactor": 70},
+)
+
+LOT_STATUSES = ("PENDING", "ACTIVE", "EXHAUSTED", "EXPIRED", "CANCELLED")
+
+# Every credit's points (issue 22): debits consume them, expiry takes what remains. Written in
+# the transaction of the credit's ledger entry; changed only under the balance row's lock.
+lots = sa.Table(
+    "lots", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("program_id", sa.String(36), nullable=False),
+    sa.Column("participant_id", sa.String(36), nullable=False),
+    # the credit's ledger entry
+    sa.Column("entry_id", sa.String(36), nullable=False),
+    sa.Column("event_id", sa.String(36)),
+    sa.Column("original", ExactDecimal(), nullable=False),
+    sa.Column("remaining", ExactDecimal(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("earned_at", UtcDateTime(), nullable=False),
+    sa.Column("activates_at", UtcDateTime()),
+    sa.Column("expires_at", UtcDateTime()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("entry_id", name="uq_lots_entry"),
+    sa.Index("ix_lots_account", "tenant_id", "program_id", "participant_id", "status"),
+    sa.Index("ix_lots_event", "tenant_id", "event_id"),
+    # the expiry run's and the activation's scans touch only lots that can still change
+    sa.Index("ix_lots_expiry", "expires_at", postgresql_where=sa.text("status = 'ACTIVE'"),
+             sqlite_where=sa.text("status = 'ACTIVE'")),
+    sa.Index("ix_lots_activation", "activates_at", postgresql_where=sa.text("status = 'PENDING'"),
+             sqlite_where=sa.text("status = 'PENDING'")),
+    postgresql_with={"fillfactor": 80},
+)
+
+# What each debit took from each lot (negative: points restored into the lot). For every lot,
+# original - remaining = the sum of its allocations.
+lot_allocations = sa.Table(
+    "lot_allocations", metadata,
+    sa.Column("entry_id", sa.String(36), primary_key=True),
+    sa.Column("lot_id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("amount", ExactDecimal(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_lot_allocations_lot", "lot_id"),
 )
 
 # The evaluation an event got, written in the same transaction as its ledger entries: a

@@ -13,7 +13,7 @@ import datetime as dt
 import decimal
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,8 +22,18 @@ from accrual_platform import contract
 from accrual_platform.db import Database, in_values, insert_rows, newest_first
 from sqlalchemy.orm import Session
 
-from accrual_rules import ledger, storage
+from accrual_rules import bank, ledger, storage
+from accrual_rules.bank import AllocationRecord, Credit, Expired, LotRecord
 from accrual_rules.domain import Json
+from accrual_rules.domain.bank import (
+    Allocation,
+    BankPolicy,
+    Debit,
+    ExpiryPolicy,
+    Lot,
+    expiry_from_json,
+    policy_from_json,
+)
 from accrual_rules.domain.evaluation import CapUsage, ProgramPolicy, RuleSpec, Tier
 from accrual_rules.domain.pending import PendingPolicy
 from accrual_rules.domain.validation import RuleFields
@@ -42,8 +52,13 @@ class ProgramRecord:
     updated_at: dt.datetime
     event_type_policy: str
     scheduled_triggers: dict[str, Json] | None
+    bank_policy: dict[str, Json] | None = None
     pending_policy: dict[str, Json] | None = None
     monetary_field: str | None = None
+
+    def bank(self) -> BankPolicy:
+        """The program's points bank policy (expiry, timezone, negative balance, lead times)."""
+        return policy_from_json(self.bank_policy)
 
     def pending(self) -> PendingPolicy:
         return PendingPolicy.from_json(self.pending_policy)
@@ -101,6 +116,9 @@ class EntryRecord:
     created_at: dt.datetime
     occurred_at: dt.datetime | None
     payload_hash: str | None
+    unrecovered: decimal.Decimal | None = None
+    #: what a debit took from which lot (a credit: the debt it paid off), when asked for
+    allocations: tuple[AllocationRecord, ...] = ()
 
 
 @dataclass
@@ -111,6 +129,9 @@ class Catalog:
     policies: dict[str, ProgramPolicy] = field(default_factory=dict)
     rules: dict[str, list[RuleSpec]] = field(default_factory=dict)
     event_types: dict[str, dict[str, list[dict[str, Json]]]] = field(default_factory=dict)
+    #: the bank policy of each program, and the rules with their own expiry policy
+    banks: dict[str, BankPolicy] = field(default_factory=dict)
+    rule_expiry: dict[str, ExpiryPolicy] = field(default_factory=dict)
 
 
 def _program(row: sa.Row[Any]) -> ProgramRecord:
@@ -154,7 +175,8 @@ class RulesStore:
             "name": program.name, "on_unknown_participant": program.on_unknown_participant,
             "rounding_mode": program.rounding_mode, "rounding_precision": program.rounding_precision,
             "event_type_policy": program.event_type_policy, "updated_at": program.updated_at,
-            "pending_policy": program.pending_policy, "monetary_field": program.monetary_field}
+            "bank_policy": program.bank_policy, "pending_policy": program.pending_policy,
+            "monetary_field": program.monetary_field}
         if tiers_changed:
             values["tiers"] = program.tiers
         if disabled_triggers is not None:
@@ -370,14 +392,44 @@ class RulesStore:
 
     def entries(self, tenant_id: str, program_id: str, participant_id: str,
                 before: tuple[dt.datetime, str] | None, limit: int) -> list[EntryRecord]:
-        """A participant's entries, newest first, older than (created_at, id) ``before``."""
+        """A participant's entries with their allocations, newest first, older than
+        (created_at, id) ``before``."""
         entry = storage.ledger
         query = newest_first(sa.select(entry).where(entry.c.tenant_id == tenant_id,
                                                     entry.c.program_id == program_id,
                                                     entry.c.participant_id == participant_id),
                              entry.c.created_at, entry.c.id, before, limit)
         with self.db.transaction() as session:
-            return [EntryRecord(**r._mapping) for r in session.execute(query)]
+            rows = [EntryRecord(**r._mapping) for r in session.execute(query)]
+            taken = bank.allocations_of(session, tenant_id, [r.id for r in rows])
+        return [replace(r, allocations=tuple(taken.get(r.id, ()))) for r in rows]
+
+    def lots(self, tenant_id: str, program_id: str, participant_id: str, statuses: Sequence[str],
+             after: tuple[dt.datetime, str] | None, limit: int) -> list[LotRecord]:
+        """A participant's lots (of ``statuses``; all when empty), oldest first by
+        (earned_at, id), after ``after``."""
+        t = storage.lots
+        query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.program_id == program_id,
+                                   t.c.participant_id == participant_id)
+        if statuses:
+            query = query.where(t.c.status.in_(list(statuses)))
+        if after is not None:
+            at, last_id = after
+            query = query.where(sa.or_(t.c.earned_at > at, sa.and_(t.c.earned_at == at, t.c.id > last_id)))
+        with self.db.transaction() as session:
+            return [LotRecord(**r._mapping) for r in session.execute(
+                query.order_by(t.c.earned_at, t.c.id).limit(limit))]
+
+    def expiring(self, tenant_id: str, program_id: str, participant_id: str,
+                 limit: int) -> list[tuple[dt.datetime, decimal.Decimal]]:
+        """The next expiry instants of the participant's active lots, with the points each takes."""
+        t = storage.lots
+        with self.db.transaction() as session:
+            return [(r.expires_at, decimal.Decimal(r.points)) for r in session.execute(
+                sa.select(t.c.expires_at, sa.func.sum(t.c.remaining).label("points")).where(
+                    t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.participant_id == participant_id,
+                    t.c.status == "ACTIVE", t.c.expires_at.isnot(None), t.c.remaining > 0,
+                ).group_by(t.c.expires_at).order_by(t.c.expires_at).limit(limit))]
 
 
 class BatchRead:
@@ -402,12 +454,15 @@ class BatchRead:
             program = _program(row)
             catalog.programs[program.id] = program
             catalog.policies[program.id] = program.policy()
+            catalog.banks[program.id] = program.bank()
             catalog.rules.setdefault(program.id, [])
             catalog.event_types.setdefault(program.id, {})
         for row in self.session.execute(sa.select(r).where(
                 r.c.tenant_id == tenant_id, r.c.program_id.in_(missing), r.c.status != "ARCHIVED")):
             catalog.rules[row.program_id].append(_fields(row._mapping).spec(row.id, row.version,
                                                                             row.budget_breaches))
+            if row.expiry:
+                catalog.rule_expiry[row.id] = expiry_from_json(row.expiry)
         for row in self.session.execute(sa.select(t).where(t.c.tenant_id == tenant_id,
                                                            t.c.program_id.in_(missing))):
             catalog.event_types[row.program_id][row.name] = list(row.properties)
@@ -465,6 +520,54 @@ class LedgerTransaction:
 
     def write_accounts(self, tenant_id: str, accounts: Iterable[ledger.Account], now: dt.datetime) -> None:
         ledger.write_accounts(self.session, tenant_id, accounts, now)
+
+    # -- the points bank (lots; see accrual_rules.bank) ------------------------------------
+    def credit(self, account: ledger.Account, tenant_id: str, entry_id: str, amount: decimal.Decimal, *,
+               earned_at: dt.datetime, now: dt.datetime, event_id: str | None = None, status: str = "ACTIVE",
+               activates_at: dt.datetime | None = None, expires_at: dt.datetime | None = None) -> Credit:
+        """A credit's lot (and debt payoff), queued: store it with :meth:`insert_lots` and
+        :meth:`insert_allocations` in this transaction. Changes ``account`` in memory."""
+        return bank.credit(account, tenant_id, entry_id, amount, earned_at=earned_at, now=now, event_id=event_id,
+                           status=status, activates_at=activates_at, expires_at=expires_at)
+
+    def insert_lots(self, rows: Sequence[dict[str, Json]]) -> None:
+        bank.insert_lots(self.session, rows)
+
+    def insert_allocations(self, rows: Sequence[dict[str, Json]]) -> None:
+        bank.insert_allocations(self.session, rows)
+
+    def store_credits(self, credits: Sequence[Credit]) -> None:
+        """Insert queued credits' lots and payoffs (a few statements for a whole batch)."""
+        self.insert_lots([c.lot for c in credits])
+        self.insert_allocations([c.payoff for c in credits if c.payoff is not None])
+
+    def lock_lots(self, tenant_id: str, program_id: str, participant_id: str,
+                  statuses: Sequence[str] = ("ACTIVE",), event_id: str | None = None) -> list[LotRecord]:
+        """An account's lots with points left, locked, in spend order (hold its balance lock first)."""
+        return bank.lock_lots(self.session, self.dialect, tenant_id, program_id, participant_id, statuses, event_id)
+
+    def lock_lot_ids(self, tenant_id: str, ids: Sequence[str]) -> dict[str, LotRecord]:
+        return bank.lock_lot_ids(self.session, self.dialect, tenant_id, ids)
+
+    def debit(self, tenant_id: str, account: ledger.Account, lots: Sequence[LotRecord], amount: decimal.Decimal,
+              policy: str, entry_id: str, now: dt.datetime) -> Debit:
+        """Allocate a debit over ``lots`` (in the order given) and per ``policy``; see :func:`bank.debit`."""
+        return bank.debit(self.session, tenant_id, account, lots, amount, policy, entry_id, now)
+
+    def restore(self, tenant_id: str, account: ledger.Account, entry_id: str, taken: Sequence[Allocation],
+                amount: decimal.Decimal, now: dt.datetime) -> tuple[list[Allocation], decimal.Decimal]:
+        """Give points back into the lots a debit took them from; see :func:`bank.restore`."""
+        return bank.restore(self.session, self.dialect, tenant_id, account, entry_id, taken, amount, now)
+
+    def allocations(self, tenant_id: str, entry_ids: Sequence[str]) -> dict[str, list[AllocationRecord]]:
+        return bank.allocations_of(self.session, tenant_id, entry_ids)
+
+    def write_lots(self, lots: Iterable[Lot], now: dt.datetime) -> None:
+        bank.write_lots(self.session, lots, now)
+
+    def expire_due(self, now: dt.datetime, limit: int) -> list[Expired]:
+        """Expire up to ``limit`` lots past their expiry; see :func:`bank.expire_due`."""
+        return bank.expire_due(self.session, self.dialect, now, limit)
 
     def lock_rule(self, tenant_id: str, rule_id: str) -> RuleRecord | None:
         r = storage.rules
