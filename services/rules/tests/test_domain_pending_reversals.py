@@ -9,7 +9,13 @@ from fractions import Fraction
 
 import pytest
 from accrual_platform import errors
-from accrual_rules.domain.pending import PendingPolicy, check_pending, original_reference, parse_duration
+from accrual_rules.domain.pending import (
+    LotTerms,
+    PendingPolicy,
+    check_pending,
+    original_reference,
+    parse_duration,
+)
 from accrual_rules.domain.reversals import check_reversal, monetary_value, proportional, shown, trim
 from hypothesis import given
 from hypothesis import strategies as st
@@ -48,6 +54,23 @@ def test_duration_policy_activates_from_the_event_time_so_backdated_events_are_a
     assert policy.pending(at(2026, 4, 1), now) == (False, at(2026, 5, 1))
     assert PendingPolicy().pending(at(2026, 5, 20), now) == (False, at(2026, 5, 20))
     assert PendingPolicy("ON_EVENT", event_types=("delivered",)).pending(at(2020, 1, 1), now) == (True, None)
+
+
+def test_lot_terms_start_the_expiry_clock_at_activation() -> None:
+    def expires(start: dt.datetime) -> dt.datetime:
+        return start + dt.timedelta(days=365)
+
+    now = at(2026, 6, 1)
+    duration = PendingPolicy("DURATION", "P30D")
+    assert duration.lot_terms(at(2026, 5, 20), now, expires) == LotTerms(
+        "PENDING", at(2026, 6, 19), at(2027, 6, 19))
+    assert duration.lot_terms(at(2026, 4, 1), now, expires) == LotTerms("ACTIVE", at(2026, 5, 1), at(2027, 5, 1))
+    assert PendingPolicy().lot_terms(at(2026, 5, 20), now, expires) == LotTerms(
+        "ACTIVE", at(2026, 5, 20), at(2027, 5, 20))
+    on_event = PendingPolicy("ON_EVENT", event_types=("delivered",))
+    assert on_event.lot_terms(at(2026, 5, 20), now, expires) == LotTerms("PENDING", None, None)
+    assert on_event.lot_terms(at(2026, 5, 20), now, expires, named=True) == LotTerms("ACTIVE", now, at(2027, 6, 1))
+    assert duration.lot_terms(at(2026, 5, 20), now, expires, named=True).status == "PENDING"
 
 
 def test_pending_policy_violations_name_the_field() -> None:

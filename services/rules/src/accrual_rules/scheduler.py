@@ -1,4 +1,5 @@
-"""The scheduler of birthday, anniversary and inactivity events (issue 7).
+"""The scheduler of birthday, anniversary and inactivity events (issue 7), and of pending
+points whose activation time came (issue 22).
 
 It lives with the rules service because rules owns the programs and their
 ``scheduled_triggers``; it keeps its watermarks in the rules schema and reaches identity
@@ -40,6 +41,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from accrual_rules.domain import Json
 from accrual_rules.domain.triggers import idempotency_key, normalise_triggers
+from accrual_rules.event_points import EventPoints
 from accrual_rules.store import RulesStore
 
 log = structlog.get_logger("accrual.scheduler")
@@ -61,6 +63,8 @@ class RunReport:
     accepted: int = 0
     duplicates: int = 0
     errors: int = 0
+    #: pending lots whose activation time came, activated by this tick
+    activated: int = 0
     #: per program: {"accepted": n, "duplicate": n, "error": n}
     by_program: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -114,9 +118,12 @@ class LeaderLock:
 
 class TriggerScheduler:
     def __init__(self, db: Database, identity: Any, ingest: Any, internal_token: str,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, points: EventPoints | None = None) -> None:
+        """``points`` activates pending points when due (by default without waking a relay:
+        the rules service's relay finds the facts in the outbox)."""
         self.db = db
         self._store = RulesStore(db)
+        self._points = points or EventPoints(self._store)
         self._identity = identity
         self._ingest = ingest
         self._token = internal_token
@@ -138,6 +145,7 @@ class TriggerScheduler:
                 for name, config in triggers.items():
                     if config["enabled"]:
                         self._catch_up(program.tenant_id, program.id, name, config, today, report)
+            report.activated = self._points.activate_due(self._clock())
             return report
 
     def _catch_up(self, tenant_id: str, program_id: str, trigger: str, config: dict[str, Json],
@@ -222,9 +230,9 @@ class TriggerScheduler:
         except (grpc.RpcError, sa.exc.DBAPIError) as exc:
             log.warning("scheduler_tick_failed", error=str(exc))
             return
-        if report.leader and (report.accepted or report.errors):
+        if report.leader and (report.accepted or report.errors or report.activated):
             log.info("scheduler_tick", accepted=report.accepted, duplicates=report.duplicates,
-                     errors=report.errors)
+                     errors=report.errors, activated=report.activated)
 
     def start(self, interval_seconds: float = 60.0) -> None:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick

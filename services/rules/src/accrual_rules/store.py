@@ -37,6 +37,7 @@ from accrual_rules.domain.bank import (
 from accrual_rules.domain.evaluation import CapUsage, ProgramPolicy, RuleSpec, Tier
 from accrual_rules.domain.pending import PendingPolicy
 from accrual_rules.domain.validation import RuleFields
+from accrual_rules.event_store import EventSteps
 
 
 @dataclass(frozen=True)
@@ -484,6 +485,8 @@ class LedgerTransaction:
     def __init__(self, session: Session, dialect: str) -> None:
         self.session = session
         self.dialect = dialect
+        #: an event's points after its evaluation: reversals, cancellation, activation
+        self.events = EventSteps(session, dialect)
 
     def entry(self, tenant_id: str, source: str) -> EntryRecord | None:
         e = storage.ledger
@@ -492,6 +495,23 @@ class LedgerTransaction:
 
     def read_account(self, tenant_id: str, program_id: str, participant_id: str) -> ledger.Account:
         return ledger.read_account(self.session, tenant_id, program_id, participant_id)
+
+    def entries_by_id(self, tenant_id: str, ids: Sequence[str]) -> list[EntryRecord]:
+        """Entries by id, in the order of ``ids``."""
+        e = storage.ledger
+        if not ids:
+            return []
+        found = {r.id: EntryRecord(**r._mapping) for r in self.session.execute(sa.select(e).where(
+            e.c.tenant_id == tenant_id, in_values(self.session, [e.c.id], list(ids))))}
+        return [found[i] for i in ids if i in found]
+
+    def programs(self, tenant_id: str, ids: Iterable[str]) -> dict[str, ProgramRecord]:
+        p = storage.programs
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        return {r.id: _program(r) for r in self.session.execute(sa.select(p).where(
+            p.c.tenant_id == tenant_id, p.c.id.in_(wanted)))}
 
     def lock_account(self, tenant_id: str, program_id: str, participant_id: str) -> ledger.Account:
         return ledger.lock_account(self.session, self.dialect, tenant_id, program_id, participant_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from accrual_platform import errors
@@ -60,6 +60,15 @@ def parse_duration(text: str) -> Duration | None:
 
 
 @dataclass(frozen=True)
+class LotTerms:
+    """How a new lot starts: PENDING or ACTIVE, when it activates, when it expires."""
+
+    status: str
+    activates_at: dt.datetime | None
+    expires_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class PendingPolicy:
     type: str = "IMMEDIATE"
     duration: str = ""
@@ -89,6 +98,19 @@ class PendingPolicy:
         """(whether points earned at ``earned_at`` start pending, their activation time)."""
         at = self.activates_at(earned_at)
         return (at is None or at > now), at
+
+    def lot_terms(self, earned_at: dt.datetime, now: dt.datetime,
+                  expires: Callable[[dt.datetime], dt.datetime | None], *, named: bool = False) -> LotTerms:
+        """The status, activation and expiry of a lot earned at ``earned_at``. ``expires``
+        gives the expiry of points active from an instant (the clock starts at activation);
+        ``named``: an activating event already named the earning event (ON_EVENT)."""
+        pending, at = self.pending(earned_at, now)
+        if pending and named and self.type == "ON_EVENT":
+            return LotTerms("ACTIVE", now, expires(now))
+        if pending:
+            return LotTerms("PENDING", at, expires(at) if at is not None else None)
+        start = at or earned_at
+        return LotTerms("ACTIVE", start, expires(start))
 
     def activates_on(self, event_type: str) -> bool:
         return self.type == "ON_EVENT" and event_type in self.event_types
