@@ -86,7 +86,7 @@ def test_partial_reversals_are_proportional_and_the_last_takes_the_exact_remaind
     assert balance(stack, md, pid, who) == ("0", "0")
     assert ledger_sum(stack, tenant, who) == 0
     over = stack.failure(lambda: reverse(stack, md, event_id, "r3", ratio="0.01"))
-    assert (over.code, over.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "reversal_exceeds_original")
+    assert (over.code, over.reason) == (grpc.StatusCode.ABORTED, "reversal_exceeds_original")
     assert stack.balance(md, pid, who).lifetime_earned == "0"
 
 
@@ -101,7 +101,7 @@ def test_a_reversal_key_replays_the_original_and_refuses_another_body(stack: Sta
     assert (again.reversal_id, again.points, list(again.transactions)) == (
         first.reversal_id, first.points, list(first.transactions))
     clash = stack.failure(lambda: reverse(stack, md, event_id, "k", ratio="0.5"))
-    assert (clash.code, clash.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "idempotency_conflict")
+    assert (clash.code, clash.reason) == (grpc.StatusCode.ABORTED, "idempotency_conflict")
     who = stack.identity.participant(tenant, "user_abc123")
     assert balance(stack, md, pid, who) == ("75", "0")
 
@@ -143,14 +143,14 @@ def test_only_completed_events_are_reversed(stack: Stack) -> None:
     waiting = stack.event(pid, data={"amount": 10})
     stack.ingest.statuses[waiting] = "PROCESSING"
     got = stack.failure(lambda: reverse(stack, md, waiting, "k", ratio="1"))
-    assert (got.code, got.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "event_not_completed")
+    assert (got.code, got.reason) == (grpc.StatusCode.ABORTED, "event_not_completed")
     missing = stack.failure(lambda: reverse(stack, md, "00000000-0000-4000-8000-000000000000", "k", ratio="1"))
     assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "event_not_found")
     other_tenant, other_md = stack.tenant()
     rule(stack, md, pid, "properties.amount")
     event_id = earn(stack, tenant, pid, 10)
     foreign = stack.failure(lambda: reverse(stack, other_md, event_id, "k", ratio="1"))
-    assert foreign.code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
+    assert foreign.code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ABORTED)
     assert other_tenant != tenant
 
 
@@ -188,7 +188,7 @@ def test_forbid_refuses_what_the_balance_cannot_cover_and_clamp_records_it(stack
             program_id=pid, participant_id=who, amount="-60", reason="spent", idempotency_key="spend"), metadata=md)
         if expect is None:
             refused = stack.failure(lambda event_id=event_id: reverse(stack, md, event_id, "r", ratio="1"))
-            assert (refused.code, refused.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_points")
+            assert (refused.code, refused.reason) == (grpc.StatusCode.ABORTED, "insufficient_points")
             assert balance(stack, md, pid, who) == ("40", "0")  # nothing was written
             assert stack.balance(md, pid, who).lifetime_earned == "100"
             continue
@@ -253,7 +253,7 @@ def test_duration_points_are_pending_until_the_scheduler_activates_them(stack: S
     assert [n.fact_id for n in activated] == [f"points.activated:{event_id}:{pid}:{who}"]
     refused = stack.failure(lambda: stack.stub.CancelPoints(rules_pb2.CancelPointsRequest(event_id=event_id),
                                                             metadata=md))
-    assert (refused.code, refused.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "not_pending")
+    assert (refused.code, refused.reason) == (grpc.StatusCode.ABORTED, "not_pending")
     assert backdated
 
 
@@ -352,7 +352,7 @@ def test_parallel_reversals_of_one_event_stay_exact(stack: Stack) -> None:
     done = [r for r in results if isinstance(r, rules_pb2.Reversal)]
     refused = [r for r in results if not isinstance(r, rules_pb2.Reversal)]
     assert len(done) == 5 and len(refused) == 3
-    assert all(r.code() == grpc.StatusCode.FAILED_PRECONDITION for r in refused)
+    assert all(r.code() == grpc.StatusCode.ABORTED for r in refused)
     assert sum(D(r.points) for r in done) == 1001
     assert balance(stack, md, pid, who) == ("0", "0")
     assert ledger_sum(stack, tenant, who) == 0

@@ -32,6 +32,7 @@ from accrual_rules import bank, ledger
 from accrual_rules.bank import LotRecord
 from accrual_rules.domain import Json
 from accrual_rules.domain.bank import InsufficientPoints, expiry_from_json
+from accrual_rules.domain.pending import PendingPolicy, original_reference
 from accrual_rules.domain.reversals import ONE, ReversalRequest, fraction_text, monetary_value, proportional, shown
 from accrual_rules.event_store import Credit, ReversalRecord
 from accrual_rules.ledger import Account
@@ -111,7 +112,7 @@ class EventPoints:
         shares = self._shares(tenant_id, request, programs)
         now = utcnow()
         with self.store.ledger_transaction() as tx:
-            tx.lock_accounts(tenant_id, {(c.program_id, c.participant_id) for c in credits})
+            accounts = tx.lock_accounts(tenant_id, {(c.program_id, c.participant_id) for c in credits})
             earlier = tx.events.reversal(tenant_id, request.event_id, request.idempotency_key)
             if earlier is not None:  # a concurrent retry of this request committed while we waited
                 return self._replayed(tx, tenant_id, earlier, digest)
@@ -127,7 +128,7 @@ class EventPoints:
                     violations=[errors.FieldViolation(field_name, "exceeds what is left to reverse")],
                     metadata={"remaining_ratio": shown(left)})
             record_id = new_id()
-            taken = self._take_back(tx, tenant_id, request.event_id, credits, programs, before, after,
+            taken = self._take_back(tx, tenant_id, request.event_id, credits, programs, accounts, before, after,
                                     kind="REVERSAL", record_id=record_id, reason=request.reason, now=now)
             record = ReversalRecord(
                 id=record_id, tenant_id=tenant_id, event_id=request.event_id,
@@ -193,15 +194,14 @@ class EventPoints:
         return shares
 
     def _take_back(self, tx: LedgerTransaction, tenant_id: str, event_id: str, credits: Sequence[Credit],
-                   programs: Mapping[str, ProgramRecord], before: Mapping[str, Fraction],
-                   after: Mapping[str, Fraction], *, kind: str, record_id: str, reason: str,
-                   now: dt.datetime) -> _Taken:
+                   programs: Mapping[str, ProgramRecord], accounts: Mapping[tuple[str, str], Account],
+                   before: Mapping[str, Fraction], after: Mapping[str, Fraction], *, kind: str, record_id: str,
+                   reason: str, now: dt.datetime) -> _Taken:
         """Reverse the event's entries from share ``before`` to ``after`` (by program), under
-        the accounts' locks the caller holds."""
+        the locks of ``accounts`` the caller holds (changed in memory, and stored)."""
         groups: dict[tuple[str, str], list[Credit]] = {}
         for c in credits:
             groups.setdefault((c.program_id, c.participant_id), []).append(c)
-        accounts = tx.lock_accounts(tenant_id, groups)  # held already: reads them as locked
         taken = _Taken()
         for key in sorted(groups):
             program_id, participant_id = key
@@ -287,8 +287,8 @@ class EventPoints:
                 taken = _Taken()
             else:
                 record_id = new_id()
-                taken = self._take_back(tx, tenant_id, event_id, credits, programs, before, after, kind="CANCEL",
-                                        record_id=record_id, reason=reason, now=now)
+                taken = self._take_back(tx, tenant_id, event_id, credits, programs, accounts, before, after,
+                                        kind="CANCEL", record_id=record_id, reason=reason, now=now)
                 shares = {p: fraction_text(ONE - before.get(p, Fraction(0))) for p in sorted(programs)}
                 tx.events.insert_reversal(ReversalRecord(
                     id=record_id, tenant_id=tenant_id, event_id=event_id, idempotency_key=f"cancel:{record_id}",
@@ -396,3 +396,103 @@ def activate_lots(tx: LedgerTransaction, tenant_id: str, accounts: Mapping[tuple
                 "available": decimal_str(accounts[(program_id, participant_id)].available)}))
     tx.announce(notifications=notes)
     return sum(moved.values(), ZERO)
+
+
+# -- the worker's side of pending points ---------------------------------------------------
+@dataclass(frozen=True)
+class EarnedEvent:
+    """What the worker's pending-points steps need of one event of a batch."""
+
+    event_id: str
+    idempotency_key: str
+    event_type: str
+    data: Mapping[str, Json]
+    program_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activating event naming an earlier event (``kind``: event_id or idempotency_key)."""
+
+    event_id: str
+    program_id: str
+    kind: str
+    value: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+@dataclass
+class ActivationPlan:
+    """What a worker batch does about ON_EVENT pending points, read before its transaction:
+    which of its events an activating event already named (their points start active), the
+    activations its events make, and the accounts those touch (locked with the batch's)."""
+
+    named: set[tuple[str, str]] = field(default_factory=set)
+    activations: list[Activation] = field(default_factory=list)
+    accounts: set[tuple[str, str]] = field(default_factory=set)
+
+    def starts_active(self, program_id: str, event_id: str) -> bool:
+        return (program_id, event_id) in self.named
+
+
+def plan_activations(store: RulesStore, tenant_id: str, events: Sequence[EarnedEvent],
+                     pending: Mapping[str, PendingPolicy]) -> ActivationPlan:
+    """The batch's :class:`ActivationPlan`; ``pending``: each program's pending policy (no
+    query at all when no program of the batch waits for events)."""
+    plan = ActivationPlan()
+    waiting = {p for p, policy in pending.items() if policy.type == "ON_EVENT"}
+    if not waiting:
+        return plan
+    refs: list[tuple[str, str]] = []
+    for e in events:
+        for p in e.program_ids:
+            if p not in waiting:
+                continue
+            refs += [(p, f"event_id:{e.event_id}"), (p, f"idempotency_key:{e.idempotency_key}")]
+            named = original_reference(e.data) if pending[p].activates_on(e.event_type) else None
+            if named is not None:
+                plan.activations.append(Activation(e.event_id, p, *named))
+    with store.ledger_transaction() as tx:
+        early = tx.events.early(tenant_id, refs)
+        plan.named = {(p, e.event_id) for e in events for p in e.program_ids
+                      if (p, f"event_id:{e.event_id}") in early or (p, f"idempotency_key:{e.idempotency_key}") in early}
+        targets = _targets(tx, tenant_id, plan.activations)
+        found = tx.events.lot_accounts(tenant_id, sorted(set(targets.values())))
+    plan.accounts = {key for keys in found.values() for key in keys}
+    return plan
+
+
+def _targets(tx: LedgerTransaction, tenant_id: str, activations: Sequence[Activation]) -> dict[Activation, str]:
+    """The event each activation names, when known (an idempotency key only once its event
+    earned pending points)."""
+    out = {a: a.value for a in activations if a.kind == "event_id"}
+    by_program: dict[str, list[Activation]] = {}
+    for a in activations:
+        if a.kind == "idempotency_key":
+            by_program.setdefault(a.program_id, []).append(a)
+    for program_id, named in sorted(by_program.items()):
+        ids = tx.events.events_by_key(tenant_id, program_id, [a.value for a in named])
+        out.update({a: ids[a.value] for a in named if a.value in ids})
+    return out
+
+
+def apply_activations(tx: LedgerTransaction, tenant_id: str, plan: ActivationPlan,
+                      accounts: dict[tuple[str, str], Account], now: dt.datetime) -> None:
+    """In the batch's transaction, after its lots are stored: activate what the batch's
+    activating events name, or remember the names whose event has not earned yet."""
+    targets = _targets(tx, tenant_id, plan.activations)
+    for activation in plan.activations:
+        target = targets.get(activation)
+        lots = [lot for lot in tx.events.lots(tenant_id, target) if lot.program_id == activation.program_id] \
+            if target is not None else []
+        if not lots:
+            tx.events.record_early(tenant_id, activation.program_id, activation.reference, activation.event_id, now)
+            continue
+        for lot in lots:
+            key = (lot.program_id, lot.participant_id)
+            if key not in accounts:  # its event earned after this batch was planned: rare
+                accounts[key] = tx.lock_account(tenant_id, *key)
+        activate_lots(tx, tenant_id, accounts, [lot for lot in lots if lot.status == "PENDING"], now, early=True)

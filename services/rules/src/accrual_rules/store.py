@@ -132,6 +132,8 @@ class Catalog:
     event_types: dict[str, dict[str, list[dict[str, Json]]]] = field(default_factory=dict)
     #: the bank policy of each program, and the rules with their own expiry policy
     banks: dict[str, BankPolicy] = field(default_factory=dict)
+    #: the pending policy of each program
+    pending: dict[str, PendingPolicy] = field(default_factory=dict)
     rule_expiry: dict[str, ExpiryPolicy] = field(default_factory=dict)
 
 
@@ -458,6 +460,7 @@ class BatchRead:
             catalog.programs[program.id] = program
             catalog.policies[program.id] = program.policy()
             catalog.banks[program.id] = program.bank()
+            catalog.pending[program.id] = program.pending()
             catalog.rules.setdefault(program.id, [])
             catalog.event_types.setdefault(program.id, {})
         for row in self.session.execute(sa.select(r).where(
