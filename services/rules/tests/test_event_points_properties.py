@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -61,10 +62,13 @@ def _run(stack: Stack, steps: list[tuple[Any, ...]], pending: str, negative: str
         return events[i % len(events)] if events else None
 
     def allowed(call: Any, *reasons: str) -> None:
+        refused: list[grpc.RpcError] = []
         try:
             call()
         except grpc.RpcError as exc:
-            failure = stack.failure(lambda: (_ for _ in ()).throw(exc))
+            refused.append(exc)
+        if refused:
+            failure = stack.failure(functools.partial(_raise, refused[0]))
             assert failure.reason in reasons, (failure.code, failure.reason, failure.message)
 
     for step in steps:
@@ -105,6 +109,10 @@ def _run(stack: Stack, steps: list[tuple[Any, ...]], pending: str, negative: str
             stack.process(tenant, event_id)
     stack.runtime.points.activate_due(NOW + dt.timedelta(days=11))
     _check(stack, md, tenant, pid, who)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 def _check(stack: Stack, md: list[tuple[str, str]], tenant: str, pid: str, who: str) -> None:
