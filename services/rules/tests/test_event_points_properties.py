@@ -98,9 +98,9 @@ def _run(stack: Stack, steps: list[tuple[Any, ...]], pending: str, negative: str
                     "event_not_completed", "not_pending")
         elif kind == "spend":
             spent += 1
-            allowed(lambda s=step: stack.stub.CreateAdjustment(rules_pb2.CreateAdjustmentRequest(
+            allowed(lambda s=step, n=spent: stack.stub.CreateAdjustment(rules_pb2.CreateAdjustmentRequest(
                 program_id=pid, participant_id=who, amount=f"-{s[1]}", reason="spend",
-                idempotency_key=f"spend-{spent}"), metadata=md), "insufficient_points")
+                idempotency_key=f"spend-{n}"), metadata=md), "insufficient_points")
         elif kind == "run":
             stack.runtime.points.activate_due(NOW + dt.timedelta(days=step[1]))
         _check(stack, md, tenant, pid, who)

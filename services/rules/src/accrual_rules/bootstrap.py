@@ -102,7 +102,7 @@ class RulesRuntime:
         return TriggerScheduler(
             self.db, identity_pb2_grpc.IdentityServiceStub(clients.channel(self.settings.peer("identity"))),
             ingest_pb2_grpc.IngestServiceStub(clients.channel(self.settings.peer("ingest"))),
-            self.settings.internal_token, clock, points=self.points)
+            self.settings.internal_token, clock, on_commit=self.relay.notify, points=self.points)
 
     def register(self, server: grpc.Server) -> None:
         rules_pb2_grpc.add_RulesServiceServicer_to_server(RulesServicer(self.service, self.points), server)

@@ -18,6 +18,8 @@ it fires) only through their internal gRPC methods.
   each day. A trigger seen for the first time starts with today.
 - "Today" comes from an injectable clock (UTC), so tests drive days without waiting.
 - APScheduler runs the tick every ``interval`` seconds in a background thread, one at a time.
+- Each tick of the leader also runs the points bank's jobs first (:mod:`accrual_rules.expiry`):
+  expiring due lots and the day's points.expiring notices.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from accrual_rules.domain import Json
 from accrual_rules.domain.triggers import idempotency_key, normalise_triggers
 from accrual_rules.event_points import EventPoints
+from accrual_rules.expiry import BankJobs, BankReport
 from accrual_rules.store import RulesStore
 
 log = structlog.get_logger("accrual.scheduler")
@@ -67,6 +70,7 @@ class RunReport:
     activated: int = 0
     #: per program: {"accepted": n, "duplicate": n, "error": n}
     by_program: dict[str, dict[str, int]] = field(default_factory=dict)
+    bank: BankReport = field(default_factory=BankReport)
 
     def count(self, program_id: str, status: str) -> int:
         return self.by_program.get(program_id, {}).get(status, 0)
@@ -118,12 +122,14 @@ class LeaderLock:
 
 class TriggerScheduler:
     def __init__(self, db: Database, identity: Any, ingest: Any, internal_token: str,
-                 clock: Clock = utcnow, points: EventPoints | None = None) -> None:
-        """``points`` activates pending points when due (by default without waking a relay:
-        the rules service's relay finds the facts in the outbox)."""
+                 clock: Clock = utcnow, on_commit: Callable[[], None] = lambda: None,
+                 points: EventPoints | None = None) -> None:
+        """``on_commit`` wakes the outbox relay after the bank jobs committed facts; ``points``
+        activates pending points when due."""
         self.db = db
         self._store = RulesStore(db)
-        self._points = points or EventPoints(self._store)
+        self.bank = BankJobs(self._store, on_commit)
+        self._points = points or EventPoints(self._store, on_commit=on_commit)
         self._identity = identity
         self._ingest = ingest
         self._token = internal_token
@@ -139,13 +145,16 @@ class TriggerScheduler:
             if not self._lock.acquire():
                 return RunReport(leader=False)
             report = RunReport(leader=True)
-            today = self._clock().astimezone(dt.UTC).date()
+            now = self._clock()
+            # Activation first: a lot whose activation was late may already be due to expire.
+            report.activated = self._points.activate_due(now)
+            self.bank.run(now, report.bank)
+            today = now.astimezone(dt.UTC).date()
             for program in self._store.triggered_programs():
                 triggers, _ = normalise_triggers(program.scheduled_triggers)
                 for name, config in triggers.items():
                     if config["enabled"]:
                         self._catch_up(program.tenant_id, program.id, name, config, today, report)
-            report.activated = self._points.activate_due(self._clock())
             return report
 
     def _catch_up(self, tenant_id: str, program_id: str, trigger: str, config: dict[str, Json],
