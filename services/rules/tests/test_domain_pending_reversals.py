@@ -53,6 +53,7 @@ def test_duration_policy_activates_from_the_event_time_so_backdated_events_are_a
     assert policy.pending(at(2026, 5, 20), now) == (True, at(2026, 6, 19))
     assert policy.pending(at(2026, 4, 1), now) == (False, at(2026, 5, 1))
     assert PendingPolicy().pending(at(2026, 5, 20), now) == (False, at(2026, 5, 20))
+    assert PendingPolicy().pending(at(2026, 6, 2), now) == (False, at(2026, 6, 2))
     assert PendingPolicy("ON_EVENT", event_types=("delivered",)).pending(at(2020, 1, 1), now) == (True, None)
 
 

@@ -97,6 +97,8 @@ class PendingPolicy:
     def pending(self, earned_at: dt.datetime, now: dt.datetime) -> tuple[bool, dt.datetime | None]:
         """(whether points earned at ``earned_at`` start pending, their activation time)."""
         at = self.activates_at(earned_at)
+        if self.type == "IMMEDIATE":
+            return False, at  # also for an event stamped in the future
         return (at is None or at > now), at
 
     def lot_terms(self, earned_at: dt.datetime, now: dt.datetime,
