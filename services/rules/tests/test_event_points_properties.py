@@ -1,10 +1,10 @@
 """Properties of pending points and reversals (hypothesis), on SQLite and PostgreSQL: random
 sequences of earns processed in any order and redelivered, activating events, reversals
 (retried with their key, or reusing it with another body), cancellations, early
-activations, spending and activation runs keep the bank exact:
+activations, spending, activation and expiry runs keep the bank exact:
 
 - available = the remaining of ACTIVE lots - debt; pending = the remaining of PENDING lots;
-- the ledger's sum = available + pending (nothing expires here);
+- the ledger's sum = available + pending (EXPIRE entries included);
 - no lot below 0 or above its original;
 - an event's reversals and cancellation never take more than it earned;
 - lifetime earned = earned - what reversals and cancellations took back.
@@ -21,6 +21,7 @@ import grpc
 import sqlalchemy as sa
 from accrual.rules.v1 import rules_pb2
 from accrual_rules import storage
+from accrual_rules.expiry import BankJobs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,7 +40,7 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("cancel"), st.integers(0, 7)),
     st.tuples(st.just("activate"), st.integers(0, 7)),
     st.tuples(st.just("spend"), st.integers(1, 200)),
-    st.tuples(st.just("run"), st.sampled_from([0, 5, 11, 30])),
+    st.tuples(st.just("run"), st.sampled_from([0, 5, 11, 30, 45, 80])),
 ), min_size=1, max_size=14)
 
 
@@ -48,7 +49,8 @@ def _run(stack: Stack, steps: list[tuple[Any, ...]], pending: str, negative: str
     policy = (rules_pb2.PendingPolicy(type=rules_pb2.PENDING_TYPE_DURATION, duration="P10D") if pending == "DURATION"
               else rules_pb2.PendingPolicy(type=rules_pb2.PENDING_TYPE_ON_EVENT, event_types=["delivered"]))
     pid = str(stack.stub.CreateProgram(rules_pb2.CreateProgramRequest(
-        name="props", pending=policy, negative_balance=rules_pb2.NegativeBalancePolicy.Value(
+        name="props", pending=policy, expiry=rules_pb2.ExpiryPolicy(type=rules_pb2.EXPIRY_TYPE_ROLLING, period="P1M"),
+        negative_balance=rules_pb2.NegativeBalancePolicy.Value(
             f"NEGATIVE_BALANCE_POLICY_{negative}"),
         tiers=[rules_pb2.Tier(name="gold", min_lifetime_points="500", multiplier="1.5")]), metadata=md).program_id)
     stack.stub.CreateRule(rules_pb2.CreateRuleRequest(program_id=pid, name="spend", formula="properties.amount",
@@ -101,8 +103,9 @@ def _run(stack: Stack, steps: list[tuple[Any, ...]], pending: str, negative: str
             allowed(lambda s=step, n=spent: stack.stub.CreateAdjustment(rules_pb2.CreateAdjustmentRequest(
                 program_id=pid, participant_id=who, amount=f"-{s[1]}", reason="spend",
                 idempotency_key=f"spend-{n}"), metadata=md), "insufficient_points")
-        elif kind == "run":
+        elif kind == "run":  # the scheduler's bank jobs at a later time: activation, then expiry
             stack.runtime.points.activate_due(NOW + dt.timedelta(days=step[1]))
+            BankJobs(stack.runtime.store).run(NOW + dt.timedelta(days=step[1]))
         _check(stack, md, tenant, pid, who)
     for event_id in events:
         if event_id not in done:
