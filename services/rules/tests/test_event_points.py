@@ -356,3 +356,19 @@ def test_parallel_reversals_of_one_event_stay_exact(stack: Stack) -> None:
     assert sum(D(r.points) for r in done) == 1001
     assert balance(stack, md, pid, who) == ("0", "0")
     assert ledger_sum(stack, tenant, who) == 0
+
+
+def test_a_pending_policy_change_applies_to_points_earned_afterwards(stack: Stack) -> None:
+    tenant, md = stack.tenant()
+    pid = pending_program(stack, md, type=rules_pb2.PENDING_TYPE_IMMEDIATE)
+    earn(stack, tenant, pid, 10)
+    changed = stack.stub.UpdateProgram(rules_pb2.UpdateProgramRequest(
+        program_id=pid, pending=rules_pb2.PendingPolicy(type=rules_pb2.PENDING_TYPE_DURATION, duration="P7D"),
+        monetary_field="total"), metadata=md)
+    assert (changed.pending.duration, changed.monetary_field) == ("P7D", "total")
+    earn(stack, tenant, pid, 5)
+    who = stack.identity.participant(tenant, "user_abc123")
+    assert balance(stack, md, pid, who) == ("10", "5")
+    cleared = stack.stub.UpdateProgram(rules_pb2.UpdateProgramRequest(program_id=pid, monetary_field=""),
+                                       metadata=md)
+    assert (cleared.monetary_field, cleared.pending.type) == ("", rules_pb2.PENDING_TYPE_DURATION)
