@@ -1,8 +1,9 @@
 """What the suite must withstand (SPEC section 8), proven against the per-service deployment:
 every service, worker and the gateway a separate OS process on PostgreSQL + RabbitMQ.
 
-- rules workers SIGKILLed over and over while 5,000 events flow: every event COMPLETED once,
-  every balance exactly the sum the rule dictates;
+- rules workers SIGKILLed over and over while 5,000 events flow, with an expiry policy on:
+  every event COMPLETED once, every balance exactly the sum the rule dictates, one lot per
+  earn and the active lots adding up to each balance;
 - RabbitMQ stopped while partners keep submitting: accepts still 200, everything completes
   once the broker is back, nothing twice;
 - PostgreSQL stopped: accepts answer 503 (never 200 for an event not stored) and the suite
@@ -63,6 +64,10 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment
         yield dep, libpq
     finally:
         dep.stop()
+
+
+#: The points bank switched on: every earn is a lot that expires a year on, at the end of a Paris day.
+EXPIRY = {"expiry": {"type": "ROLLING", "period": "P12M", "rounding": "END_OF_MONTH"}, "timezone": "Europe/Paris"}
 
 
 def program(dep: Deployment, **bank: object) -> str:
@@ -132,6 +137,22 @@ def assert_exact_ledger(libpq: str, pid: str, items: list[dict[str, object]]) ->
         assert sums[participant] == points, external_id
 
 
+def assert_exact_lots(libpq: str, pid: str, n: int) -> None:
+    """One expiring lot per earn entry, none twice, and the active lots adding up to each balance."""
+    with psycopg.connect(libpq) as conn:
+        lots, entries, unexpiring = conn.execute(
+            "SELECT (SELECT count(*) FROM rules.lots WHERE program_id = %(p)s), "
+            "(SELECT count(*) FROM rules.ledger_entries WHERE program_id = %(p)s AND kind = 'EARN'), "
+            "(SELECT count(*) FROM rules.lots WHERE program_id = %(p)s AND expires_at IS NULL)", {"p": pid}).fetchone()
+        mismatched = conn.execute(
+            "SELECT b.participant_id FROM rules.balances b LEFT JOIN (SELECT participant_id, sum(remaining) AS s "
+            "FROM rules.lots WHERE program_id = %(p)s AND status = 'ACTIVE' GROUP BY 1) l "
+            "ON l.participant_id = b.participant_id WHERE b.program_id = %(p)s "
+            "AND b.available <> coalesce(l.s, 0) - b.debt", {"p": pid}).fetchall()
+    assert lots == entries == n and unexpiring == 0
+    assert mismatched == []
+
+
 class WorkerKiller:
     """Every 1-2 s, SIGKILL a rules worker that has been consuming for at least a second (one
     still importing has nothing in flight to lose) and start a new one in its place."""
@@ -183,7 +204,7 @@ class WorkerKiller:
 
 def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[Deployment, str]) -> None:
     dep, libpq = suite
-    pid = program(dep)
+    pid = program(dep, **EXPIRY)
     run = f"crash{uuid.uuid4().hex[:6]}"
     items = events(pid, run, 5000, 200)
     with WorkerKiller(dep) as killer:
@@ -192,6 +213,7 @@ def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[De
     assert killer.kills >= 3
     assert counts.get("COMPLETED") == len(items), counts
     assert_exact_ledger(libpq, pid, items)
+    assert_exact_lots(libpq, pid, len(items))
 
 
 #: Pending points on: a purchase's points wait 30 days from its event time.
@@ -204,7 +226,7 @@ def test_pending_points_and_reversals_stay_exact_when_processes_die(suite: tuple
     refunds (two half reversals per event, each request sent twice) are answered; every
     refund is retried with its key until answered. Nothing is awarded or taken twice."""
     dep, libpq = suite
-    pid = program(dep, **PENDING)
+    pid = program(dep, **EXPIRY, **PENDING)
     run = f"pend{uuid.uuid4().hex[:6]}"
     items = events(pid, run, 1500, 60)
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).isoformat()
