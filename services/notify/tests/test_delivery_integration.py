@@ -319,12 +319,12 @@ def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
                        {"event_id": event_id, "program_id": program_id, "participant_id": participant,
                         "points": "125", "early": False, "available": "125"}),
         h.notification("points.expired", "points.expired:lot-1",
-                       {"program_id": program_id, "participant_id": participant, "points": "40",
-                        "lots": [{"lot_id": "lot-1", "points": "40", "transaction_id": "t-1",
-                                  "expires_at": "2026-12-31T23:00:00+00:00"}]}),
-        h.notification("points.expiring", f"points.expiring:{program_id}:{participant}:2026-12-31:30",
-                       {"program_id": program_id, "participant_id": participant, "points": "40",
-                        "expires_on": "2026-12-31", "expires_at": "2026-12-31T23:00:00+00:00", "lead_days": 30}),
+                       {"program_id": program_id, "participant_id": participant, "points": "70",
+                        "lots": [{"lot_id": "lot-1", "points": "70", "transaction_id": "t1",
+                                  "expires_at": "2026-04-05T22:00:00+00:00"}]}),
+        h.notification("points.expiring", f"points.expiring:{program_id}:{participant}:2026-04-05:7",
+                       {"program_id": program_id, "participant_id": participant, "points": "70",
+                        "expires_on": "2026-04-05", "expires_at": "2026-04-05T22:00:00+00:00", "lead_days": 7}),
         h.notification("points.reversed", f"points.reversed:r1:{program_id}",
                        {"event_id": event_id, "program_id": program_id, "participant_id": participant,
                         "points": "50", "recovered": "50", "reversal_id": "r1", "cancelled": False,
@@ -341,7 +341,7 @@ def test_every_produced_type_is_delivered_and_filtered_by_subscription(
     notes = producer_notes(h)
     h.publish(*notes)
 
-    h.wait_final(everything, count=len(notes))
+    h.wait_final(everything, count=len(events.WEBHOOK_TYPES))
     h.wait_final(events_only, count=2)
     h.wait_final(points_only, count=2)
     assert sorted(json.loads(r.body)["type"] for r in receiver.received("/all")) == sorted(
