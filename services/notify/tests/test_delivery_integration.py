@@ -312,6 +312,12 @@ def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
                        {"rule_id": "r1", "program_id": program_id, "rule_version": 2, "rule_name": "costly",
                         "reason": "evaluation_timeout", "breaches": 3,
                         "message": "the rule's expressions repeatedly ran past the CPU deadline"}),
+        h.notification("points.pending", f"points.pending:{event_id}:{program_id}:{participant}",
+                       {"event_id": event_id, "program_id": program_id, "participant_id": participant,
+                        "points": "125", "activates_at": "2026-12-31T00:00:00Z"}),
+        h.notification("points.activated", f"points.activated:{event_id}:{program_id}:{participant}",
+                       {"event_id": event_id, "program_id": program_id, "participant_id": participant,
+                        "points": "125", "early": False, "available": "125"}),
         h.notification("points.expired", "points.expired:lot-1",
                        {"program_id": program_id, "participant_id": participant, "points": "70",
                         "lots": [{"lot_id": "lot-1", "points": "70", "transaction_id": "t1",
@@ -319,6 +325,10 @@ def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
         h.notification("points.expiring", f"points.expiring:{program_id}:{participant}:2026-04-05:7",
                        {"program_id": program_id, "participant_id": participant, "points": "70",
                         "expires_on": "2026-04-05", "expires_at": "2026-04-05T22:00:00+00:00", "lead_days": 7}),
+        h.notification("points.reversed", f"points.reversed:r1:{program_id}",
+                       {"event_id": event_id, "program_id": program_id, "participant_id": participant,
+                        "points": "50", "recovered": "50", "reversal_id": "r1", "cancelled": False,
+                        "reason": "refund", "available": "75"}),
     ]
 
 
