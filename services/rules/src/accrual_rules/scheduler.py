@@ -63,6 +63,8 @@ class RunReport:
     errors: int = 0
     #: per program: {"accepted": n, "duplicate": n, "error": n}
     by_program: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: redemption holds released because their time to live passed
+    holds_released: int = 0
 
     def count(self, program_id: str, status: str) -> int:
         return self.by_program.get(program_id, {}).get(status, 0)
@@ -114,13 +116,16 @@ class LeaderLock:
 
 class TriggerScheduler:
     def __init__(self, db: Database, identity: Any, ingest: Any, internal_token: str,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, expire_holds: Callable[[dt.datetime], int] | None = None) -> None:
+        """``expire_holds(now)``: releases redemption holds past their time to live (issue 23),
+        run by the leader on every tick."""
         self.db = db
         self._store = RulesStore(db)
         self._identity = identity
         self._ingest = ingest
         self._token = internal_token
         self._clock = clock
+        self._expire_holds = expire_holds
         self._lock = LeaderLock(db)
         self._run_lock = threading.Lock()
         self._aps: BackgroundScheduler | None = None
@@ -138,6 +143,8 @@ class TriggerScheduler:
                 for name, config in triggers.items():
                     if config["enabled"]:
                         self._catch_up(program.tenant_id, program.id, name, config, today, report)
+            if self._expire_holds is not None:
+                report.holds_released = self._expire_holds(self._clock())
             return report
 
     def _catch_up(self, tenant_id: str, program_id: str, trigger: str, config: dict[str, Json],

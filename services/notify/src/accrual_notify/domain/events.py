@@ -21,6 +21,8 @@ WEBHOOK_TYPES: tuple[str, ...] = (
     "event.completed", "event.failed", "points.awarded", "points.adjusted",
     "participant.created", "enrollment.created", "enrollment.reactivated", "tier.changed",
     "rule.suspended",
+    "redemption.held", "redemption.captured", "redemption.cancelled", "redemption.expired",
+    "redemption.refunded",
 )
 MAX_DESCRIPTION = 1000
 
