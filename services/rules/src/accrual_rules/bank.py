@@ -129,6 +129,21 @@ def activate(account: Account, lot: LotRecord) -> decimal.Decimal:
     return paid
 
 
+def slide(session: Session, tenant_id: str, until: dict[tuple[str, str], dt.datetime], now: dt.datetime) -> None:
+    """SLIDING expiry: move the still-alive, expiring active lots of each (program,
+    participant) to its new expiry when that is later (one statement per distinct date; the
+    accounts are locked by the caller)."""
+    t = storage.lots
+    by_date: dict[dt.datetime, list[tuple[str, str]]] = {}
+    for key, at in until.items():
+        by_date.setdefault(at, []).append(key)
+    for at, keys in sorted(by_date.items()):
+        session.execute(sa.update(t).where(
+            t.c.tenant_id == tenant_id, in_values(session, [t.c.program_id, t.c.participant_id], sorted(keys)),
+            t.c.status == "ACTIVE", t.c.expires_at.isnot(None), t.c.expires_at > now, t.c.expires_at < at,
+        ).values(expires_at=at, updated_at=now))
+
+
 def insert_lots(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert new lots (their entry ids are new: COPY when there are many; a lot whose entry
     already has one is skipped, so a replay never doubles one)."""
@@ -176,6 +191,14 @@ def debit(session: Session, tenant_id: str, account: Account, lots: Sequence[Lot
     Writes the allocations and the lots; changes the account in memory (available, pending,
     debt). The entry itself, for ``-result.amount``, is the caller's."""
     decided = allocate([lot.lot() for lot in lots], amount, policy)
+    apply_debit(session, tenant_id, account, lots, decided, entry_id, now)
+    return decided
+
+
+def apply_debit(session: Session, tenant_id: str, account: Account, lots: Sequence[LotRecord], decided: Debit,
+                entry_id: str, now: dt.datetime) -> None:
+    """Write a debit already decided with :func:`~accrual_rules.domain.bank.allocate` over
+    ``lots`` (when the entry must go in first, to learn whether its source is new)."""
     by_id = {lot.id: lot for lot in lots}
     for a in decided.allocations:
         if by_id[a.lot_id].status == "PENDING":
@@ -186,7 +209,6 @@ def debit(session: Session, tenant_id: str, account: Account, lots: Sequence[Lot
     account.debt += decided.debt
     _write_allocations(session, tenant_id, entry_id, decided.allocations, {k: v.lot() for k, v in by_id.items()},
                        now)
-    return decided
 
 
 def _write_allocations(session: Session, tenant_id: str, entry_id: str, allocations: Sequence[Allocation],

@@ -48,7 +48,7 @@ program_event_types = sa.Table(
 )
 
 RULE_FIELDS = ("name", "event_type", "condition", "formula", "apply_tier_multiplier", "order",
-               "stop_after_match", "active_from", "active_to", "status", "caps")
+               "stop_after_match", "active_from", "active_to", "status", "caps", "expiry")
 
 rules = sa.Table(
     "rules", metadata,

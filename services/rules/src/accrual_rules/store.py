@@ -134,7 +134,8 @@ def _program(row: sa.Row[Any]) -> ProgramRecord:
 
 def _fields(values: Mapping[Any, Any]) -> RuleFields:
     """A rule's fields from its row or a version's snapshot (caps: none stored reads as none set)."""
-    return RuleFields(**{k: values[k] for k in storage.RULE_FIELDS if k != "caps"}, caps=values.get("caps") or {})
+    return RuleFields(**{k: values[k] for k in storage.RULE_FIELDS if k not in ("caps", "expiry")},
+                      caps=values.get("caps") or {}, expiry=values.get("expiry"))
 
 
 def _rule(row: sa.Row[Any]) -> RuleRecord:
@@ -144,7 +145,8 @@ def _rule(row: sa.Row[Any]) -> RuleRecord:
 
 
 def _columns(fields: RuleFields) -> dict[str, Json]:
-    return {k: getattr(fields, k) for k in storage.RULE_FIELDS} | {"caps": dict(fields.caps)}
+    return {k: getattr(fields, k) for k in storage.RULE_FIELDS} | {
+        "caps": dict(fields.caps), "expiry": dict(fields.expiry) if fields.expiry is not None else None}
 
 
 def _snapshot(fields: RuleFields) -> dict[str, Json]:
@@ -534,6 +536,11 @@ class LedgerTransaction:
         self.insert_lots([c.lot for c in credits])
         self.insert_allocations([c.payoff for c in credits if c.payoff is not None])
 
+    def slide_lots(self, tenant_id: str, until: dict[tuple[str, str], dt.datetime], now: dt.datetime) -> None:
+        """Extend accounts' active lots to a later expiry (SLIDING); see :func:`bank.slide`."""
+        if until:
+            bank.slide(self.session, tenant_id, until, now)
+
     def lock_lots(self, tenant_id: str, program_id: str, participant_id: str,
                   statuses: Sequence[str] = ("ACTIVE",), event_id: str | None = None) -> list[LotRecord]:
         """An account's lots with points left, locked, in spend order (hold its balance lock first)."""
@@ -546,6 +553,11 @@ class LedgerTransaction:
               policy: str, entry_id: str, now: dt.datetime) -> Debit:
         """Allocate a debit over ``lots`` (in the order given) and per ``policy``; see :func:`bank.debit`."""
         return bank.debit(self.session, tenant_id, account, lots, amount, policy, entry_id, now)
+
+    def apply_debit(self, tenant_id: str, account: ledger.Account, lots: Sequence[LotRecord], decided: Debit,
+                    entry_id: str, now: dt.datetime) -> None:
+        """Write a debit decided beforehand over ``lots``; see :func:`bank.apply_debit`."""
+        bank.apply_debit(self.session, tenant_id, account, lots, decided, entry_id, now)
 
     def restore(self, tenant_id: str, account: ledger.Account, entry_id: str, taken: Sequence[Allocation],
                 amount: decimal.Decimal, now: dt.datetime) -> tuple[list[Allocation], decimal.Decimal]:
