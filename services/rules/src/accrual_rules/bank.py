@@ -227,7 +227,7 @@ def lock_lot_ids(session: Session, dialect: str, tenant_id: str, ids: Sequence[s
     query = sa.select(t).where(t.c.tenant_id == tenant_id, in_values(session, [t.c.id], sorted(set(ids))))
     if dialect == "postgresql":
         query = query.order_by(t.c.id).with_for_update()
-    return {r.id: _lot(r) for r in map(_lot, session.execute(query))}
+    return {r.id: r for r in map(_lot, session.execute(query))}
 
 
 def _expire_entry(tenant_id: str, lot: LotRecord, amount: decimal.Decimal, source: str,
