@@ -30,7 +30,8 @@ def _ts(at: dt.datetime) -> timestamp_pb2.Timestamp:
 
 
 def _notes(stack: Stack, tenant: str) -> list[str]:
-    return [n.type for n in stack.drain_notifications() if n.tenant_id == tenant]
+    """The redemption webhooks published for the tenant since the last call."""
+    return [n.type for n in stack.drain_notifications() if n.tenant_id == tenant and n.type.startswith("redemption.")]
 
 
 # -- the catalogue ----------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def test_hold_capture_and_idempotent_retries(stack: Stack) -> None:
     assert [(a.lot_id, a.points) for a in held.allocations] == [(first_lot.id, "300"), (second_lot.id, "50")]
     ttl = held.hold_expires_at.ToDatetime(dt.UTC) - held.created_at.ToDatetime(dt.UTC)
     assert ttl == dt.timedelta(minutes=15)
-    assert shop.available() == 150
+    assert (shop.available(), shop.balance().held) == (150, "350")
     assert _notes(stack, shop.tenant) == ["redemption.held"]
     again = shop.redeem("order-1", points="350.0", external_ref="ord-1")
     assert again.redemption_id == held.redemption_id and again.deduplicated
@@ -139,7 +140,7 @@ def test_hold_capture_and_idempotent_retries(stack: Stack) -> None:
     entries = shop.entries()
     captured = shop.capture(held.redemption_id, points="300")
     assert (captured.state, captured.captured_points) == (R.REDEMPTION_STATE_CAPTURED, "300")
-    assert shop.available() == 200
+    assert (shop.available(), shop.balance().held) == (200, "0")
     assert shop.capture(held.redemption_id, points="300") == captured
     assert shop.capture(held.redemption_id) == captured
     assert shop.entries() == entries + 1 and shop.available() == 200

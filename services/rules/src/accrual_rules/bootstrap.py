@@ -53,9 +53,10 @@ class RulesRuntime:
                                processes=settings.rule_eval_processes,
                                suspend_after=settings.rule_suspend_after_breaches)
         self.store = RulesStore(self.db)
+        rewards_store = RewardsStore(self.db)
         self.service = RulesService(self.store, self.sandbox, on_commit=self.relay.notify,
-                                    participant_exists=self._participant_exists)
-        self.rewards = RewardsService(RewardsStore(self.db), self.service, on_commit=self.relay.notify)
+                                    participant_exists=self._participant_exists, held=rewards_store.held)
+        self.rewards = RewardsService(rewards_store, self.service, on_commit=self.relay.notify)
         self._identity: identity_pb2_grpc.IdentityServiceStub | None = None
         self._processor: Processor | None = None
 

@@ -126,7 +126,7 @@ class RewardsService:
         program = self.rules.get_program(tenant_id, program_id)
         participant_id = require_uuid(participant_id, "participant_id")
         now = self.clock()
-        account = self.rules.balance(tenant_id, program.id, participant_id)
+        account = self.rules.balance(tenant_id, program.id, participant_id).account
         active: list[RewardRecord] = []
         after: tuple[dt.datetime, str] | None = None
         while True:
