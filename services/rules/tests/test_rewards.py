@@ -76,7 +76,7 @@ def test_reward_crud_and_validation(stack: Stack) -> None:
     both = stack.failure(lambda: stack.rewards.UpdateReward(R.UpdateRewardRequest(
         program_id=shop.program_id, reward_id=made.reward_id, stock=1, clear_stock=True), metadata=shop.md))
     assert both.fields == ["clear_stock"]
-    other, other_md = stack.tenant()
+    _, other_md = stack.tenant()
     hidden = stack.failure(lambda: stack.rewards.GetReward(R.GetRewardRequest(
         program_id=shop.program_id, reward_id=made.reward_id), metadata=other_md))
     assert (hidden.code, hidden.reason) == (Code.NOT_FOUND, "reward_not_found")
