@@ -155,7 +155,8 @@ def balance_message(b: Account, expiring: Iterable[Expiring] = (), held: decimal
     msg = rules_pb2.Balance(program_id=b.program_id, participant_id=b.participant_id,
                             available=decimal_str(b.available),
                             lifetime_earned=decimal_str(b.lifetime_earned), tier=b.tier or "",
-                            pending=decimal_str(b.pending), held=decimal_str(held or decimal.Decimal(0)), debt=decimal_str(b.debt))
+                            pending=decimal_str(b.pending), held=decimal_str(held or decimal.Decimal(0)),
+                            debt=decimal_str(b.debt))
     for e in expiring:
         item = msg.expiring.add(expires_on=e.last_day.isoformat(), points=decimal_str(e.points))
         item.expires_at.FromDatetime(e.expires_at)
