@@ -18,7 +18,8 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
+FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
+         rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
 REQUESTS = sorted({r.method.input_type.full_name: r.method.input_type for r in routing.build_routes(FILES)}.items())
 
 json_values = st.recursive(

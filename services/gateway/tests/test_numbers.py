@@ -17,7 +17,8 @@ from accrual_gateway import codec, openapi, routing
 from accrual_gateway.errors import ShimError
 from google.protobuf.descriptor import FieldDescriptor
 
-FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
+FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
+         rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
 
 
 def amount_of(body: str) -> str:

@@ -22,7 +22,8 @@ SCHEMAS = "#/components/schemas/"
 
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
-    files = (identity_pb2.DESCRIPTOR, ingest_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
+    files = (identity_pb2.DESCRIPTOR, ingest_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
+         rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
     return build_openapi(build_routes(files))
 
 

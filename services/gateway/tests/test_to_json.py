@@ -22,7 +22,8 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
+FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
+         rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
 RESPONSES = sorted({r.method.output_type.full_name: r.method.output_type for r in routing.build_routes(FILES)}.items())
 
 TEXT = ["", "a", "é", "A-1", "line\nbreak", "\u2603", "x" * 40, "EVENT_STATUS_PENDING"]

@@ -181,6 +181,11 @@ def test_refunds_restore_lots_and_stock_once(stack: Stack) -> None:
     assert _notes(stack, shop.tenant) == ["redemption.refunded", "redemption.refunded", "redemption.held"]
     kinds = shop.ledger_by_kind()
     assert (kinds["REDEEM"], kinds["REDEEM_REFUND"]) == (D(-400), D(200))
+    history = stack.stub.ListTransactions(rules_pb2.ListTransactionsRequest(
+        program_id=shop.program_id, participant_id=shop.participant), metadata=shop.md).transactions
+    assert [t.kind for t in history] == [
+        rules_pb2.ENTRY_KIND_REDEEM, rules_pb2.ENTRY_KIND_REDEEM_REFUND, rules_pb2.ENTRY_KIND_REDEEM_REFUND,
+        rules_pb2.ENTRY_KIND_REDEEM, rules_pb2.ENTRY_KIND_ADJUSTMENT]
 
 
 def test_cancel_and_expiry_release_the_hold(stack: Stack) -> None:
