@@ -144,6 +144,14 @@ def slide(session: Session, tenant_id: str, until: dict[tuple[str, str], dt.date
         ).values(expires_at=at, updated_at=now))
 
 
+def move_lots(session: Session, tenant_id: str, program_id: str, source: str, target: str, now: dt.datetime) -> None:
+    """A merge: the source participant's active and pending lots become the target's."""
+    t = storage.lots
+    session.execute(sa.update(t).where(
+        t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.participant_id == source,
+        t.c.status.in_(["ACTIVE", "PENDING"])).values(participant_id=target, updated_at=now))
+
+
 def insert_lots(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert new lots (their entry ids are new: COPY when there are many; a lot whose entry
     already has one is skipped, so a replay never doubles one)."""
@@ -286,12 +294,13 @@ class Expired:
     amount: decimal.Decimal
 
 
-def expire_due(session: Session, dialect: str, now: dt.datetime, limit: int) -> list[Expired]:
+def expire_due(session: Session, dialect: str, now: dt.datetime, limit: int) -> tuple[list[Expired], int]:
     """Expire up to ``limit`` ACTIVE lots whose expiry has passed: an EXPIRE entry for each
     one's remainder (source ``expire:<lot id>``, so never twice), its allocation, the lot
     EXPIRED and its account's available lowered, in the caller's transaction. Accounts are
     locked first, in one order (tenant, program, participant), then the lots, which are read
-    again under the locks: a debit that got there first leaves less, or nothing, to expire."""
+    again under the locks: a debit that got there first leaves less, or nothing, to expire.
+    Returns what expired and how many lots were picked (fewer than ``limit``: none are left)."""
     t = storage.lots
     picks = session.execute(sa.select(t.c.id, t.c.tenant_id, t.c.program_id, t.c.participant_id).where(
         t.c.status == "ACTIVE", t.c.expires_at <= now).order_by(t.c.expires_at, t.c.id).limit(limit)).all()
@@ -321,7 +330,7 @@ def expire_due(session: Session, dialect: str, now: dt.datetime, limit: int) -> 
         write_lots(session, changed, now)
         ledger.write_accounts(session, tenant_id, [accounts[k] for k in sorted(
             {(e.lot.program_id, e.lot.participant_id) for e in out if e.lot.tenant_id == tenant_id})], now)
-    return out
+    return out, len(picks)
 
 
 def allocations_of(session: Session, tenant_id: str, entry_ids: Sequence[str]) -> dict[str, list[AllocationRecord]]:

@@ -91,7 +91,8 @@ class RulesRuntime:
         return TriggerScheduler(
             self.db, identity_pb2_grpc.IdentityServiceStub(clients.channel(self.settings.peer("identity"))),
             ingest_pb2_grpc.IngestServiceStub(clients.channel(self.settings.peer("ingest"))),
-            self.settings.internal_token, clock, expire_holds=self.rewards.expire_holds)
+            self.settings.internal_token, clock, on_commit=self.relay.notify,
+            expire_holds=self.rewards.expire_holds)
 
     def register(self, server: grpc.Server) -> None:
         rules_pb2_grpc.add_RulesServiceServicer_to_server(RulesServicer(self.service), server)

@@ -217,6 +217,26 @@ class RulesStore:
             return [_program(r) for r in session.execute(sa.select(p).where(
                 p.c.scheduled_triggers.isnot(None)).order_by(p.c.tenant_id, p.c.id))]
 
+    def bank_programs(self) -> list[ProgramRecord]:
+        """Every program with a bank policy stored, by tenant and id (the expiry jobs filter them)."""
+        p = storage.programs
+        with self.db.transaction() as session:
+            return [_program(r) for r in session.execute(sa.select(p).where(
+                p.c.bank_policy.isnot(None)).order_by(p.c.tenant_id, p.c.id))]
+
+    def expiring_between(self, tenant_id: str, program_id: str, start: dt.datetime,
+                         end: dt.datetime) -> list[tuple[str, dt.datetime, decimal.Decimal]]:
+        """Per participant, the points of active lots expiring in (start, end], and the last
+        such expiry: (participant id, expires_at, points), participants in id order."""
+        t = storage.lots
+        with self.db.transaction() as session:
+            return [(r.participant_id, r.expires_at, decimal.Decimal(r.points)) for r in session.execute(
+                sa.select(t.c.participant_id, sa.func.max(t.c.expires_at).label("expires_at"),
+                          sa.func.sum(t.c.remaining).label("points")).where(
+                    t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.status == "ACTIVE",
+                    t.c.remaining > 0, t.c.expires_at > start, t.c.expires_at <= end,
+                ).group_by(t.c.participant_id).order_by(t.c.participant_id))]
+
     def watermark(self, tenant_id: str, program_id: str, trigger: str) -> dt.date | None:
         """The last day a program's trigger was fully fired for."""
         w = storage.scheduler_watermarks
@@ -481,9 +501,14 @@ class LedgerTransaction:
         self.dialect = dialect
 
     def entry(self, tenant_id: str, source: str) -> EntryRecord | None:
+        """The entry of a source, with its allocations."""
         e = storage.ledger
         row = self.session.execute(sa.select(e).where(e.c.tenant_id == tenant_id, e.c.source == source)).first()
-        return None if row is None else EntryRecord(**row._mapping)
+        if row is None:
+            return None
+        entry = EntryRecord(**row._mapping)
+        return replace(entry, allocations=tuple(bank.allocations_of(self.session, tenant_id, [entry.id]).get(
+            entry.id, ())))
 
     def read_account(self, tenant_id: str, program_id: str, participant_id: str) -> ledger.Account:
         return ledger.read_account(self.session, tenant_id, program_id, participant_id)
@@ -541,6 +566,9 @@ class LedgerTransaction:
         if until:
             bank.slide(self.session, tenant_id, until, now)
 
+    def move_lots(self, tenant_id: str, program_id: str, source: str, target: str, now: dt.datetime) -> None:
+        bank.move_lots(self.session, tenant_id, program_id, source, target, now)
+
     def lock_lots(self, tenant_id: str, program_id: str, participant_id: str,
                   statuses: Sequence[str] = ("ACTIVE",), event_id: str | None = None) -> list[LotRecord]:
         """An account's lots with points left, locked, in spend order (hold its balance lock first)."""
@@ -570,8 +598,9 @@ class LedgerTransaction:
     def write_lots(self, lots: Iterable[Lot], now: dt.datetime) -> None:
         bank.write_lots(self.session, lots, now)
 
-    def expire_due(self, now: dt.datetime, limit: int) -> list[Expired]:
-        """Expire up to ``limit`` lots past their expiry; see :func:`bank.expire_due`."""
+    def expire_due(self, now: dt.datetime, limit: int) -> tuple[list[Expired], int]:
+        """Expire up to ``limit`` lots past their expiry; (what expired, lots picked); see
+        :func:`bank.expire_due`."""
         return bank.expire_due(self.session, self.dialect, now, limit)
 
     def lock_rule(self, tenant_id: str, rule_id: str) -> RuleRecord | None:

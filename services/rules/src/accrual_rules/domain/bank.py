@@ -373,8 +373,3 @@ def check_policy(raw: Mapping[str, Json]) -> tuple[BankPolicy, list[tuple[str, s
             leads = tuple(sorted(set(leads_raw), reverse=True))
     return BankPolicy(expiry, timezone, negative, leads), problems
 
-
-def lead_due(expires_at: dt.datetime, leads: Sequence[int], now: dt.datetime) -> int | None:
-    """The shortest lead time (days) whose announcement is due for an expiry at ``expires_at``."""
-    due = [d for d in leads if expires_at - dt.timedelta(days=d) <= now < expires_at]
-    return min(due) if due else None

@@ -4,12 +4,14 @@ Every credit becomes a lot (issue 22) and every debit records what it took from 
 Programs get their bank policy (expiry, timezone, negative balance, expiring lead times),
 rules an optional expiry override, balances the debt and pending columns, and ledger
 entries the points a CLAMP debit could not recover. On PostgreSQL a check keeps each lot's
-remaining between 0 and its original (SQLite stores exact decimals as text).
+remaining between 0 and its original (SQLite stores exact decimals as text). Balances from
+before lots get an opening lot (or their debt).
 
 Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-07 23:40:00
 """
+import uuid
 from collections.abc import Sequence
 
 import accrual_platform.db
@@ -83,6 +85,34 @@ def upgrade() -> None:
         schema='rules',
     )
     op.create_index('ix_lot_allocations_lot', 'lot_allocations', ['lot_id'], schema='rules')
+    _opening_lots()
+
+
+def _opening_lots() -> None:
+    """Balances from before lots: a positive one becomes one never-expiring ACTIVE lot (its
+    entry id is new: it stands for the whole history), a negative one becomes debt, so
+    available = the active lots' remaining - debt holds from the start."""
+    balances = sa.table('balances', sa.column('tenant_id'), sa.column('program_id'), sa.column('participant_id'),
+                        sa.column('available', _decimal()), sa.column('debt', _decimal()),
+                        sa.column('updated_at', _time()), schema='rules')
+    lots = sa.table('lots', *(sa.column(n) for n in ('id', 'tenant_id', 'program_id', 'participant_id',
+                                                     'entry_id', 'status')),
+                    sa.column('original', _decimal()), sa.column('remaining', _decimal()),
+                    *(sa.column(n, _time()) for n in ('earned_at', 'created_at', 'updated_at')), schema='rules')
+    bind = op.get_bind()
+    opening = []
+    for row in bind.execute(sa.select(balances)):
+        if row.available > 0:
+            opening.append({'id': str(uuid.uuid4()), 'tenant_id': row.tenant_id, 'program_id': row.program_id,
+                            'participant_id': row.participant_id, 'entry_id': str(uuid.uuid4()), 'status': 'ACTIVE',
+                            'original': row.available, 'remaining': row.available, 'earned_at': row.updated_at,
+                            'created_at': row.updated_at, 'updated_at': row.updated_at})
+        elif row.available < 0:
+            bind.execute(sa.update(balances).where(
+                balances.c.tenant_id == row.tenant_id, balances.c.program_id == row.program_id,
+                balances.c.participant_id == row.participant_id).values(debt=-row.available))
+    for start in range(0, len(opening), 1000):
+        bind.execute(sa.insert(lots), opening[start:start + 1000])
 
 
 def downgrade() -> None:
