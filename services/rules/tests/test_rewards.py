@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 from accrual.rules.v1 import rewards_pb2, rules_pb2
+from accrual_rules.expiry import BankJobs
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from services.rules.tests.shop import Shop
@@ -264,3 +265,28 @@ def test_list_redemptions_by_state(stack: Stack) -> None:
     rest = listed(page_size=2, token=first.next_page_token)
     assert [r.redemption_id for r in rest.redemptions] == [a.redemption_id] and not rest.next_page_token
     assert stack.failure(lambda: listed(token="junk")).fields == ["page_token"]
+
+
+def test_points_refunded_into_an_expired_lot_come_back_expired(stack: Stack) -> None:
+    shop = Shop(stack, expiry=rules_pb2.ExpiryPolicy(type=rules_pb2.EXPIRY_TYPE_ROLLING, period="P1D"))
+    shop.credit("100")
+    [lot] = shop.lots()
+    assert lot.expires_at is not None
+    spent = shop.redeem(points="60", capture=True)
+    service = stack.runtime.rewards
+    clock = service.clock
+    try:
+        service.clock = lambda: lot.expires_at + dt.timedelta(hours=1)
+        refunded = shop.refund(spent.redemption_id, "late")
+    finally:
+        service.clock = clock
+    assert refunded.state == R.REDEMPTION_STATE_REFUNDED
+    kinds = shop.ledger_by_kind()
+    assert (kinds["REDEEM_REFUND"], kinds["EXPIRE"]) == (D(60), D(-60))
+    assert shop.available() == 40  # the lot's own remainder waits for the expiry run
+    [after] = shop.lots()
+    assert (after.status, after.remaining) == ("ACTIVE", 40)
+    BankJobs(stack.runtime.store).run(lot.expires_at + dt.timedelta(hours=1))
+    [gone] = shop.lots()
+    assert (gone.status, gone.remaining, shop.available()) == ("EXPIRED", 0, 0)
+    assert shop.ledger_by_kind()["EXPIRE"] == D(-100)
