@@ -25,6 +25,7 @@ from accrual_platform.db import utcnow
 from accrual_platform.ids import new_id, require_uuid
 
 from accrual_rules import ledger
+from accrual_rules.bank import AllocationRecord
 from accrual_rules.domain import rewards
 from accrual_rules.domain.bank import Allocation, InsufficientPoints
 from accrual_rules.domain.rewards import (
@@ -157,13 +158,8 @@ class RewardsService:
             raise errors.NotFound(f"participant {participant} not found", reason="participant_not_found")
         try:
             with self.store.transaction() as tx:
-                if not dry_run:
-                    original = _original(tx.redemption_by_key(tenant_id, program.id, idempotency_key),
-                                         request.digest())
-                    if original is not None:
-                        return original, True
                 account = tx.lock_account(tenant_id, program.id, participant)
-                if not dry_run:  # a concurrent request with the same key committed while we waited
+                if not dry_run:  # after the lock: a concurrent retry's commit is seen here
                     original = _original(tx.redemption_by_key(tenant_id, program.id, idempotency_key),
                                          request.digest())
                     if original is not None:
@@ -201,21 +197,20 @@ class RewardsService:
                 kind="REDEEM", source=f"redemption:{redemption_id}:hold", entry_id=entry_id,
                 reason=f"redemption {redemption_id}", occurred_at=now, now=now)
         try:
-            tx.debit(tenant_id, account, tx.lock_lots(tenant_id, program.id, account.participant_id), price,
-                     "FORBID", entry_id, now)
+            debit = tx.debit(tenant_id, account, tx.lock_lots(tenant_id, program.id, account.participant_id), price,
+                             "FORBID", entry_id, now)
         except InsufficientPoints as exc:  # the lots hold less than the balance says
             raise rewards.insufficient(exc.available, price) from None
         tx.write_accounts(tenant_id, [account], now)
-        state = "CAPTURED" if request.capture else "HELD"
-        tx.insert_redemption({
-            "id": redemption_id, "tenant_id": tenant_id, "program_id": program.id,
-            "participant_id": account.participant_id, "idempotency_key": request.idempotency_key,
-            "payload_hash": request.digest(), "reward_id": request.reward_id, "state": state, "points": price,
-            "captured_points": price if request.capture else rewards.ZERO, "refunded_points": rewards.ZERO,
-            "released_points": rewards.ZERO, "external_ref": request.external_ref, "hold_entry_id": entry_id,
-            "hold_expires_at": now + request.hold_ttl, "created_at": now, "updated_at": now})
-        created = tx.redemption(tenant_id, redemption_id)
-        assert created is not None
+        created = RedemptionRecord(
+            id=redemption_id, tenant_id=tenant_id, program_id=program.id, participant_id=account.participant_id,
+            idempotency_key=request.idempotency_key, payload_hash=request.digest(), reward_id=request.reward_id,
+            state="CAPTURED" if request.capture else "HELD", points=price,
+            captured_points=price if request.capture else rewards.ZERO, refunded_points=rewards.ZERO,
+            released_points=rewards.ZERO, external_ref=request.external_ref, hold_entry_id=entry_id,
+            hold_expires_at=now + request.hold_ttl, created_at=now, updated_at=now,
+            allocations=tuple(AllocationRecord(entry_id, a.lot_id, a.amount) for a in debit.allocations))
+        tx.insert_redemption(created)
         notes = [_fact(tenant_id, "redemption.held", created, now)]
         if request.capture:
             notes.append(_fact(tenant_id, "redemption.captured", created, now))

@@ -221,8 +221,9 @@ class RedemptionTransaction(LedgerTransaction):
                                                       t.c.idempotency_key == key)).first()
         return _with_allocations(self.session, tenant_id, None if row is None else _redemption(row))
 
-    def insert_redemption(self, values: dict[str, Any]) -> None:
-        self.session.execute(storage.redemptions.insert().values(values))
+    def insert_redemption(self, r: RedemptionRecord) -> None:
+        self.session.execute(storage.redemptions.insert().values(
+            {k: v for k, v in r.__dict__.items() if k != "allocations"}))
 
     def update_redemption(self, redemption_id: str, after: Redemption, now: dt.datetime) -> None:
         t = storage.redemptions
