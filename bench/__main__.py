@@ -4,8 +4,8 @@ print each figure beside a baseline of the same run and the SPEC section 9 goal.
 Results go to stdout and to bench/results/<timestamp>.{json,md}, which replace the previous
 run's files; its headline figures go to the index bench/results/README.md (bench.archive).
 Environment: BENCH_ADMIN_URL (libpq URL of a PostgreSQL database the run may use to create
-its own `accrual_bench` database), BENCH_BROKER_URL (RabbitMQ; the suite's queues in it are
-purged). `--quick` shortens every phase for a smoke run.
+its own database, `accrual_bench` unless BENCH_DATABASE names another), BENCH_BROKER_URL
+(RabbitMQ; the suite's queues in it are purged). `--quick` shortens every phase for a smoke run.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench import archive, baselines, load
+from bench import archive, baselines, expiry, load
 from bench.deploy import Deployment, fresh_database, purge_broker
 
 RESULTS = pathlib.Path(__file__).with_name("results")
@@ -43,9 +43,15 @@ SEED_RULES = [
 ]
 
 
-def setup_program(base: str, key: str) -> str:
+#: The points bank's policies switched on (issue 22): every earn's lot expires a year after the
+#: participant's latest purchase, at the end of a Paris day; each purchase slides the active lots.
+BANK_POLICY = {"expiry": {"type": "SLIDING", "period": "P12M", "activity": ["purchase"]},
+               "timezone": "Europe/Paris", "negative_balance": "ALLOW"}
+
+
+def setup_program(base: str, key: str, **fields: Any) -> str:
     h = {"X-API-Key": key}
-    r = httpx.post(f"{base}/v1/programs", json={"name": "Bench"}, headers=h, timeout=30)
+    r = httpx.post(f"{base}/v1/programs", json={"name": "Bench", **fields}, headers=h, timeout=30)
     r.raise_for_status()
     pid: str = r.json()["program_id"]
     for rule in SEED_RULES:
@@ -192,7 +198,7 @@ def main() -> None:
     secs = 3 if ns.quick else 10
     admin = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
     broker = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    libpq = fresh_database(admin, "accrual_bench")
+    libpq = fresh_database(admin, os.environ.get("BENCH_DATABASE", "accrual_bench"))
     purge_broker(broker)
     sa_url = libpq.replace("postgresql://", "postgresql+psycopg://", 1)
     workdir = pathlib.Path("var/bench") / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -309,6 +315,20 @@ def main() -> None:
         print(f"  CPU ms per event, batch accept + processing: {figures['cpu_ms_per_e2e_event']}", flush=True)
         print(f"  {figures['e2e_throughput']['per_s']:,.0f} events/s ({done:,}/{n:,} completed)", flush=True)
 
+        # The same backlog into a program with the bank's policies on (SLIDING expiry: every
+        # event also moves the participant's active lots), beside the run above (every earn
+        # is a lot there too, without expiry).
+        bank_pid = setup_program(dep.base_url, dep.api_key, **BANK_POLICY)
+        run = "e2ek" + uuid.uuid4().hex[:6]
+        print(f"end to end with an expiry policy: {total:,} events ...", flush=True)
+        cpu_start = dep.cpu_seconds()
+        load.batches(dep.base_url, dep.api_key, bank_pid, total=total, run=run)
+        wait_drained(libpq, 900)
+        done, n, _, span = e2e_latencies(libpq, run)
+        figures["e2e_throughput_bank"] = {"per_s": done / span if span else 0.0, "completed": done, "events": n,
+                                          "cpu_ms_per_event": cpu_per_event(cpu_start, dep.cpu_seconds(), n)}
+        print(f"  {figures['e2e_throughput_bank']['per_s']:,.0f} events/s ({done:,}/{n:,} completed)", flush=True)
+
         # The figures above share 2 cores between accepting and the pipeline processing what
         # was accepted. This one stops the workers (SIGSTOP) while batches arrive, so it shows
         # the accept path's own capacity (how fast a burst is absorbed); the workers then drain
@@ -339,6 +359,11 @@ def main() -> None:
 
         figures["rules"] = rule_micro()
         figures["peak_rss_mb"] = dep.peak_rss_mb()
+        lots = 50_000 if ns.quick else 1_000_000
+        print(f"expiry run over {lots:,} due lots, beside COPY of the same rows ...", flush=True)
+        figures["expiry_run"] = expiry.measure(libpq, lots)
+        print(f"  {figures['expiry_run']['lots_per_s']:,.0f} lots/s, COPY "
+              f"{figures['expiry_run']['copy_baseline_lots_per_s']:,.0f}", flush=True)
     finally:
         figures.setdefault("peak_rss_mb", dep.peak_rss_mb())
         dep.stop()
@@ -410,6 +435,16 @@ def report(f: dict[str, Any]) -> None:
     e = f.get("e2e_throughput", {})
     rows.append(("End to end accept → COMPLETED", fmt(e.get("per_s"), " events/s"),
                  f"REST accept {ratio(e.get('per_s'), ra.get('per_s'))}", "≥ 3,000/s"))
+    eb = f.get("e2e_throughput_bank")
+    if eb:
+        rows.append(("End to end with an expiry policy (SLIDING, lots slide per event)",
+                     fmt(eb.get("per_s"), " events/s"),
+                     f"without {ratio(eb.get('per_s'), e.get('per_s'))}", "≥ 3,000/s"))
+    ex = f.get("expiry_run")
+    if ex:
+        rows.append((f"Expiry run over {ex['lots']:,} due lots", fmt(ex.get("lots_per_s"), " lots/s"),
+                     f"COPY of its rows {fmt(ex.get('copy_baseline_lots_per_s'), ' lots/s')} → "
+                     f"{ratio(ex.get('lots_per_s'), ex.get('copy_baseline_lots_per_s'))}", ""))
     rows.append((f"Accept → COMPLETED p99 at {fmt(el.get('offered_per_s'), '/s')}",
                  p99_p50(el), "", "≤ 1,000 ms"))
     eh = f.get("e2e_latency_half_load")

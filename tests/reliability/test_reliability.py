@@ -1,8 +1,9 @@
 """What the suite must withstand (SPEC section 8), proven against the per-service deployment:
 every service, worker and the gateway a separate OS process on PostgreSQL + RabbitMQ.
 
-- rules workers SIGKILLed over and over while 5,000 events flow: every event COMPLETED once,
-  every balance exactly the sum the rule dictates;
+- rules workers SIGKILLed over and over while 5,000 events flow, with an expiry policy on:
+  every event COMPLETED once, every balance exactly the sum the rule dictates, one lot per
+  earn and the active lots adding up to each balance;
 - RabbitMQ stopped while partners keep submitting: accepts still 200, everything completes
   once the broker is back, nothing twice;
 - PostgreSQL stopped: accepts answer 503 (never 200 for an event not stored) and the suite
@@ -28,7 +29,6 @@ import socketserver
 import subprocess
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,15 +44,13 @@ from bench.deploy import Deployment, fresh_database, purge_broker
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ADMIN_URL = PG_URL.replace("postgresql+psycopg://", "postgresql://", 1)
-#: Named after the test database, so runs against different test databases of one server
-#: (ACCRUAL_TEST_DATABASE_URL) do not drop each other's deployment.
-RELIABILITY_DB = f"{urllib.parse.urlsplit(ADMIN_URL).path.strip('/') or 'accrual'}_reliability"
 FAST_RETRIES = "0,0.5,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1"
 
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, str]]:
-    libpq = fresh_database(ADMIN_URL, RELIABILITY_DB)
+    # named after the URL's database, so suites of different databases on one server never collide
+    libpq = fresh_database(ADMIN_URL, f"{ADMIN_URL.rsplit('/', 1)[1].split('?')[0]}_reliability")
     purge_broker(AMQP_URL)
     sa_url = libpq.replace("postgresql://", "postgresql+psycopg://", 1)
     dep = Deployment(sa_url, AMQP_URL, tmp_path_factory.mktemp("suite"), rules_workers=2,
@@ -69,9 +67,14 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment
         dep.stop()
 
 
-def program(dep: Deployment) -> str:
+#: The points bank switched on: every earn is a lot that expires a year on, at the end of a Paris day.
+EXPIRY = {"expiry": {"type": "ROLLING", "period": "P12M", "rounding": "END_OF_MONTH"}, "timezone": "Europe/Paris"}
+
+
+def program(dep: Deployment, **bank: object) -> str:
     h = {"X-API-Key": dep.api_key}
-    r = httpx.post(f"{dep.base_url}/v1/programs", json={"name": f"p-{uuid.uuid4().hex[:6]}"}, headers=h, timeout=30)
+    r = httpx.post(f"{dep.base_url}/v1/programs", json={"name": f"p-{uuid.uuid4().hex[:6]}", **bank}, headers=h,
+                   timeout=30)
     assert r.status_code == 200, r.text
     pid: str = r.json()["program_id"]
     r = httpx.post(f"{dep.base_url}/v1/programs/{pid}/rules", headers=h, timeout=30, json={
@@ -135,9 +138,25 @@ def assert_exact_ledger(libpq: str, pid: str, items: list[dict[str, object]]) ->
         assert sums[participant] == points, external_id
 
 
+def assert_exact_lots(libpq: str, pid: str, n: int) -> None:
+    """One expiring lot per earn entry, none twice, and the active lots adding up to each balance."""
+    with psycopg.connect(libpq) as conn:
+        lots, entries, unexpiring = conn.execute(
+            "SELECT (SELECT count(*) FROM rules.lots WHERE program_id = %(p)s), "
+            "(SELECT count(*) FROM rules.ledger_entries WHERE program_id = %(p)s AND kind = 'EARN'), "
+            "(SELECT count(*) FROM rules.lots WHERE program_id = %(p)s AND expires_at IS NULL)", {"p": pid}).fetchone()
+        mismatched = conn.execute(
+            "SELECT b.participant_id FROM rules.balances b LEFT JOIN (SELECT participant_id, sum(remaining) AS s "
+            "FROM rules.lots WHERE program_id = %(p)s AND status = 'ACTIVE' GROUP BY 1) l "
+            "ON l.participant_id = b.participant_id WHERE b.program_id = %(p)s "
+            "AND b.available <> coalesce(l.s, 0) - b.debt", {"p": pid}).fetchall()
+    assert lots == entries == n and unexpiring == 0
+    assert mismatched == []
+
+
 def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[Deployment, str]) -> None:
     dep, libpq = suite
-    pid = program(dep)
+    pid = program(dep, **EXPIRY)
     run = f"crash{uuid.uuid4().hex[:6]}"
     items = events(pid, run, 5000, 200)
     stop = threading.Event()
@@ -185,6 +204,7 @@ def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[De
     assert kills >= 3
     assert counts.get("COMPLETED") == len(items), counts
     assert_exact_ledger(libpq, pid, items)
+    assert_exact_lots(libpq, pid, len(items))
 
 
 def rabbit(action: str) -> None:

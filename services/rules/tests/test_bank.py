@@ -271,6 +271,12 @@ def test_sliding_expiry_extends_active_lots_on_activity(stack: Stack) -> None:
     assert lots(stack, md, pid, participant)[0].expires_at.ToDatetime(UTC) == first  # not an activity kind
     earn(stack, tenant, pid, 0, later)
     assert lots(stack, md, pid, participant)[0].expires_at.ToDatetime(UTC) == first + dt.timedelta(days=5)
+    # two purchases in one batch: every lot, the batch's own too, ends with the later one
+    batch = [stack.event(pid, external_id="bank-user", data={"amount": 3}, at=later + dt.timedelta(days=d))
+             for d in (3, 1)]
+    stack.process(tenant, *batch)
+    ends = {x.expires_at.ToDatetime(UTC) for x in lots(stack, md, pid, participant, rules_pb2.LOT_STATUS_ACTIVE)}
+    assert ends == {first + dt.timedelta(days=8)}
 
 
 def test_a_merge_moves_lots_and_debt(stack: Stack) -> None:

@@ -312,23 +312,26 @@ def expire_due(session: Session, dialect: str, now: dt.datetime, limit: int) -> 
     for tenant_id in sorted(by_tenant):
         chosen = by_tenant[tenant_id]
         accounts = ledger.lock_accounts(session, dialect, tenant_id,
-                                        {(p.program_id, p.participant_id) for p in chosen})
+                                        {(p.program_id, p.participant_id) for p in chosen}, create=False)
         locked = lock_lot_ids(session, dialect, tenant_id, [p.id for p in chosen])
         entries: list[dict[str, Any]] = []
         allocations: list[dict[str, Any]] = []
-        changed: list[Lot] = []
+        changed: list[str] = []
         for record in sorted(locked.values(), key=lambda r: r.id):
             if record.status != "ACTIVE" or record.expires_at is None or record.expires_at > now:
                 continue
             entry = _expire_entry(tenant_id, record, record.remaining, f"expire:{record.id}", now)
             entries.append(entry)
             allocations.append(allocation_row(tenant_id, entry["id"], record.id, record.remaining, now))
-            changed.append(replace(record.lot(), remaining=ZERO, status="EXPIRED"))
+            changed.append(record.id)
             accounts[(record.program_id, record.participant_id)].available -= record.remaining
             out.append(Expired(record, entry["id"], record.remaining))
         ledger.insert_entries(session, entries, last=True)
         insert_allocations(session, allocations)
-        write_lots(session, changed, now)
+        if changed:  # every expired lot gets the same values: one plain UPDATE
+            t = storage.lots
+            session.execute(sa.update(t).where(in_values(session, [t.c.id], changed)).values(
+                remaining=ZERO, status="EXPIRED", updated_at=now))
         ledger.write_accounts(session, tenant_id, [accounts[k] for k in sorted(
             {(e.lot.program_id, e.lot.participant_id) for e in out if e.lot.tenant_id == tenant_id})], now)
     return out, len(picks)

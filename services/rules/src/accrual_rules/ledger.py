@@ -71,10 +71,11 @@ def lock_account(session: Session, dialect: str, tenant_id: str, program_id: str
 
 
 def lock_accounts(session: Session, dialect: str, tenant_id: str,
-                  keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Account]:
-    """Lock many balance rows, creating missing ones, in (program, participant) order: a few
-    statements for a whole batch instead of two per event, and one lock order for every
-    worker, so overlapping batches queue instead of deadlocking."""
+                  keys: Iterable[tuple[str, str]], *, create: bool = True) -> dict[tuple[str, str], Account]:
+    """Lock many balance rows, creating missing ones (unless not ``create``: callers whose
+    accounts exist, like the expiry run), in (program, participant) order: a few statements
+    for a whole batch instead of two per event, and one lock order for every worker, so
+    overlapping batches queue instead of deadlocking."""
     ordered = sorted(set(keys))
     if not ordered:
         return {}
@@ -83,11 +84,13 @@ def lock_accounts(session: Session, dialect: str, tenant_id: str,
     out: dict[tuple[str, str], Account] = {}
     for start in range(0, len(ordered), 500):
         chunk = ordered[start:start + 500]
-        insert_rows(session, b, [
-            {"tenant_id": tenant_id, "program_id": program_id, "participant_id": participant_id,
-             "available": ZERO, "lifetime_earned": ZERO, "tier": None, "updated_at": now}
-            for program_id, participant_id in chunk],
-            conflict=lambda s: s.on_conflict_do_nothing(index_elements=["tenant_id", "program_id", "participant_id"]))
+        if create:
+            insert_rows(session, b, [
+                {"tenant_id": tenant_id, "program_id": program_id, "participant_id": participant_id,
+                 "available": ZERO, "lifetime_earned": ZERO, "tier": None, "updated_at": now}
+                for program_id, participant_id in chunk],
+                conflict=lambda s: s.on_conflict_do_nothing(
+                    index_elements=["tenant_id", "program_id", "participant_id"]))
         query = sa.select(b).where(b.c.tenant_id == tenant_id,
                                    in_values(session, [b.c.program_id, b.c.participant_id], chunk)
                                    ).order_by(b.c.program_id, b.c.participant_id)

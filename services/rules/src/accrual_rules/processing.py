@@ -482,8 +482,12 @@ class _Writes:
             self.slides[key] = until
 
     def flush(self, tx: LedgerTransaction, tenant_id: str, now: dt.datetime) -> None:
-        # Lots slide before the batch's own lots go in, which carry their expiry already.
+        # Stored lots slide in the database; this batch's own lots, before they go in.
         tx.slide_lots(tenant_id, self.slides, now)
+        for credit in self.credits:
+            until = self.slides.get((credit.lot["program_id"], credit.lot["participant_id"]))
+            if until is not None and credit.lot["expires_at"] is not None and credit.lot["expires_at"] < until:
+                credit.lot["expires_at"] = until
         self.flush_entries(tx, last=True)
         tx.store_credits(self.credits)
         tx.write_accounts(tenant_id, self.dirty.values(), now)
