@@ -214,7 +214,11 @@ def main() -> None:
                     "note": "suite, PostgreSQL, RabbitMQ and load generators share the same cores"},
     }
     print(f"cores: {os.cpu_count()} (suite, PostgreSQL, RabbitMQ and the load generators share them)", flush=True)
-    dep.start()
+    try:
+        dep.start()
+    except BaseException:
+        dep.stop()  # a deployment that never became ready must not leave its processes running
+        raise
     try:
         pid = setup_program(dep.base_url, dep.api_key)
         print("baseline: pgbench, ingest insert (event + outbox row, one commit each), 16 clients ...", flush=True)
