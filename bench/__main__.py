@@ -4,8 +4,8 @@ print each figure beside a baseline of the same run and the SPEC section 9 goal.
 Results go to stdout and to bench/results/<timestamp>.{json,md}, which replace the previous
 run's files; its headline figures go to the index bench/results/README.md (bench.archive).
 Environment: BENCH_ADMIN_URL (libpq URL of a PostgreSQL database the run may use to create
-its own `accrual_bench` database), BENCH_BROKER_URL (RabbitMQ; the suite's queues in it are
-purged). `--quick` shortens every phase for a smoke run.
+its own database, `accrual_bench` unless BENCH_DATABASE names another), BENCH_BROKER_URL
+(RabbitMQ; the suite's queues in it are purged). `--quick` shortens every phase for a smoke run.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench import archive, baselines, load
+from bench import archive, baselines, expiry, load
 from bench.deploy import Deployment, fresh_database, purge_broker
 
 RESULTS = pathlib.Path(__file__).with_name("results")
@@ -43,14 +43,61 @@ SEED_RULES = [
 ]
 
 
-def setup_program(base: str, key: str) -> str:
+#: The points bank's policies switched on (issue 22): every earn's lot expires a year after the
+#: participant's latest purchase, at the end of a Paris day; each purchase slides the active lots.
+BANK_POLICY = {"expiry": {"type": "SLIDING", "period": "P12M", "activity": ["purchase"]},
+               "timezone": "Europe/Paris", "negative_balance": "ALLOW"}
+
+
+def setup_program(base: str, key: str, **fields: Any) -> str:
     h = {"X-API-Key": key}
-    r = httpx.post(f"{base}/v1/programs", json={"name": "Bench"}, headers=h, timeout=30)
+    r = httpx.post(f"{base}/v1/programs", json={"name": "Bench", **fields}, headers=h, timeout=30)
     r.raise_for_status()
     pid: str = r.json()["program_id"]
     for rule in SEED_RULES:
         httpx.post(f"{base}/v1/programs/{pid}/rules", json=rule, headers=h, timeout=30).raise_for_status()
     return pid
+
+
+def setup_holds(base: str, key: str, program_id: str, participants: int = 200) -> str:
+    """Participants with points enough for any number of one-point holds; the holds target
+    (:func:`bench.load.hold_target`)."""
+    people = []
+    with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30) as client:
+        for i in range(participants):
+            r = client.post("/v1/participants", json={"identities": [{"type": "EXTERNAL", "value": f"holder-{i}"}]})
+            r.raise_for_status()
+            people.append(r.json()["participant_id"])
+            client.post(f"/v1/programs/{program_id}/participants/{people[-1]}/adjustments", json={
+                "amount": "1000000000", "reason": "bench float", "idempotency_key": f"float-{i}"}).raise_for_status()
+    return f"{program_id}:{','.join(people)}"
+
+
+def measure_holds(dep: Deployment, pid: str, secs: int, figures: dict[str, Any]) -> None:
+    """Redemption holds (issue 23): the most per second and the p99 at half that, over REST and
+    over gRPC (straight to the rules service), and gRPC at SPEC 9's 500/s."""
+    target = setup_holds(dep.base_url, dep.api_key, pid)
+    rules_address = f"127.0.0.1:{dep.ports['rules']}"
+    print(f"REST holds, open loop at 3,000/s offered (the most it takes), {secs}s ...", flush=True)
+    res = load.open_loop(dep.base_url, dep.api_key, target, rate=3000, seconds=secs, request=load.hold_request)
+    figures["rest_hold"] = {"per_s": res.rate, "p50_ms": res.pct(50), "p99_ms": res.pct(99), "errors": res.errors}
+    print(f"  {load.summary(res)}", flush=True)
+    half = max(50.0, res.rate / 2)
+    print(f"REST holds at half that ({half:,.0f}/s offered, open loop, {secs}s) ...", flush=True)
+    res = load.open_loop(dep.base_url, dep.api_key, target, rate=half, seconds=secs, request=load.hold_request)
+    figures["rest_hold_half_load"] = {"offered_per_s": half, "per_s": res.rate, "p50_ms": res.pct(50),
+                                      "p99_ms": res.pct(99), "errors": res.errors}
+    print(f"  {load.summary(res)}", flush=True)
+    print(f"gRPC holds, closed loop (2 processes x 32 in flight, {secs}s) ...", flush=True)
+    res = load.grpc_closed_loop(rules_address, dep.api_key, target, seconds=secs, kind="hold")
+    figures["grpc_hold"] = {"per_s": res.rate, "p50_ms": res.pct(50), "p99_ms": res.pct(99), "errors": res.errors}
+    print(f"  {load.summary(res)}", flush=True)
+    for name, rate in (("grpc_hold_half_load", max(50.0, res.rate / 2)), ("grpc_hold_500", 500.0)):
+        print(f"gRPC holds at {rate:,.0f}/s offered (open loop, {secs}s) ...", flush=True)
+        res_at = load.grpc_closed_loop(rules_address, dep.api_key, target, seconds=secs, kind="hold", rate=rate)
+        figures[name] = {"offered_per_s": rate, "per_s": res_at.rate, "p50_ms": res_at.pct(50),
+                         "p99_ms": res_at.pct(99), "errors": res_at.errors}
+        print(f"  {load.summary(res_at)}", flush=True)
 
 
 def pending(libpq: str) -> int:
@@ -151,7 +198,7 @@ def main() -> None:
     secs = 3 if ns.quick else 10
     admin = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
     broker = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    libpq = fresh_database(admin, "accrual_bench")
+    libpq = fresh_database(admin, os.environ.get("BENCH_DATABASE", "accrual_bench"))
     purge_broker(broker)
     sa_url = libpq.replace("postgresql://", "postgresql+psycopg://", 1)
     workdir = pathlib.Path("var/bench") / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -167,7 +214,11 @@ def main() -> None:
                     "note": "suite, PostgreSQL, RabbitMQ and load generators share the same cores"},
     }
     print(f"cores: {os.cpu_count()} (suite, PostgreSQL, RabbitMQ and the load generators share them)", flush=True)
-    dep.start()
+    try:
+        dep.start()
+    except BaseException:
+        dep.stop()  # a deployment that never became ready must not leave its processes running
+        raise
     try:
         pid = setup_program(dep.base_url, dep.api_key)
         print("baseline: pgbench, ingest insert (event + outbox row, one commit each), 16 clients ...", flush=True)
@@ -248,6 +299,7 @@ def main() -> None:
         figures["grpc_accept"] = {"per_s": res.rate, "p50_ms": res.pct(50), "p99_ms": res.pct(99), "errors": res.errors}
         print(f"  {load.summary(res)}", flush=True)
         wait_drained(libpq, 600)
+        measure_holds(dep, pid, secs, figures)
 
         total = 20_000 if ns.quick else 30_000
         run = "e2eb" + uuid.uuid4().hex[:6]
@@ -266,6 +318,20 @@ def main() -> None:
         figures["cpu_ms_per_e2e_event"] = cpu_per_event(cpu_start, dep.cpu_seconds(), n)
         print(f"  CPU ms per event, batch accept + processing: {figures['cpu_ms_per_e2e_event']}", flush=True)
         print(f"  {figures['e2e_throughput']['per_s']:,.0f} events/s ({done:,}/{n:,} completed)", flush=True)
+
+        # The same backlog into a program with the bank's policies on (SLIDING expiry: every
+        # event also moves the participant's active lots), beside the run above (every earn
+        # is a lot there too, without expiry).
+        bank_pid = setup_program(dep.base_url, dep.api_key, **BANK_POLICY)
+        run = "e2ek" + uuid.uuid4().hex[:6]
+        print(f"end to end with an expiry policy: {total:,} events ...", flush=True)
+        cpu_start = dep.cpu_seconds()
+        load.batches(dep.base_url, dep.api_key, bank_pid, total=total, run=run)
+        wait_drained(libpq, 900)
+        done, n, _, span = e2e_latencies(libpq, run)
+        figures["e2e_throughput_bank"] = {"per_s": done / span if span else 0.0, "completed": done, "events": n,
+                                          "cpu_ms_per_event": cpu_per_event(cpu_start, dep.cpu_seconds(), n)}
+        print(f"  {figures['e2e_throughput_bank']['per_s']:,.0f} events/s ({done:,}/{n:,} completed)", flush=True)
 
         # The figures above share 2 cores between accepting and the pipeline processing what
         # was accepted. This one stops the workers (SIGSTOP) while batches arrive, so it shows
@@ -297,6 +363,11 @@ def main() -> None:
 
         figures["rules"] = rule_micro()
         figures["peak_rss_mb"] = dep.peak_rss_mb()
+        lots = 50_000 if ns.quick else 1_000_000
+        print(f"expiry run over {lots:,} due lots, beside COPY of the same rows ...", flush=True)
+        figures["expiry_run"] = expiry.measure(libpq, lots)
+        print(f"  {figures['expiry_run']['lots_per_s']:,.0f} lots/s, COPY "
+              f"{figures['expiry_run']['copy_baseline_lots_per_s']:,.0f}", flush=True)
     finally:
         figures.setdefault("peak_rss_mb", dep.peak_rss_mb())
         dep.stop()
@@ -344,6 +415,19 @@ def report(f: dict[str, Any]) -> None:
                      f"{fmt(el.get('accept_p99_ms'))} ms", "", "≤ 25 ms"))
     rows.append(("gRPC accept (single event)", fmt(g.get("per_s"), "/s"),
                  f"REST {ratio(g.get('per_s'), ra.get('per_s'))}", ""))
+    rh, gh = f.get("rest_hold", {}), f.get("grpc_hold", {})
+    if rh:
+        rh_half, gh_half, g500 = (f.get("rest_hold_half_load", {}), f.get("grpc_hold_half_load", {}),
+                                  f.get("grpc_hold_500", {}))
+        rows.append(("REST redemption hold", fmt(rh.get("per_s"), "/s"),
+                     f"REST event accept {ratio(rh.get('per_s'), ra.get('per_s'))}", "≥ event accept"))
+        rows.append((f"REST hold p99 at half load ({fmt(rh_half.get('offered_per_s'), '/s')})", p99_p50(rh_half),
+                     f"event accept at half load {fmt(half.get('p99_ms'))} ms", ""))
+        rows.append(("gRPC redemption hold", fmt(gh.get("per_s"), "/s"),
+                     f"gRPC event accept {ratio(gh.get('per_s'), g.get('per_s'))}", "≥ event accept"))
+        rows.append((f"gRPC hold p99 at half load ({fmt(gh_half.get('offered_per_s'), '/s')})", p99_p50(gh_half),
+                     f"gRPC event accept p99 (max load) {fmt(g.get('p99_ms'))} ms", ""))
+        rows.append((f"gRPC hold p99 at {fmt(g500.get('offered_per_s'), '/s')}", p99_p50(g500), "", "≤ 20 ms"))
     b = f.get("batch_accept", {})
     rows.append(("Batch accept (1,000-event batches)", fmt(b.get("per_s"), " events/s"),
                  f"COPY {fmt(f.get('copy_rows_per_s'), ' rows/s')} → {ratio(b.get('per_s'), f.get('copy_rows_per_s'))}",
@@ -355,6 +439,16 @@ def report(f: dict[str, Any]) -> None:
     e = f.get("e2e_throughput", {})
     rows.append(("End to end accept → COMPLETED", fmt(e.get("per_s"), " events/s"),
                  f"REST accept {ratio(e.get('per_s'), ra.get('per_s'))}", "≥ 3,000/s"))
+    eb = f.get("e2e_throughput_bank")
+    if eb:
+        rows.append(("End to end with an expiry policy (SLIDING, lots slide per event)",
+                     fmt(eb.get("per_s"), " events/s"),
+                     f"without {ratio(eb.get('per_s'), e.get('per_s'))}", "≥ 3,000/s"))
+    ex = f.get("expiry_run")
+    if ex:
+        rows.append((f"Expiry run over {ex['lots']:,} due lots", fmt(ex.get("lots_per_s"), " lots/s"),
+                     f"COPY of its rows {fmt(ex.get('copy_baseline_lots_per_s'), ' lots/s')} → "
+                     f"{ratio(ex.get('lots_per_s'), ex.get('copy_baseline_lots_per_s'))}", ""))
     rows.append((f"Accept → COMPLETED p99 at {fmt(el.get('offered_per_s'), '/s')}",
                  p99_p50(el), "", "≤ 1,000 ms"))
     eh = f.get("e2e_latency_half_load")

@@ -22,7 +22,7 @@ import time
 import uuid
 
 from bench import load
-from bench.__main__ import any_pending, cpu_per_event, setup_program
+from bench.__main__ import BANK_POLICY, any_pending, cpu_per_event, setup_program
 from bench.deploy import Deployment, fresh_database, purge_broker
 
 
@@ -38,17 +38,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--ingest-replicas", type=int, default=1, help="ingest service processes (round robin)")
+    parser.add_argument("--bank", action="store_true", help="the program with the points bank's policies on")
     ns = parser.parse_args()
     admin = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
     broker = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    libpq = fresh_database(admin, "accrual_bench")
+    libpq = fresh_database(admin, os.environ.get("BENCH_DATABASE", "accrual_bench"))
     purge_broker(broker)
     workdir = pathlib.Path("var/bench") / ("drain-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S"))
     dep = Deployment(libpq.replace("postgresql://", "postgresql+psycopg://", 1), broker, workdir,
                      ingest_replicas=ns.ingest_replicas)
     dep.start()
     try:
-        pid = setup_program(dep.base_url, dep.api_key)
+        pid = setup_program(dep.base_url, dep.api_key, **(BANK_POLICY if ns.bank else {}))
         load.batches(dep.base_url, dep.api_key, pid, total=3000, run="warm")
         drain(libpq)
         workers = [n for n in dep.procs if n.startswith("worker")]

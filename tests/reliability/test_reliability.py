@@ -1,14 +1,17 @@
 """What the suite must withstand (SPEC section 8), proven against the per-service deployment:
 every service, worker and the gateway a separate OS process on PostgreSQL + RabbitMQ.
 
-- rules workers SIGKILLed over and over while 5,000 events flow: every event COMPLETED once,
-  every balance exactly the sum the rule dictates;
+- rules workers SIGKILLed over and over while 5,000 events flow, with an expiry policy on:
+  every event COMPLETED once, every balance exactly the sum the rule dictates, one lot per
+  earn and the active lots adding up to each balance;
 - RabbitMQ stopped while partners keep submitting: accepts still 200, everything completes
   once the broker is back, nothing twice;
 - PostgreSQL stopped: accepts answer 503 (never 200 for an event not stored) and the suite
   recovers by itself when it is back;
 - the webhook receiver down for a while: every notification delivered, each webhook-id once;
-- SIGTERM on every process under load: in-flight work finishes, nothing is lost.
+- SIGTERM on every process under load: in-flight work finishes, nothing is lost;
+- redemptions (holds, captures, cancels, refunds) retried while the rules service is
+  SIGKILLed: every one moves its points exactly once.
 
 These tests fail (never skip) when PostgreSQL or RabbitMQ are missing. Stopping and starting
 the servers uses the commands of the README (run as the machine's administrator, as CI does).
@@ -17,6 +20,7 @@ the servers uses the commands of the README (run as the machine's administrator,
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.server
 import pathlib
 import random
@@ -27,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import httpx
@@ -44,7 +49,8 @@ FAST_RETRIES = "0,0.5,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1"
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, str]]:
-    libpq = fresh_database(ADMIN_URL, "accrual_reliability")
+    # named after the URL's database, so suites of different databases on one server never collide
+    libpq = fresh_database(ADMIN_URL, f"{ADMIN_URL.rsplit('/', 1)[1].split('?')[0]}_reliability")
     purge_broker(AMQP_URL)
     sa_url = libpq.replace("postgresql://", "postgresql+psycopg://", 1)
     dep = Deployment(sa_url, AMQP_URL, tmp_path_factory.mktemp("suite"), rules_workers=2,
@@ -61,9 +67,14 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment
         dep.stop()
 
 
-def program(dep: Deployment) -> str:
+#: The points bank switched on: every earn is a lot that expires a year on, at the end of a Paris day.
+EXPIRY = {"expiry": {"type": "ROLLING", "period": "P12M", "rounding": "END_OF_MONTH"}, "timezone": "Europe/Paris"}
+
+
+def program(dep: Deployment, **bank: object) -> str:
     h = {"X-API-Key": dep.api_key}
-    r = httpx.post(f"{dep.base_url}/v1/programs", json={"name": f"p-{uuid.uuid4().hex[:6]}"}, headers=h, timeout=30)
+    r = httpx.post(f"{dep.base_url}/v1/programs", json={"name": f"p-{uuid.uuid4().hex[:6]}", **bank}, headers=h,
+                   timeout=30)
     assert r.status_code == 200, r.text
     pid: str = r.json()["program_id"]
     r = httpx.post(f"{dep.base_url}/v1/programs/{pid}/rules", headers=h, timeout=30, json={
@@ -127,9 +138,25 @@ def assert_exact_ledger(libpq: str, pid: str, items: list[dict[str, object]]) ->
         assert sums[participant] == points, external_id
 
 
+def assert_exact_lots(libpq: str, pid: str, n: int) -> None:
+    """One expiring lot per earn entry, none twice, and the active lots adding up to each balance."""
+    with psycopg.connect(libpq) as conn:
+        lots, entries, unexpiring = conn.execute(
+            "SELECT (SELECT count(*) FROM rules.lots WHERE program_id = %(p)s), "
+            "(SELECT count(*) FROM rules.ledger_entries WHERE program_id = %(p)s AND kind = 'EARN'), "
+            "(SELECT count(*) FROM rules.lots WHERE program_id = %(p)s AND expires_at IS NULL)", {"p": pid}).fetchone()
+        mismatched = conn.execute(
+            "SELECT b.participant_id FROM rules.balances b LEFT JOIN (SELECT participant_id, sum(remaining) AS s "
+            "FROM rules.lots WHERE program_id = %(p)s AND status = 'ACTIVE' GROUP BY 1) l "
+            "ON l.participant_id = b.participant_id WHERE b.program_id = %(p)s "
+            "AND b.available <> coalesce(l.s, 0) - b.debt", {"p": pid}).fetchall()
+    assert lots == entries == n and unexpiring == 0
+    assert mismatched == []
+
+
 def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[Deployment, str]) -> None:
     dep, libpq = suite
-    pid = program(dep)
+    pid = program(dep, **EXPIRY)
     run = f"crash{uuid.uuid4().hex[:6]}"
     items = events(pid, run, 5000, 200)
     stop = threading.Event()
@@ -177,6 +204,7 @@ def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[De
     assert kills >= 3
     assert counts.get("COMPLETED") == len(items), counts
     assert_exact_ledger(libpq, pid, items)
+    assert_exact_lots(libpq, pid, len(items))
 
 
 def rabbit(action: str) -> None:
@@ -462,3 +490,107 @@ def test_a_hostile_tenant_costs_another_tenant_nothing(suite: tuple[Deployment, 
     # Within the bench's figure for accepts while the pipeline works, or at worst twice what
     # the same load gave without the hostile tenant a moment before.
     assert hostile_p99 <= max(latest_bench_accept_p99_ms(), 2 * calm_p99), (hostile_p99, calm_p99)
+
+
+def _until_answered(client: httpx.Client, path: str, body: dict[str, object], deadline: float) -> httpx.Response:
+    """POST until the service answers for itself (2xx or 4xx): while the rules service is
+    down the gateway answers 503, or the call dies with the connection; the same body and
+    idempotency key make every retry safe."""
+    while True:
+        try:
+            r = client.post(path, json=body)
+            if r.status_code < 500:
+                return r
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{path} never answered"
+        time.sleep(0.2)
+
+
+def test_redemptions_while_the_rules_service_is_killed_move_points_once(suite: tuple[Deployment, str]) -> None:
+    """Holds, captures, cancels and refunds, each retried with its key until answered, while
+    the rules service process (which serves them) is SIGKILLed and restarted over and over:
+    in the end every redemption moved its points exactly once."""
+    dep, libpq = suite
+    pid = program(dep)
+    deadline = time.monotonic() + 600
+    with httpx.Client(base_url=dep.base_url, headers={"X-API-Key": dep.api_key}, timeout=30) as client:
+        people = []
+        for i in range(6):
+            r = client.post("/v1/participants", json={"identities": [
+                {"type": "EXTERNAL", "value": f"r-{uuid.uuid4()}"}]})
+            assert r.status_code == 200, r.text
+            people.append(r.json()["participant_id"])
+            r = _until_answered(client, f"/v1/programs/{pid}/participants/{people[-1]}/adjustments",
+                                {"amount": "1000", "reason": "float", "idempotency_key": f"float-{i}"}, deadline)
+            assert r.status_code == 200, r.text
+        stop = threading.Event()
+        kills = 0
+
+        def killer() -> None:
+            # SIGKILL the rules service once it has served again for a moment (one still
+            # starting serves nothing to lose), five times, then let the shoppers finish.
+            nonlocal kills
+            rng = random.Random(23)
+            while not stop.is_set() and kills < 5:
+                while not stop.is_set():
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(f"/v1/programs/{pid}/rewards").status_code == 200:
+                            break
+                    time.sleep(0.2)
+                time.sleep(rng.uniform(0.5, 1.5))
+                dep.signal("rules", signal.SIGKILL, wait=10)
+                kills += 1
+                dep.launch("rules")
+
+        def shopper(person: str, seed: int) -> list[tuple[str, str]]:
+            rng = random.Random(seed)
+            done = []
+            for n in range(10):
+                key = f"{person}-{n}"
+                r = _until_answered(client, f"/v1/programs/{pid}/participants/{person}/redemptions",
+                                    {"idempotency_key": key, "points": str(rng.randint(5, 40))}, deadline)
+                assert r.status_code == 200, r.text
+                rid = r.json()["redemption_id"]
+                step = rng.choice(("capture", "cancel", "refund"))
+                path = f"/v1/redemptions/{rid}:{'cancel' if step == 'cancel' else 'capture'}"
+                r = _until_answered(client, path, {}, deadline)
+                assert r.status_code == 200, r.text
+                if step == "refund":
+                    r = _until_answered(client, f"/v1/redemptions/{rid}:refund",
+                                        {"idempotency_key": f"{key}-refund", "points": "3"}, deadline)
+                    assert r.status_code == 200, r.text
+                done.append((rid, r.json()["state"]))
+            return done
+
+        t = threading.Thread(target=killer, daemon=True)
+        t.start()
+        try:
+            with ThreadPoolExecutor(len(people)) as pool:
+                outcomes = [o for found in pool.map(shopper, people, range(len(people))) for o in found]
+        finally:
+            stop.set()
+            t.join(30)
+        dep.wait_ready()
+    assert kills >= 3
+    with psycopg.connect(libpq) as conn:
+        states = dict(conn.execute("SELECT id, state FROM rules.redemptions WHERE program_id = %s", (pid,)).fetchall())
+        assert states == dict(outcomes)
+        for person in people:
+            available, = conn.execute("SELECT available FROM rules.balances WHERE program_id = %s AND "
+                                      "participant_id = %s", (pid, person)).fetchone()
+            held, spent, refunded = conn.execute(
+                "SELECT coalesce(sum(points) FILTER (WHERE state = 'HELD'), 0), coalesce(sum(captured_points), 0), "
+                "coalesce(sum(refunded_points), 0) FROM rules.redemptions WHERE program_id = %s AND "
+                "participant_id = %s", (pid, person)).fetchone()
+            assert Decimal(available) + held + spent - refunded == 1000, person
+            lots, = conn.execute("SELECT coalesce(sum(remaining), 0) FROM rules.lots WHERE program_id = %s AND "
+                                 "participant_id = %s AND status = 'ACTIVE'", (pid, person)).fetchone()
+            assert Decimal(lots) == Decimal(available), person
+        # each hold, release and refund is one ledger entry: none is written twice by a retry
+        twice = conn.execute("SELECT source FROM rules.ledger_entries WHERE program_id = %s GROUP BY source "
+                             "HAVING count(*) > 1", (pid,)).fetchall()
+        assert twice == []
+        entries, = conn.execute("SELECT count(*) FROM rules.ledger_entries WHERE program_id = %s AND kind = "
+                                "'REDEEM'", (pid,)).fetchone()
+        assert entries == len(outcomes)

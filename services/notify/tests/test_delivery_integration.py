@@ -280,8 +280,10 @@ def test_sweeper_resends_a_delivery_whose_message_was_lost(
 
 def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
     """One notification of each type, with the fact ids and data the producing services use
-    (ingest: event.*; rules: points.*, tier.changed, rule.suspended; identity: participant.*, enrollment.*)."""
+    (ingest: event.*; rules: points.*, tier.changed, rule.suspended, redemption.*; identity: participant.*,
+    enrollment.*)."""
     event_id, program_id, participant = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    redemption = str(uuid.uuid4())
     summary = {"event_id": event_id, "idempotency_key": "order-1", "program_id": program_id,
                "external_id": "user_abc123", "participant_id": participant}
     return [
@@ -312,6 +314,14 @@ def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
                        {"rule_id": "r1", "program_id": program_id, "rule_version": 2, "rule_name": "costly",
                         "reason": "evaluation_timeout", "breaches": 3,
                         "message": "the rule's expressions repeatedly ran past the CPU deadline"}),
+        *[h.notification(f"redemption.{step}", f"redemption.{step}:{redemption}",
+                         {"redemption_id": redemption, "program_id": program_id, "participant_id": participant,
+                          "reward_id": None, "state": state, "points": "60", "captured_points": captured,
+                          "refunded_points": refunded, "external_ref": "order-1", "idempotency_key": "hold-1"})
+          for step, state, captured, refunded in (
+              ("held", "HELD", "0", "0"), ("captured", "CAPTURED", "60", "0"),
+              ("cancelled", "CANCELLED", "0", "0"), ("expired", "EXPIRED", "0", "0"),
+              ("refunded", "REFUNDED", "60", "60"))],
     ]
 
 
@@ -324,7 +334,7 @@ def test_every_produced_type_is_delivered_and_filtered_by_subscription(
     notes = producer_notes(h)
     h.publish(*notes)
 
-    h.wait_final(everything, count=9)
+    h.wait_final(everything, count=len(events.WEBHOOK_TYPES))
     h.wait_final(events_only, count=2)
     h.wait_final(points_only, count=2)
     assert sorted(json.loads(r.body)["type"] for r in receiver.received("/all")) == sorted(

@@ -49,4 +49,5 @@ def test_enabled_events_are_validated_and_normalised() -> None:
     assert set(events.WEBHOOK_TYPES) == {
         "event.completed", "event.failed", "points.awarded", "points.adjusted",
         "participant.created", "enrollment.created", "enrollment.reactivated", "tier.changed",
-        "rule.suspended"}
+        "rule.suspended", "points.expired", "points.expiring", "redemption.held", "redemption.captured",
+        "redemption.cancelled", "redemption.expired", "redemption.refunded"}

@@ -111,7 +111,7 @@ def test_demo_events_redelivery_and_the_rest_routes(suite: dict[str, Any]) -> No
     balance_url = f"{base}/v1/programs/{pid}/participants/{participant}/balance"
     assert httpx.get(balance_url, headers=h).json() == {
         "program_id": pid, "participant_id": participant, "available": 825,
-        "lifetime_earned": 825, "tier": "silver"}
+        "lifetime_earned": 825, "tier": "silver", "pending": 0, "held": 0, "debt": 0, "expiring": []}
 
     # A worker that died after writing the ledger but before ingest heard back: the event is
     # PROCESSING again and its message is delivered a second time. Nothing is awarded twice.

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import decimal
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -17,12 +18,14 @@ from google.protobuf import json_format
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
 
+from accrual_rules.bank import LotRecord
 from accrual_rules.domain import Json
+from accrual_rules.domain.bank import ExpiryPolicy, expiry_from_json
 from accrual_rules.domain.evaluation import CAP_FIELDS
 from accrual_rules.domain.triggers import normalise_triggers
 from accrual_rules.domain.validation import ExpressionViolation, ProgramChanges, RuleFields
 from accrual_rules.ledger import Account
-from accrual_rules.service import RulesService
+from accrual_rules.service import Expiring, RulesService
 from accrual_rules.store import EntryRecord, EventTypeRecord, ProgramRecord, RuleRecord
 
 
@@ -58,9 +61,48 @@ def program_message(row: ProgramRecord) -> rules_pb2.Program:
         rounding_precision=row.rounding_precision,
         event_type_policy=rules_pb2.EventTypePolicy.Value(f"EVENT_TYPE_POLICY_{row.event_type_policy}"))
     json_format.ParseDict(normalise_triggers(row.scheduled_triggers)[0], msg.scheduled_triggers)
+    bank = row.bank()
+    msg.expiry.CopyFrom(expiry_message(bank.expiry))
+    msg.timezone = bank.timezone
+    msg.negative_balance = rules_pb2.NegativeBalancePolicy.Value(f"NEGATIVE_BALANCE_POLICY_{bank.negative_balance}")
+    msg.expiring_lead_days.extend(bank.expiring_lead_days)
     msg.created_at.FromDatetime(row.created_at)
     msg.updated_at.FromDatetime(row.updated_at)
     return msg
+
+
+def expiry_message(policy: ExpiryPolicy) -> rules_pb2.ExpiryPolicy:
+    return rules_pb2.ExpiryPolicy(
+        type=rules_pb2.ExpiryType.Value(f"EXPIRY_TYPE_{policy.type}"),
+        period=str(policy.period) if policy.period else "",
+        rounding=rules_pb2.ExpiryRounding.Value(f"EXPIRY_ROUNDING_{policy.rounding}"),
+        month_day=policy.month_day, activity=list(policy.activity))
+
+
+def expiry_dict(msg: rules_pb2.ExpiryPolicy) -> dict[str, Json]:
+    """An expiry policy as :func:`accrual_rules.domain.bank.check_expiry` reads it."""
+    _known(rules_pb2.ExpiryType, msg.type, "expiry.type")
+    _known(rules_pb2.ExpiryRounding, msg.rounding, "expiry.rounding")
+    return {"type": _enum_name(rules_pb2.ExpiryType, msg.type, "EXPIRY_TYPE_", "NONE"), "period": msg.period,
+            "rounding": _enum_name(rules_pb2.ExpiryRounding, msg.rounding, "EXPIRY_ROUNDING_", "NONE"),
+            "month_day": msg.month_day, "activity": list(msg.activity)}
+
+
+def _bank_fields(request: rules_pb2.CreateProgramRequest | rules_pb2.UpdateProgramRequest,
+                 present: Callable[[str], bool]) -> dict[str, Json]:
+    """The bank policy fields a request names (``present(field)``)."""
+    out: dict[str, Json] = {}
+    if present("expiry"):
+        out["expiry"] = expiry_dict(request.expiry)
+    if present("timezone"):
+        out["timezone"] = request.timezone
+    if present("negative_balance"):
+        _known(rules_pb2.NegativeBalancePolicy, request.negative_balance, "negative_balance")
+        out["negative_balance"] = _enum_name(rules_pb2.NegativeBalancePolicy, request.negative_balance,
+                                             "NEGATIVE_BALANCE_POLICY_", "FORBID")
+    if request.expiring_lead_days:
+        out["expiring_lead_days"] = list(request.expiring_lead_days)
+    return out
 
 
 def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Json]:
@@ -76,6 +118,8 @@ def rule_message(row: RuleRecord) -> rules_pb2.Rule:
         stop_after_match=f.stop_after_match,
         status=rules_pb2.RuleStatus.Value(f"RULE_STATUS_{f.status}"),
         caps=rules_pb2.RuleCaps(**f.caps))
+    if f.expiry is not None:
+        msg.expiry.CopyFrom(expiry_message(expiry_from_json(f.expiry)))
     if f.active_from:
         msg.active_from.FromDatetime(f.active_from)
     if f.active_to:
@@ -99,15 +143,35 @@ def transaction_message(r: EntryRecord) -> rules_pb2.Transaction:
         transaction_id=r.id, program_id=r.program_id, participant_id=r.participant_id,
         amount=decimal_str(r.amount), kind=rules_pb2.EntryKind.Value(f"ENTRY_KIND_{r.kind}"),
         source=r.source, event_id=r.event_id or "", rule_id=r.rule_id or "",
-        rule_version=r.rule_version or 0, reason=r.reason)
+        rule_version=r.rule_version or 0, reason=r.reason,
+        allocations=[rules_pb2.LotAllocation(lot_id=a.lot_id, amount=decimal_str(a.amount)) for a in r.allocations],
+        unrecovered=decimal_str(r.unrecovered) if r.unrecovered else "")
     t.created_at.FromDatetime(r.created_at)
     return t
 
 
-def balance_message(b: Account) -> rules_pb2.Balance:
-    return rules_pb2.Balance(program_id=b.program_id, participant_id=b.participant_id,
-                             available=decimal_str(b.available),
-                             lifetime_earned=decimal_str(b.lifetime_earned), tier=b.tier or "")
+def balance_message(b: Account, expiring: Iterable[Expiring] = (), held: decimal.Decimal | None = None
+                    ) -> rules_pb2.Balance:
+    msg = rules_pb2.Balance(program_id=b.program_id, participant_id=b.participant_id,
+                            available=decimal_str(b.available),
+                            lifetime_earned=decimal_str(b.lifetime_earned), tier=b.tier or "",
+                            pending=decimal_str(b.pending), held=decimal_str(held or decimal.Decimal(0)),
+                            debt=decimal_str(b.debt))
+    for e in expiring:
+        item = msg.expiring.add(expires_on=e.last_day.isoformat(), points=decimal_str(e.points))
+        item.expires_at.FromDatetime(e.expires_at)
+    return msg
+
+
+def lot_message(r: LotRecord) -> rules_pb2.Lot:
+    msg = rules_pb2.Lot(lot_id=r.id, program_id=r.program_id, participant_id=r.participant_id,
+                        transaction_id=r.entry_id, event_id=r.event_id or "", original=decimal_str(r.original),
+                        remaining=decimal_str(r.remaining), status=rules_pb2.LotStatus.Value(f"LOT_STATUS_{r.status}"))
+    for name in ("earned_at", "activates_at", "expires_at", "created_at", "updated_at"):
+        at = getattr(r, name)
+        if at is not None:
+            getattr(msg, name).FromDatetime(at)
+    return msg
 
 
 def _caps(caps: rules_pb2.RuleCaps) -> dict[str, str]:
@@ -147,7 +211,8 @@ def rule_fields(request: rules_pb2.CreateRuleRequest) -> RuleFields:
                                if request.HasField("apply_tier_multiplier") else True),
         order=request.order, stop_after_match=request.stop_after_match,
         active_from=_ts(request, "active_from"), active_to=_ts(request, "active_to"),
-        status=_rule_status(request.status), caps=_caps(request.caps))
+        status=_rule_status(request.status), caps=_caps(request.caps),
+        expiry=expiry_dict(request.expiry) if request.HasField("expiry") else None)
 
 
 class RulesServicer:
@@ -175,7 +240,8 @@ class RulesServicer:
             rounding_precision=request.rounding_precision,
             event_type_policy=_enum_name(rules_pb2.EventTypePolicy, request.event_type_policy,
                                          "EVENT_TYPE_POLICY_", "OPEN"),
-            scheduled_triggers=triggers_dict(request.scheduled_triggers))
+            scheduled_triggers=triggers_dict(request.scheduled_triggers),
+            bank=_bank_fields(request, lambda name: name != "timezone" or bool(request.timezone)))
         return program_message(row)
 
     def UpdateProgram(self, request: rules_pb2.UpdateProgramRequest,
@@ -200,6 +266,9 @@ class RulesServicer:
                                                       "EVENT_TYPE_POLICY_", "OPEN")
         if request.HasField("scheduled_triggers"):
             changes["scheduled_triggers"] = triggers_dict(request.scheduled_triggers)
+        bank = _bank_fields(request, request.HasField)
+        if bank:
+            changes["bank"] = bank
         if request.tiers and request.clear_tiers:
             raise errors.InvalidArgument.field("clear_tiers", "cannot be combined with tiers")
         if request.tiers or request.clear_tiers:
@@ -264,6 +333,10 @@ class RulesServicer:
             changes["status"] = _rule_status(request.status)
         if request.HasField("caps"):
             changes["caps"] = _caps(request.caps)
+        if request.HasField("expiry") and request.clear_expiry:
+            raise errors.InvalidArgument.field("clear_expiry", "cannot be combined with expiry")
+        if request.HasField("expiry") or request.clear_expiry:
+            changes["expiry"] = expiry_dict(request.expiry) if request.HasField("expiry") else None
         return rule_message(self._svc.update_rule(auth.tenant_id(), request.program_id,
                                                   request.rule_id, changes))
 
@@ -327,7 +400,15 @@ class RulesServicer:
     # -- ledger -------------------------------------------------------------------------
     def GetBalance(self, request: rules_pb2.GetBalanceRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Balance:
-        return balance_message(self._svc.balance(auth.tenant_id(), request.program_id, request.participant_id))
+        balance = self._svc.balance(auth.tenant_id(), request.program_id, request.participant_id)
+        return balance_message(balance.account, balance.expiring, balance.held)
+
+    def ListLots(self, request: rules_pb2.ListLotsRequest, context: grpc.ServicerContext) -> rules_pb2.ListLotsResponse:
+        _known(rules_pb2.LotStatus, request.status, "status")
+        rows, token = self._svc.lots(auth.tenant_id(), request.program_id, request.participant_id,
+                                     _enum_name(rules_pb2.LotStatus, request.status, "LOT_STATUS_", ""),
+                                     request.page_size, request.page_token)
+        return rules_pb2.ListLotsResponse(lots=[lot_message(r) for r in rows], next_page_token=token)
 
     def ListTransactions(self, request: rules_pb2.ListTransactionsRequest,
                          context: grpc.ServicerContext) -> rules_pb2.ListTransactionsResponse:

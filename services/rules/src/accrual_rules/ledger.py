@@ -45,6 +45,15 @@ class Account:
     available: decimal.Decimal
     lifetime_earned: decimal.Decimal
     tier: str | None
+    #: points owed (ALLOW policy), paid off first by later active credits
+    debt: decimal.Decimal = ZERO
+    #: the remaining points of PENDING lots
+    pending: decimal.Decimal = ZERO
+
+
+def _account(row: Any) -> Account:
+    return Account(row.program_id, row.participant_id, row.available, row.lifetime_earned, row.tier,
+                   row.debt, row.pending)
 
 
 def lock_account(session: Session, dialect: str, tenant_id: str, program_id: str,
@@ -58,15 +67,15 @@ def lock_account(session: Session, dialect: str, tenant_id: str, program_id: str
                                b.c.participant_id == participant_id)
     if dialect == "postgresql":
         query = query.with_for_update()
-    row = session.execute(query).one()
-    return Account(program_id, participant_id, row.available, row.lifetime_earned, row.tier)
+    return _account(session.execute(query).one())
 
 
 def lock_accounts(session: Session, dialect: str, tenant_id: str,
-                  keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Account]:
-    """Lock many balance rows, creating missing ones, in (program, participant) order: a few
-    statements for a whole batch instead of two per event, and one lock order for every
-    worker, so overlapping batches queue instead of deadlocking."""
+                  keys: Iterable[tuple[str, str]], *, create: bool = True) -> dict[tuple[str, str], Account]:
+    """Lock many balance rows, creating missing ones (unless not ``create``: callers whose
+    accounts exist, like the expiry run), in (program, participant) order: a few statements
+    for a whole batch instead of two per event, and one lock order for every worker, so
+    overlapping batches queue instead of deadlocking."""
     ordered = sorted(set(keys))
     if not ordered:
         return {}
@@ -75,19 +84,20 @@ def lock_accounts(session: Session, dialect: str, tenant_id: str,
     out: dict[tuple[str, str], Account] = {}
     for start in range(0, len(ordered), 500):
         chunk = ordered[start:start + 500]
-        insert_rows(session, b, [
-            {"tenant_id": tenant_id, "program_id": program_id, "participant_id": participant_id,
-             "available": ZERO, "lifetime_earned": ZERO, "tier": None, "updated_at": now}
-            for program_id, participant_id in chunk],
-            conflict=lambda s: s.on_conflict_do_nothing(index_elements=["tenant_id", "program_id", "participant_id"]))
+        if create:
+            insert_rows(session, b, [
+                {"tenant_id": tenant_id, "program_id": program_id, "participant_id": participant_id,
+                 "available": ZERO, "lifetime_earned": ZERO, "tier": None, "updated_at": now}
+                for program_id, participant_id in chunk],
+                conflict=lambda s: s.on_conflict_do_nothing(
+                    index_elements=["tenant_id", "program_id", "participant_id"]))
         query = sa.select(b).where(b.c.tenant_id == tenant_id,
                                    in_values(session, [b.c.program_id, b.c.participant_id], chunk)
                                    ).order_by(b.c.program_id, b.c.participant_id)
         if dialect == "postgresql":
             query = query.with_for_update()
         for row in session.execute(query):
-            out[(row.program_id, row.participant_id)] = Account(
-                row.program_id, row.participant_id, row.available, row.lifetime_earned, row.tier)
+            out[(row.program_id, row.participant_id)] = _account(row)
     return out
 
 
@@ -101,8 +111,7 @@ def read_accounts(session: Session, tenant_id: str,
         chunk = wanted[start:start + 500]
         for row in session.execute(sa.select(b).where(
                 b.c.tenant_id == tenant_id, in_values(session, [b.c.program_id, b.c.participant_id], chunk))):
-            out[(row.program_id, row.participant_id)] = Account(
-                row.program_id, row.participant_id, row.available, row.lifetime_earned, row.tier)
+            out[(row.program_id, row.participant_id)] = _account(row)
     return out
 
 
@@ -113,7 +122,7 @@ def read_account(session: Session, tenant_id: str, program_id: str, participant_
         b.c.participant_id == participant_id)).first()
     if row is None:
         return Account(program_id, participant_id, ZERO, ZERO, None)
-    return Account(program_id, participant_id, row.available, row.lifetime_earned, row.tier)
+    return _account(row)
 
 
 def lock_budget_rules(session: Session, dialect: str, tenant_id: str, rules: Iterable[RuleSpec]) -> None:
@@ -167,10 +176,11 @@ def cap_usage(session: Session, tenant_id: str, rules: Iterable[RuleSpec], parti
 def post(session: Session, dialect: str, *, tenant_id: str, program_id: str, participant_id: str,
          amount: decimal.Decimal, kind: str, source: str, reason: str, occurred_at: dt.datetime,
          now: dt.datetime, event_id: str | None = None, rule_id: str | None = None,
-         rule_version: int | None = None, payload_hash: str | None = None) -> str | None:
+         rule_version: int | None = None, payload_hash: str | None = None,
+         unrecovered: decimal.Decimal | None = None, entry_id: str | None = None) -> str | None:
     """Append one entry; None when its source is already in the ledger (a redelivery)."""
     row = session.execute(insert_for(dialect)(storage.ledger).values(
-        id=new_id(), tenant_id=tenant_id, program_id=program_id,
+        id=entry_id or new_id(), tenant_id=tenant_id, program_id=program_id, unrecovered=unrecovered,
         participant_id=participant_id, amount=amount, kind=kind, source=source,
         event_id=event_id, rule_id=rule_id, rule_version=rule_version, reason=reason,
         created_at=now, occurred_at=occurred_at, payload_hash=payload_hash,
@@ -186,7 +196,7 @@ def entry_row(*, tenant_id: str, program_id: str, participant_id: str, amount: d
     return {"id": new_id(), "tenant_id": tenant_id, "program_id": program_id,
             "participant_id": participant_id, "amount": amount, "kind": kind, "source": source,
             "event_id": event_id, "rule_id": rule_id, "rule_version": rule_version, "reason": reason,
-            "created_at": now, "occurred_at": occurred_at, "payload_hash": None}
+            "created_at": now, "occurred_at": occurred_at, "payload_hash": None, "unrecovered": None}
 
 
 def insert_entries(session: Session, rows: list[dict[str, Any]], *, last: bool = False) -> None:
@@ -215,7 +225,8 @@ def write_accounts(session: Session, tenant_id: str, accounts: Iterable[Account]
     """Store the balances of locked accounts changed with :func:`apply_delta` (one statement)."""
     update_rows(session, storage.balances, ("tenant_id", "program_id", "participant_id"), [
         {"tenant_id": tenant_id, "program_id": a.program_id, "participant_id": a.participant_id,
-         "available": a.available, "lifetime_earned": a.lifetime_earned, "tier": a.tier, "updated_at": now}
+         "available": a.available, "lifetime_earned": a.lifetime_earned, "tier": a.tier,
+         "debt": a.debt, "pending": a.pending, "updated_at": now}
         for a in accounts])
 
 

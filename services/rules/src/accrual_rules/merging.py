@@ -4,6 +4,8 @@ to the survivor, once per merge.
 Per program, one transaction locks both balance rows (in participant-id order), appends a
 REVERSAL on the merged participant and a matching ADJUSTMENT on the survivor whose sources
 contain the merge id, carries lifetime earned over and recomputes the survivor's tier. The
+merged participant's active and pending lots move to the survivor with their dates, and its
+pending points and debt with them (the entries carry available + pending). The
 unique sources make a redelivered ``ParticipantsMerged`` move nothing twice; tier changes go
 to the outbox with the entries.
 """
@@ -34,8 +36,9 @@ def merge_ledgers(db: Database, msg: messages_pb2.ParticipantsMerged) -> int:
         with store.ledger_transaction() as tx:
             accounts = {pid: tx.lock_account(tenant, program.id, pid) for pid in sorted((merged, survivor))}
             source, target = accounts[merged], accounts[survivor]
-            amount, lifetime = source.available, source.lifetime_earned
-            if not amount and not lifetime:
+            available, pending, debt = source.available, source.pending, source.debt
+            amount, lifetime = available + pending, source.lifetime_earned
+            if not amount and not lifetime and not debt:
                 continue
             base = f"merge:{msg.merge_id}:{program.id}"
             out = tx.post(tenant_id=tenant, program_id=program.id, participant_id=merged, amount=-amount,
@@ -47,8 +50,12 @@ def merge_ledgers(db: Database, msg: messages_pb2.ParticipantsMerged) -> int:
                     kind="ADJUSTMENT", source=f"{base}:in",
                     reason=f"merged from participant {merged} (lifetime {decimal_str(lifetime)})",
                     occurred_at=now, now=now)
-            tx.settle(tenant, policy, source, -amount, -lifetime, now)
-            old_tier, new_tier = tx.settle(tenant, policy, target, amount, lifetime, now)
+            tx.move_lots(tenant, program.id, merged, survivor, now)
+            source.pending = source.debt = ledger.ZERO
+            target.pending += pending
+            target.debt += debt
+            tx.settle(tenant, policy, source, -available, -lifetime, now)
+            old_tier, new_tier = tx.settle(tenant, policy, target, available, lifetime, now)
             if old_tier != new_tier:
                 tx.announce(notifications=[ledger.tier_changed(
                     tenant, f"tier.changed:{base}", now, target, old_tier, new_tier, {"merge_id": msg.merge_id})])

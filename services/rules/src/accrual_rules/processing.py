@@ -35,7 +35,7 @@ from accrual_platform.db import decimal_str, utcnow
 from accrual_platform.facts import notification
 from accrual_platform.grpc_server import internal_metadata
 
-from accrual_rules import budget, ledger
+from accrual_rules import bank, budget, ledger
 from accrual_rules.domain import Json
 from accrual_rules.domain.evaluation import (
     Answer,
@@ -366,8 +366,7 @@ class Processor:
         event_notes: list[messages_pb2.Notification] = []
         total = ZERO
         for program_row in item.applicable:
-            total += self._award(tx, tenant_id, catalog.policies[program_row.id],
-                                 catalog.rules[program_row.id], facts, beneficiary, occurred, now,
+            total += self._award(tx, tenant_id, catalog, program_row.id, facts, beneficiary, occurred, now,
                                  outcome, event_notes, writes)
         outcome.points_awarded = decimal_str(total)
         writes.evaluations.append((e.event_id, {
@@ -391,11 +390,13 @@ class Processor:
             raise _EventCrashed(facts.event_id)
         return again.answers[0]
 
-    def _award(self, tx: LedgerTransaction, tenant_id: str, program: ProgramPolicy, rules: list[RuleSpec],
+    def _award(self, tx: LedgerTransaction, tenant_id: str, catalog: Catalog, program_id: str,
                facts: EventFacts, beneficiary: str, occurred: dt.datetime, now: dt.datetime,
                outcome: messages_pb2.EventOutcome, event_notes: list[messages_pb2.Notification],
                writes: _Writes) -> decimal.Decimal:
-        """Evaluate one program's rules for the event and queue what they award."""
+        """Evaluate one program's rules for the event and queue what they award: ledger
+        entries and their lots (each expiring per its rule's policy, or the program's)."""
+        program, rules, policy = catalog.policies[program_id], catalog.rules[program_id], catalog.banks[program_id]
         account = writes.accounts.get((program.program_id, beneficiary))
         if account is None:
             account = tx.lock_account(tenant_id, program.program_id, beneficiary)
@@ -424,13 +425,20 @@ class Processor:
                                      event_id=facts.event_id, rule_id=ev.rule_id, rule_version=ev.version)
             writes.entries.append(entry)
             entry_id = entry["id"]
+            expiry = catalog.rule_expiry.get(ev.rule_id, policy.expiry)
+            writes.credits.append(bank.credit(account, tenant_id, entry_id, ev.points, earned_at=occurred, now=now,
+                                              event_id=facts.event_id,
+                                              expires_at=expiry.expires_at(occurred, policy.timezone)))
             total += ev.points
             event_notes.append(notification(tenant_id, "points.awarded", f"points.awarded:{source}", now, {
                 "transaction_id": entry_id, "program_id": program.program_id,
                 "participant_id": beneficiary, "points": decimal_str(ev.points),
                 "event_id": facts.event_id, "rule_id": ev.rule_id, "rule_version": ev.version}))
+        if policy.expiry.extends_on(facts.event_type):
+            writes.slide(account, policy.expiry.expires_at(occurred, policy.timezone))
         if total:
-            old_tier, new_tier = ledger.apply_delta(program, account, total, total)
+            # the credits above raised available (paying off debt first); lifetime and tier here
+            old_tier, new_tier = ledger.apply_delta(program, account, ZERO, total)
             writes.dirty[(account.program_id, account.participant_id)] = account
             if new_tier != old_tier:
                 event_notes.append(ledger.tier_changed(
@@ -448,6 +456,10 @@ class _Writes:
 
     accounts: dict[tuple[str, str], ledger.Account]
     entries: list[dict[str, Json]] = field(default_factory=list)
+    #: the lots of the entries (and the debt they paid off), written with them
+    credits: list[bank.Credit] = field(default_factory=list)
+    #: SLIDING expiry: (program, participant) -> the latest new expiry of their active lots
+    slides: dict[tuple[str, str], dt.datetime] = field(default_factory=dict)
     dirty: dict[tuple[str, str], ledger.Account] = field(default_factory=dict)
     #: (event id, the stored evaluation: its outcome and facts, encoded)
     evaluations: list[tuple[str, dict[str, Json]]] = field(default_factory=list)
@@ -464,8 +476,20 @@ class _Writes:
         tx.insert_entries(self.entries, last=last)
         self.entries = []
 
+    def slide(self, account: ledger.Account, until: dt.datetime | None) -> None:
+        key = (account.program_id, account.participant_id)
+        if until is not None and (key not in self.slides or self.slides[key] < until):
+            self.slides[key] = until
+
     def flush(self, tx: LedgerTransaction, tenant_id: str, now: dt.datetime) -> None:
+        # Stored lots slide in the database; this batch's own lots, before they go in.
+        tx.slide_lots(tenant_id, self.slides, now)
+        for credit in self.credits:
+            until = self.slides.get((credit.lot["program_id"], credit.lot["participant_id"]))
+            if until is not None and credit.lot["expires_at"] is not None and credit.lot["expires_at"] < until:
+                credit.lot["expires_at"] = until
         self.flush_entries(tx, last=True)
+        tx.store_credits(self.credits)
         tx.write_accounts(tenant_id, self.dirty.values(), now)
 
 

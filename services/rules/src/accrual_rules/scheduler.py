@@ -17,6 +17,8 @@ it fires) only through their internal gRPC methods.
   each day. A trigger seen for the first time starts with today.
 - "Today" comes from an injectable clock (UTC), so tests drive days without waiting.
 - APScheduler runs the tick every ``interval`` seconds in a background thread, one at a time.
+- Each tick of the leader also runs the points bank's jobs first (:mod:`accrual_rules.expiry`):
+  expiring due lots and the day's points.expiring notices.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from accrual_rules.domain import Json
 from accrual_rules.domain.triggers import idempotency_key, normalise_triggers
+from accrual_rules.expiry import BankJobs, BankReport
 from accrual_rules.store import RulesStore
 
 log = structlog.get_logger("accrual.scheduler")
@@ -63,6 +66,9 @@ class RunReport:
     errors: int = 0
     #: per program: {"accepted": n, "duplicate": n, "error": n}
     by_program: dict[str, dict[str, int]] = field(default_factory=dict)
+    bank: BankReport = field(default_factory=BankReport)
+    #: redemption holds released because their time to live passed
+    holds_released: int = 0
 
     def count(self, program_id: str, status: str) -> int:
         return self.by_program.get(program_id, {}).get(status, 0)
@@ -114,13 +120,18 @@ class LeaderLock:
 
 class TriggerScheduler:
     def __init__(self, db: Database, identity: Any, ingest: Any, internal_token: str,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, on_commit: Callable[[], None] = lambda: None,
+                 expire_holds: Callable[[dt.datetime], int] | None = None) -> None:
+        """``on_commit`` wakes the outbox relay after the bank jobs committed facts;
+        ``expire_holds(now)`` releases redemption holds past their time to live (issue 23)."""
         self.db = db
         self._store = RulesStore(db)
+        self.bank = BankJobs(self._store, on_commit)
         self._identity = identity
         self._ingest = ingest
         self._token = internal_token
         self._clock = clock
+        self._expire_holds = expire_holds
         self._lock = LeaderLock(db)
         self._run_lock = threading.Lock()
         self._aps: BackgroundScheduler | None = None
@@ -132,7 +143,11 @@ class TriggerScheduler:
             if not self._lock.acquire():
                 return RunReport(leader=False)
             report = RunReport(leader=True)
-            today = self._clock().astimezone(dt.UTC).date()
+            now = self._clock()
+            if self._expire_holds is not None:  # first: released points go back to lots the run may expire
+                report.holds_released = self._expire_holds(now)
+            self.bank.run(now, report.bank)
+            today = now.astimezone(dt.UTC).date()
             for program in self._store.triggered_programs():
                 triggers, _ = normalise_triggers(program.scheduled_triggers)
                 for name, config in triggers.items():

@@ -7,14 +7,16 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from accrual_platform import errors, facts, pages
 from accrual_platform.db import decimal_str, utcnow
 from accrual_platform.ids import new_id, require_uuid
 
 from accrual_rules import ledger, sandbox
+from accrual_rules.bank import LotRecord
 from accrual_rules.domain import Json, validation
+from accrual_rules.domain.bank import Debit, InsufficientPoints, allocate, check_policy, local_date
 from accrual_rules.domain.evaluation import (
     Evaluation,
     EventFacts,
@@ -120,12 +122,19 @@ def _anyone(tenant_id: str, participant_id: str) -> bool:
     return True
 
 
+def _nothing_held(tenant_id: str, program_id: str, participant_id: str) -> decimal.Decimal:
+    return decimal.Decimal(0)
+
+
 class RulesService:
     def __init__(self, store: RulesStore, evaluator: sandbox.Sandbox, on_commit: Callable[[], None] = lambda: None,
-                 participant_exists: Callable[[str, str], bool] = _anyone) -> None:
+                 participant_exists: Callable[[str, str], bool] = _anyone,
+                 held: Callable[[str, str, str], decimal.Decimal] = _nothing_held) -> None:
         """``evaluator`` runs rule expressions (simulations and save-time checks);
         ``participant_exists(tenant, participant_id)`` asks identity (adjustments only go to
-        participants that exist); ``on_commit`` wakes the outbox relay."""
+        participants that exist); ``on_commit`` wakes the outbox relay; ``held(tenant,
+        program, participant)`` sums the participant's redemption holds."""
+        self.held = held
         self.store = store
         self.sandbox = evaluator
         self._on_commit = on_commit
@@ -135,15 +144,20 @@ class RulesService:
     def create_program(self, tenant_id: str, *, name: str, on_unknown: str,
                        tiers: Sequence[dict[str, str]], rounding_mode: str,
                        rounding_precision: int, event_type_policy: str = "OPEN",
-                       scheduled_triggers: Mapping[str, Json] | None = None) -> ProgramRecord:
+                       scheduled_triggers: Mapping[str, Json] | None = None,
+                       bank: Mapping[str, Json] | None = None) -> ProgramRecord:
+        """``bank``: the points bank's fields (expiry, timezone, negative_balance,
+        expiring_lead_days); missing ones take their defaults."""
         clean_tiers = check_program(name, rounding_mode, rounding_precision, tiers, on_unknown,
                                     event_type_policy)
         triggers = _triggers(scheduled_triggers)
+        bank_policy = _bank(bank or {})
         now = utcnow()
         program = ProgramRecord(
             id=new_id(), tenant_id=tenant_id, name=name.strip(), on_unknown_participant=on_unknown,
             tiers=clean_tiers or [], rounding_mode=rounding_mode, rounding_precision=rounding_precision,
-            created_at=now, updated_at=now, event_type_policy=event_type_policy, scheduled_triggers=triggers)
+            created_at=now, updated_at=now, event_type_policy=event_type_policy, scheduled_triggers=triggers,
+            bank_policy=bank_policy)
         self.store.insert_program(program)
         return self.get_program(tenant_id, program.id)
 
@@ -159,11 +173,15 @@ class RulesService:
         event_type_policy = changes.get("event_type_policy", current.event_type_policy)
         tiers = check_program(name, rounding_mode, rounding_precision, changes.get("tiers"), on_unknown,
                               event_type_policy)
+        # A policy change applies to lots created from now on: stored lots keep their dates.
+        bank_policy = _bank({**current.bank().to_json(), **changes["bank"]}) if "bank" in changes \
+            else current.bank_policy
         updated = replace(current, name=name.strip(), on_unknown_participant=on_unknown,
                           rounding_mode=rounding_mode, rounding_precision=rounding_precision,
                           event_type_policy=event_type_policy, updated_at=utcnow(),
                           tiers=current.tiers if tiers is None else tiers,
-                          scheduled_triggers=current.scheduled_triggers if triggers is None else triggers)
+                          scheduled_triggers=current.scheduled_triggers if triggers is None else triggers,
+                          bank_policy=bank_policy)
         # A disabled trigger forgets its progress: enabled again, it starts on that day
         # instead of catching up every day it was off.
         off = None if triggers is None else [name for name, config in triggers.items() if not config["enabled"]]
@@ -364,14 +382,31 @@ class RulesService:
         return clean.spec(f"draft-{i}", 0)
 
     # -- ledger -------------------------------------------------------------------------
-    def balance(self, tenant_id: str, program_id: str, participant_id: str) -> ledger.Account:
+    def balance(self, tenant_id: str, program_id: str, participant_id: str) -> Balance:
         program = self.get_program(tenant_id, program_id)
         participant_id = require_uuid(participant_id, "participant_id")
         account = self.store.accounts(tenant_id, [(program.id, participant_id)])[(program.id, participant_id)]
         # The tier follows the program's current tiers, also right after they were changed.
         tier = program.policy().tier_for(account.lifetime_earned)
         account.tier = tier.name if tier else None
-        return account
+        timezone = program.bank().timezone
+        return Balance(account, [Expiring(at, last_day(at, timezone), points) for at, points in
+                                 self.store.expiring(tenant_id, program.id, participant_id, EXPIRING_SHOWN)],
+                       self.held(tenant_id, program.id, participant_id))
+
+    def lots(self, tenant_id: str, program_id: str, participant_id: str, status: str, page_size: int,
+             page_token: str) -> tuple[list[LotRecord], str]:
+        """A participant's lots oldest first (of ``status``, all when empty), by pages."""
+        program = self.get_program(tenant_id, program_id)
+        participant_id = require_uuid(participant_id, "participant_id")
+        if not 0 <= page_size <= 200:
+            raise errors.InvalidArgument.field("page_size", "must be between 1 and 200")
+        size = page_size or 50
+        after = LOT_PAGES.decode(page_token) if page_token else None
+        rows = self.store.lots(tenant_id, program.id, participant_id, [status] if status else [],
+                               (after[0], after[1]) if after else None, size + 1)
+        token = LOT_PAGES.encode(rows[size - 1].earned_at, rows[size - 1].id) if len(rows) > size else ""
+        return rows[:size], token
 
     def adjust(self, tenant_id: str, program_id: str, participant_id: str, *, amount: str,
                reason: str, idempotency_key: str, allow_negative: bool
@@ -382,7 +417,14 @@ class RulesService:
         answers the original entry; with another payload it is 409 idempotency_conflict. A debit
         that would take the available balance below zero is 409 insufficient_points unless
         ``allow_negative``. Positive adjustments count towards lifetime earned (and tiers);
-        debits lower only the available balance."""
+        debits lower only the available balance.
+
+        The points bank: a credit is a lot (it pays off debt first) that expires per the
+        program's policy; a debit takes from the active lots in spend order. What the lots
+        cannot cover follows the program's negative_balance policy (FORBID: 409
+        insufficient_points; CLAMP: the entry takes what there is and records the rest as
+        unrecovered; ALLOW: the rest becomes debt); ``allow_negative`` makes it ALLOW for
+        this request, so requests written before the policy existed behave as they did."""
         program_record = self.get_program(tenant_id, program_id)
         v: list[errors.FieldViolation] = []
         participant = ""
@@ -398,24 +440,35 @@ class RulesService:
         source = f"adjustment:{program.program_id}:{idempotency_key}"
         digest = request.digest()
         now = utcnow()
+        bank = program_record.bank()
         with self.store.ledger_transaction() as tx:
             original = _adjustment(tx.entry(tenant_id, source), digest)
             if original is not None:
                 return original, tx.read_account(tenant_id, program.program_id, participant), True
             account = tx.lock_account(tenant_id, program.program_id, participant)
-            if value < 0 and account.available + value < 0 and not allow_negative:
-                raise errors.Conflict(
-                    f"amount: debit of {decimal_str(-value)} exceeds the available balance "
-                    f"{decimal_str(account.available)}", reason="insufficient_points",
-                    violations=[errors.FieldViolation("amount", "exceeds the available balance")])
-            entry_id = tx.post(tenant_id=tenant_id, program_id=program.program_id, participant_id=participant,
-                               amount=value, kind="ADJUSTMENT", source=source, reason=request.reason,
-                               occurred_at=now, now=now, payload_hash=digest)
-            if entry_id is None:  # a concurrent request with the same key committed first
+            entry_id = new_id()
+            lots: list[LotRecord] = []
+            debit = None
+            if value < 0:
+                lots = tx.lock_lots(tenant_id, program.program_id, participant)
+                debit = _debit(lots, -value, "ALLOW" if allow_negative else bank.negative_balance, account)
+            # The entry goes in before any lot changes: a concurrent request with the same key
+            # that committed first leaves this transaction nothing to undo.
+            posted = tx.post(tenant_id=tenant_id, program_id=program.program_id, participant_id=participant,
+                             amount=-debit.amount if debit else value, kind="ADJUSTMENT", source=source,
+                             reason=request.reason, occurred_at=now, now=now, payload_hash=digest,
+                             unrecovered=debit.unrecovered if debit and debit.unrecovered else None,
+                             entry_id=entry_id)
+            if posted is None:
                 original = _adjustment(tx.entry(tenant_id, source), digest)
                 assert original is not None
                 return original, account, True
-            old_tier, new_tier = tx.settle(tenant_id, program, account, value,
+            if debit is not None:
+                tx.apply_debit(tenant_id, account, lots, debit, entry_id, now)
+            else:
+                tx.store_credits([tx.credit(account, tenant_id, entry_id, value, earned_at=now, now=now,
+                                            expires_at=bank.expiry.expires_at(now, bank.timezone))])
+            old_tier, new_tier = tx.settle(tenant_id, program, account, ledger.ZERO,
                                            value if value > 0 else ledger.ZERO, now)
             notes = [facts.notification(tenant_id, "points.adjusted", f"points.adjusted:{source}", now, {
                 "transaction_id": entry_id, "program_id": program.program_id,
@@ -449,6 +502,45 @@ class RulesService:
         return rows[:size], token
 
 
+@dataclass(frozen=True)
+class Expiring:
+    """Points of active lots that expire at one instant (``last_day``: local, in the program's timezone)."""
+
+    expires_at: dt.datetime
+    last_day: dt.date
+    points: decimal.Decimal
+
+
+@dataclass(frozen=True)
+class Balance:
+    account: ledger.Account
+    expiring: list[Expiring]
+    #: points of the participant's open redemption holds (not in ``account.available``)
+    held: decimal.Decimal = decimal.Decimal(0)
+
+
+#: How many upcoming expiries a balance shows.
+EXPIRING_SHOWN = 5
+
+
+def last_day(expires_at: dt.datetime, timezone: str) -> dt.date:
+    """The last local day of points that expire at ``expires_at`` (the end of that day)."""
+    return local_date(expires_at - dt.timedelta(microseconds=1), timezone)
+
+
+def _debit(lots: Sequence[LotRecord], amount: decimal.Decimal, policy: str, account: ledger.Account) -> Debit:
+    """A debit over the active lots, or 409 insufficient_points when FORBID cannot cover it."""
+    try:
+        return allocate([lot.lot() for lot in lots], amount, policy)
+    except InsufficientPoints:
+        raise errors.Conflict(
+            f"amount: debit of {decimal_str(amount)} exceeds the available balance "
+            f"{decimal_str(account.available)}", reason="insufficient_points",
+            violations=[errors.FieldViolation("amount", "exceeds the available balance")],
+            metadata={"available": decimal_str(account.available), "required": decimal_str(amount),
+                      "shortfall": decimal_str(amount - max(account.available, ledger.ZERO))}) from None
+
+
 def _adjustment(entry: EntryRecord | None, digest: str) -> EntryRecord | None:
     """The entry of an adjustment's key; 409 when the key came with another payload."""
     if entry is not None and entry.payload_hash != digest:
@@ -459,6 +551,12 @@ def _adjustment(entry: EntryRecord | None, digest: str) -> EntryRecord | None:
     return entry
 
 
+def _bank(raw: Mapping[str, Json]) -> dict[str, Json]:
+    policy, problems = check_policy(raw)
+    errors.collect([errors.FieldViolation(f, d) for f, d in problems])
+    return policy.to_json()
+
+
 def _triggers(raw: Mapping[str, Json] | None) -> dict[str, dict[str, Json]]:
     clean, problems = normalise_triggers(raw)
     errors.collect([errors.FieldViolation(f, d) for f, d in problems])
@@ -467,6 +565,7 @@ def _triggers(raw: Mapping[str, Json] | None) -> dict[str, dict[str, Json]]:
 
 PROGRAM_PAGES = pages.Codec("programs", pages.uuid_key)
 TRANSACTION_PAGES = pages.Codec("transactions", pages.timestamp, pages.uuid_key)
+LOT_PAGES = pages.Codec("lots", pages.timestamp, pages.uuid_key)
 
 
 def _event_type_found(record: EventTypeRecord | None, name: str) -> EventTypeRecord:

@@ -13,7 +13,7 @@ import datetime as dt
 import decimal
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,8 +22,18 @@ from accrual_platform import contract
 from accrual_platform.db import Database, in_values, insert_rows, newest_first
 from sqlalchemy.orm import Session
 
-from accrual_rules import ledger, storage
+from accrual_rules import bank, ledger, storage
+from accrual_rules.bank import AllocationRecord, Credit, Expired, LotRecord
 from accrual_rules.domain import Json
+from accrual_rules.domain.bank import (
+    Allocation,
+    BankPolicy,
+    Debit,
+    ExpiryPolicy,
+    Lot,
+    expiry_from_json,
+    policy_from_json,
+)
 from accrual_rules.domain.evaluation import CapUsage, ProgramPolicy, RuleSpec, Tier
 from accrual_rules.domain.validation import RuleFields
 
@@ -41,6 +51,11 @@ class ProgramRecord:
     updated_at: dt.datetime
     event_type_policy: str
     scheduled_triggers: dict[str, Json] | None
+    bank_policy: dict[str, Json] | None = None
+
+    def bank(self) -> BankPolicy:
+        """The program's points bank policy (expiry, timezone, negative balance, lead times)."""
+        return policy_from_json(self.bank_policy)
 
     def policy(self) -> ProgramPolicy:
         return ProgramPolicy(
@@ -95,6 +110,9 @@ class EntryRecord:
     created_at: dt.datetime
     occurred_at: dt.datetime | None
     payload_hash: str | None
+    unrecovered: decimal.Decimal | None = None
+    #: what a debit took from which lot (a credit: the debt it paid off), when asked for
+    allocations: tuple[AllocationRecord, ...] = ()
 
 
 @dataclass
@@ -105,6 +123,9 @@ class Catalog:
     policies: dict[str, ProgramPolicy] = field(default_factory=dict)
     rules: dict[str, list[RuleSpec]] = field(default_factory=dict)
     event_types: dict[str, dict[str, list[dict[str, Json]]]] = field(default_factory=dict)
+    #: the bank policy of each program, and the rules with their own expiry policy
+    banks: dict[str, BankPolicy] = field(default_factory=dict)
+    rule_expiry: dict[str, ExpiryPolicy] = field(default_factory=dict)
 
 
 def _program(row: sa.Row[Any]) -> ProgramRecord:
@@ -113,7 +134,8 @@ def _program(row: sa.Row[Any]) -> ProgramRecord:
 
 def _fields(values: Mapping[Any, Any]) -> RuleFields:
     """A rule's fields from its row or a version's snapshot (caps: none stored reads as none set)."""
-    return RuleFields(**{k: values[k] for k in storage.RULE_FIELDS if k != "caps"}, caps=values.get("caps") or {})
+    return RuleFields(**{k: values[k] for k in storage.RULE_FIELDS if k not in ("caps", "expiry")},
+                      caps=values.get("caps") or {}, expiry=values.get("expiry"))
 
 
 def _rule(row: sa.Row[Any]) -> RuleRecord:
@@ -123,7 +145,8 @@ def _rule(row: sa.Row[Any]) -> RuleRecord:
 
 
 def _columns(fields: RuleFields) -> dict[str, Json]:
-    return {k: getattr(fields, k) for k in storage.RULE_FIELDS} | {"caps": dict(fields.caps)}
+    return {k: getattr(fields, k) for k in storage.RULE_FIELDS} | {
+        "caps": dict(fields.caps), "expiry": dict(fields.expiry) if fields.expiry is not None else None}
 
 
 def _snapshot(fields: RuleFields) -> dict[str, Json]:
@@ -147,7 +170,8 @@ class RulesStore:
         values: dict[str, Json] = {
             "name": program.name, "on_unknown_participant": program.on_unknown_participant,
             "rounding_mode": program.rounding_mode, "rounding_precision": program.rounding_precision,
-            "event_type_policy": program.event_type_policy, "updated_at": program.updated_at}
+            "event_type_policy": program.event_type_policy, "updated_at": program.updated_at,
+            "bank_policy": program.bank_policy}
         if tiers_changed:
             values["tiers"] = program.tiers
         if disabled_triggers is not None:
@@ -192,6 +216,26 @@ class RulesStore:
         with self.db.transaction() as session:
             return [_program(r) for r in session.execute(sa.select(p).where(
                 p.c.scheduled_triggers.isnot(None)).order_by(p.c.tenant_id, p.c.id))]
+
+    def bank_programs(self) -> list[ProgramRecord]:
+        """Every program with a bank policy stored, by tenant and id (the expiry jobs filter them)."""
+        p = storage.programs
+        with self.db.transaction() as session:
+            return [_program(r) for r in session.execute(sa.select(p).where(
+                p.c.bank_policy.isnot(None)).order_by(p.c.tenant_id, p.c.id))]
+
+    def expiring_between(self, tenant_id: str, program_id: str, start: dt.datetime,
+                         end: dt.datetime) -> list[tuple[str, dt.datetime, decimal.Decimal]]:
+        """Per participant, the points of active lots expiring in (start, end], and the last
+        such expiry: (participant id, expires_at, points), participants in id order."""
+        t = storage.lots
+        with self.db.transaction() as session:
+            return [(r.participant_id, r.expires_at, decimal.Decimal(r.points)) for r in session.execute(
+                sa.select(t.c.participant_id, sa.func.max(t.c.expires_at).label("expires_at"),
+                          sa.func.sum(t.c.remaining).label("points")).where(
+                    t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.status == "ACTIVE",
+                    t.c.remaining > 0, t.c.expires_at > start, t.c.expires_at <= end,
+                ).group_by(t.c.participant_id).order_by(t.c.participant_id))]
 
     def watermark(self, tenant_id: str, program_id: str, trigger: str) -> dt.date | None:
         """The last day a program's trigger was fully fired for."""
@@ -374,14 +418,44 @@ class RulesStore:
 
     def entries(self, tenant_id: str, program_id: str, participant_id: str,
                 before: tuple[dt.datetime, str] | None, limit: int) -> list[EntryRecord]:
-        """A participant's entries, newest first, older than (created_at, id) ``before``."""
+        """A participant's entries with their allocations, newest first, older than
+        (created_at, id) ``before``."""
         entry = storage.ledger
         query = newest_first(sa.select(entry).where(entry.c.tenant_id == tenant_id,
                                                     entry.c.program_id == program_id,
                                                     entry.c.participant_id == participant_id),
                              entry.c.created_at, entry.c.id, before, limit)
         with self.db.transaction() as session:
-            return [EntryRecord(**r._mapping) for r in session.execute(query)]
+            rows = [EntryRecord(**r._mapping) for r in session.execute(query)]
+            taken = bank.allocations_of(session, tenant_id, [r.id for r in rows])
+        return [replace(r, allocations=tuple(taken.get(r.id, ()))) for r in rows]
+
+    def lots(self, tenant_id: str, program_id: str, participant_id: str, statuses: Sequence[str],
+             after: tuple[dt.datetime, str] | None, limit: int) -> list[LotRecord]:
+        """A participant's lots (of ``statuses``; all when empty), oldest first by
+        (earned_at, id), after ``after``."""
+        t = storage.lots
+        query = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.program_id == program_id,
+                                   t.c.participant_id == participant_id)
+        if statuses:
+            query = query.where(t.c.status.in_(list(statuses)))
+        if after is not None:
+            at, last_id = after
+            query = query.where(sa.or_(t.c.earned_at > at, sa.and_(t.c.earned_at == at, t.c.id > last_id)))
+        with self.db.transaction() as session:
+            return [LotRecord(**r._mapping) for r in session.execute(
+                query.order_by(t.c.earned_at, t.c.id).limit(limit))]
+
+    def expiring(self, tenant_id: str, program_id: str, participant_id: str,
+                 limit: int) -> list[tuple[dt.datetime, decimal.Decimal]]:
+        """The next expiry instants of the participant's active lots, with the points each takes."""
+        t = storage.lots
+        with self.db.transaction() as session:
+            return [(r.expires_at, decimal.Decimal(r.points)) for r in session.execute(
+                sa.select(t.c.expires_at, sa.func.sum(t.c.remaining).label("points")).where(
+                    t.c.tenant_id == tenant_id, t.c.program_id == program_id, t.c.participant_id == participant_id,
+                    t.c.status == "ACTIVE", t.c.expires_at.isnot(None), t.c.remaining > 0,
+                ).group_by(t.c.expires_at).order_by(t.c.expires_at).limit(limit))]
 
 
 class BatchRead:
@@ -406,12 +480,15 @@ class BatchRead:
             program = _program(row)
             catalog.programs[program.id] = program
             catalog.policies[program.id] = program.policy()
+            catalog.banks[program.id] = program.bank()
             catalog.rules.setdefault(program.id, [])
             catalog.event_types.setdefault(program.id, {})
         for row in self.session.execute(sa.select(r).where(
                 r.c.tenant_id == tenant_id, r.c.program_id.in_(missing), r.c.status != "ARCHIVED")):
             catalog.rules[row.program_id].append(_fields(row._mapping).spec(row.id, row.version,
                                                                             row.budget_breaches))
+            if row.expiry:
+                catalog.rule_expiry[row.id] = expiry_from_json(row.expiry)
         for row in self.session.execute(sa.select(t).where(t.c.tenant_id == tenant_id,
                                                            t.c.program_id.in_(missing))):
             catalog.event_types[row.program_id][row.name] = list(row.properties)
@@ -446,9 +523,14 @@ class LedgerTransaction:
         self.dialect = dialect
 
     def entry(self, tenant_id: str, source: str) -> EntryRecord | None:
+        """The entry of a source, with its allocations."""
         e = storage.ledger
         row = self.session.execute(sa.select(e).where(e.c.tenant_id == tenant_id, e.c.source == source)).first()
-        return None if row is None else EntryRecord(**row._mapping)
+        if row is None:
+            return None
+        entry = EntryRecord(**row._mapping)
+        return replace(entry, allocations=tuple(bank.allocations_of(self.session, tenant_id, [entry.id]).get(
+            entry.id, ())))
 
     def read_account(self, tenant_id: str, program_id: str, participant_id: str) -> ledger.Account:
         return ledger.read_account(self.session, tenant_id, program_id, participant_id)
@@ -480,6 +562,68 @@ class LedgerTransaction:
 
     def write_accounts(self, tenant_id: str, accounts: Iterable[ledger.Account], now: dt.datetime) -> None:
         ledger.write_accounts(self.session, tenant_id, accounts, now)
+
+    # -- the points bank (lots; see accrual_rules.bank) ------------------------------------
+    def credit(self, account: ledger.Account, tenant_id: str, entry_id: str, amount: decimal.Decimal, *,
+               earned_at: dt.datetime, now: dt.datetime, event_id: str | None = None, status: str = "ACTIVE",
+               activates_at: dt.datetime | None = None, expires_at: dt.datetime | None = None) -> Credit:
+        """A credit's lot (and debt payoff), queued: store it with :meth:`insert_lots` and
+        :meth:`insert_allocations` in this transaction. Changes ``account`` in memory."""
+        return bank.credit(account, tenant_id, entry_id, amount, earned_at=earned_at, now=now, event_id=event_id,
+                           status=status, activates_at=activates_at, expires_at=expires_at)
+
+    def insert_lots(self, rows: Sequence[dict[str, Json]]) -> None:
+        bank.insert_lots(self.session, rows)
+
+    def insert_allocations(self, rows: Sequence[dict[str, Json]]) -> None:
+        bank.insert_allocations(self.session, rows)
+
+    def store_credits(self, credits: Sequence[Credit]) -> None:
+        """Insert queued credits' lots and payoffs (a few statements for a whole batch)."""
+        self.insert_lots([c.lot for c in credits])
+        self.insert_allocations([c.payoff for c in credits if c.payoff is not None])
+
+    def slide_lots(self, tenant_id: str, until: dict[tuple[str, str], dt.datetime], now: dt.datetime) -> None:
+        """Extend accounts' active lots to a later expiry (SLIDING); see :func:`bank.slide`."""
+        if until:
+            bank.slide(self.session, tenant_id, until, now)
+
+    def move_lots(self, tenant_id: str, program_id: str, source: str, target: str, now: dt.datetime) -> None:
+        bank.move_lots(self.session, tenant_id, program_id, source, target, now)
+
+    def lock_lots(self, tenant_id: str, program_id: str, participant_id: str,
+                  statuses: Sequence[str] = ("ACTIVE",), event_id: str | None = None) -> list[LotRecord]:
+        """An account's lots with points left, locked, in spend order (hold its balance lock first)."""
+        return bank.lock_lots(self.session, self.dialect, tenant_id, program_id, participant_id, statuses, event_id)
+
+    def lock_lot_ids(self, tenant_id: str, ids: Sequence[str]) -> dict[str, LotRecord]:
+        return bank.lock_lot_ids(self.session, self.dialect, tenant_id, ids)
+
+    def debit(self, tenant_id: str, account: ledger.Account, lots: Sequence[LotRecord], amount: decimal.Decimal,
+              policy: str, entry_id: str, now: dt.datetime) -> Debit:
+        """Allocate a debit over ``lots`` (in the order given) and per ``policy``; see :func:`bank.debit`."""
+        return bank.debit(self.session, tenant_id, account, lots, amount, policy, entry_id, now)
+
+    def apply_debit(self, tenant_id: str, account: ledger.Account, lots: Sequence[LotRecord], decided: Debit,
+                    entry_id: str, now: dt.datetime) -> None:
+        """Write a debit decided beforehand over ``lots``; see :func:`bank.apply_debit`."""
+        bank.apply_debit(self.session, tenant_id, account, lots, decided, entry_id, now)
+
+    def restore(self, tenant_id: str, account: ledger.Account, entry_id: str, taken: Sequence[Allocation],
+                amount: decimal.Decimal, now: dt.datetime) -> tuple[list[Allocation], decimal.Decimal]:
+        """Give points back into the lots a debit took them from; see :func:`bank.restore`."""
+        return bank.restore(self.session, self.dialect, tenant_id, account, entry_id, taken, amount, now)
+
+    def allocations(self, tenant_id: str, entry_ids: Sequence[str]) -> dict[str, list[AllocationRecord]]:
+        return bank.allocations_of(self.session, tenant_id, entry_ids)
+
+    def write_lots(self, lots: Iterable[Lot], now: dt.datetime) -> None:
+        bank.write_lots(self.session, lots, now)
+
+    def expire_due(self, now: dt.datetime, limit: int) -> tuple[list[Expired], int]:
+        """Expire up to ``limit`` lots past their expiry; (what expired, lots picked); see
+        :func:`bank.expire_due`."""
+        return bank.expire_due(self.session, self.dialect, now, limit)
 
     def lock_rule(self, tenant_id: str, rule_id: str) -> RuleRecord | None:
         r = storage.rules

@@ -20,7 +20,9 @@ WILDCARD = "*"
 WEBHOOK_TYPES: tuple[str, ...] = (
     "event.completed", "event.failed", "points.awarded", "points.adjusted",
     "participant.created", "enrollment.created", "enrollment.reactivated", "tier.changed",
-    "rule.suspended",
+    "rule.suspended", "points.expired", "points.expiring",
+    "redemption.held", "redemption.captured", "redemption.cancelled", "redemption.expired",
+    "redemption.refunded",
 )
 MAX_DESCRIPTION = 1000
 

@@ -19,6 +19,7 @@ from accrual_platform import errors, text
 from accrual_platform.ids import canonical_uuid
 
 from accrual_rules.domain import Json
+from accrual_rules.domain.bank import check_expiry
 from accrual_rules.domain.evaluation import CAP_FIELDS, MAX_POINTS, ROUNDINGS, Caps, RuleSpec, RuleTerms
 from accrual_rules.domain.expressions import Position, normalised
 
@@ -166,6 +167,8 @@ class RuleFields(RuleTerms):
 
     status: str
     caps: Mapping[str, str]
+    #: the rule's own expiry policy for the lots it awards (None: the program's)
+    expiry: Mapping[str, Json] | None = None
 
     def changed(self, changes: RuleChanges) -> RuleFields:
         return replace(self, **changes)
@@ -194,6 +197,9 @@ class ProgramChanges(TypedDict, total=False):
     event_type_policy: str
     scheduled_triggers: Mapping[str, Json]
     tiers: list[dict[str, str]]
+    #: the points bank's fields (domain.bank.check_policy): expiry, timezone, negative_balance,
+    #: expiring_lead_days
+    bank: Mapping[str, Json]
 
 
 #: The fields of :class:`RuleFields` an update names, by name (the others keep their values).
@@ -219,9 +225,14 @@ def check_rule_fields(fields: RuleFields) -> RuleFields:
     if not -1_000_000 <= fields.order <= 1_000_000:
         v.append(errors.FieldViolation("order", "must be between -1000000 and 1000000"))
     caps = validate_caps(fields.caps, v)
+    expiry = None
+    if fields.expiry is not None:
+        policy, problems = check_expiry(fields.expiry, "expiry")
+        v.extend(errors.FieldViolation(f, d) for f, d in problems)
+        expiry = policy.to_json()
     errors.collect(v)
     return replace(fields, name=name, caps=caps, condition=normalised(fields.condition),
-                   formula=normalised(fields.formula))
+                   formula=normalised(fields.formula), expiry=expiry)
 
 
 #: Orders a reorder gives are 10, 20, 30...: room to PATCH a rule in between later.

@@ -24,6 +24,29 @@ class RoundingMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUNDING_MODE_HALF_UP: _ClassVar[RoundingMode]
     ROUNDING_MODE_HALF_EVEN: _ClassVar[RoundingMode]
 
+class ExpiryType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPIRY_TYPE_UNSPECIFIED: _ClassVar[ExpiryType]
+    EXPIRY_TYPE_NONE: _ClassVar[ExpiryType]
+    EXPIRY_TYPE_ROLLING: _ClassVar[ExpiryType]
+    EXPIRY_TYPE_CALENDAR: _ClassVar[ExpiryType]
+    EXPIRY_TYPE_SLIDING: _ClassVar[ExpiryType]
+
+class ExpiryRounding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPIRY_ROUNDING_UNSPECIFIED: _ClassVar[ExpiryRounding]
+    EXPIRY_ROUNDING_NONE: _ClassVar[ExpiryRounding]
+    EXPIRY_ROUNDING_END_OF_MONTH: _ClassVar[ExpiryRounding]
+    EXPIRY_ROUNDING_END_OF_QUARTER: _ClassVar[ExpiryRounding]
+    EXPIRY_ROUNDING_END_OF_YEAR: _ClassVar[ExpiryRounding]
+
+class NegativeBalancePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NEGATIVE_BALANCE_POLICY_UNSPECIFIED: _ClassVar[NegativeBalancePolicy]
+    NEGATIVE_BALANCE_POLICY_FORBID: _ClassVar[NegativeBalancePolicy]
+    NEGATIVE_BALANCE_POLICY_CLAMP: _ClassVar[NegativeBalancePolicy]
+    NEGATIVE_BALANCE_POLICY_ALLOW: _ClassVar[NegativeBalancePolicy]
+
 class EventTypePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_TYPE_POLICY_UNSPECIFIED: _ClassVar[EventTypePolicy]
@@ -52,11 +75,38 @@ class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTRY_KIND_EARN: _ClassVar[EntryKind]
     ENTRY_KIND_ADJUSTMENT: _ClassVar[EntryKind]
     ENTRY_KIND_REVERSAL: _ClassVar[EntryKind]
+    ENTRY_KIND_EXPIRE: _ClassVar[EntryKind]
+    ENTRY_KIND_REDEEM: _ClassVar[EntryKind]
+    ENTRY_KIND_REDEEM_RELEASE: _ClassVar[EntryKind]
+    ENTRY_KIND_REDEEM_REFUND: _ClassVar[EntryKind]
+
+class LotStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOT_STATUS_UNSPECIFIED: _ClassVar[LotStatus]
+    LOT_STATUS_PENDING: _ClassVar[LotStatus]
+    LOT_STATUS_ACTIVE: _ClassVar[LotStatus]
+    LOT_STATUS_EXHAUSTED: _ClassVar[LotStatus]
+    LOT_STATUS_EXPIRED: _ClassVar[LotStatus]
+    LOT_STATUS_CANCELLED: _ClassVar[LotStatus]
 ROUNDING_MODE_UNSPECIFIED: RoundingMode
 ROUNDING_MODE_FLOOR: RoundingMode
 ROUNDING_MODE_CEILING: RoundingMode
 ROUNDING_MODE_HALF_UP: RoundingMode
 ROUNDING_MODE_HALF_EVEN: RoundingMode
+EXPIRY_TYPE_UNSPECIFIED: ExpiryType
+EXPIRY_TYPE_NONE: ExpiryType
+EXPIRY_TYPE_ROLLING: ExpiryType
+EXPIRY_TYPE_CALENDAR: ExpiryType
+EXPIRY_TYPE_SLIDING: ExpiryType
+EXPIRY_ROUNDING_UNSPECIFIED: ExpiryRounding
+EXPIRY_ROUNDING_NONE: ExpiryRounding
+EXPIRY_ROUNDING_END_OF_MONTH: ExpiryRounding
+EXPIRY_ROUNDING_END_OF_QUARTER: ExpiryRounding
+EXPIRY_ROUNDING_END_OF_YEAR: ExpiryRounding
+NEGATIVE_BALANCE_POLICY_UNSPECIFIED: NegativeBalancePolicy
+NEGATIVE_BALANCE_POLICY_FORBID: NegativeBalancePolicy
+NEGATIVE_BALANCE_POLICY_CLAMP: NegativeBalancePolicy
+NEGATIVE_BALANCE_POLICY_ALLOW: NegativeBalancePolicy
 EVENT_TYPE_POLICY_UNSPECIFIED: EventTypePolicy
 EVENT_TYPE_POLICY_OPEN: EventTypePolicy
 EVENT_TYPE_POLICY_REGISTERED: EventTypePolicy
@@ -74,6 +124,16 @@ ENTRY_KIND_UNSPECIFIED: EntryKind
 ENTRY_KIND_EARN: EntryKind
 ENTRY_KIND_ADJUSTMENT: EntryKind
 ENTRY_KIND_REVERSAL: EntryKind
+ENTRY_KIND_EXPIRE: EntryKind
+ENTRY_KIND_REDEEM: EntryKind
+ENTRY_KIND_REDEEM_RELEASE: EntryKind
+ENTRY_KIND_REDEEM_REFUND: EntryKind
+LOT_STATUS_UNSPECIFIED: LotStatus
+LOT_STATUS_PENDING: LotStatus
+LOT_STATUS_ACTIVE: LotStatus
+LOT_STATUS_EXHAUSTED: LotStatus
+LOT_STATUS_EXPIRED: LotStatus
+LOT_STATUS_CANCELLED: LotStatus
 
 class Tier(_message.Message):
     __slots__ = ("name", "min_lifetime_points", "multiplier")
@@ -86,7 +146,7 @@ class Tier(_message.Message):
     def __init__(self, name: _Optional[str] = ..., min_lifetime_points: _Optional[str] = ..., multiplier: _Optional[str] = ...) -> None: ...
 
 class Program(_message.Message):
-    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at", "event_type_policy", "scheduled_triggers")
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at", "event_type_policy", "scheduled_triggers", "expiry", "timezone", "negative_balance", "expiring_lead_days")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +157,10 @@ class Program(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_TRIGGERS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_LEAD_DAYS_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
@@ -107,7 +171,25 @@ class Program(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     event_type_policy: EventTypePolicy
     scheduled_triggers: ScheduledTriggers
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ...) -> None: ...
+    expiry: ExpiryPolicy
+    timezone: str
+    negative_balance: NegativeBalancePolicy
+    expiring_lead_days: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., timezone: _Optional[str] = ..., negative_balance: _Optional[_Union[NegativeBalancePolicy, str]] = ..., expiring_lead_days: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ExpiryPolicy(_message.Message):
+    __slots__ = ("type", "period", "rounding", "month_day", "activity")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    ROUNDING_FIELD_NUMBER: _ClassVar[int]
+    MONTH_DAY_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    type: ExpiryType
+    period: str
+    rounding: ExpiryRounding
+    month_day: str
+    activity: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, type: _Optional[_Union[ExpiryType, str]] = ..., period: _Optional[str] = ..., rounding: _Optional[_Union[ExpiryRounding, str]] = ..., month_day: _Optional[str] = ..., activity: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScheduledTrigger(_message.Message):
     __slots__ = ("enabled", "event_type", "days")
@@ -130,7 +212,7 @@ class ScheduledTriggers(_message.Message):
     def __init__(self, birthday: _Optional[_Union[ScheduledTrigger, _Mapping]] = ..., anniversary: _Optional[_Union[ScheduledTrigger, _Mapping]] = ..., inactivity: _Optional[_Union[ScheduledTrigger, _Mapping]] = ...) -> None: ...
 
 class CreateProgramRequest(_message.Message):
-    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers")
+    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers", "expiry", "timezone", "negative_balance", "expiring_lead_days")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
     TIERS_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +220,10 @@ class CreateProgramRequest(_message.Message):
     ROUNDING_PRECISION_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_TRIGGERS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_LEAD_DAYS_FIELD_NUMBER: _ClassVar[int]
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
     tiers: _containers.RepeatedCompositeFieldContainer[Tier]
@@ -145,10 +231,14 @@ class CreateProgramRequest(_message.Message):
     rounding_precision: int
     event_type_policy: EventTypePolicy
     scheduled_triggers: ScheduledTriggers
-    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ...) -> None: ...
+    expiry: ExpiryPolicy
+    timezone: str
+    negative_balance: NegativeBalancePolicy
+    expiring_lead_days: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., timezone: _Optional[str] = ..., negative_balance: _Optional[_Union[NegativeBalancePolicy, str]] = ..., expiring_lead_days: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class UpdateProgramRequest(_message.Message):
-    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "clear_tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers")
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "clear_tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers", "expiry", "timezone", "negative_balance", "expiring_lead_days")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +248,10 @@ class UpdateProgramRequest(_message.Message):
     ROUNDING_PRECISION_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_POLICY_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_TRIGGERS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_LEAD_DAYS_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
@@ -167,7 +261,11 @@ class UpdateProgramRequest(_message.Message):
     rounding_precision: int
     event_type_policy: EventTypePolicy
     scheduled_triggers: ScheduledTriggers
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., clear_tiers: _Optional[bool] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ...) -> None: ...
+    expiry: ExpiryPolicy
+    timezone: str
+    negative_balance: NegativeBalancePolicy
+    expiring_lead_days: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., clear_tiers: _Optional[bool] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., timezone: _Optional[str] = ..., negative_balance: _Optional[_Union[NegativeBalancePolicy, str]] = ..., expiring_lead_days: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class EventTypeProperty(_message.Message):
     __slots__ = ("name", "type", "required")
@@ -286,7 +384,7 @@ class RuleCaps(_message.Message):
     def __init__(self, max_points_per_event: _Optional[str] = ..., per_participant_daily: _Optional[str] = ..., per_participant_weekly: _Optional[str] = ..., per_participant_monthly: _Optional[str] = ..., per_participant_lifetime: _Optional[str] = ..., total_budget: _Optional[str] = ...) -> None: ...
 
 class Rule(_message.Message):
-    __slots__ = ("rule_id", "program_id", "version", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "created_at", "updated_at", "caps")
+    __slots__ = ("rule_id", "program_id", "version", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "created_at", "updated_at", "caps", "expiry")
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -303,6 +401,7 @@ class Rule(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CAPS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
     rule_id: str
     program_id: str
     version: int
@@ -319,10 +418,11 @@ class Rule(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     caps: RuleCaps
-    def __init__(self, rule_id: _Optional[str] = ..., program_id: _Optional[str] = ..., version: _Optional[int] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ...) -> None: ...
+    expiry: ExpiryPolicy
+    def __init__(self, rule_id: _Optional[str] = ..., program_id: _Optional[str] = ..., version: _Optional[int] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ...) -> None: ...
 
 class CreateRuleRequest(_message.Message):
-    __slots__ = ("program_id", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "caps")
+    __slots__ = ("program_id", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "caps", "expiry")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -335,6 +435,7 @@ class CreateRuleRequest(_message.Message):
     ACTIVE_TO_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CAPS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     event_type: str
@@ -347,10 +448,11 @@ class CreateRuleRequest(_message.Message):
     active_to: _timestamp_pb2.Timestamp
     status: RuleStatus
     caps: RuleCaps
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ...) -> None: ...
+    expiry: ExpiryPolicy
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ...) -> None: ...
 
 class UpdateRuleRequest(_message.Message):
-    __slots__ = ("program_id", "rule_id", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "caps", "clear_active_from", "clear_active_to")
+    __slots__ = ("program_id", "rule_id", "name", "event_type", "condition", "formula", "apply_tier_multiplier", "order", "stop_after_match", "active_from", "active_to", "status", "caps", "clear_active_from", "clear_active_to", "expiry", "clear_expiry")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -366,6 +468,8 @@ class UpdateRuleRequest(_message.Message):
     CAPS_FIELD_NUMBER: _ClassVar[int]
     CLEAR_ACTIVE_FROM_FIELD_NUMBER: _ClassVar[int]
     CLEAR_ACTIVE_TO_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_EXPIRY_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     rule_id: str
     name: str
@@ -381,7 +485,9 @@ class UpdateRuleRequest(_message.Message):
     caps: RuleCaps
     clear_active_from: bool
     clear_active_to: bool
-    def __init__(self, program_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ..., clear_active_from: _Optional[bool] = ..., clear_active_to: _Optional[bool] = ...) -> None: ...
+    expiry: ExpiryPolicy
+    clear_expiry: bool
+    def __init__(self, program_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., condition: _Optional[str] = ..., formula: _Optional[str] = ..., apply_tier_multiplier: _Optional[bool] = ..., order: _Optional[int] = ..., stop_after_match: _Optional[bool] = ..., active_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[RuleStatus, str]] = ..., caps: _Optional[_Union[RuleCaps, _Mapping]] = ..., clear_active_from: _Optional[bool] = ..., clear_active_to: _Optional[bool] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., clear_expiry: _Optional[bool] = ...) -> None: ...
 
 class ReorderRulesRequest(_message.Message):
     __slots__ = ("program_id", "rule_ids")
@@ -524,21 +630,39 @@ class GetBalanceRequest(_message.Message):
     def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ...) -> None: ...
 
 class Balance(_message.Message):
-    __slots__ = ("program_id", "participant_id", "available", "lifetime_earned", "tier")
+    __slots__ = ("program_id", "participant_id", "available", "lifetime_earned", "tier", "pending", "held", "debt", "expiring")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     LIFETIME_EARNED_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    DEBT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRING_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     participant_id: str
     available: str
     lifetime_earned: str
     tier: str
-    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., available: _Optional[str] = ..., lifetime_earned: _Optional[str] = ..., tier: _Optional[str] = ...) -> None: ...
+    pending: str
+    held: str
+    debt: str
+    expiring: _containers.RepeatedCompositeFieldContainer[ExpiringPoints]
+    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., available: _Optional[str] = ..., lifetime_earned: _Optional[str] = ..., tier: _Optional[str] = ..., pending: _Optional[str] = ..., held: _Optional[str] = ..., debt: _Optional[str] = ..., expiring: _Optional[_Iterable[_Union[ExpiringPoints, _Mapping]]] = ...) -> None: ...
+
+class ExpiringPoints(_message.Message):
+    __slots__ = ("expires_at", "expires_on", "points")
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_ON_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    expires_at: _timestamp_pb2.Timestamp
+    expires_on: str
+    points: str
+    def __init__(self, expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_on: _Optional[str] = ..., points: _Optional[str] = ...) -> None: ...
 
 class Transaction(_message.Message):
-    __slots__ = ("transaction_id", "program_id", "participant_id", "amount", "kind", "source", "event_id", "rule_id", "rule_version", "reason", "created_at")
+    __slots__ = ("transaction_id", "program_id", "participant_id", "amount", "kind", "source", "event_id", "rule_id", "rule_version", "reason", "created_at", "allocations", "unrecovered")
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -550,6 +674,8 @@ class Transaction(_message.Message):
     RULE_VERSION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    UNRECOVERED_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     program_id: str
     participant_id: str
@@ -561,7 +687,69 @@ class Transaction(_message.Message):
     rule_version: int
     reason: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, transaction_id: _Optional[str] = ..., program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., amount: _Optional[str] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., source: _Optional[str] = ..., event_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    allocations: _containers.RepeatedCompositeFieldContainer[LotAllocation]
+    unrecovered: str
+    def __init__(self, transaction_id: _Optional[str] = ..., program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., amount: _Optional[str] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., source: _Optional[str] = ..., event_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allocations: _Optional[_Iterable[_Union[LotAllocation, _Mapping]]] = ..., unrecovered: _Optional[str] = ...) -> None: ...
+
+class LotAllocation(_message.Message):
+    __slots__ = ("lot_id", "amount")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    amount: str
+    def __init__(self, lot_id: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class Lot(_message.Message):
+    __slots__ = ("lot_id", "program_id", "participant_id", "transaction_id", "event_id", "original", "remaining", "status", "earned_at", "activates_at", "expires_at", "created_at", "updated_at")
+    LOT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EARNED_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATES_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    lot_id: str
+    program_id: str
+    participant_id: str
+    transaction_id: str
+    event_id: str
+    original: str
+    remaining: str
+    status: LotStatus
+    earned_at: _timestamp_pb2.Timestamp
+    activates_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, lot_id: _Optional[str] = ..., program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., transaction_id: _Optional[str] = ..., event_id: _Optional[str] = ..., original: _Optional[str] = ..., remaining: _Optional[str] = ..., status: _Optional[_Union[LotStatus, str]] = ..., earned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activates_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListLotsRequest(_message.Message):
+    __slots__ = ("program_id", "participant_id", "status", "page_size", "page_token")
+    PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    program_id: str
+    participant_id: str
+    status: LotStatus
+    page_size: int
+    page_token: str
+    def __init__(self, program_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., status: _Optional[_Union[LotStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListLotsResponse(_message.Message):
+    __slots__ = ("lots", "next_page_token")
+    LOTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    lots: _containers.RepeatedCompositeFieldContainer[Lot]
+    next_page_token: str
+    def __init__(self, lots: _Optional[_Iterable[_Union[Lot, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CreateAdjustmentRequest(_message.Message):
     __slots__ = ("program_id", "participant_id", "amount", "reason", "idempotency_key", "allow_negative")

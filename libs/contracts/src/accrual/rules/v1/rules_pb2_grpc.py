@@ -145,6 +145,11 @@ class RulesServiceStub:
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.SerializeToString,
                 response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Adjustment.FromString,
                 _registered_method=True)
+        self.ListLots = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/ListLots',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListLotsRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListLotsResponse.FromString,
+                _registered_method=True)
 
 
 class RulesServiceServicer:
@@ -312,6 +317,13 @@ class RulesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLots(self, request, context):
+        """A participant's lots (every credit is one), oldest first; filter by status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RulesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -424,6 +436,11 @@ def add_RulesServiceServicer_to_server(servicer, server):
                     servicer.CreateAdjustment,
                     request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.FromString,
                     response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Adjustment.SerializeToString,
+            ),
+            'ListLots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLots,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListLotsRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListLotsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1021,6 +1038,33 @@ class RulesService:
             '/accrual.rules.v1.RulesService/CreateAdjustment',
             accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.SerializeToString,
             accrual_dot_rules_dot_v1_dot_rules__pb2.Adjustment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/ListLots',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ListLotsRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ListLotsResponse.FromString,
             options,
             channel_credentials,
             insecure,
