@@ -103,6 +103,8 @@ def test_make_demo_prints_a_script_that_works(suite: Suite) -> None:
     assert f"B=http://127.0.0.1:{suite.http_port}" in script
     out = suite.run(script).stdout
     assert '"points_awarded": 650' in out and '"available": 825' in out and '"tier": "silver"' in out
+    assert '"points": 325' in out and '"available": 500' in out  # the refund
+    assert '"status": "EXPIRED"' in out  # the old purchase's points
     again = suite.run(f"KEY=$(cat var/admin_key); B=http://127.0.0.1:8080\n{inline_command('make demo ARGS=')}")
     assert "Demo program" in again.stdout
 

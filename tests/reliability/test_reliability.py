@@ -12,6 +12,8 @@ every service, worker and the gateway a separate OS process on PostgreSQL + Rabb
 - SIGTERM on every process under load: in-flight work finishes, nothing is lost;
 - redemptions (holds, captures, cancels, refunds) retried while the rules service is
   SIGKILLed: every one moves its points exactly once.
+- pending points on, rules workers killed while they award and the rules service killed while
+  it answers refunds retried with their keys: nothing awarded or taken back twice.
 
 These tests fail (never skip) when PostgreSQL or RabbitMQ are missing. Stopping and starting
 the servers uses the commands of the README (run as the machine's administrator, as CI does).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime as dt
 import http.server
 import pathlib
 import random
@@ -154,57 +157,182 @@ def assert_exact_lots(libpq: str, pid: str, n: int) -> None:
     assert mismatched == []
 
 
-def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[Deployment, str]) -> None:
-    dep, libpq = suite
-    pid = program(dep, **EXPIRY)
-    run = f"crash{uuid.uuid4().hex[:6]}"
-    items = events(pid, run, 5000, 200)
-    stop = threading.Event()
-    kills = 0
+class WorkerKiller:
+    """Every 1-2 s, SIGKILL a rules worker that has been consuming for at least a second (one
+    still importing has nothing in flight to lose) and start a new one in its place."""
 
-    def killer() -> None:
-        # Every 1-2 s, SIGKILL a rules worker that has been consuming for at least a second
-        # (one still importing has nothing in flight to lose) and start a new one in its place.
-        nonlocal kills
+    def __init__(self, dep: Deployment) -> None:
+        self.dep = dep
+        self.kills = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WorkerKiller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
         rng = random.Random(7)
         names = ("worker-rules-0", "worker-rules-1")
         launches = dict.fromkeys(names, 1)
         consuming_since: dict[str, float] = {}
-        while not stop.is_set():
+        while not self._stop.is_set():
             time.sleep(rng.uniform(1.0, 2.0))
             for n in names:
-                log = (dep.workdir / f"{n}.log").read_text(errors="replace")
+                log = (self.dep.workdir / f"{n}.log").read_text(errors="replace")
                 if n not in consuming_since and log.count("worker_started") >= launches[n]:
                     consuming_since[n] = time.monotonic()
             ready = [n for n, t in consuming_since.items() if time.monotonic() - t >= 1.0]
             if not ready:
                 continue
             name = rng.choice(ready)
-            dep.signal(name, signal.SIGKILL, wait=10)
-            kills += 1
+            self.dep.signal(name, signal.SIGKILL, wait=10)
+            self.kills += 1
             launches[name] += 1
             del consuming_since[name]
-            dep.launch(name)
+            self.dep.launch(name)
 
-    t = threading.Thread(target=killer, daemon=True)
-    t.start()
-    try:
-        # Submit in waves paced by the kills, so the kills land while events are in flight
-        # however fast the pipeline drains: the last waves go in only after the third kill.
-        size = 500
+    def submit_paced(self, items: list[dict[str, object]], size: int = 500) -> None:
+        """Submit in waves paced by the kills, so the kills land while events are in flight
+        however fast the pipeline drains: the last waves go in only after the third kill."""
         for wave, start in enumerate(range(0, len(items), size)):
             deadline = time.monotonic() + 60
-            while kills < wave // 3 and time.monotonic() < deadline:
+            while self.kills < wave // 3 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            submit_batches(dep, items[start:start + size], size)
+            submit_batches(self.dep, items[start:start + size], size)
+
+
+def test_rules_workers_killed_repeatedly_lose_and_double_nothing(suite: tuple[Deployment, str]) -> None:
+    dep, libpq = suite
+    pid = program(dep, **EXPIRY)
+    run = f"crash{uuid.uuid4().hex[:6]}"
+    items = events(pid, run, 5000, 200)
+    with WorkerKiller(dep) as killer:
+        killer.submit_paced(items)
         counts = wait_terminal(libpq, run, len(items), timeout=420)
-    finally:
-        stop.set()
-        t.join(30)
-    assert kills >= 3
+    assert killer.kills >= 3
     assert counts.get("COMPLETED") == len(items), counts
     assert_exact_ledger(libpq, pid, items)
     assert_exact_lots(libpq, pid, len(items))
+
+
+#: Pending points on: a purchase's points wait 30 days from its event time.
+PENDING = {"pending": {"type": "DURATION", "duration": "P30D"}}
+
+
+def test_pending_points_and_reversals_stay_exact_when_processes_die(suite: tuple[Deployment, str]) -> None:
+    """Half the purchases are recent (pending), half 40 days old (active at once); rules
+    workers are killed while they are processed, then the rules service is killed while
+    refunds (two half reversals per event, each request sent twice) are answered; every
+    refund is retried with its key until answered. Nothing is awarded or taken twice."""
+    dep, libpq = suite
+    pid = program(dep, **EXPIRY, **PENDING)
+    run = f"pend{uuid.uuid4().hex[:6]}"
+    items = events(pid, run, 1500, 60)
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).isoformat()
+    for i, item in enumerate(items):
+        if i % 2:
+            item["event_timestamp"] = old
+    with WorkerKiller(dep) as killer:
+        killer.submit_paced(items)
+        counts = wait_terminal(libpq, run, len(items), timeout=420)
+    assert killer.kills >= 3
+    assert counts.get("COMPLETED") == len(items), counts
+    with psycopg.connect(libpq) as conn:
+        ids = dict(conn.execute("SELECT idempotency_key, id FROM ingest.events WHERE program_id = %s",
+                                (pid,)).fetchall())
+    refunded = items[:300]
+    calls = [(str(ids[e["idempotency_key"]]), key) for e in refunded for key in ("a", "b", "a", "b")]
+    random.Random(3).shuffle(calls)
+    answered: dict[tuple[str, str], str] = {}
+
+    def refund(event_id: str, key: str) -> None:
+        h = {"X-API-Key": dep.api_key}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.post(f"{dep.base_url}/v1/events/{event_id}/reversals", headers=h, timeout=30,
+                               json={"idempotency_key": key, "ratio": "0.5", "reason": "refund"})
+            except httpx.HTTPError:
+                r = None
+            if r is not None and r.status_code == 200:
+                previous = answered.setdefault((event_id, key), r.json()["reversal_id"])
+                assert previous == r.json()["reversal_id"], "a retried key answers the same reversal"
+                return
+            assert r is None or r.status_code in (502, 503, 504), r.text
+            time.sleep(0.2)
+        raise AssertionError(f"refund {event_id}/{key} never answered")
+
+    def kill_rules_service() -> None:
+        time.sleep(1.0)
+        dep.signal("rules", signal.SIGKILL, wait=10)
+        dep.launch("rules")
+
+    killer_thread = threading.Thread(target=kill_rules_service)
+    killer_thread.start()
+    def refund_all(part: list[tuple[str, str]]) -> None:
+        for event_id, key in part:
+            refund(event_id, key)
+
+    workers = [threading.Thread(target=refund_all, args=(calls[i::8],)) for i in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    killer_thread.join()
+    assert len(answered) == 2 * len(refunded)
+    assert_exact_bank(libpq, pid, items, {str(e["idempotency_key"]) for e in refunded})
+
+
+def assert_exact_bank(libpq: str, pid: str, items: list[dict[str, object]], refunded: set[str]) -> None:
+    """Each participant's available + pending = what its unrefunded purchases earned; pending =
+    the recent unrefunded purchases; one EARN per event, a refunded event reversed to 0
+    exactly once per key; lots never below 0 and adding up to the balances."""
+    expected: dict[str, Decimal] = collections.defaultdict(Decimal)
+    waiting: dict[str, Decimal] = collections.defaultdict(Decimal)
+    halves: list[Decimal] = []
+    for e in items:
+        data = e["event_data"]
+        assert isinstance(data, dict)
+        points = Decimal(data["amount"])
+        if e["idempotency_key"] in refunded:
+            halves.append(points // 2)
+            continue
+        expected[str(e["external_id"])] += points
+        if "event_timestamp" not in e:
+            waiting[str(e["external_id"])] += points
+    with psycopg.connect(libpq) as conn:
+        owners = dict(conn.execute("SELECT external_id, participant_id FROM ingest.events WHERE program_id = %s "
+                                   "GROUP BY 1, 2", (pid,)).fetchall())
+        balances = {r[0]: (Decimal(str(r[1])), Decimal(str(r[2])), Decimal(str(r[3]))) for r in conn.execute(
+            "SELECT participant_id, available, pending, debt FROM rules.balances WHERE program_id = %s",
+            (pid,)).fetchall()}
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM rules.ledger_entries WHERE program_id = %s GROUP BY 1",
+                                  (pid,)).fetchall())
+        per_event = conn.execute(
+            "SELECT event_id, sum(amount) FROM rules.ledger_entries WHERE program_id = %s GROUP BY 1",
+            (pid,)).fetchall()
+        reversals = conn.execute("SELECT count(*) FROM rules.reversals r JOIN ingest.events e ON e.id = r.event_id "
+                                 "WHERE e.program_id = %s", (pid,)).fetchone()
+        lots = conn.execute(
+            "SELECT participant_id, status, sum(remaining), min(remaining), count(*) FROM rules.lots "
+            "WHERE program_id = %s GROUP BY 1, 2", (pid,)).fetchall()
+    assert kinds["EARN"] == len(items), kinds
+    # a half of 1 point rounds to 0 the first time: no entry; the second takes the remainder
+    assert kinds["REVERSAL"] == sum(2 if h else 1 for h in halves), kinds
+    assert reversals is not None and reversals[0] == 2 * len(refunded)
+    assert sum(1 for _, total in per_event if total == 0) == len(refunded)
+    by_status = {(r[0], r[1]): Decimal(str(r[2])) for r in lots}
+    assert all(Decimal(str(r[3])) >= 0 for r in lots)
+    for external_id, points in expected.items():
+        available, pending, debt = balances[owners[external_id]]
+        assert (available + pending, pending, debt) == (points, waiting[external_id], 0), external_id
+        assert by_status.get((owners[external_id], "ACTIVE"), Decimal(0)) == available, external_id
+        assert by_status.get((owners[external_id], "PENDING"), Decimal(0)) == pending, external_id
 
 
 def rabbit(action: str) -> None:

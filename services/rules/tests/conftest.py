@@ -31,8 +31,10 @@ from accrual_platform.grpc_server import ServiceInterceptor, build_server
 from accrual_platform.settings import Settings
 from accrual_rules import bootstrap, storage
 from accrual_rules.bootstrap import RulesRuntime
+from accrual_rules.event_points import EventInfo
 from accrual_rules.processing import Processor
 from dramatiq.brokers.stub import StubBroker
+from google.protobuf import json_format
 
 TOKEN = "test-internal-token"
 
@@ -52,6 +54,15 @@ class FakeIngest:
     """IngestService.ClaimEvents over events the test submitted."""
 
     events: dict[str, ingest_pb2.Event] = field(default_factory=dict)
+    #: what GetEvent says of an event's status (PENDING unless set)
+    statuses: dict[str, str] = field(default_factory=dict)
+
+    def lookup(self, tenant_id: str, event_id: str) -> EventInfo | None:
+        """The EventLookup of reversals: status and event_data of a stored event."""
+        event = self.events.get(event_id)
+        if event is None:
+            return None
+        return EventInfo(self.statuses.get(event_id, "PENDING"), json_format.MessageToDict(event.event_data))
 
     def ClaimEvents(self, request: ingest_pb2.ClaimEventsRequest, **_: Any) -> ingest_pb2.ClaimEventsResponse:
         return ingest_pb2.ClaimEventsResponse(events=[self.events[i] for i in request.event_ids
@@ -175,6 +186,7 @@ def stack(database_url: str) -> Iterator[Stack]:
     ingest, identity = FakeIngest(), FakeIdentity()
     processor = Processor(runtime.store, ingest, identity, TOKEN, runtime.sandbox)
     runtime.service.participant_exists = lambda tenant, pid: pid not in identity.missing
+    runtime.points.lookup = ingest.lookup
     yield Stack(runtime, broker, rules_pb2_grpc.RulesServiceStub(channel), ingest, identity, processor,
                 rewards_pb2_grpc.RewardsServiceStub(channel), f"127.0.0.1:{port}")
     channel.close()

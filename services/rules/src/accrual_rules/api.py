@@ -12,8 +12,9 @@ import grpc
 from accrual.identity.v1 import identity_pb2
 from accrual.messages.v1 import messages_pb2
 from accrual.rules.v1 import rules_pb2
-from accrual_platform import auth, dates, errors
+from accrual_platform import auth, dates, errors, text
 from accrual_platform.db import decimal_str
+from accrual_platform.ids import require_uuid
 from google.protobuf import json_format
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
@@ -22,8 +23,10 @@ from accrual_rules.bank import LotRecord
 from accrual_rules.domain import Json
 from accrual_rules.domain.bank import ExpiryPolicy, expiry_from_json
 from accrual_rules.domain.evaluation import CAP_FIELDS
+from accrual_rules.domain.reversals import check_reversal, fraction_text, parse_fraction, shown
 from accrual_rules.domain.triggers import normalise_triggers
 from accrual_rules.domain.validation import ExpressionViolation, ProgramChanges, RuleFields
+from accrual_rules.event_points import EventPoints, EventPointsResult, ReversalResult
 from accrual_rules.ledger import Account
 from accrual_rules.service import Expiring, RulesService
 from accrual_rules.store import EntryRecord, EventTypeRecord, ProgramRecord, RuleRecord
@@ -66,6 +69,10 @@ def program_message(row: ProgramRecord) -> rules_pb2.Program:
     msg.timezone = bank.timezone
     msg.negative_balance = rules_pb2.NegativeBalancePolicy.Value(f"NEGATIVE_BALANCE_POLICY_{bank.negative_balance}")
     msg.expiring_lead_days.extend(bank.expiring_lead_days)
+    pending = row.pending()
+    msg.pending.CopyFrom(rules_pb2.PendingPolicy(type=rules_pb2.PendingType.Value(f"PENDING_TYPE_{pending.type}"),
+                                                 duration=pending.duration, event_types=pending.event_types))
+    msg.monetary_field = row.monetary_field or ""
     msg.created_at.FromDatetime(row.created_at)
     msg.updated_at.FromDatetime(row.updated_at)
     return msg
@@ -107,6 +114,12 @@ def _bank_fields(request: rules_pb2.CreateProgramRequest | rules_pb2.UpdateProgr
 
 def triggers_dict(msg: rules_pb2.ScheduledTriggers) -> dict[str, Json]:
     return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+def pending_dict(msg: rules_pb2.PendingPolicy) -> dict[str, Json]:
+    _known(rules_pb2.PendingType, msg.type, "pending.type")
+    return {"type": _enum_name(rules_pb2.PendingType, msg.type, "PENDING_TYPE_", "IMMEDIATE"),
+            "duration": msg.duration, "event_types": list(msg.event_types)}
 
 
 def rule_message(row: RuleRecord) -> rules_pb2.Rule:
@@ -174,6 +187,32 @@ def lot_message(r: LotRecord) -> rules_pb2.Lot:
     return msg
 
 
+def reversal_message(r: ReversalResult) -> rules_pb2.Reversal:
+    rec = r.record
+    msg = rules_pb2.Reversal(
+        reversal_id=rec.id, event_id=rec.event_id, idempotency_key=rec.idempotency_key,
+        ratio=_one_share(rec.shares.values()), reversed_ratio=_one_share(fraction_text(f) for f in r.reversed.values()),
+        points=decimal_str(rec.points),
+        unrecovered=decimal_str(rec.unrecovered), debt=decimal_str(rec.debt), reason=rec.reason,
+        transactions=[transaction_message(e) for e in r.entries], deduplicated=r.deduplicated)
+    msg.created_at.FromDatetime(rec.created_at)
+    return msg
+
+
+def _one_share(shares: Iterable[str]) -> str:
+    """A share as shown, when every program of the event has the same ("" otherwise; "0": none)."""
+    distinct = set(shares)
+    if len(distinct) > 1:
+        return ""
+    return shown(parse_fraction(distinct.pop())) if distinct else "0"
+
+
+def event_points_message(r: EventPointsResult) -> rules_pb2.EventPoints:
+    return rules_pb2.EventPoints(event_id=r.event_id, points=decimal_str(r.points),
+                                 transactions=[transaction_message(e) for e in r.entries],
+                                 balances=[balance_message(b) for b in r.balances])
+
+
 def _caps(caps: rules_pb2.RuleCaps) -> dict[str, str]:
     return {k: getattr(caps, k) for k in CAP_FIELDS if caps.HasField(k)}
 
@@ -219,8 +258,9 @@ class RulesServicer:
     """Every RPC of RulesService (``add_RulesServiceServicer_to_server`` takes any object that
     has them; the generated base class only adds UNIMPLEMENTED stubs, and is untyped)."""
 
-    def __init__(self, service: RulesService) -> None:
+    def __init__(self, service: RulesService, points: EventPoints) -> None:
         self._svc = service
+        self._points = points
 
     # -- programs -----------------------------------------------------------------------
     def CreateProgram(self, request: rules_pb2.CreateProgramRequest,
@@ -241,7 +281,9 @@ class RulesServicer:
             event_type_policy=_enum_name(rules_pb2.EventTypePolicy, request.event_type_policy,
                                          "EVENT_TYPE_POLICY_", "OPEN"),
             scheduled_triggers=triggers_dict(request.scheduled_triggers),
-            bank=_bank_fields(request, lambda name: name != "timezone" or bool(request.timezone)))
+            bank=_bank_fields(request, lambda name: name != "timezone" or bool(request.timezone)),
+            pending=pending_dict(request.pending) if request.HasField("pending") else None,
+            monetary_field=request.monetary_field)
         return program_message(row)
 
     def UpdateProgram(self, request: rules_pb2.UpdateProgramRequest,
@@ -269,6 +311,10 @@ class RulesServicer:
         bank = _bank_fields(request, request.HasField)
         if bank:
             changes["bank"] = bank
+        if request.HasField("pending"):
+            changes["pending"] = pending_dict(request.pending)
+        if request.HasField("monetary_field"):
+            changes["monetary_field"] = request.monetary_field
         if request.tiers and request.clear_tiers:
             raise errors.InvalidArgument.field("clear_tiers", "cannot be combined with tiers")
         if request.tiers or request.clear_tiers:
@@ -426,3 +472,37 @@ class RulesServicer:
             allow_negative=request.allow_negative)
         return rules_pb2.Adjustment(transaction=transaction_message(row), balance=balance_message(balance),
                                     deduplicated=deduplicated)
+
+    # -- an event's points ----------------------------------------------------------------
+    def CreateReversal(self, request: rules_pb2.CreateReversalRequest,
+                       context: grpc.ServicerContext) -> rules_pb2.Reversal:
+        v: list[errors.FieldViolation] = []
+        event_id = _uuid_or_violation(request.event_id, "event_id", v)
+        checked = check_reversal(event_id, request.idempotency_key,
+                                 request.ratio if request.HasField("ratio") else None,
+                                 request.amount if request.HasField("amount") else None, request.reason, v)
+        return reversal_message(self._points.reverse(auth.tenant_id(), checked))
+
+    def CancelPoints(self, request: rules_pb2.CancelPointsRequest,
+                     context: grpc.ServicerContext) -> rules_pb2.EventPoints:
+        event_id = require_uuid(request.event_id, "event_id")
+        reason = request.reason.strip() or "cancelled"
+        v: list[errors.FieldViolation] = []
+        if len(reason) > 500:
+            v.append(errors.FieldViolation("reason", "must be at most 500 characters"))
+        text.check_name(v, "reason", reason)
+        errors.collect(v)
+        return event_points_message(self._points.cancel(auth.tenant_id(), event_id, reason))
+
+    def ActivatePoints(self, request: rules_pb2.ActivatePointsRequest,
+                       context: grpc.ServicerContext) -> rules_pb2.EventPoints:
+        event_id = require_uuid(request.event_id, "event_id")
+        return event_points_message(self._points.activate(auth.tenant_id(), event_id))
+
+
+def _uuid_or_violation(value: str, field: str, v: list[errors.FieldViolation]) -> str:
+    try:
+        return require_uuid(value, field)
+    except errors.InvalidArgument as exc:
+        v.extend(exc.violations)
+        return value

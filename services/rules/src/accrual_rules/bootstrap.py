@@ -6,10 +6,10 @@ from __future__ import annotations
 import dramatiq
 import grpc
 from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
-from accrual.ingest.v1 import ingest_pb2_grpc
+from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
 from accrual.rules.v1 import rewards_pb2_grpc, rules_pb2_grpc
-from accrual_platform import clients, contract, errors, queue
+from accrual_platform import clients, contract, errors, queue, structs
 from accrual_platform.db import Database, utcnow
 from accrual_platform.grpc_server import internal_metadata
 from accrual_platform.outbox import OutboxRelay
@@ -18,6 +18,7 @@ from accrual_platform.settings import Settings
 
 from accrual_rules import storage, worker
 from accrual_rules.api import RulesServicer
+from accrual_rules.event_points import EventInfo, EventPoints
 from accrual_rules.merging import merge_ledgers
 from accrual_rules.processing import Processor
 from accrual_rules.rewards_api import RewardsServicer
@@ -58,7 +59,9 @@ class RulesRuntime:
                                     participant_exists=self._participant_exists, held=rewards_store.held)
         self.rewards = RewardsService(rewards_store, self.service, on_commit=self.relay.notify)
         self._identity: identity_pb2_grpc.IdentityServiceStub | None = None
+        self._ingest: ingest_pb2_grpc.IngestServiceStub | None = None
         self._processor: Processor | None = None
+        self.points = EventPoints(self.store, self._event, on_commit=self.relay.notify)
 
     def _participant_exists(self, tenant_id: str, participant_id: str) -> bool:
         """Asks identity, on first use connecting to it (only adjustments need it)."""
@@ -74,6 +77,21 @@ class RulesRuntime:
                 return False
             raise errors.Unavailable("identity service unavailable, retry") from None
         return True
+
+    def _event(self, tenant_id: str, event_id: str) -> EventInfo | None:
+        """Asks ingest for an event (reversals only need it), on first use connecting to it."""
+        if self._ingest is None:
+            self._ingest = ingest_pb2_grpc.IngestServiceStub(clients.channel(self.settings.peer("ingest")))
+        try:
+            event = self._ingest.GetEvent(ingest_pb2.GetEventRequest(event_id=event_id),
+                                          metadata=internal_metadata(self.settings.internal_token, tenant_id),
+                                          timeout=10)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise errors.Unavailable("ingest service unavailable, retry") from None
+        return EventInfo(ingest_pb2.EventStatus.Name(event.status).removeprefix("EVENT_STATUS_"),
+                         structs.text_or_struct(event.event_data_json, event.event_data))
 
     def processor(self) -> Processor:
         """Built on first use: only workers need the peer channels."""
@@ -91,11 +109,11 @@ class RulesRuntime:
         return TriggerScheduler(
             self.db, identity_pb2_grpc.IdentityServiceStub(clients.channel(self.settings.peer("identity"))),
             ingest_pb2_grpc.IngestServiceStub(clients.channel(self.settings.peer("ingest"))),
-            self.settings.internal_token, clock, on_commit=self.relay.notify,
+            self.settings.internal_token, clock, on_commit=self.relay.notify, points=self.points,
             expire_holds=self.rewards.expire_holds)
 
     def register(self, server: grpc.Server) -> None:
-        rules_pb2_grpc.add_RulesServiceServicer_to_server(RulesServicer(self.service), server)
+        rules_pb2_grpc.add_RulesServiceServicer_to_server(RulesServicer(self.service, self.points), server)
         rewards_pb2_grpc.add_RewardsServiceServicer_to_server(RewardsServicer(self.rewards), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -48,6 +49,7 @@ from accrual_rules.domain.evaluation import (
     checks_event_types,
     evaluate,
 )
+from accrual_rules.event_points import ActivationPlan, EarnedEvent, apply_activations, plan_activations
 from accrual_rules.sandbox import CRASHED, Job, Sandbox
 from accrual_rules.store import BatchRead, Catalog, LedgerTransaction, ProgramRecord, RulesStore
 
@@ -250,13 +252,17 @@ class Processor:
         # The expressions run before the write transaction, so no lock is held while a hostile
         # rule uses its budget; _award asks again for the few events whose balance changed.
         answered, breached = self._ask_sandbox(tenant_id, runnable, catalog)
+        plan = plan_activations(self.store, tenant_id, [
+            EarnedEvent(i.event.event_id, i.event.idempotency_key, i.event.event_type, i.facts.properties,
+                        tuple(p.id for p in i.applicable)) for i in runnable if i.facts is not None],
+            catalog.pending)
         with self.store.ledger_transaction() as tx:
             # Every lock up front and in one order (budget rules by id, then balances by program
             # and participant), so two workers on overlapping batches never deadlock.
             tx.lock_budget_rules(tenant_id, [r for i in ready for p in i.programs for r in catalog.rules[p.id]])
             accounts = tx.lock_accounts(tenant_id, {
-                (p.id, _beneficiary(i)) for i in ready if _beneficiary(i) for p in i.programs})
-            writes = _Writes(accounts, answers=answered, breaches=breached)
+                (p.id, _beneficiary(i)) for i in ready if _beneficiary(i) for p in i.programs} | plan.accounts)
+            writes = _Writes(accounts, answers=answered, breaches=breached, plan=plan)
             now = utcnow()
             for item in runnable:
                 self._apply(tx, tenant_id, item, catalog, outcomes, notes, writes, now)
@@ -269,6 +275,7 @@ class Processor:
             if len(claimed) < len(writes.evaluations):
                 raise _Raced(sorted({event_id for event_id, _ in writes.evaluations} - claimed))
             writes.flush(tx, tenant_id, now)
+            apply_activations(tx, tenant_id, plan, writes.accounts, now)
             # Announced with the writes: ingest and notify hear of exactly what was committed.
             tx.announce(outcomes, notes.notifications)
         outcomes.clear()
@@ -357,6 +364,7 @@ class Processor:
                                     "event; the rule is suspended if it does so again",
                                     participant_id=item.actor.participant_id))
             return
+        writes.keys[e.event_id] = e.idempotency_key
         outcome = messages_pb2.EventOutcome(
             tenant_id=tenant_id, event_id=e.event_id,
             status=messages_pb2.OUTCOME_STATUS_COMPLETED,
@@ -397,6 +405,8 @@ class Processor:
         """Evaluate one program's rules for the event and queue what they award: ledger
         entries and their lots (each expiring per its rule's policy, or the program's)."""
         program, rules, policy = catalog.policies[program_id], catalog.rules[program_id], catalog.banks[program_id]
+        pending = catalog.pending[program_id]
+        waiting, activates_at = ZERO, None
         account = writes.accounts.get((program.program_id, beneficiary))
         if account is None:
             account = tx.lock_account(tenant_id, program.program_id, beneficiary)
@@ -426,14 +436,27 @@ class Processor:
             writes.entries.append(entry)
             entry_id = entry["id"]
             expiry = catalog.rule_expiry.get(ev.rule_id, policy.expiry)
+            terms = pending.lot_terms(occurred, now, functools.partial(expiry.expires_at, timezone=policy.timezone),
+                                      named=writes.plan.starts_active(program_id, facts.event_id))
             writes.credits.append(bank.credit(account, tenant_id, entry_id, ev.points, earned_at=occurred, now=now,
-                                              event_id=facts.event_id,
-                                              expires_at=expiry.expires_at(occurred, policy.timezone)))
+                                              event_id=facts.event_id, status=terms.status,
+                                              activates_at=terms.activates_at, expires_at=terms.expires_at))
+            if terms.status == "PENDING":
+                waiting += ev.points
+                activates_at = terms.activates_at
             total += ev.points
             event_notes.append(notification(tenant_id, "points.awarded", f"points.awarded:{source}", now, {
                 "transaction_id": entry_id, "program_id": program.program_id,
                 "participant_id": beneficiary, "points": decimal_str(ev.points),
                 "event_id": facts.event_id, "rule_id": ev.rule_id, "rule_version": ev.version}))
+        if waiting:
+            event_notes.append(notification(
+                tenant_id, "points.pending", f"points.pending:{facts.event_id}:{program_id}:{beneficiary}", now, {
+                    "event_id": facts.event_id, "program_id": program_id, "participant_id": beneficiary,
+                    "points": decimal_str(waiting), "pending": decimal_str(account.pending),
+                    "activates_at": activates_at.isoformat() if activates_at else None}))
+            if pending.type == "ON_EVENT":
+                writes.pending_keys.append((tenant_id, program_id, writes.keys[facts.event_id], facts.event_id))
         if policy.expiry.extends_on(facts.event_type):
             writes.slide(account, policy.expiry.expires_at(occurred, policy.timezone))
         if total:
@@ -467,6 +490,12 @@ class _Writes:
     answers: dict[tuple[str, str], tuple[decimal.Decimal, list[Answer] | None]] = field(default_factory=dict)
     #: rule id -> the reasons of its breaches in this batch
     breaches: dict[str, list[str]] = field(default_factory=dict)
+    #: ON_EVENT pending points: what the batch's activating events do
+    plan: ActivationPlan = field(default_factory=ActivationPlan)
+    #: event id -> idempotency key, and (tenant, program, key, event) of events whose points
+    #: wait for an activating event (which may name them by key)
+    keys: dict[str, str] = field(default_factory=dict)
+    pending_keys: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def add_breaches(self, found: dict[str, list[str]]) -> None:
         for rule_id, reasons in found.items():
@@ -490,6 +519,7 @@ class _Writes:
                 credit.lot["expires_at"] = until
         self.flush_entries(tx, last=True)
         tx.store_credits(self.credits)
+        tx.events.remember_keys(self.pending_keys)
         tx.write_accounts(tenant_id, self.dirty.values(), now)
 
 

@@ -1,4 +1,5 @@
-"""The scheduler of birthday, anniversary and inactivity events (issue 7).
+"""The scheduler of birthday, anniversary and inactivity events (issue 7), and of pending
+points whose activation time came (issue 22).
 
 It lives with the rules service because rules owns the programs and their
 ``scheduled_triggers``; it keeps its watermarks in the rules schema and reaches identity
@@ -42,6 +43,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from accrual_rules.domain import Json
 from accrual_rules.domain.triggers import idempotency_key, normalise_triggers
+from accrual_rules.event_points import EventPoints
 from accrual_rules.expiry import BankJobs, BankReport
 from accrual_rules.store import RulesStore
 
@@ -64,6 +66,8 @@ class RunReport:
     accepted: int = 0
     duplicates: int = 0
     errors: int = 0
+    #: pending lots whose activation time came, activated by this tick
+    activated: int = 0
     #: per program: {"accepted": n, "duplicate": n, "error": n}
     by_program: dict[str, dict[str, int]] = field(default_factory=dict)
     bank: BankReport = field(default_factory=BankReport)
@@ -121,12 +125,15 @@ class LeaderLock:
 class TriggerScheduler:
     def __init__(self, db: Database, identity: Any, ingest: Any, internal_token: str,
                  clock: Clock = utcnow, on_commit: Callable[[], None] = lambda: None,
+                 points: EventPoints | None = None,
                  expire_holds: Callable[[dt.datetime], int] | None = None) -> None:
-        """``on_commit`` wakes the outbox relay after the bank jobs committed facts;
-        ``expire_holds(now)`` releases redemption holds past their time to live (issue 23)."""
+        """``on_commit`` wakes the outbox relay after the bank jobs committed facts; ``points``
+        activates pending points when due; ``expire_holds(now)`` releases redemption holds past
+        their time to live (issue 23)."""
         self.db = db
         self._store = RulesStore(db)
         self.bank = BankJobs(self._store, on_commit)
+        self._points = points or EventPoints(self._store, on_commit=on_commit)
         self._identity = identity
         self._ingest = ingest
         self._token = internal_token
@@ -144,6 +151,8 @@ class TriggerScheduler:
                 return RunReport(leader=False)
             report = RunReport(leader=True)
             now = self._clock()
+            # Activation first: a lot whose activation was late may already be due to expire.
+            report.activated = self._points.activate_due(now)
             if self._expire_holds is not None:  # first: released points go back to lots the run may expire
                 report.holds_released = self._expire_holds(now)
             self.bank.run(now, report.bank)
@@ -237,9 +246,9 @@ class TriggerScheduler:
         except (grpc.RpcError, sa.exc.DBAPIError) as exc:
             log.warning("scheduler_tick_failed", error=str(exc))
             return
-        if report.leader and (report.accepted or report.errors):
+        if report.leader and (report.accepted or report.errors or report.activated):
             log.info("scheduler_tick", accepted=report.accepted, duplicates=report.duplicates,
-                     errors=report.errors)
+                     errors=report.errors, activated=report.activated)
 
     def start(self, interval_seconds: float = 60.0) -> None:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per tick

@@ -34,6 +34,7 @@ from accrual_rules.domain.validation import (
     RuleChanges,
     RuleFields,
     check_adjustment,
+    check_points_terms,
     check_program,
     check_rule_fields,
     expression_error,
@@ -145,19 +146,21 @@ class RulesService:
                        tiers: Sequence[dict[str, str]], rounding_mode: str,
                        rounding_precision: int, event_type_policy: str = "OPEN",
                        scheduled_triggers: Mapping[str, Json] | None = None,
-                       bank: Mapping[str, Json] | None = None) -> ProgramRecord:
+                       bank: Mapping[str, Json] | None = None,
+                       pending: Mapping[str, Json] | None = None, monetary_field: str = "") -> ProgramRecord:
         """``bank``: the points bank's fields (expiry, timezone, negative_balance,
         expiring_lead_days); missing ones take their defaults."""
         clean_tiers = check_program(name, rounding_mode, rounding_precision, tiers, on_unknown,
                                     event_type_policy)
         triggers = _triggers(scheduled_triggers)
         bank_policy = _bank(bank or {})
+        pending_policy, money = check_points_terms(pending, monetary_field)
         now = utcnow()
         program = ProgramRecord(
             id=new_id(), tenant_id=tenant_id, name=name.strip(), on_unknown_participant=on_unknown,
             tiers=clean_tiers or [], rounding_mode=rounding_mode, rounding_precision=rounding_precision,
             created_at=now, updated_at=now, event_type_policy=event_type_policy, scheduled_triggers=triggers,
-            bank_policy=bank_policy)
+            bank_policy=bank_policy, pending_policy=pending_policy.to_json(), monetary_field=money)
         self.store.insert_program(program)
         return self.get_program(tenant_id, program.id)
 
@@ -176,12 +179,16 @@ class RulesService:
         # A policy change applies to lots created from now on: stored lots keep their dates.
         bank_policy = _bank({**current.bank().to_json(), **changes["bank"]}) if "bank" in changes \
             else current.bank_policy
+        pending_policy, money = check_points_terms(
+            changes.get("pending", current.pending_policy),
+            changes.get("monetary_field", current.monetary_field or ""))
         updated = replace(current, name=name.strip(), on_unknown_participant=on_unknown,
                           rounding_mode=rounding_mode, rounding_precision=rounding_precision,
                           event_type_policy=event_type_policy, updated_at=utcnow(),
                           tiers=current.tiers if tiers is None else tiers,
                           scheduled_triggers=current.scheduled_triggers if triggers is None else triggers,
-                          bank_policy=bank_policy)
+                          bank_policy=bank_policy, pending_policy=pending_policy.to_json(),
+                          monetary_field=money)
         # A disabled trigger forgets its progress: enabled again, it starts on that day
         # instead of catching up every day it was off.
         off = None if triggers is None else [name for name, config in triggers.items() if not config["enabled"]]

@@ -25,6 +25,10 @@ programs = sa.Table(
     # The points bank's policies (expiry, timezone, negative balance, expiring lead times);
     # None: the defaults (no expiry, FORBID).
     sa.Column("bank_policy", JsonType, nullable=True),
+    # When earned points become spendable (domain.pending.PendingPolicy); None: IMMEDIATE.
+    sa.Column("pending_policy", JsonType, nullable=True),
+    # The event_data field of an event's money amount, of which a reversal's amount is a share.
+    sa.Column("monetary_field", sa.String(255), nullable=True),
 )
 
 #: The scheduler's progress: the last day each trigger of each program was fully fired for.
@@ -229,6 +233,48 @@ event_evaluations = sa.Table(
     sa.Column("event_id", sa.String(36), primary_key=True),
     sa.Column("tenant_id", sa.String(36), nullable=False),
     sa.Column("outcome", JsonType, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# Reversals and cancellations of an event's points (issue 22). ``shares``: by program id, the
+# exact share of the event ("n/d") each took; an event's shares add up to at most 1, under the
+# lock of the balances its points went to. The key makes a retried request answer the original.
+reversals = sa.Table(
+    "reversals", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=False),
+    # REVERSAL, or CANCEL (CancelPoints)
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("shares", JsonType, nullable=False),
+    sa.Column("points", ExactDecimal(), nullable=False),
+    sa.Column("unrecovered", ExactDecimal(), nullable=False),
+    sa.Column("debt", ExactDecimal(), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant_id", "event_id", "idempotency_key", name="uq_reversals_key"),
+)
+
+# The idempotency keys of events whose points wait for an activating event (ON_EVENT), which
+# may name the earning event by its key.
+pending_event_keys = sa.Table(
+    "pending_event_keys", metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("program_id", sa.String(36), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    sa.Column("event_id", sa.String(36), nullable=False),
+)
+
+# Activating events processed before the event they name (``event_id:<id>`` or
+# ``idempotency_key:<key>``): that event's points are active as soon as they are earned.
+early_activations = sa.Table(
+    "early_activations", metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("program_id", sa.String(36), primary_key=True),
+    sa.Column("reference", sa.String(300), primary_key=True),
+    sa.Column("activating_event_id", sa.String(36), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 

@@ -35,7 +35,9 @@ from accrual_rules.domain.bank import (
     policy_from_json,
 )
 from accrual_rules.domain.evaluation import CapUsage, ProgramPolicy, RuleSpec, Tier
+from accrual_rules.domain.pending import PendingPolicy
 from accrual_rules.domain.validation import RuleFields
+from accrual_rules.event_store import EventSteps
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,15 @@ class ProgramRecord:
     event_type_policy: str
     scheduled_triggers: dict[str, Json] | None
     bank_policy: dict[str, Json] | None = None
+    pending_policy: dict[str, Json] | None = None
+    monetary_field: str | None = None
 
     def bank(self) -> BankPolicy:
         """The program's points bank policy (expiry, timezone, negative balance, lead times)."""
         return policy_from_json(self.bank_policy)
+
+    def pending(self) -> PendingPolicy:
+        return PendingPolicy.from_json(self.pending_policy)
 
     def policy(self) -> ProgramPolicy:
         return ProgramPolicy(
@@ -125,6 +132,8 @@ class Catalog:
     event_types: dict[str, dict[str, list[dict[str, Json]]]] = field(default_factory=dict)
     #: the bank policy of each program, and the rules with their own expiry policy
     banks: dict[str, BankPolicy] = field(default_factory=dict)
+    #: the pending policy of each program
+    pending: dict[str, PendingPolicy] = field(default_factory=dict)
     rule_expiry: dict[str, ExpiryPolicy] = field(default_factory=dict)
 
 
@@ -171,7 +180,8 @@ class RulesStore:
             "name": program.name, "on_unknown_participant": program.on_unknown_participant,
             "rounding_mode": program.rounding_mode, "rounding_precision": program.rounding_precision,
             "event_type_policy": program.event_type_policy, "updated_at": program.updated_at,
-            "bank_policy": program.bank_policy}
+            "bank_policy": program.bank_policy, "pending_policy": program.pending_policy,
+            "monetary_field": program.monetary_field}
         if tiers_changed:
             values["tiers"] = program.tiers
         if disabled_triggers is not None:
@@ -481,6 +491,7 @@ class BatchRead:
             catalog.programs[program.id] = program
             catalog.policies[program.id] = program.policy()
             catalog.banks[program.id] = program.bank()
+            catalog.pending[program.id] = program.pending()
             catalog.rules.setdefault(program.id, [])
             catalog.event_types.setdefault(program.id, {})
         for row in self.session.execute(sa.select(r).where(
@@ -521,6 +532,8 @@ class LedgerTransaction:
     def __init__(self, session: Session, dialect: str) -> None:
         self.session = session
         self.dialect = dialect
+        #: an event's points after its evaluation: reversals, cancellation, activation
+        self.events = EventSteps(session, dialect)
 
     def entry(self, tenant_id: str, source: str) -> EntryRecord | None:
         """The entry of a source, with its allocations."""
@@ -534,6 +547,23 @@ class LedgerTransaction:
 
     def read_account(self, tenant_id: str, program_id: str, participant_id: str) -> ledger.Account:
         return ledger.read_account(self.session, tenant_id, program_id, participant_id)
+
+    def entries_by_id(self, tenant_id: str, ids: Sequence[str]) -> list[EntryRecord]:
+        """Entries by id, in the order of ``ids``."""
+        e = storage.ledger
+        if not ids:
+            return []
+        found = {r.id: EntryRecord(**r._mapping) for r in self.session.execute(sa.select(e).where(
+            e.c.tenant_id == tenant_id, in_values(self.session, [e.c.id], list(ids))))}
+        return [found[i] for i in ids if i in found]
+
+    def programs(self, tenant_id: str, ids: Iterable[str]) -> dict[str, ProgramRecord]:
+        p = storage.programs
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        return {r.id: _program(r) for r in self.session.execute(sa.select(p).where(
+            p.c.tenant_id == tenant_id, p.c.id.in_(wanted)))}
 
     def lock_account(self, tenant_id: str, program_id: str, participant_id: str) -> ledger.Account:
         return ledger.lock_account(self.session, self.dialect, tenant_id, program_id, participant_id)

@@ -16,6 +16,10 @@ PROGRAM: dict[str, Any] = {
     "on_unknown_participant": "CREATE",
     "tiers": [{"name": "silver", "min_lifetime_points": "500", "multiplier": "1.5"}],
     "rounding_mode": "FLOOR",
+    # points expire at the end of the month a year after they are earned
+    "expiry": {"type": "ROLLING", "period": "P12M", "rounding": "END_OF_MONTH"},
+    # a refund's amount is a share of the purchase's event_data.amount
+    "monetary_field": "amount",
 }
 RULES: list[dict[str, Any]] = [
     {"name": "1 point per dollar", "event_type": "purchase", "condition": "properties.amount > 0",
@@ -73,16 +77,21 @@ FINISHED = ('finished() { until curl -s -H "X-API-Key: $KEY" "$B/v1/events/$1" '
 
 def instructions(base: str, key: str, program: dict[str, Any], rules: list[dict[str, Any]]) -> str:
     """A shell script (bash, curl and jq) to paste as a whole: it sends two purchases, waits
-    for each, and shows the event, the balance, the ledger and a simulation."""
+    for each, and shows the event, the balance, the ledger and a simulation; then a partial
+    refund, and points of an old purchase expiring."""
     pid = program["program_id"]
 
-    def submit(n: int, data: dict[str, Any]) -> str:
+    def submit(n: int, data: dict[str, Any], at: str = "") -> str:
         body = {"program_id": pid, "idempotency_key": f"order-{run}-{n}", "external_id": "user_abc123",
                 "event_type": "purchase", "event_data": data}
-        return (f'E{n}=$(curl -s -X POST -H "X-API-Key: $KEY" $B/v1/events '
-                f"-d {shlex.quote(json.dumps(body))} | jq -r .event_id); finished $E{n}")
+        stamp = ""
+        if at:  # jq sets the event time from the shell's date, so the script works whenever it runs
+            stamp = f' | jq -c --arg at "{at}" \'.event_timestamp = $at\''
+        return (f"E{n}=$(echo {shlex.quote(json.dumps(body))}{stamp} | curl -s -X POST -H \"X-API-Key: $KEY\" "
+                f"$B/v1/events -d @- | jq -r .event_id); finished $E{n}")
 
     run = uuid.uuid4().hex[:6]
+    refund = {"idempotency_key": f"refund-{run}", "amount": "100", "reason": "returned a speaker"}
     lines = [f"# Demo program {pid} ({program['name']}) with a silver tier at 500 lifetime points (x1.5):"]
     lines += [f"#   rule {r['rule_id']}  {r['name']}: when {r['condition'] or 'always'} -> {r['formula']}"
               for r in rules]
@@ -100,5 +109,18 @@ def instructions(base: str, key: str, program: dict[str, Any], rules: list[dict[
               'curl -s -H "X-API-Key: $KEY" $B/v1/programs/$PID/participants/$PART/transactions | jq .',
               "# 5. The rules tried without writing anything ($50 gives 50 points)",
               'curl -s -X POST -H "X-API-Key: $KEY" $B/v1/programs/$PID/rules:simulate -d '
-              f"{shlex.quote(json.dumps({'event_type': 'purchase', 'event_data': {'amount': 50}}))} | jq ."]
+              f"{shlex.quote(json.dumps({'event_type': 'purchase', 'event_data': {'amount': 50}}))} | jq .",
+              "# 6. A refund of $100 of the $200 order takes back half of each rule's points",
+              "#    (100 + 25 + 200 = 325); the balance keeps 500 and the silver tier",
+              'curl -s -X POST -H "X-API-Key: $KEY" $B/v1/events/$E2/reversals -d '
+              f"{shlex.quote(json.dumps(refund))} | jq '{{points, ratio, transactions: [.transactions[].amount]}}'",
+              'curl -s -H "X-API-Key: $KEY" $B/v1/programs/$PID/participants/$PART/balance | jq .',
+              "# 7. Expiry: a $30 purchase of 13 months ago earned 45 points (silver) past their expiry;",
+              "#    the scheduler's next run (within a minute) expires them with an EXPIRE entry",
+              submit(3, {"amount": 30}, at="$(date -u -d '13 months ago' +%Y-%m-%dT%H:%M:%SZ)"),
+              'until curl -s -H "X-API-Key: $KEY" "$B/v1/programs/$PID/participants/$PART/lots?status=EXPIRED" '
+              "| jq -e '.lots | length > 0' >/dev/null; do sleep 1; done",
+              'curl -s -H "X-API-Key: $KEY" "$B/v1/programs/$PID/participants/$PART/lots?status=EXPIRED" | jq .',
+              "# 8. The balance after: 500 available (the 45 points expired), and what expires when",
+              'curl -s -H "X-API-Key: $KEY" $B/v1/programs/$PID/participants/$PART/balance | jq .']
     return "\n".join(lines)

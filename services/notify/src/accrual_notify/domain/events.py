@@ -20,7 +20,8 @@ WILDCARD = "*"
 WEBHOOK_TYPES: tuple[str, ...] = (
     "event.completed", "event.failed", "points.awarded", "points.adjusted",
     "participant.created", "enrollment.created", "enrollment.reactivated", "tier.changed",
-    "rule.suspended", "points.expired", "points.expiring",
+    "rule.suspended", "points.expired", "points.expiring", "points.pending", "points.activated",
+    "points.reversed",
     "redemption.held", "redemption.captured", "redemption.cancelled", "redemption.expired",
     "redemption.refunded",
 )

@@ -22,6 +22,7 @@ from accrual_rules.domain import Json
 from accrual_rules.domain.bank import check_expiry
 from accrual_rules.domain.evaluation import CAP_FIELDS, MAX_POINTS, ROUNDINGS, Caps, RuleSpec, RuleTerms
 from accrual_rules.domain.expressions import Position, normalised
+from accrual_rules.domain.pending import PendingPolicy, check_pending
 
 POLICIES = ("CREATE", "REJECT")
 STATUSES = ("ACTIVE", "SUSPENDED")
@@ -119,6 +120,16 @@ def check_program(name: str, rounding_mode: str, rounding_precision: int,
     return clean
 
 
+def check_points_terms(pending: Mapping[str, Json] | None, monetary_field: str) -> tuple[PendingPolicy, str | None]:
+    """A program's pending policy and monetary field; (the clean policy, the field or None)."""
+    v: list[errors.FieldViolation] = []
+    policy = check_pending(pending, v)
+    if monetary_field:
+        check_type_name(v, "monetary_field", monetary_field)
+    errors.collect(v)
+    return policy, monetary_field or None
+
+
 def check_event_type(name: str, description: str,
                      properties: Sequence[Mapping[str, Json]]) -> list[dict[str, Json]]:
     """An event type's name, description and properties; the clean properties."""
@@ -200,6 +211,8 @@ class ProgramChanges(TypedDict, total=False):
     #: the points bank's fields (domain.bank.check_policy): expiry, timezone, negative_balance,
     #: expiring_lead_days
     bank: Mapping[str, Json]
+    pending: Mapping[str, Json]
+    monetary_field: str
 
 
 #: The fields of :class:`RuleFields` an update names, by name (the others keep their values).

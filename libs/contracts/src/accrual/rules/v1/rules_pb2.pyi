@@ -53,6 +53,13 @@ class EventTypePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_POLICY_OPEN: _ClassVar[EventTypePolicy]
     EVENT_TYPE_POLICY_REGISTERED: _ClassVar[EventTypePolicy]
 
+class PendingType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PENDING_TYPE_UNSPECIFIED: _ClassVar[PendingType]
+    PENDING_TYPE_IMMEDIATE: _ClassVar[PendingType]
+    PENDING_TYPE_DURATION: _ClassVar[PendingType]
+    PENDING_TYPE_ON_EVENT: _ClassVar[PendingType]
+
 class PropertyType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PROPERTY_TYPE_UNSPECIFIED: _ClassVar[PropertyType]
@@ -76,6 +83,7 @@ class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTRY_KIND_ADJUSTMENT: _ClassVar[EntryKind]
     ENTRY_KIND_REVERSAL: _ClassVar[EntryKind]
     ENTRY_KIND_EXPIRE: _ClassVar[EntryKind]
+    ENTRY_KIND_CANCEL: _ClassVar[EntryKind]
     ENTRY_KIND_REDEEM: _ClassVar[EntryKind]
     ENTRY_KIND_REDEEM_RELEASE: _ClassVar[EntryKind]
     ENTRY_KIND_REDEEM_REFUND: _ClassVar[EntryKind]
@@ -110,6 +118,10 @@ NEGATIVE_BALANCE_POLICY_ALLOW: NegativeBalancePolicy
 EVENT_TYPE_POLICY_UNSPECIFIED: EventTypePolicy
 EVENT_TYPE_POLICY_OPEN: EventTypePolicy
 EVENT_TYPE_POLICY_REGISTERED: EventTypePolicy
+PENDING_TYPE_UNSPECIFIED: PendingType
+PENDING_TYPE_IMMEDIATE: PendingType
+PENDING_TYPE_DURATION: PendingType
+PENDING_TYPE_ON_EVENT: PendingType
 PROPERTY_TYPE_UNSPECIFIED: PropertyType
 PROPERTY_TYPE_STRING: PropertyType
 PROPERTY_TYPE_NUMBER: PropertyType
@@ -125,6 +137,7 @@ ENTRY_KIND_EARN: EntryKind
 ENTRY_KIND_ADJUSTMENT: EntryKind
 ENTRY_KIND_REVERSAL: EntryKind
 ENTRY_KIND_EXPIRE: EntryKind
+ENTRY_KIND_CANCEL: EntryKind
 ENTRY_KIND_REDEEM: EntryKind
 ENTRY_KIND_REDEEM_RELEASE: EntryKind
 ENTRY_KIND_REDEEM_REFUND: EntryKind
@@ -146,7 +159,7 @@ class Tier(_message.Message):
     def __init__(self, name: _Optional[str] = ..., min_lifetime_points: _Optional[str] = ..., multiplier: _Optional[str] = ...) -> None: ...
 
 class Program(_message.Message):
-    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at", "event_type_policy", "scheduled_triggers", "expiry", "timezone", "negative_balance", "expiring_lead_days")
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "created_at", "updated_at", "event_type_policy", "scheduled_triggers", "expiry", "timezone", "negative_balance", "expiring_lead_days", "pending", "monetary_field")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +174,8 @@ class Program(_message.Message):
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
     EXPIRING_LEAD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    MONETARY_FIELD_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
@@ -175,7 +190,9 @@ class Program(_message.Message):
     timezone: str
     negative_balance: NegativeBalancePolicy
     expiring_lead_days: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., timezone: _Optional[str] = ..., negative_balance: _Optional[_Union[NegativeBalancePolicy, str]] = ..., expiring_lead_days: _Optional[_Iterable[int]] = ...) -> None: ...
+    pending: PendingPolicy
+    monetary_field: str
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., timezone: _Optional[str] = ..., negative_balance: _Optional[_Union[NegativeBalancePolicy, str]] = ..., expiring_lead_days: _Optional[_Iterable[int]] = ..., pending: _Optional[_Union[PendingPolicy, _Mapping]] = ..., monetary_field: _Optional[str] = ...) -> None: ...
 
 class ExpiryPolicy(_message.Message):
     __slots__ = ("type", "period", "rounding", "month_day", "activity")
@@ -212,7 +229,7 @@ class ScheduledTriggers(_message.Message):
     def __init__(self, birthday: _Optional[_Union[ScheduledTrigger, _Mapping]] = ..., anniversary: _Optional[_Union[ScheduledTrigger, _Mapping]] = ..., inactivity: _Optional[_Union[ScheduledTrigger, _Mapping]] = ...) -> None: ...
 
 class CreateProgramRequest(_message.Message):
-    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers", "expiry", "timezone", "negative_balance", "expiring_lead_days")
+    __slots__ = ("name", "on_unknown_participant", "tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers", "expiry", "timezone", "negative_balance", "expiring_lead_days", "pending", "monetary_field")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
     TIERS_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +241,8 @@ class CreateProgramRequest(_message.Message):
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
     EXPIRING_LEAD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    MONETARY_FIELD_FIELD_NUMBER: _ClassVar[int]
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
     tiers: _containers.RepeatedCompositeFieldContainer[Tier]
@@ -235,10 +254,12 @@ class CreateProgramRequest(_message.Message):
     timezone: str
     negative_balance: NegativeBalancePolicy
     expiring_lead_days: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., timezone: _Optional[str] = ..., negative_balance: _Optional[_Union[NegativeBalancePolicy, str]] = ..., expiring_lead_days: _Optional[_Iterable[int]] = ...) -> None: ...
+    pending: PendingPolicy
+    monetary_field: str
+    def __init__(self, name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., timezone: _Optional[str] = ..., negative_balance: _Optional[_Union[NegativeBalancePolicy, str]] = ..., expiring_lead_days: _Optional[_Iterable[int]] = ..., pending: _Optional[_Union[PendingPolicy, _Mapping]] = ..., monetary_field: _Optional[str] = ...) -> None: ...
 
 class UpdateProgramRequest(_message.Message):
-    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "clear_tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers", "expiry", "timezone", "negative_balance", "expiring_lead_days")
+    __slots__ = ("program_id", "name", "on_unknown_participant", "tiers", "clear_tiers", "rounding_mode", "rounding_precision", "event_type_policy", "scheduled_triggers", "expiry", "timezone", "negative_balance", "expiring_lead_days", "pending", "monetary_field")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ON_UNKNOWN_PARTICIPANT_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +273,8 @@ class UpdateProgramRequest(_message.Message):
     TIMEZONE_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_BALANCE_FIELD_NUMBER: _ClassVar[int]
     EXPIRING_LEAD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    MONETARY_FIELD_FIELD_NUMBER: _ClassVar[int]
     program_id: str
     name: str
     on_unknown_participant: _identity_pb2.UnknownParticipantPolicy
@@ -265,7 +288,19 @@ class UpdateProgramRequest(_message.Message):
     timezone: str
     negative_balance: NegativeBalancePolicy
     expiring_lead_days: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., clear_tiers: _Optional[bool] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., timezone: _Optional[str] = ..., negative_balance: _Optional[_Union[NegativeBalancePolicy, str]] = ..., expiring_lead_days: _Optional[_Iterable[int]] = ...) -> None: ...
+    pending: PendingPolicy
+    monetary_field: str
+    def __init__(self, program_id: _Optional[str] = ..., name: _Optional[str] = ..., on_unknown_participant: _Optional[_Union[_identity_pb2.UnknownParticipantPolicy, str]] = ..., tiers: _Optional[_Iterable[_Union[Tier, _Mapping]]] = ..., clear_tiers: _Optional[bool] = ..., rounding_mode: _Optional[_Union[RoundingMode, str]] = ..., rounding_precision: _Optional[int] = ..., event_type_policy: _Optional[_Union[EventTypePolicy, str]] = ..., scheduled_triggers: _Optional[_Union[ScheduledTriggers, _Mapping]] = ..., expiry: _Optional[_Union[ExpiryPolicy, _Mapping]] = ..., timezone: _Optional[str] = ..., negative_balance: _Optional[_Union[NegativeBalancePolicy, str]] = ..., expiring_lead_days: _Optional[_Iterable[int]] = ..., pending: _Optional[_Union[PendingPolicy, _Mapping]] = ..., monetary_field: _Optional[str] = ...) -> None: ...
+
+class PendingPolicy(_message.Message):
+    __slots__ = ("type", "duration", "event_types")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPES_FIELD_NUMBER: _ClassVar[int]
+    type: PendingType
+    duration: str
+    event_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, type: _Optional[_Union[PendingType, str]] = ..., duration: _Optional[str] = ..., event_types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EventTypeProperty(_message.Message):
     __slots__ = ("name", "type", "required")
@@ -796,3 +831,71 @@ class ListTransactionsResponse(_message.Message):
     transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
     next_page_token: str
     def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ActivatePointsRequest(_message.Message):
+    __slots__ = ("event_id",)
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    def __init__(self, event_id: _Optional[str] = ...) -> None: ...
+
+class CancelPointsRequest(_message.Message):
+    __slots__ = ("event_id", "reason")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    reason: str
+    def __init__(self, event_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EventPoints(_message.Message):
+    __slots__ = ("event_id", "points", "transactions", "balances")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    points: str
+    transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
+    balances: _containers.RepeatedCompositeFieldContainer[Balance]
+    def __init__(self, event_id: _Optional[str] = ..., points: _Optional[str] = ..., transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., balances: _Optional[_Iterable[_Union[Balance, _Mapping]]] = ...) -> None: ...
+
+class CreateReversalRequest(_message.Message):
+    __slots__ = ("event_id", "idempotency_key", "ratio", "amount", "reason")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    idempotency_key: str
+    ratio: str
+    amount: str
+    reason: str
+    def __init__(self, event_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., ratio: _Optional[str] = ..., amount: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Reversal(_message.Message):
+    __slots__ = ("reversal_id", "event_id", "idempotency_key", "ratio", "reversed_ratio", "points", "unrecovered", "debt", "reason", "transactions", "deduplicated", "created_at")
+    REVERSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_RATIO_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    UNRECOVERED_FIELD_NUMBER: _ClassVar[int]
+    DEBT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    DEDUPLICATED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    reversal_id: str
+    event_id: str
+    idempotency_key: str
+    ratio: str
+    reversed_ratio: str
+    points: str
+    unrecovered: str
+    debt: str
+    reason: str
+    transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
+    deduplicated: bool
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, reversal_id: _Optional[str] = ..., event_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., ratio: _Optional[str] = ..., reversed_ratio: _Optional[str] = ..., points: _Optional[str] = ..., unrecovered: _Optional[str] = ..., debt: _Optional[str] = ..., reason: _Optional[str] = ..., transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., deduplicated: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -145,6 +145,21 @@ class RulesServiceStub:
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.SerializeToString,
                 response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Adjustment.FromString,
                 _registered_method=True)
+        self.ActivatePoints = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/ActivatePoints',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ActivatePointsRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventPoints.FromString,
+                _registered_method=True)
+        self.CancelPoints = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/CancelPoints',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CancelPointsRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventPoints.FromString,
+                _registered_method=True)
+        self.CreateReversal = channel.unary_unary(
+                '/accrual.rules.v1.RulesService/CreateReversal',
+                request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateReversalRequest.SerializeToString,
+                response_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Reversal.FromString,
+                _registered_method=True)
         self.ListLots = channel.unary_unary(
                 '/accrual.rules.v1.RulesService/ListLots',
                 request_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ListLotsRequest.SerializeToString,
@@ -317,6 +332,29 @@ class RulesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ActivatePoints(self, request, context):
+        """Activate an event's pending points now, before their window ends (a repeat changes nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelPoints(self, request, context):
+        """Cancel an event's pending points (the cheap refund inside the return window); 409
+        not_pending once any of them is active.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateReversal(self, request, context):
+        """Take back the points of a completed event, wholly or in part (a refund); idempotent by
+        idempotency_key within the event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLots(self, request, context):
         """A participant's lots (every credit is one), oldest first; filter by status.
         """
@@ -436,6 +474,21 @@ def add_RulesServiceServicer_to_server(servicer, server):
                     servicer.CreateAdjustment,
                     request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.FromString,
                     response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Adjustment.SerializeToString,
+            ),
+            'ActivatePoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivatePoints,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.ActivatePointsRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventPoints.SerializeToString,
+            ),
+            'CancelPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelPoints,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CancelPointsRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.EventPoints.SerializeToString,
+            ),
+            'CreateReversal': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateReversal,
+                    request_deserializer=accrual_dot_rules_dot_v1_dot_rules__pb2.CreateReversalRequest.FromString,
+                    response_serializer=accrual_dot_rules_dot_v1_dot_rules__pb2.Reversal.SerializeToString,
             ),
             'ListLots': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLots,
@@ -1038,6 +1091,87 @@ class RulesService:
             '/accrual.rules.v1.RulesService/CreateAdjustment',
             accrual_dot_rules_dot_v1_dot_rules__pb2.CreateAdjustmentRequest.SerializeToString,
             accrual_dot_rules_dot_v1_dot_rules__pb2.Adjustment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivatePoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/ActivatePoints',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.ActivatePointsRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.EventPoints.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/CancelPoints',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.CancelPointsRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.EventPoints.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateReversal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accrual.rules.v1.RulesService/CreateReversal',
+            accrual_dot_rules_dot_v1_dot_rules__pb2.CreateReversalRequest.SerializeToString,
+            accrual_dot_rules_dot_v1_dot_rules__pb2.Reversal.FromString,
             options,
             channel_credentials,
             insecure,
