@@ -283,7 +283,7 @@ def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
     (ingest: event.*; rules: points.*, tier.changed, rule.suspended, redemption.*; identity: participant.*,
     enrollment.*)."""
     event_id, program_id, participant = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
-    redemption, lot = str(uuid.uuid4()), str(uuid.uuid4())
+    redemption = str(uuid.uuid4())
     summary = {"event_id": event_id, "idempotency_key": "order-1", "program_id": program_id,
                "external_id": "user_abc123", "participant_id": participant}
     return [
@@ -314,12 +314,13 @@ def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
                        {"rule_id": "r1", "program_id": program_id, "rule_version": 2, "rule_name": "costly",
                         "reason": "evaluation_timeout", "breaches": 3,
                         "message": "the rule's expressions repeatedly ran past the CPU deadline"}),
-        h.notification("points.expired", f"points.expired:{lot}",
-                       {"program_id": program_id, "participant_id": participant, "points": "40",
-                        "lots": [{"lot_id": lot, "points": "40", "transaction_id": lot, "expires_at": None}]}),
-        h.notification("points.expiring", f"points.expiring:{program_id}:{participant}:2027-01-31:7",
-                       {"program_id": program_id, "participant_id": participant, "points": "40",
-                        "expires_on": "2027-01-31", "lead_days": 7}),
+        h.notification("points.expired", "points.expired:lot-1",
+                       {"program_id": program_id, "participant_id": participant, "points": "70",
+                        "lots": [{"lot_id": "lot-1", "points": "70", "transaction_id": "t1",
+                                  "expires_at": "2026-04-05T22:00:00+00:00"}]}),
+        h.notification("points.expiring", f"points.expiring:{program_id}:{participant}:2026-04-05:7",
+                       {"program_id": program_id, "participant_id": participant, "points": "70",
+                        "expires_on": "2026-04-05", "expires_at": "2026-04-05T22:00:00+00:00", "lead_days": 7}),
         *[h.notification(f"redemption.{step}", f"redemption.{step}:{redemption}",
                          {"redemption_id": redemption, "program_id": program_id, "participant_id": participant,
                           "reward_id": None, "state": state, "points": "60", "captured_points": captured,
