@@ -9,6 +9,7 @@ import type { components } from "../../api/schema";
 import { newIdempotencyKey } from "../../lib/ids";
 import { Field, FormErrors } from "../../shell/forms";
 import { useMissingScope, useRouteUnavailable } from "../../shell/scopes";
+import { BANK_LISTS, refusedByApi } from "../participants/bank";
 
 type Event = components["schemas"]["Event"];
 const REVERSAL_FIELDS = ["ratio", "amount", "reason", "idempotency_key"];
@@ -24,7 +25,7 @@ function useRefreshEvent(e: Event): () => void {
   const queries = useQueryClient();
   return () => {
     void queries.invalidateQueries({ queryKey: ["event", e.event_id] });
-    for (const list of ["balance", "transactions", "lots", "examine", "redemptions"]) {
+    for (const list of BANK_LISTS) {
       void queries.invalidateQueries({ queryKey: [list, e.program_id] });
     }
   };
@@ -52,6 +53,7 @@ function ReversalForm({ e, why }: { e: Event; why: string }) {
       setKey(newIdempotencyKey("reversal"));
       refresh();
     },
+    onError: (error) => { if (refusedByApi(error)) setKey(newIdempotencyKey("reversal")); },
   });
   const errors = fieldErrors(reverse.error, REVERSAL_FIELDS);
   return (

@@ -10,7 +10,7 @@ import { Field, FormErrors } from "../../shell/forms";
 import { ListState, LoadMore, useCursorList } from "../../shell/paging";
 import { useRouteUnavailable } from "../../shell/scopes";
 import { useRewards } from "../rewards/RewardsPage";
-import { useRefreshBank } from "./bank";
+import { refusedByApi, useRefreshBank } from "./bank";
 
 type Redemption = components["schemas"]["Redemption"];
 type RedemptionState = components["schemas"]["RedemptionState"];
@@ -35,7 +35,7 @@ function outcome(r: Redemption): string {
 }
 
 /** A redemption. Its idempotency key is made once per form and kept until the API has
- * answered a real request, so a double click or a retry redeems once. */
+ * redeemed or refused, so a double click or a retry after a lost answer redeems once. */
 export function RedeemForm({ programId, participantId }: Who) {
   const refresh = useRefreshBank(programId, participantId);
   const rewards = useRewards(programId, "ACTIVE");
@@ -67,6 +67,7 @@ export function RedeemForm({ programId, participantId }: Who) {
         refresh();
       }
     },
+    onError: (error) => { if (refusedByApi(error)) setKey(newIdempotencyKey("redeem")); },
   });
   const errors = fieldErrors(redeem.error, REDEEM_FIELDS);
   const shortfall = shortfallText(redeem.error);
@@ -169,6 +170,7 @@ function RedemptionActions({ r, refresh }: { r: Redemption; refresh: () => void 
   const refund = useMutation({
     mutationFn: () => unwrap(api.POST("/v1/redemptions/{redemption_id}:refund", { ...path, body: { idempotency_key: refundKey, ...amount } })),
     onSuccess: () => { setRefundKey(newIdempotencyKey("refund")); done(); },
+    onError: (error) => { if (refusedByApi(error)) setRefundKey(newIdempotencyKey("refund")); },
   });
   const held = r.state === "HELD";
   const refundable = r.state === "CAPTURED" || r.state === "PARTIALLY_REFUNDED";

@@ -1,7 +1,10 @@
-// Query keys of a participant's points bank, so every change refreshes all that it moves.
+// A participant's points bank in the console: the lists a change moves, so that all of them
+// are read again, and when a form may take a new idempotency key.
 import { useQueryClient } from "@tanstack/react-query";
+import { ApiError } from "../../api/errors";
 
-const BANK_LISTS = ["balance", "transactions", "lots", "redemptions", "examine"];
+/** First parts of the query keys of a participant's bank lists: [list, programId, participantId, …]. */
+export const BANK_LISTS = ["balance", "transactions", "lots", "redemptions", "examine"];
 
 /** Re-reads the balance, transactions, lots, redemptions and examine list of a participant. */
 export function useRefreshBank(programId: string, participantId: string): () => void {
@@ -9,4 +12,11 @@ export function useRefreshBank(programId: string, participantId: string): () => 
   return () => {
     for (const list of BANK_LISTS) void queries.invalidateQueries({ queryKey: [list, programId, participantId] });
   };
+}
+
+/** True when the API answered a request with a refusal (4xx): nothing was done under its
+ * idempotency key, so the form may take a new one; after a 5xx or a lost answer it keeps the
+ * key, so that a retry cannot do the thing twice. */
+export function refusedByApi(error: unknown): boolean {
+  return error instanceof ApiError && !error.isServerSide;
 }
