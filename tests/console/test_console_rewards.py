@@ -1,7 +1,7 @@
 """The console's rewards and points-bank pages (issues 22 and 23) in Chromium against the real
 embedded suite: a reward created, redeemed, captured for fewer points and refunded in part; a
 redemption past the balance refused at its form with the shortfall; a reversal from the event
-page lowering the balance; and what a read-only key may not do shown as unavailable."""
+page lowering the balance; pending points activated or cancelled there; and what a read-only key may not do shown as unavailable."""
 
 from __future__ import annotations
 
@@ -152,3 +152,30 @@ def test_a_read_only_key_sees_reversal_and_redemption_unavailable(page: Page, co
     redeem = page.get_by_role("region", name="Redeem points")
     expect(redeem.get_by_text("lacks the participants:write scope")).to_be_visible()
     expect(redeem.get_by_role("button", name="Hold points")).to_be_disabled()
+
+
+def test_pending_points_are_activated_or_cancelled_from_the_event_page(signed_in: Page, console_suite: Suite) -> None:
+    page, base, api = signed_in, console_suite.base, console_suite.api
+    program_id = new_program(console_suite, pending={"type": "DURATION", "duration": "P30D"})
+    add_rule(console_suite, program_id)
+    kept = submit(console_suite, program_id, "gina", 70)
+    returned = submit(console_suite, program_id, "gina", 20)
+    gina = kept["participant_id"]
+    balance = console_suite.ok(api.get(f"/v1/programs/{program_id}/participants/{gina}/balance"))
+    assert (balance["pending"], balance["available"]) == (90, 0)
+    page.goto(f"{base}/console/activity/{kept['event_id']}")
+    panel = page.get_by_role("region", name="Points of this event")
+    expect(panel.get_by_test_id("event-pending")).to_have_text("Pending points: 70.")
+    panel.get_by_role("button", name="Activate points").click()
+    expect(panel.get_by_role("status")).to_have_text("Points activated.")
+    expect(panel.get_by_test_id("event-pending")).to_have_text("Pending points: 0.")
+    expect(panel.get_by_role("button", name="Cancel points")).to_be_disabled()
+    page.goto(f"{base}/console/activity/{returned['event_id']}")
+    expect(panel.get_by_test_id("event-pending")).to_have_text("Pending points: 20.")
+    panel.get_by_role("button", name="Cancel points").click()
+    expect(panel.get_by_role("status")).to_have_text("Pending points cancelled.")
+    open_participant(page, base, program_id, "gina")
+    expect(page.get_by_test_id("balance-available")).to_have_text("70")
+    expect(page.get_by_test_id("balance-pending")).to_have_text("0")
+    page.get_by_label("Lot status").select_option("CANCELLED")
+    expect(page.get_by_role("table", name="Lots").locator("tbody tr")).to_have_count(1)
