@@ -1,7 +1,8 @@
 """The console's rewards and points-bank pages (issues 22 and 23) in Chromium against the real
 embedded suite: a reward created, redeemed, captured for fewer points and refunded in part; a
 redemption past the balance refused at its form with the shortfall; a reversal from the event
-page lowering the balance; pending points activated or cancelled there; and what a read-only key may not do shown as unavailable."""
+page lowering the balance; pending points activated or cancelled there; and what a read-only
+key may not do shown as unavailable."""
 
 from __future__ import annotations
 
