@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.console.conftest import Suite, sign_in
-from tests.console.test_console_operator import add_rule, new_program, open_participant, submit
+from tests.console.test_console_operator import add_rule, artifact, new_program, open_participant, submit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -180,3 +180,26 @@ def test_pending_points_are_activated_or_cancelled_from_the_event_page(signed_in
     expect(page.get_by_test_id("balance-pending")).to_have_text("0")
     page.get_by_label("Lot status").select_option("CANCELLED")
     expect(page.get_by_role("table", name="Lots").locator("tbody tr")).to_have_count(1)
+
+
+def test_rewards_and_a_participants_bank_fit_a_phone(browser: Browser, console_suite: Suite) -> None:
+    program_id = new_program(console_suite)
+    add_rule(console_suite, program_id)
+    hana = submit(console_suite, program_id, "hana", 90)["participant_id"]
+    console_suite.ok(console_suite.api.post(f"/v1/programs/{program_id}/rewards", json={
+        "name": "Tote bag", "cost_points": 30, "status": "ACTIVE", "stock": 9}))
+    console_suite.ok(console_suite.api.post(f"/v1/programs/{program_id}/participants/{hana}/redemptions", json={
+        "idempotency_key": "phone-hold", "points": 25}))
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        sign_in(page, console_suite)
+        expect(page.get_by_role("heading", name="Programs", exact=True)).to_be_visible()
+        for name, path, ready in (("rewards", f"programs/{program_id}/rewards", "Tote bag"),
+                                  ("participant-bank", f"programs/{program_id}/participants/{hana}", "HELD")):
+            page.goto(f"{console_suite.base}/console/{path}")
+            expect(page.locator("main").get_by_text(ready).first).to_be_visible()
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+            page.screenshot(path=str(artifact(f"phone-{name}")), full_page=True)
+    finally:
+        context.close()
