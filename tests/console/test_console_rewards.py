@@ -80,7 +80,7 @@ def test_a_reward_is_created_edited_held_captured_for_less_and_refunded_in_part(
     assert (answer["state"], answer["captured_points"], answer["refunded_points"]) == ("PARTIALLY_REFUNDED", 30, 10)
     # The state filter and the lots list.
     page.get_by_label("Redemption state").select_option("HELD")
-    expect(page.get_by_role("region", name="Redemptions")).to_contain_text("No redemption yet.")
+    expect(page.get_by_role("region", name="Redemptions")).to_contain_text("No HELD redemption.")
     page.get_by_label("Lot status").select_option("ACTIVE")
     expect(page.get_by_role("table", name="Lots").locator("tbody tr")).to_have_count(1)
 

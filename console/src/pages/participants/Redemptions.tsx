@@ -221,7 +221,7 @@ export function RedemptionHistory({ programId, participantId }: Who) {
           </select>
         </div>
       </div>
-      <ListState list={list} empty="No redemption yet." />
+      <ListState list={list} empty={state ? `No ${state} redemption.` : "No redemption yet."} />
       {list.items.length ? (
         <div className="table-wrap">
           <table aria-label="Redemptions">
