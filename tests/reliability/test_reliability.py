@@ -238,7 +238,7 @@ def test_pending_points_and_reversals_stay_exact_when_processes_die(suite: tuple
         if i % 2:
             item["event_timestamp"] = old
     with WorkerKiller(dep) as killer:
-        killer.submit_paced(items)
+        killer.submit_paced(items, size=150)  # ten waves: the last ones wait for the third kill
         counts = wait_terminal(libpq, run, len(items), timeout=420)
     assert killer.kills >= 3
     assert counts.get("COMPLETED") == len(items), counts
