@@ -59,6 +59,47 @@ def setup_program(base: str, key: str, **fields: Any) -> str:
     return pid
 
 
+def setup_holds(base: str, key: str, program_id: str, participants: int = 200) -> str:
+    """Participants with points enough for any number of one-point holds; the holds target
+    (:func:`bench.load.hold_target`)."""
+    people = []
+    with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30) as client:
+        for i in range(participants):
+            r = client.post("/v1/participants", json={"identities": [{"type": "EXTERNAL", "value": f"holder-{i}"}]})
+            r.raise_for_status()
+            people.append(r.json()["participant_id"])
+            client.post(f"/v1/programs/{program_id}/participants/{people[-1]}/adjustments", json={
+                "amount": "1000000000", "reason": "bench float", "idempotency_key": f"float-{i}"}).raise_for_status()
+    return f"{program_id}:{','.join(people)}"
+
+
+def measure_holds(dep: Deployment, pid: str, secs: int, figures: dict[str, Any]) -> None:
+    """Redemption holds (issue 23): the most per second and the p99 at half that, over REST and
+    over gRPC (straight to the rules service), and gRPC at SPEC 9's 500/s."""
+    target = setup_holds(dep.base_url, dep.api_key, pid)
+    rules_address = f"127.0.0.1:{dep.ports['rules']}"
+    print(f"REST holds, open loop at 3,000/s offered (the most it takes), {secs}s ...", flush=True)
+    res = load.open_loop(dep.base_url, dep.api_key, target, rate=3000, seconds=secs, request=load.hold_request)
+    figures["rest_hold"] = {"per_s": res.rate, "p50_ms": res.pct(50), "p99_ms": res.pct(99), "errors": res.errors}
+    print(f"  {load.summary(res)}", flush=True)
+    half = max(50.0, res.rate / 2)
+    print(f"REST holds at half that ({half:,.0f}/s offered, open loop, {secs}s) ...", flush=True)
+    res = load.open_loop(dep.base_url, dep.api_key, target, rate=half, seconds=secs, request=load.hold_request)
+    figures["rest_hold_half_load"] = {"offered_per_s": half, "per_s": res.rate, "p50_ms": res.pct(50),
+                                      "p99_ms": res.pct(99), "errors": res.errors}
+    print(f"  {load.summary(res)}", flush=True)
+    print(f"gRPC holds, closed loop (2 processes x 32 in flight, {secs}s) ...", flush=True)
+    res = load.grpc_closed_loop(rules_address, dep.api_key, target, seconds=secs, kind="hold")
+    figures["grpc_hold"] = {"per_s": res.rate, "p50_ms": res.pct(50), "p99_ms": res.pct(99), "errors": res.errors}
+    print(f"  {load.summary(res)}", flush=True)
+    for name, rate in (("grpc_hold_half_load", max(50.0, res.rate / 2)), ("grpc_hold_500", 500.0)):
+        print(f"gRPC holds at {rate:,.0f}/s offered (open loop, {secs}s) ...", flush=True)
+        res_at = load.grpc_closed_loop(rules_address, dep.api_key, target, seconds=secs, kind="hold", rate=rate)
+        figures[name] = {"offered_per_s": rate, "per_s": res_at.rate, "p50_ms": res_at.pct(50),
+                         "p99_ms": res_at.pct(99), "errors": res_at.errors}
+        print(f"  {load.summary(res_at)}", flush=True)
+
+
 def pending(libpq: str) -> int:
     """Events without an outcome yet (PENDING or PROCESSING), counted by ingest's own partial
     index of unfinished events: counting by status scanned the whole table, 40-100 ms of
@@ -173,7 +214,11 @@ def main() -> None:
                     "note": "suite, PostgreSQL, RabbitMQ and load generators share the same cores"},
     }
     print(f"cores: {os.cpu_count()} (suite, PostgreSQL, RabbitMQ and the load generators share them)", flush=True)
-    dep.start()
+    try:
+        dep.start()
+    except BaseException:
+        dep.stop()  # a deployment that never became ready must not leave its processes running
+        raise
     try:
         pid = setup_program(dep.base_url, dep.api_key)
         print("baseline: pgbench, ingest insert (event + outbox row, one commit each), 16 clients ...", flush=True)
@@ -254,6 +299,7 @@ def main() -> None:
         figures["grpc_accept"] = {"per_s": res.rate, "p50_ms": res.pct(50), "p99_ms": res.pct(99), "errors": res.errors}
         print(f"  {load.summary(res)}", flush=True)
         wait_drained(libpq, 600)
+        measure_holds(dep, pid, secs, figures)
 
         total = 20_000 if ns.quick else 30_000
         run = "e2eb" + uuid.uuid4().hex[:6]
@@ -369,6 +415,19 @@ def report(f: dict[str, Any]) -> None:
                      f"{fmt(el.get('accept_p99_ms'))} ms", "", "≤ 25 ms"))
     rows.append(("gRPC accept (single event)", fmt(g.get("per_s"), "/s"),
                  f"REST {ratio(g.get('per_s'), ra.get('per_s'))}", ""))
+    rh, gh = f.get("rest_hold", {}), f.get("grpc_hold", {})
+    if rh:
+        rh_half, gh_half, g500 = (f.get("rest_hold_half_load", {}), f.get("grpc_hold_half_load", {}),
+                                  f.get("grpc_hold_500", {}))
+        rows.append(("REST redemption hold", fmt(rh.get("per_s"), "/s"),
+                     f"REST event accept {ratio(rh.get('per_s'), ra.get('per_s'))}", "≥ event accept"))
+        rows.append((f"REST hold p99 at half load ({fmt(rh_half.get('offered_per_s'), '/s')})", p99_p50(rh_half),
+                     f"event accept at half load {fmt(half.get('p99_ms'))} ms", ""))
+        rows.append(("gRPC redemption hold", fmt(gh.get("per_s"), "/s"),
+                     f"gRPC event accept {ratio(gh.get('per_s'), g.get('per_s'))}", "≥ event accept"))
+        rows.append((f"gRPC hold p99 at half load ({fmt(gh_half.get('offered_per_s'), '/s')})", p99_p50(gh_half),
+                     f"gRPC event accept p99 (max load) {fmt(g.get('p99_ms'))} ms", ""))
+        rows.append((f"gRPC hold p99 at {fmt(g500.get('offered_per_s'), '/s')}", p99_p50(g500), "", "≤ 20 ms"))
     b = f.get("batch_accept", {})
     rows.append(("Batch accept (1,000-event batches)", fmt(b.get("per_s"), " events/s"),
                  f"COPY {fmt(f.get('copy_rows_per_s'), ' rows/s')} → {ratio(b.get('per_s'), f.get('copy_rows_per_s'))}",

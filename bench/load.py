@@ -8,6 +8,7 @@ which the report states."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -17,6 +18,7 @@ import statistics
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,29 @@ PARTICIPANTS = int(os.environ.get("BENCH_PARTICIPANTS", "5000"))
 def event_body(program_id: str, run: str, i: int, participants: int = PARTICIPANTS) -> dict[str, object]:
     return {"program_id": program_id, "idempotency_key": f"{run}-{i}", "external_id": f"user-{i % participants}",
             "event_type": "purchase", "event_data": {"amount": 10 + i % 90, "sku": "A-1"}}
+
+
+#: A request of an open-loop run: (target, run, i) -> (path, JSON body). Module functions, so
+#: they travel to the generator processes.
+Request = Callable[[str, str, int], tuple[str, dict[str, object]]]
+
+
+def event_request(program_id: str, run: str, i: int) -> tuple[str, dict[str, object]]:
+    return "/v1/events", event_body(program_id, run, i)
+
+
+@functools.lru_cache(maxsize=4)
+def hold_target(target: str) -> tuple[str, list[str]]:
+    """A holds run's target, ``<program id>:<participant id>,<participant id>,…``."""
+    program_id, _, people = target.partition(":")
+    return program_id, people.split(",")
+
+
+def hold_request(target: str, run: str, i: int) -> tuple[str, dict[str, object]]:
+    """A one-point redemption hold, spread over the target's participants."""
+    program_id, people = hold_target(target)
+    return (f"/v1/programs/{program_id}/participants/{people[i % len(people)]}/redemptions",
+            {"idempotency_key": f"{run}-{i}", "points": "1"})
 
 
 # -- wrk ------------------------------------------------------------------------------------
@@ -94,8 +119,8 @@ def _fan_out(target: Any, arg_sets: list[tuple[Any, ...]]) -> tuple[list[Any], f
 
 # -- open loop over HTTP (aiohttp) ------------------------------------------------------------
 
-def _open_loop_worker(args: tuple[str, str, str, float, float, str, int, int, mp.Queue]) -> None:  # type: ignore[type-arg]
-    base_url, key, program_id, rate, seconds, run, offset, stride, out = args
+def _open_loop_worker(args: tuple[str, str, str, float, float, str, int, int, Request, mp.Queue]) -> None:  # type: ignore[type-arg]
+    base_url, key, program_id, rate, seconds, run, offset, stride, request, out = args
     import aiohttp
 
     async def main() -> tuple[int, int, list[float]]:
@@ -106,9 +131,10 @@ def _open_loop_worker(args: tuple[str, str, str, float, float, str, int, int, mp
         async with aiohttp.ClientSession(connector=conn, headers={"X-API-Key": key}) as session:
             async def one(i: int) -> None:
                 nonlocal errors
+                path, body = request(program_id, run, i)
                 t0 = time.perf_counter()
                 try:
-                    async with session.post(f"{base_url}/v1/events", json=event_body(program_id, run, i)) as r:
+                    async with session.post(f"{base_url}{path}", json=body) as r:
                         await r.read()
                         if r.status != 200:
                             errors += 1
@@ -134,61 +160,87 @@ def _open_loop_worker(args: tuple[str, str, str, float, float, str, int, int, mp
 
 
 def open_loop(base_url: str, key: str, program_id: str, rate: float, seconds: float,
-              processes: int = 2, run: str | None = None) -> Result:
-    """Offer ``rate`` requests/s for ``seconds`` (split over processes); latency of each."""
+              processes: int = 2, run: str | None = None, request: Request = event_request) -> Result:
+    """Offer ``rate`` requests/s for ``seconds`` (split over processes); latency of each.
+    ``request`` makes each one (default: a single event for ``program_id``)."""
     run = run or uuid.uuid4().hex[:8]
     parts, elapsed = _fan_out(_open_loop_worker, [(base_url, key, program_id, rate / processes, seconds, run, i,
-                                                   processes) for i in range(processes)])
+                                                   processes, request) for i in range(processes)])
     return Result(sum(p[0] for p in parts), sum(p[1] for p in parts), elapsed,
                   [x for p in parts for x in p[2]])
 
 
 # -- gRPC -------------------------------------------------------------------------------------
 
-def _grpc_worker(args: tuple[str, str, str, float, int, str, int, mp.Queue]) -> None:  # type: ignore[type-arg]
-    address, key, program_id, seconds, concurrency, run, offset, out = args
-    import grpc
+def _grpc_call(kind: str, channel: Any, target: str, run: str, i: int) -> Any:
+    """One call of a gRPC run: ``event`` (IngestService.SubmitEvent for the program
+    ``target``) or ``hold`` (RewardsService.CreateRedemption, see :func:`hold_target`)."""
     from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+    from accrual.rules.v1 import rewards_pb2, rewards_pb2_grpc
     from google.protobuf import struct_pb2
+
+    if kind == "hold":
+        program_id, people = hold_target(target)
+        return rewards_pb2_grpc.RewardsServiceStub(channel).CreateRedemption, rewards_pb2.CreateRedemptionRequest(
+            program_id=program_id, participant_id=people[i % len(people)], idempotency_key=f"{run}-{i}", points="1")
+    data = struct_pb2.Struct()
+    data.update({"amount": 10 + i % 90, "sku": "A-1"})
+    return ingest_pb2_grpc.IngestServiceStub(channel).SubmitEvent, ingest_pb2.SubmitEventRequest(
+        program_id=target, idempotency_key=f"{run}-{i}", external_id=f"user-{i % PARTICIPANTS}",
+        event_type="purchase", event_data=data)
+
+
+def _grpc_worker(args: tuple[str, str, str, float, int, str, int, float, str, mp.Queue]) -> None:  # type: ignore[type-arg]
+    """Closed loop with ``concurrency`` calls in flight, or (``rate`` > 0) open loop at ``rate``/s."""
+    address, key, target, seconds, concurrency, run, offset, rate, kind, out = args
+    import grpc
 
     async def main() -> tuple[int, int, list[float]]:
         lat: list[float] = []
         errors = 0
         count = 0
         async with grpc.aio.insecure_channel(address) as channel:
-            stub = ingest_pb2_grpc.IngestServiceStub(channel)
             md = (("x-api-key", key),)
             deadline = time.perf_counter() + seconds
             counter = iter(range(offset, 10**12, 1))
 
-            async def loop() -> None:
+            async def one(i: int) -> None:
                 nonlocal errors, count
-                while time.perf_counter() < deadline:
-                    i = next(counter)
-                    data = struct_pb2.Struct()
-                    data.update({"amount": 10 + i % 90, "sku": "A-1"})
-                    req = ingest_pb2.SubmitEventRequest(
-                        program_id=program_id, idempotency_key=f"{run}-{i}", external_id=f"user-{i % PARTICIPANTS}",
-                        event_type="purchase", event_data=data)
-                    t0 = time.perf_counter()
-                    try:
-                        await stub.SubmitEvent(req, metadata=md, timeout=10)
-                    except grpc.aio.AioRpcError:
-                        errors += 1
-                    count += 1
-                    lat.append((time.perf_counter() - t0) * 1000)
+                method, req = _grpc_call(kind, channel, target, run, i)
+                t0 = time.perf_counter()
+                try:
+                    await method(req, metadata=md, timeout=10)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+                count += 1
+                lat.append((time.perf_counter() - t0) * 1000)
 
-            await asyncio.gather(*(loop() for _ in range(concurrency)))
+            async def loop() -> None:
+                while time.perf_counter() < deadline:
+                    await one(next(counter))
+
+            if rate <= 0:
+                await asyncio.gather(*(loop() for _ in range(concurrency)))
+                return count, errors, lat
+            start, tasks = time.perf_counter(), []
+            for k in range(int(rate * seconds)):
+                delay = start + k / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(next(counter))))
+            await asyncio.gather(*tasks)
         return count, errors, lat
 
     out.put(asyncio.run(main()))
 
 
 def grpc_closed_loop(address: str, key: str, program_id: str, seconds: float, concurrency: int = 32,
-                     processes: int = 2) -> Result:
+                     processes: int = 2, kind: str = "event", rate: float = 0.0) -> Result:
+    """gRPC calls of ``kind`` (see :func:`_grpc_call`) from ``processes`` processes: each keeps
+    ``concurrency`` in flight, or with ``rate`` offers its share of that rate per second."""
     run = uuid.uuid4().hex[:8]
-    parts, elapsed = _fan_out(_grpc_worker, [(address, key, program_id, seconds, concurrency, run, i * 10**9)
-                                             for i in range(processes)])
+    parts, elapsed = _fan_out(_grpc_worker, [(address, key, program_id, seconds, concurrency, run, i * 10**9,
+                                              rate / processes, kind) for i in range(processes)])
     return Result(sum(p[0] for p in parts), sum(p[1] for p in parts), elapsed, [x for p in parts for x in p[2]])
 
 

@@ -19,7 +19,8 @@ from accrual_suite import hosting
 from starlette.testclient import TestClient
 
 SERVICE_NAMES = ("accrual.ingest.v1.IngestService", "accrual.identity.v1.IdentityService",
-                 "accrual.rules.v1.RulesService", "accrual.notify.v1.NotifyService")
+                 "accrual.rules.v1.RulesService", "accrual.rules.v1.RewardsService",
+                 "accrual.notify.v1.NotifyService")
 
 
 @dataclass

@@ -95,6 +95,10 @@ def lists(suite: Suite) -> dict[str, str]:
     ok(api.post(f"/v1/programs/{other}/enrollments", json={"participant_id": person}))
     ok(api.post(f"/v1/programs/{pid}/participants/{person}/adjustments",
                 json={"amount": "+5", "reason": "a second ledger entry", "idempotency_key": uuid.uuid4().hex}))
+    for i in range(2):
+        ok(api.post(f"/v1/programs/{pid}/rewards", json={"name": f"reward {i}", "cost_points": "1"}))
+        ok(api.post(f"/v1/programs/{pid}/participants/{person}/redemptions",
+                    json={"idempotency_key": uuid.uuid4().hex, "points": "1"}))
     return {
         "events": "/v1/events",
         "programs": "/v1/programs",
@@ -103,6 +107,8 @@ def lists(suite: Suite) -> dict[str, str]:
         "participant enrollments": f"/v1/participants/{person}/enrollments",
         "deliveries": f"/v1/webhook-endpoints/{endpoint}/deliveries",
         "segment members": f"/v1/programs/{pid}/segments/purchasers/members",
+        "rewards": f"/v1/programs/{pid}/rewards",
+        "redemptions": f"/v1/programs/{pid}/participants/{person}/redemptions",
     }
 
 

@@ -12,6 +12,7 @@ import { ParticipantsPage } from "./pages/participants/ParticipantsPage";
 import { ParticipantPage } from "./pages/participants/ParticipantPage";
 import { BulkPage } from "./pages/bulk/BulkPage";
 import { AnalyticsPage } from "./pages/analytics/AnalyticsPage";
+import { RewardsPage } from "./pages/rewards/RewardsPage";
 import { WebhooksPage } from "./pages/webhooks/WebhooksPage";
 import { EndpointPage } from "./pages/webhooks/EndpointPage";
 
@@ -41,6 +42,7 @@ export const programPages: PageDef[] = [
   { path: "event-types", label: "Event types", element: <ProgramEventTypesPage />, reads: "GET /v1/programs/{program_id}/event-types" },
   { path: "participants", label: "Participants", element: <ParticipantsPage />, reads: "GET /v1/participants" },
   { path: "participants/:participantId", element: <ParticipantPage /> },
+  { path: "rewards", label: "Rewards", element: <RewardsPage />, reads: "GET /v1/programs/{program_id}/rewards" },
   { path: "bulk", label: "Bulk upload", element: <BulkPage />, reads: "POST /v1/events/batch" },
   { path: "analytics", label: "Analytics", element: <AnalyticsPage />, reads: "GET /v1/programs/{program_id}/analytics" },
 ];

@@ -10,6 +10,8 @@ every service, worker and the gateway a separate OS process on PostgreSQL + Rabb
   recovers by itself when it is back;
 - the webhook receiver down for a while: every notification delivered, each webhook-id once;
 - SIGTERM on every process under load: in-flight work finishes, nothing is lost;
+- redemptions (holds, captures, cancels, refunds) retried while the rules service is
+  SIGKILLed: every one moves its points exactly once.
 - pending points on, rules workers killed while they award and the rules service killed while
   it answers refunds retried with their keys: nothing awarded or taken back twice.
 
@@ -20,6 +22,7 @@ the servers uses the commands of the README (run as the machine's administrator,
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import http.server
 import pathlib
@@ -31,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import httpx
@@ -614,3 +618,107 @@ def test_a_hostile_tenant_costs_another_tenant_nothing(suite: tuple[Deployment, 
     # Within the bench's figure for accepts while the pipeline works, or at worst twice what
     # the same load gave without the hostile tenant a moment before.
     assert hostile_p99 <= max(latest_bench_accept_p99_ms(), 2 * calm_p99), (hostile_p99, calm_p99)
+
+
+def _until_answered(client: httpx.Client, path: str, body: dict[str, object], deadline: float) -> httpx.Response:
+    """POST until the service answers for itself (2xx or 4xx): while the rules service is
+    down the gateway answers 503, or the call dies with the connection; the same body and
+    idempotency key make every retry safe."""
+    while True:
+        try:
+            r = client.post(path, json=body)
+            if r.status_code < 500:
+                return r
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{path} never answered"
+        time.sleep(0.2)
+
+
+def test_redemptions_while_the_rules_service_is_killed_move_points_once(suite: tuple[Deployment, str]) -> None:
+    """Holds, captures, cancels and refunds, each retried with its key until answered, while
+    the rules service process (which serves them) is SIGKILLed and restarted over and over:
+    in the end every redemption moved its points exactly once."""
+    dep, libpq = suite
+    pid = program(dep)
+    deadline = time.monotonic() + 600
+    with httpx.Client(base_url=dep.base_url, headers={"X-API-Key": dep.api_key}, timeout=30) as client:
+        people = []
+        for i in range(6):
+            r = client.post("/v1/participants", json={"identities": [
+                {"type": "EXTERNAL", "value": f"r-{uuid.uuid4()}"}]})
+            assert r.status_code == 200, r.text
+            people.append(r.json()["participant_id"])
+            r = _until_answered(client, f"/v1/programs/{pid}/participants/{people[-1]}/adjustments",
+                                {"amount": "1000", "reason": "float", "idempotency_key": f"float-{i}"}, deadline)
+            assert r.status_code == 200, r.text
+        stop = threading.Event()
+        kills = 0
+
+        def killer() -> None:
+            # SIGKILL the rules service once it has served again for a moment (one still
+            # starting serves nothing to lose), five times, then let the shoppers finish.
+            nonlocal kills
+            rng = random.Random(23)
+            while not stop.is_set() and kills < 5:
+                while not stop.is_set():
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(f"/v1/programs/{pid}/rewards").status_code == 200:
+                            break
+                    time.sleep(0.2)
+                time.sleep(rng.uniform(0.5, 1.5))
+                dep.signal("rules", signal.SIGKILL, wait=10)
+                kills += 1
+                dep.launch("rules")
+
+        def shopper(person: str, seed: int) -> list[tuple[str, str]]:
+            rng = random.Random(seed)
+            done = []
+            for n in range(10):
+                key = f"{person}-{n}"
+                r = _until_answered(client, f"/v1/programs/{pid}/participants/{person}/redemptions",
+                                    {"idempotency_key": key, "points": str(rng.randint(5, 40))}, deadline)
+                assert r.status_code == 200, r.text
+                rid = r.json()["redemption_id"]
+                step = rng.choice(("capture", "cancel", "refund"))
+                path = f"/v1/redemptions/{rid}:{'cancel' if step == 'cancel' else 'capture'}"
+                r = _until_answered(client, path, {}, deadline)
+                assert r.status_code == 200, r.text
+                if step == "refund":
+                    r = _until_answered(client, f"/v1/redemptions/{rid}:refund",
+                                        {"idempotency_key": f"{key}-refund", "points": "3"}, deadline)
+                    assert r.status_code == 200, r.text
+                done.append((rid, r.json()["state"]))
+            return done
+
+        t = threading.Thread(target=killer, daemon=True)
+        t.start()
+        try:
+            with ThreadPoolExecutor(len(people)) as pool:
+                outcomes = [o for found in pool.map(shopper, people, range(len(people))) for o in found]
+        finally:
+            stop.set()
+            t.join(30)
+        dep.wait_ready()
+    assert kills >= 3
+    with psycopg.connect(libpq) as conn:
+        states = dict(conn.execute("SELECT id, state FROM rules.redemptions WHERE program_id = %s", (pid,)).fetchall())
+        assert states == dict(outcomes)
+        for person in people:
+            available, = conn.execute("SELECT available FROM rules.balances WHERE program_id = %s AND "
+                                      "participant_id = %s", (pid, person)).fetchone()
+            held, spent, refunded = conn.execute(
+                "SELECT coalesce(sum(points) FILTER (WHERE state = 'HELD'), 0), coalesce(sum(captured_points), 0), "
+                "coalesce(sum(refunded_points), 0) FROM rules.redemptions WHERE program_id = %s AND "
+                "participant_id = %s", (pid, person)).fetchone()
+            assert Decimal(available) + held + spent - refunded == 1000, person
+            lots, = conn.execute("SELECT coalesce(sum(remaining), 0) FROM rules.lots WHERE program_id = %s AND "
+                                 "participant_id = %s AND status = 'ACTIVE'", (pid, person)).fetchone()
+            assert Decimal(lots) == Decimal(available), person
+        # each hold, release and refund is one ledger entry: none is written twice by a retry
+        twice = conn.execute("SELECT source FROM rules.ledger_entries WHERE program_id = %s GROUP BY source "
+                             "HAVING count(*) > 1", (pid,)).fetchall()
+        assert twice == []
+        entries, = conn.execute("SELECT count(*) FROM rules.ledger_entries WHERE program_id = %s AND kind = "
+                                "'REDEEM'", (pid,)).fetchone()
+        assert entries == len(outcomes)

@@ -4,6 +4,26 @@
  */
 
 export interface paths {
+    "/v1/programs/{program_id}/participants/{participant_id}/rewards:examine": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every active reward of the program, AVAILABLE to the participant or UNAVAILABLE with the reasons why
+         * @description Every active reward of the program, AVAILABLE to the participant or UNAVAILABLE with the reasons why.
+         */
+        get: operations["examineRewards"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/programs/{program_id}/participants/{participant_id}/transactions": {
         parameters: {
             query?: never;
@@ -38,6 +58,30 @@ export interface paths {
          * @description Credit or debit points directly; idempotent by idempotency_key within the program.
          */
         post: operations["createAdjustment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/programs/{program_id}/participants/{participant_id}/redemptions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A participant's redemptions in a program, newest first, optionally of one state
+         * @description A participant's redemptions in a program, newest first, optionally of one state.
+         */
+        get: operations["listRedemptions"];
+        put?: never;
+        /**
+         * Hold (or, with capture, spend) points for a reward or a plain amount; idempotent by idempotency_key within the program
+         * @description Hold (or, with capture, spend) points for a reward or a plain amount; idempotent by idempotency_key within the program.
+         */
+        post: operations["createRedemption"];
         delete?: never;
         options?: never;
         head?: never;
@@ -116,6 +160,26 @@ export interface paths {
          * @description Every attempt of a delivery, oldest first: status code, latency, response excerpt, error.
          */
         get: operations["listWebhookDeliveryAttempts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/programs/{program_id}/participants/{participant_id}/lots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A participant's lots (every credit is one), oldest first; filter by status
+         * @description A participant's lots (every credit is one), oldest first; filter by status.
+         */
+        get: operations["listLots"];
         put?: never;
         post?: never;
         delete?: never;
@@ -348,6 +412,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events/{event_id}:activate-points": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Activate an event's pending points now, before their window ends (a repeat changes nothing)
+         * @description Activate an event's pending points now, before their window ends (a repeat changes nothing).
+         */
+        post: operations["activatePoints"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/programs/{program_id}/enrollments/{participant_id}": {
         parameters: {
             query?: never;
@@ -448,6 +532,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events/{event_id}:cancel-points": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel an event's pending points (the cheap refund inside the return window); 409 not_pending once any of them is active
+         * @description Cancel an event's pending points (the cheap refund inside the return window); 409 not_pending once any of them is active.
+         */
+        post: operations["cancelPoints"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/redemptions/{redemption_id}:capture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Spend held points (optionally fewer than held: the rest is released)
+         * @description Spend held points (optionally fewer than held: the rest is released). A retry of the same capture answers the captured redemption and moves nothing.
+         */
+        post: operations["captureRedemption"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/programs/{program_id}/analytics": {
         parameters: {
             query?: never;
@@ -462,6 +586,46 @@ export interface paths {
         get: operations["getProgramAnalytics"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/redemptions/{redemption_id}:cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Release a hold: its points go back to their lots, its reward's stock is returned
+         * @description Release a hold: its points go back to their lots, its reward's stock is returned.
+         */
+        post: operations["cancelRedemption"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/redemptions/{redemption_id}:refund": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give captured points back (all, or part); idempotent by idempotency_key per redemption
+         * @description Give captured points back (all, or part); idempotent by idempotency_key per redemption.
+         */
+        post: operations["refundRedemption"];
         delete?: never;
         options?: never;
         head?: never;
@@ -556,6 +720,30 @@ export interface paths {
         patch: operations["updateWebhookEndpoint"];
         trace?: never;
     };
+    "/v1/programs/{program_id}/rewards/{reward_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a reward
+         * @description Get a reward.
+         */
+        get: operations["getReward"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change a reward: only the fields present in the request change
+         * @description Change a reward: only the fields present in the request change. A held redemption keeps the price it was held at.
+         */
+        patch: operations["updateReward"];
+        trace?: never;
+    };
     "/v1/webhook-endpoints": {
         parameters: {
             query?: never;
@@ -574,6 +762,50 @@ export interface paths {
          * @description Register a webhook endpoint; the answer carries its signing secret, shown once.
          */
         post: operations["createWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events/{event_id}/reversals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Take back the points of a completed event, wholly or in part (a refund); idempotent by idempotency_key within the event
+         * @description Take back the points of a completed event, wholly or in part (a refund); idempotent by idempotency_key within the event.
+         */
+        post: operations["createReversal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/programs/{program_id}/rewards": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a program's rewards, oldest first
+         * @description List a program's rewards, oldest first.
+         */
+        get: operations["listRewards"];
+        put?: never;
+        /**
+         * Add a reward to a program's catalogue
+         * @description Add a reward to a program's catalogue.
+         */
+        post: operations["createReward"];
         delete?: never;
         options?: never;
         head?: never;
@@ -828,6 +1060,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/redemptions/{redemption_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a redemption
+         * @description Get a redemption.
+         */
+        get: operations["getRedemption"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/cdp/events": {
         parameters: {
             query?: never;
@@ -999,6 +1251,64 @@ export interface components {
             /** @description Its protobuf type URL. */
             type: string;
         };
+        /** @description Response of ExamineRewards. */
+        ExamineRewardsResponse: {
+            rewards: components["schemas"]["ExaminedReward"][];
+            /** @description The participant's spendable points, as an exact decimal. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            available: number;
+        };
+        /** @description One reward as a participant sees it. */
+        ExaminedReward: {
+            reward: components["schemas"]["Reward"] | null;
+            availability: components["schemas"]["RewardAvailability"];
+            reasons: components["schemas"]["UnavailableReason"][];
+        };
+        /** @description A reward of a program's catalogue. */
+        Reward: {
+            reward_id: string;
+            program_id: string;
+            name: string;
+            description: string;
+            /** @description Price in points, as an exact decimal. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            cost_points: number;
+            /** @description Units left; absent = unlimited. */
+            stock: number | null;
+            per_participant_limit: components["schemas"]["RewardLimit"] | null;
+            /** @description Tier names that may redeem it; empty = every participant. */
+            eligible_tiers: string[];
+            active_from: string | null;
+            active_to: string | null;
+            status: components["schemas"]["RewardStatus"];
+            created_at: string | null;
+            updated_at: string | null;
+        };
+        /** @description How often one participant may redeem a reward. */
+        RewardLimit: {
+            /**
+             * Format: int32
+             * @description Redemptions allowed (1 to 1,000,000); held, captured and partially refunded ones count.
+             */
+            count: number;
+            /** @description ISO 8601 period counted back from now (P1D, P1W, P1M, P1Y); empty = ever. */
+            period?: string;
+        };
+        /**
+         * @description Whether a reward can be redeemed. DRAFT: Being prepared: not redeemable, not examined. ACTIVE: Redeemable inside its active window. INACTIVE: Withdrawn: not redeemable.
+         * @enum {string}
+         */
+        RewardStatus: "DRAFT" | "ACTIVE" | "INACTIVE";
+        /**
+         * @description Whether a participant can redeem a reward now.
+         * @enum {string}
+         */
+        RewardAvailability: "AVAILABLE" | "UNAVAILABLE";
+        /** @description Why a reward is unavailable: insufficient_points (with shortfall), out_of_stock, limit_reached, tier_not_eligible or inactive. */
+        UnavailableReason: {
+            code: string;
+            message: string;
+            /** @description insufficient_points only: the points missing, as an exact decimal. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            shortfall: number;
+        };
         /** @description Response of ListTransactions. */
         ListTransactionsResponse: {
             transactions: components["schemas"]["Transaction"][];
@@ -1020,12 +1330,22 @@ export interface components {
             rule_version: number;
             reason: string;
             created_at: string | null;
+            /** @description The lots a debit consumed and how much of each (a credit: the debt it paid off from its own lot; negative amounts give points back to a lot). */
+            allocations: components["schemas"]["LotAllocation"][];
+            /** @description A debit under CLAMP: the points no lot could cover (not taken). An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            unrecovered: number;
         };
         /**
-         * @description Kind of a ledger entry.
+         * @description Kind of a ledger entry. EXPIRE: The remainder of a lot whose expiry passed. CANCEL: Pending points of an event taken back by CancelPoints. REDEEM: A redemption's hold: its points leave the lots (rewards.proto). REDEEM_RELEASE: Held points a capture did not spend, or a cancelled or expired hold, back to their lots. REDEEM_REFUND: Captured points refunded back to their lots.
          * @enum {string}
          */
-        EntryKind: "EARN" | "ADJUSTMENT" | "REVERSAL";
+        EntryKind: "EARN" | "ADJUSTMENT" | "REVERSAL" | "EXPIRE" | "CANCEL" | "REDEEM" | "REDEEM_RELEASE" | "REDEEM_REFUND";
+        /** @description Points one ledger entry took from one lot. */
+        LotAllocation: {
+            lot_id: string;
+            /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            amount: number;
+        };
         /** @description Result of CreateAdjustment. */
         Adjustment: {
             transaction: components["schemas"]["Transaction"] | null;
@@ -1042,6 +1362,22 @@ export interface components {
             /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
             lifetime_earned: number;
             tier: string;
+            /** @description Points of PENDING lots (not spendable yet). An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            pending: number;
+            /** @description Points held by redemptions (0 until redemptions exist). An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            held: number;
+            /** @description Points owed (negative_balance ALLOW); available already counts it. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            debt: number;
+            /** @description The next expiries of active lots, earliest first, with the points each takes. */
+            expiring: components["schemas"]["ExpiringPoints"][];
+        };
+        /** @description Points that expire at one instant. */
+        ExpiringPoints: {
+            expires_at: string | null;
+            /** @description The last day of the points, in the program's timezone (YYYY-MM-DD). */
+            expires_on: string;
+            /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            points: number;
         };
         /** @description Request of CreateAdjustment. */
         CreateAdjustmentRequest_Body: {
@@ -1051,8 +1387,67 @@ export interface components {
             reason: string;
             /** @description Same key + same payload returns the original; a different payload is 409 idempotency_conflict. */
             idempotency_key: string;
-            /** @description Let a debit take the available balance below zero (otherwise 409 insufficient_points). */
+            /** @description Let a debit take the available balance below zero, as a debt, whatever the program's negative_balance policy (otherwise the policy decides: FORBID is 409 insufficient_points). */
             allow_negative?: boolean;
+        };
+        /** @description A redemption: points held, then spent, released or refunded. */
+        Redemption: {
+            redemption_id: string;
+            program_id: string;
+            participant_id: string;
+            idempotency_key: string;
+            /** @description Empty for a plain points redemption. */
+            reward_id: string;
+            state: components["schemas"]["RedemptionState"];
+            /** @description The price fixed at hold time, as an exact decimal. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            points: number;
+            /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            captured_points: number;
+            /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            refunded_points: number;
+            external_ref: string;
+            /** @description When an uncaptured hold is released. */
+            hold_expires_at: string | null;
+            allocations: components["schemas"]["RedemptionAllocation"][];
+            created_at: string | null;
+            updated_at: string | null;
+            /** @description True when the idempotency key was seen before and the original is returned. */
+            deduplicated: boolean;
+            /** @description True when nothing was stored (dry_run): the answer a real request would get now. */
+            dry_run: boolean;
+        };
+        /**
+         * @description State of a redemption: HELD -> CAPTURED | CANCELLED | EXPIRED; CAPTURED -> PARTIALLY_REFUNDED | REFUNDED.
+         * @enum {string}
+         */
+        RedemptionState: "HELD" | "CAPTURED" | "CANCELLED" | "EXPIRED" | "PARTIALLY_REFUNDED" | "REFUNDED";
+        /** @description Points a redemption took from one lot. */
+        RedemptionAllocation: {
+            lot_id: string;
+            /** @description As an exact decimal; what refunds and releases gave back is not subtracted. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            points: number;
+        };
+        /** @description Request of CreateRedemption: exactly one of reward_id and points. */
+        CreateRedemptionRequest_Body: {
+            /** @description Same key + same payload returns the original; a different payload is 409 idempotency_conflict. 1 to 255 characters. */
+            idempotency_key: string;
+            /** @description A reward of the program (its cost is the price). */
+            reward_id?: string;
+            /** @description A plain amount of points, an exact decimal above 0. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            points?: number | string;
+            /** @description Spend at once instead of holding. */
+            capture?: boolean;
+            /** @description How long the hold lasts (1 s to 7 days; default 15 minutes). */
+            hold_ttl?: string | null;
+            /** @description The partner's reference (an order id), up to 255 characters. */
+            external_ref?: string;
+            /** @description Check and price it, store nothing. */
+            dry_run?: boolean;
+        };
+        /** @description Response of ListRedemptions. */
+        ListRedemptionsResponse: {
+            redemptions: components["schemas"]["Redemption"][];
+            next_page_token: string;
         };
         /** @description A partner URL that receives signed webhooks. */
         WebhookEndpoint: {
@@ -1131,6 +1526,37 @@ export interface components {
             error: string;
             started_at: string | null;
         };
+        /** @description Response of ListLots. */
+        ListLotsResponse: {
+            lots: components["schemas"]["Lot"][];
+            next_page_token: string;
+        };
+        /** @description The points of one credit. */
+        Lot: {
+            lot_id: string;
+            program_id: string;
+            participant_id: string;
+            /** @description The credit's ledger entry. */
+            transaction_id: string;
+            event_id: string;
+            /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            original: number;
+            /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            remaining: number;
+            status: components["schemas"]["LotStatus"];
+            /** @description The event time (or the credit's time). */
+            earned_at: string | null;
+            activates_at: string | null;
+            /** @description Unset: never expires. */
+            expires_at: string | null;
+            created_at: string | null;
+            updated_at: string | null;
+        };
+        /**
+         * @description Status of a lot. PENDING: Earned, not spendable yet. ACTIVE: Spendable. EXHAUSTED: Fully consumed by debits. EXPIRED: Its remainder expired. CANCELLED: Cancelled while pending.
+         * @enum {string}
+         */
+        LotStatus: "PENDING" | "ACTIVE" | "EXHAUSTED" | "EXPIRED" | "CANCELLED";
         /** @description Response of ListSegmentMembers. */
         ListSegmentMembersResponse: {
             members: components["schemas"]["ParticipantStats"][];
@@ -1182,6 +1608,8 @@ export interface components {
             created_at: string | null;
             updated_at: string | null;
             caps: components["schemas"]["RuleCaps"] | null;
+            /** @description The expiry of the lots this rule awards, instead of the program's (unset: the program's). */
+            expiry: components["schemas"]["ExpiryPolicy"] | null;
         };
         /**
          * @description Whether a rule takes part in evaluation. ARCHIVED: Deleted: never evaluated again, history readable.
@@ -1203,6 +1631,28 @@ export interface components {
             /** @description Points this rule may award in total, over all participants. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
             total_budget?: (number | string) | null;
         };
+        /** @description When a lot's points expire. The end of a day counts in the program's timezone. */
+        ExpiryPolicy: {
+            type?: components["schemas"]["ExpiryType"];
+            /** @description ROLLING and SLIDING: ISO 8601 period of years, months, weeks, days (P12M, P30D). Month arithmetic clamps: Jan 31 + P1M ends Feb 28/29. */
+            period?: string;
+            /** @description ROLLING only: round the expiry day up to the end of its month, quarter or year. */
+            rounding?: components["schemas"]["ExpiryRounding"];
+            /** @description CALENDAR only: MM-DD; points expire at the end of the first such day on or after they start. */
+            month_day?: string;
+            /** @description SLIDING only: event types whose activity extends every active lot (empty = any event). */
+            activity?: string[];
+        };
+        /**
+         * @description Kind of expiry policy. NONE: Points never expire. ROLLING: A period after the points start (earned, or activated when pending). CALENDAR: A fixed day of the year. SLIDING: A period after the participant's latest activity.
+         * @enum {string}
+         */
+        ExpiryType: "NONE" | "ROLLING" | "CALENDAR" | "SLIDING";
+        /**
+         * @description Rounding of a ROLLING expiry day.
+         * @enum {string}
+         */
+        ExpiryRounding: "NONE" | "END_OF_MONTH" | "END_OF_QUARTER" | "END_OF_YEAR";
         /** @description Response of ListParticipantEnrollments. */
         ListParticipantEnrollmentsResponse: {
             enrollments: components["schemas"]["Enrollment"][];
@@ -1344,6 +1794,8 @@ export interface components {
             active_to?: string | null;
             status?: components["schemas"]["RuleStatus"];
             caps?: components["schemas"]["RuleCaps"] | null;
+            /** @description The expiry of the lots this rule awards, instead of the program's. */
+            expiry?: components["schemas"]["ExpiryPolicy"] | null;
         };
         /** @description Response of ValidateRule. */
         ValidateRuleResponse: {
@@ -1381,6 +1833,18 @@ export interface components {
             /** @description Every unarchived rule of the program (its id) once, in the new evaluation order. */
             rule_ids?: string[];
         };
+        /** @description The points of one event after ActivatePoints or CancelPoints. */
+        EventPoints: {
+            event_id: string;
+            /** @description Points this call activated or cancelled, as an exact decimal ("0" on a repeat). An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            points: number;
+            /** @description Ledger entries this call wrote (CancelPoints only). */
+            transactions: components["schemas"]["Transaction"][];
+            /** @description The balances the event's points belong to, after the call. */
+            balances: components["schemas"]["Balance"][];
+        };
+        /** @description Request of ActivatePoints. */
+        ActivatePointsRequest_Body: Record<string, never>;
         /** @description Request of UpdateEnrollment. */
         UpdateEnrollmentRequest_Body: {
             status?: components["schemas"]["EnrollmentStatus"];
@@ -1431,6 +1895,16 @@ export interface components {
         /** @description Response of ListEventTypes. */
         ListEventTypesResponse: {
             event_types: components["schemas"]["EventType"][];
+        };
+        /** @description Request of CancelPoints. */
+        CancelPointsRequest_Body: {
+            /** @description Why, 1 to 500 characters; "cancelled" when empty. */
+            reason?: string;
+        };
+        /** @description Request of CaptureRedemption. */
+        CaptureRedemptionRequest_Body: {
+            /** @description Points to spend, at most the held points; absent = all of them. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            points?: (number | string) | null;
         };
         /** @description Analytics of one program over [from_date, to_date]. */
         ProgramAnalytics: {
@@ -1489,6 +1963,17 @@ export interface components {
             /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
             points: number;
         };
+        /** @description Request of CancelRedemption. */
+        CancelRedemptionRequest_Body: Record<string, never>;
+        /** @description Request of RefundRedemption. */
+        RefundRedemptionRequest_Body: {
+            /** @description Same key + same payload answers the redemption and refunds nothing more; a different payload is 409 idempotency_conflict. 1 to 255 characters. */
+            idempotency_key: string;
+            /** @description Points to give back, at most what is still captured; absent = all of it. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            points?: (number | string) | null;
+            /** @description Up to 500 characters. */
+            reason?: string;
+        };
         /** @description Response of MergeParticipants. */
         MergeParticipantsResponse: {
             /** @description Unique id of this merge; the rules service moves balances once per merge_id. */
@@ -1528,6 +2013,28 @@ export interface components {
         };
         /** @description Response of DeleteWebhookEndpoint. */
         DeleteWebhookEndpointResponse: Record<string, never>;
+        /** @description Request of UpdateReward: absent fields keep their value. */
+        UpdateRewardRequest_Body: {
+            name?: string | null;
+            description?: string | null;
+            /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            cost_points?: (number | string) | null;
+            /** @description New units left. */
+            stock?: number | null;
+            /** @description Make the stock unlimited. */
+            clear_stock?: boolean;
+            /** @description Replaces the limit when present. */
+            per_participant_limit?: components["schemas"]["RewardLimit"] | null;
+            clear_per_participant_limit?: boolean;
+            /** @description Replaces the tiers when non-empty; clear_eligible_tiers opens it to everyone. */
+            eligible_tiers?: string[];
+            clear_eligible_tiers?: boolean;
+            active_from?: string | null;
+            active_to?: string | null;
+            clear_active_from?: boolean;
+            clear_active_to?: boolean;
+            status?: components["schemas"]["RewardStatus"] | null;
+        };
         /** @description Request of CreateWebhookEndpoint. */
         CreateWebhookEndpointRequest: {
             /** @description Where deliveries are POSTed (https, public address). */
@@ -1538,6 +2045,61 @@ export interface components {
         /** @description Response of ListWebhookEndpoints. */
         ListWebhookEndpointsResponse: {
             endpoints: components["schemas"]["WebhookEndpoint"][];
+        };
+        /** @description A reversal of an event's points. Every ledger entry the event produced is reversed in proportion (tier multiplier included); the reversals of an event never exceed what it earned, and the one that reaches the whole takes the exact remainder. */
+        Reversal: {
+            reversal_id: string;
+            event_id: string;
+            idempotency_key: string;
+            /** @description The share this reversal took, as an exact decimal (rounded to 12 places when the amount does not divide evenly; empty when the event's programs took different shares). An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            ratio: number;
+            /** @description The share of the event reversed so far by all its reversals, as of this answer (same form). An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            reversed_ratio: number;
+            /** @description Points taken back, as a positive exact decimal. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            points: number;
+            /** @description Of points: what the participant's balance could not cover, left unrecovered (negative balance policy CLAMP) or added to the debt (ALLOW). An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            unrecovered: number;
+            /** @description An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            debt: number;
+            reason: string;
+            /** @description The REVERSAL ledger entries, one per entry of the event. */
+            transactions: components["schemas"]["Transaction"][];
+            /** @description True when the idempotency key was seen before and the original reversal is returned. */
+            deduplicated: boolean;
+            created_at: string | null;
+        };
+        /** @description Request of CreateReversal: exactly one of ratio and amount. */
+        CreateReversalRequest_Body: {
+            /** @description Same key + same body returns the original reversal; another body is 409 idempotency_conflict. 1 to 255 characters. */
+            idempotency_key: string;
+            /** @description The share of the event's points to take back, 0 < ratio <= 1, as an exact decimal. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            ratio?: (number | string) | null;
+            /** @description The refunded money, a share of the event_data field the program names as its monetary_field (> 0, exact decimal). An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            amount?: (number | string) | null;
+            /** @description Why, 1 to 500 characters. */
+            reason: string;
+        };
+        /** @description Request of CreateReward. */
+        CreateRewardRequest_Body: {
+            /** @description Display name, 1 to 200 characters. */
+            name: string;
+            /** @description Up to 2,000 characters. */
+            description?: string;
+            /** @description Price in points, an exact decimal above 0. An exact decimal, answered as a JSON number written from its decimal text (never rounded through a double); a request may send a JSON number or a decimal string. */
+            cost_points: number | string;
+            /** @description Units available (0 or more); absent = unlimited. */
+            stock?: number | null;
+            per_participant_limit?: components["schemas"]["RewardLimit"] | null;
+            eligible_tiers?: string[];
+            active_from?: string | null;
+            active_to?: string | null;
+            /** @description DRAFT when absent. */
+            status?: components["schemas"]["RewardStatus"];
+        };
+        /** @description Response of ListRewards. */
+        ListRewardsResponse: {
+            rewards: components["schemas"]["Reward"][];
+            next_page_token: string;
         };
         /** @description Response of BatchSubmitCdpEvents, in request order. */
         BatchSubmitCdpEventsResponse: {
@@ -1627,6 +2189,9 @@ export interface components {
             /** @description Remove the time window bounds. */
             clear_active_from?: boolean;
             clear_active_to?: boolean;
+            expiry?: components["schemas"]["ExpiryPolicy"] | null;
+            /** @description Back to the program's expiry policy. */
+            clear_expiry?: boolean;
         };
         /** @description Request of CreateCdpEventType. */
         CreateCdpEventTypeRequest: {
@@ -1657,6 +2222,8 @@ export interface components {
             active_to?: string | null;
             status?: components["schemas"]["RuleStatus"];
             caps?: components["schemas"]["RuleCaps"] | null;
+            /** @description The expiry of the lots this rule awards, instead of the program's. */
+            expiry?: components["schemas"]["ExpiryPolicy"] | null;
         };
         /** @description Response of ListRules. */
         ListRulesResponse: {
@@ -1815,6 +2382,18 @@ export interface components {
             event_type_policy: components["schemas"]["EventTypePolicy"];
             /** @description Opt-in scheduled events (birthday, anniversary, inactivity), all off by default. */
             scheduled_triggers: components["schemas"]["ScheduledTriggers"] | null;
+            /** @description When the points of new lots expire (NONE by default); a change applies to new lots only. */
+            expiry: components["schemas"]["ExpiryPolicy"] | null;
+            /** @description IANA time zone in which days end for expiry (default UTC). */
+            timezone: string;
+            /** @description What a debit beyond the available points does (FORBID by default). */
+            negative_balance: components["schemas"]["NegativeBalancePolicy"];
+            /** @description Days before an expiry that points.expiring is sent (default 30 and 7). */
+            expiring_lead_days: number[];
+            /** @description When earned points become spendable (IMMEDIATE when absent). */
+            pending: components["schemas"]["PendingPolicy"] | null;
+            /** @description The event_data field holding an event's money amount, which a reversal's amount is a share of; empty: reversals of the program's events give a ratio. */
+            monetary_field: string;
         };
         /**
          * @description What a program does with an event for a participant nobody knows yet.
@@ -1856,6 +2435,24 @@ export interface components {
              */
             days?: number;
         };
+        /**
+         * @description What a debit the lots cannot cover does. FORBID: Refuse it: 409 insufficient_points. CLAMP: Take what there is; the entry records the rest as unrecovered. ALLOW: Take it all: the rest is a debt that later credits pay off first (a debt never expires).
+         * @enum {string}
+         */
+        NegativeBalancePolicy: "FORBID" | "CLAMP" | "ALLOW";
+        /** @description A program's pending policy. Pending points cannot be spent; their expiry clock starts at activation. A policy change applies to points earned afterwards. */
+        PendingPolicy: {
+            type?: components["schemas"]["PendingType"];
+            /** @description DURATION only: an ISO 8601 duration such as P30D, P2W, PT12H or P1M (1 minute to 10 years). */
+            duration?: string;
+            /** @description ON_EVENT only: the event types that activate an earlier event's points (1 to 20). */
+            event_types?: string[];
+        };
+        /**
+         * @description When earned points become spendable. IMMEDIATE: At once. DURATION: After `duration` from the event time (a backdated event whose window passed is active at once). ON_EVENT: When a later event of one of `event_types` names the earning event in its event_data (`original_event_id` or `original_idempotency_key`), or on ActivatePoints.
+         * @enum {string}
+         */
+        PendingType: "IMMEDIATE" | "DURATION" | "ON_EVENT";
         /** @description Request of UpdateProgram: absent fields keep their value. */
         UpdateProgramRequest_Body: {
             name?: string | null;
@@ -1868,6 +2465,16 @@ export interface components {
             event_type_policy?: components["schemas"]["EventTypePolicy"] | null;
             /** @description Replaces every scheduled trigger when present. */
             scheduled_triggers?: components["schemas"]["ScheduledTriggers"] | null;
+            /** @description Applies to lots created from now on. */
+            expiry?: components["schemas"]["ExpiryPolicy"] | null;
+            timezone?: string | null;
+            negative_balance?: components["schemas"]["NegativeBalancePolicy"] | null;
+            /** @description Replaces the lead times when given. */
+            expiring_lead_days?: number[];
+            /** @description Replaces the pending policy when present; applies to points earned afterwards. */
+            pending?: components["schemas"]["PendingPolicy"] | null;
+            /** @description Replaces the monetary field when present ("" removes it). */
+            monetary_field?: string | null;
         };
         /** @description Request of CreateProgram. */
         CreateProgramRequest: {
@@ -1881,6 +2488,16 @@ export interface components {
             rounding_precision?: number;
             event_type_policy?: components["schemas"]["EventTypePolicy"];
             scheduled_triggers?: components["schemas"]["ScheduledTriggers"] | null;
+            expiry?: components["schemas"]["ExpiryPolicy"] | null;
+            /** @description IANA time zone (default UTC). */
+            timezone?: string;
+            negative_balance?: components["schemas"]["NegativeBalancePolicy"];
+            /** @description Default 30 and 7. */
+            expiring_lead_days?: number[];
+            /** @description IMMEDIATE when absent. */
+            pending?: components["schemas"]["PendingPolicy"] | null;
+            /** @description A top-level event_data field name (1 to 255 characters); empty: none. */
+            monetary_field?: string;
         };
         /** @description Response of ListPrograms. */
         ListProgramsResponse: {
@@ -1906,6 +2523,101 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    examineRewards: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                program_id: string;
+                participant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExamineRewardsResponse"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     listTransactions: {
         parameters: {
             query?: {
@@ -2027,6 +2739,205 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Adjustment"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listRedemptions: {
+        parameters: {
+            query?: {
+                /** @description Only redemptions in this state. */
+                state?: components["schemas"]["RedemptionState"];
+                page_size?: number;
+                page_token?: string;
+            };
+            header?: never;
+            path: {
+                program_id: string;
+                participant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListRedemptionsResponse"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createRedemption: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                program_id: string;
+                participant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateRedemptionRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Redemption"];
                 };
             };
             /** @description invalid request */
@@ -2413,6 +3324,106 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ListWebhookDeliveryAttemptsResponse"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listLots: {
+        parameters: {
+            query?: {
+                /** @description Only lots of this status (unset: all). */
+                status?: components["schemas"]["LotStatus"];
+                page_size?: number;
+                page_token?: string;
+            };
+            header?: never;
+            path: {
+                program_id: string;
+                participant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListLotsResponse"];
                 };
             };
             /** @description invalid request */
@@ -3660,6 +4671,105 @@ export interface operations {
             };
         };
     };
+    activatePoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The event whose pending points become active (a UUID). */
+                event_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ActivatePointsRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventPoints"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     getEnrollment: {
         parameters: {
             query?: never;
@@ -4538,6 +5648,203 @@ export interface operations {
             };
         };
     };
+    cancelPoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The event whose pending points are cancelled (a UUID). */
+                event_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CancelPointsRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventPoints"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    captureRedemption: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                redemption_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CaptureRedemptionRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Redemption"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     getProgramAnalytics: {
         parameters: {
             query?: {
@@ -4563,6 +5870,202 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ProgramAnalytics"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    cancelRedemption: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                redemption_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CancelRedemptionRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Redemption"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    refundRedemption: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                redemption_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefundRedemptionRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Redemption"];
                 };
             };
             /** @description invalid request */
@@ -5212,6 +6715,200 @@ export interface operations {
             };
         };
     };
+    getReward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                program_id: string;
+                reward_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Reward"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    updateReward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                program_id: string;
+                reward_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateRewardRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Reward"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     listWebhookEndpoints: {
         parameters: {
             query?: never;
@@ -5324,6 +7021,303 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createReversal: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The completed event whose points are taken back (a UUID). */
+                event_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateReversalRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Reversal"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listRewards: {
+        parameters: {
+            query?: {
+                /** @description Only rewards of this status. */
+                status?: components["schemas"]["RewardStatus"];
+                page_size?: number;
+                page_token?: string;
+            };
+            header?: never;
+            path: {
+                program_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListRewardsResponse"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createReward: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The program (a UUID). */
+                program_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateRewardRequest_Body"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Reward"];
                 };
             };
             /** @description invalid request */
@@ -7057,6 +9051,100 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            /** @description invalid request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description API key lacks the scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description validation failed */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description unavailable, retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getRedemption: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                redemption_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Redemption"];
                 };
             };
             /** @description invalid request */

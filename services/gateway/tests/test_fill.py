@@ -9,7 +9,7 @@ from typing import Any
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
-from accrual.rules.v1 import rules_pb2
+from accrual.rules.v1 import rewards_pb2, rules_pb2
 from accrual_gateway import codec as shim
 from accrual_gateway import routing
 from google.protobuf import json_format
@@ -18,7 +18,8 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
+FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
+         rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
 REQUESTS = sorted({r.method.input_type.full_name: r.method.input_type for r in routing.build_routes(FILES)}.items())
 
 json_values = st.recursive(

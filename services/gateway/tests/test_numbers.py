@@ -12,12 +12,13 @@ import pytest
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
-from accrual.rules.v1 import rules_pb2
+from accrual.rules.v1 import rewards_pb2, rules_pb2
 from accrual_gateway import codec, openapi, routing
 from accrual_gateway.errors import ShimError
 from google.protobuf.descriptor import FieldDescriptor
 
-FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
+FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
+         rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
 
 
 def amount_of(body: str) -> str:
@@ -110,7 +111,8 @@ def test_the_apis_64_bit_fields_are_counts_and_its_points_are_decimal() -> None:
     assert wide == {f"accrual.ingest.v1.{name}" for name in (
         "EventsPerParticipantBucket.participants", "EventTypeStats.events", "RuleStats.matches",
         "DailyStats.events", "ParticipantStats.events", "ProgramAnalytics.total_events",
-        "ProgramAnalytics.active_participants", "Segment.count")}
+        "ProgramAnalytics.active_participants", "Segment.count")} | {
+        f"accrual.rules.v1.{name}.stock" for name in ("Reward", "CreateRewardRequest", "UpdateRewardRequest")}
     # Every string field named like an amount of points is marked decimal.
     pointy = {f.full_name for f in fields if f.type == FieldDescriptor.TYPE_STRING
               and any(w in f.name for w in ("points", "amount", "multiplier", "available", "budget",

@@ -11,7 +11,7 @@ import pytest
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
-from accrual.rules.v1 import rules_pb2
+from accrual.rules.v1 import rewards_pb2, rules_pb2
 from accrual_gateway.app import create_app
 from accrual_gateway.openapi import build_openapi
 from accrual_gateway.routing import build_routes
@@ -23,7 +23,8 @@ SCHEMAS = "#/components/schemas/"
 
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
-    files = (identity_pb2.DESCRIPTOR, ingest_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
+    files = (identity_pb2.DESCRIPTOR, ingest_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
+         rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
     return build_openapi(build_routes(files))
 
 

@@ -12,7 +12,7 @@ import pytest
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
-from accrual.rules.v1 import rules_pb2
+from accrual.rules.v1 import rewards_pb2, rules_pb2
 from accrual_gateway import codec as shim
 from accrual_gateway import routing
 from google.protobuf import struct_pb2
@@ -22,7 +22,8 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
+FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
+         rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
 RESPONSES = sorted({r.method.output_type.full_name: r.method.output_type for r in routing.build_routes(FILES)}.items())
 
 TEXT = ["", "a", "é", "A-1", "line\nbreak", "\u2603", "x" * 40, "EVENT_STATUS_PENDING"]

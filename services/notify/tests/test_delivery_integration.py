@@ -280,8 +280,10 @@ def test_sweeper_resends_a_delivery_whose_message_was_lost(
 
 def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
     """One notification of each type, with the fact ids and data the producing services use
-    (ingest: event.*; rules: points.*, tier.changed, rule.suspended; identity: participant.*, enrollment.*)."""
+    (ingest: event.*; rules: points.*, tier.changed, rule.suspended, redemption.*; identity: participant.*,
+    enrollment.*)."""
     event_id, program_id, participant = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    redemption = str(uuid.uuid4())
     summary = {"event_id": event_id, "idempotency_key": "order-1", "program_id": program_id,
                "external_id": "user_abc123", "participant_id": participant}
     return [
@@ -318,6 +320,10 @@ def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
         h.notification("points.activated", f"points.activated:{event_id}:{program_id}:{participant}",
                        {"event_id": event_id, "program_id": program_id, "participant_id": participant,
                         "points": "125", "early": False, "available": "125"}),
+        h.notification("points.reversed", f"points.reversed:r1:{program_id}",
+                       {"event_id": event_id, "program_id": program_id, "participant_id": participant,
+                        "points": "50", "recovered": "50", "reversal_id": "r1", "cancelled": False,
+                        "reason": "refund", "available": "75"}),
         h.notification("points.expired", "points.expired:lot-1",
                        {"program_id": program_id, "participant_id": participant, "points": "70",
                         "lots": [{"lot_id": "lot-1", "points": "70", "transaction_id": "t1",
@@ -325,10 +331,14 @@ def producer_notes(h: Harness) -> list[messages_pb2.Notification]:
         h.notification("points.expiring", f"points.expiring:{program_id}:{participant}:2026-04-05:7",
                        {"program_id": program_id, "participant_id": participant, "points": "70",
                         "expires_on": "2026-04-05", "expires_at": "2026-04-05T22:00:00+00:00", "lead_days": 7}),
-        h.notification("points.reversed", f"points.reversed:r1:{program_id}",
-                       {"event_id": event_id, "program_id": program_id, "participant_id": participant,
-                        "points": "50", "recovered": "50", "reversal_id": "r1", "cancelled": False,
-                        "reason": "refund", "available": "75"}),
+        *[h.notification(f"redemption.{step}", f"redemption.{step}:{redemption}",
+                         {"redemption_id": redemption, "program_id": program_id, "participant_id": participant,
+                          "reward_id": None, "state": state, "points": "60", "captured_points": captured,
+                          "refunded_points": refunded, "external_ref": "order-1", "idempotency_key": "hold-1"})
+          for step, state, captured, refunded in (
+              ("held", "HELD", "0", "0"), ("captured", "CAPTURED", "60", "0"),
+              ("cancelled", "CANCELLED", "0", "0"), ("expired", "EXPIRED", "0", "0"),
+              ("refunded", "REFUNDED", "60", "60"))],
     ]
 
 

@@ -50,4 +50,5 @@ def test_enabled_events_are_validated_and_normalised() -> None:
         "event.completed", "event.failed", "points.awarded", "points.adjusted",
         "participant.created", "enrollment.created", "enrollment.reactivated", "tier.changed",
         "rule.suspended", "points.expired", "points.expiring", "points.pending", "points.activated",
-        "points.reversed"}
+        "points.reversed", "redemption.held", "redemption.captured", "redemption.cancelled",
+        "redemption.expired", "redemption.refunded"}

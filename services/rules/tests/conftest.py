@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.messages.v1 import messages_pb2
-from accrual.rules.v1 import rules_pb2, rules_pb2_grpc
+from accrual.rules.v1 import rewards_pb2_grpc, rules_pb2, rules_pb2_grpc
 from accrual_platform import auth, contract, queue
 from accrual_platform.fixtures import RpcFailure, backend_fixtures, rpc_failure
 from accrual_platform.grpc_server import ServiceInterceptor, build_server
@@ -117,6 +117,7 @@ class Stack:
     ingest: FakeIngest
     identity: FakeIdentity
     processor: Processor
+    rewards: rewards_pb2_grpc.RewardsServiceStub
     address: str = ""
 
     def tenant(self) -> tuple[str, list[tuple[str, str]]]:
@@ -187,7 +188,7 @@ def stack(database_url: str) -> Iterator[Stack]:
     runtime.service.participant_exists = lambda tenant, pid: pid not in identity.missing
     runtime.points.lookup = ingest.lookup
     yield Stack(runtime, broker, rules_pb2_grpc.RulesServiceStub(channel), ingest, identity, processor,
-                f"127.0.0.1:{port}")
+                rewards_pb2_grpc.RewardsServiceStub(channel), f"127.0.0.1:{port}")
     channel.close()
     server.stop(2).wait()
     runtime.stop()

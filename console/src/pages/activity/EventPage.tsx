@@ -2,6 +2,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { Link, useParams } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
 import { useRouteUnavailable } from "../../shell/scopes";
+import { EventPointsPanel } from "./EventPointsPanel";
 
 const UNFINISHED_POLL_MS = 1500;
 
@@ -65,6 +66,7 @@ export function EventPage() {
           <pre className="json" data-testid="event-payload">{JSON.stringify(e.event_data ?? {}, null, 2)}</pre>
         </section>
       </div>
+      <EventPointsPanel e={e} />
       <section className="panel" aria-labelledby="evaluations-heading">
         <h2 id="evaluations-heading">Rule evaluations</h2>
         {e.rule_evaluations.length === 0 ? <p className="muted">{e.status === "COMPLETED" ? "No rule was evaluated." : "Not evaluated yet."}</p> : (

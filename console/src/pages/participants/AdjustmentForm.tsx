@@ -1,17 +1,18 @@
 // A points adjustment. Its idempotency key is made once per form and kept until the API
 // has answered, so a double click or a retry after a lost answer credits once.
-import { useMutation, useQueryClient } from "@tanstack/react-query";
+import { useMutation } from "@tanstack/react-query";
 import { useState } from "react";
 import { api, unwrap } from "../../api/client";
 import { fieldErrors } from "../../api/errors";
 import { newIdempotencyKey } from "../../lib/ids";
 import { Field, FormErrors } from "../../shell/forms";
 import { useRouteUnavailable } from "../../shell/scopes";
+import { useRefreshBank } from "./bank";
 
 const FIELDS = ["amount", "reason", "allow_negative", "idempotency_key"];
 
 export function AdjustmentForm({ programId, participantId }: { programId: string; participantId: string }) {
-  const queries = useQueryClient();
+  const refresh = useRefreshBank(programId, participantId);
   const [amount, setAmount] = useState("");
   const [reason, setReason] = useState("");
   const [allowNegative, setAllowNegative] = useState(false);
@@ -28,8 +29,7 @@ export function AdjustmentForm({ programId, participantId }: { programId: string
       setAmount("");
       setReason("");
       setKey(newIdempotencyKey("adjust"));
-      void queries.invalidateQueries({ queryKey: ["balance", programId, participantId] });
-      void queries.invalidateQueries({ queryKey: ["transactions", programId, participantId] });
+      refresh();
     },
   });
   const errors = fieldErrors(adjust.error, FIELDS);

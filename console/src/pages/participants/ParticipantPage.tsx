@@ -1,5 +1,5 @@
-// Page 5: one participant in one program: identities, enrollments, balance, transactions,
-// a points adjustment and a merge.
+// Page 5: one participant in one program: identities, enrollments, balance, lots,
+// transactions, redemptions, a points adjustment and a merge.
 import { useQuery } from "@tanstack/react-query";
 import { useParams } from "react-router-dom";
 import { api, unwrap } from "../../api/client";
@@ -7,7 +7,9 @@ import type { components } from "../../api/schema";
 import { when } from "../../lib/ids";
 import { ListState, LoadMore, useCursorList } from "../../shell/paging";
 import { AdjustmentForm } from "./AdjustmentForm";
+import { LotsPanel } from "./LotsPanel";
 import { MergeForm } from "./MergeForm";
+import { ExaminePanel, RedeemForm, RedemptionHistory } from "./Redemptions";
 
 export type Participant = components["schemas"]["Participant"];
 type Enrollment = components["schemas"]["Enrollment"];
@@ -71,14 +73,39 @@ export function ParticipantPage() {
         {balance.data ? (
           <dl className="facts" data-testid="balance">
             <dt>Available</dt><dd data-testid="balance-available">{balance.data.available}</dd>
+            <dt>Pending</dt><dd data-testid="balance-pending">{balance.data.pending}</dd>
+            <dt>Held</dt><dd data-testid="balance-held">{balance.data.held}</dd>
+            <dt>Debt</dt><dd data-testid="balance-debt">{balance.data.debt}</dd>
             <dt>Lifetime earned</dt><dd>{balance.data.lifetime_earned}</dd>
             <dt>Tier</dt><dd>{balance.data.tier || "—"}</dd>
+            <dt>Expiring</dt>
+            <dd data-testid="balance-expiring">{balance.data.expiring.length === 0 ? "Nothing expires." : (
+              <ul className="plain">
+                {balance.data.expiring.map((x) => <li key={x.expires_on}>{x.points} points on {x.expires_on}</li>)}
+              </ul>
+            )}</dd>
           </dl>
         ) : balance.isPending ? <p className="muted" role="status">Loading…</p> : null}
       </section>
       <section className="panel" aria-labelledby="adjust">
         <h2 id="adjust">Adjust points</h2>
         <AdjustmentForm programId={programId} participantId={participantId} />
+      </section>
+      <section className="panel" aria-labelledby="redeem">
+        <h2 id="redeem">Redeem points</h2>
+        <RedeemForm programId={programId} participantId={participantId} />
+      </section>
+      <section className="panel" aria-labelledby="examine">
+        <h2 id="examine">What this participant can redeem</h2>
+        <ExaminePanel programId={programId} participantId={participantId} />
+      </section>
+      <section className="panel" aria-labelledby="redemptions">
+        <h2 id="redemptions">Redemptions</h2>
+        <RedemptionHistory programId={programId} participantId={participantId} />
+      </section>
+      <section className="panel" aria-labelledby="lots">
+        <h2 id="lots">Lots</h2>
+        <LotsPanel programId={programId} participantId={participantId} />
       </section>
       <section className="panel" aria-labelledby="transactions">
         <h2 id="transactions">Transactions</h2>

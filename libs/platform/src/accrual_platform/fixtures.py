@@ -64,6 +64,7 @@ class RpcFailure:
     fields: list[str]  # the fields the BadRequest names
     message: str
     trailing: dict[str, str] = field(default_factory=dict)  # text trailing metadata
+    metadata: dict[str, str] = field(default_factory=dict)  # the ErrorInfo's metadata
 
 
 def rpc_failure(call: Callable[[], Any]) -> RpcFailure:
@@ -72,15 +73,15 @@ def rpc_failure(call: Callable[[], Any]) -> RpcFailure:
         call()
     exc: Any = info.value
     status = rpc_status.from_call(exc)
-    reason, fields = "", []
+    reason, fields, metadata = "", [], {}
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             error_info = error_details_pb2.ErrorInfo()
             detail.Unpack(error_info)
-            reason = error_info.reason
+            reason, metadata = error_info.reason, dict(error_info.metadata)
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             fields = [v.field for v in bad.field_violations]
     trailing = {k: v for k, v in exc.trailing_metadata() or () if isinstance(v, str)}
-    return RpcFailure(exc.code(), reason, fields, exc.details(), trailing)
+    return RpcFailure(exc.code(), reason, fields, exc.details(), trailing, metadata)

@@ -316,8 +316,10 @@ Registrar = Callable[[grpc.Server], None]
 
 
 def build_server(registrars: Sequence[tuple[str, Registrar]], address: str,
-                 interceptor: ServiceInterceptor, *, max_workers: int = 32) -> tuple[grpc.Server, int]:
-    """A server with the given services plus grpc.health.v1 and reflection, bound to address."""
+                 interceptor: ServiceInterceptor, *, max_workers: int = 32,
+                 also_serving: Sequence[str] = ()) -> tuple[grpc.Server, int]:
+    """A server with the given services plus grpc.health.v1 and reflection, bound to address.
+    ``also_serving``: more services the registrars add (a runtime serving two contracts)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=[interceptor],
@@ -329,6 +331,9 @@ def build_server(registrars: Sequence[tuple[str, Registrar]], address: str,
     names = []
     for name, register in registrars:
         register(server)
+        names.append(name)
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    for name in also_serving:
         names.append(name)
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from accrual.identity.v1 import identity_pb2
 from accrual.ingest.v1 import ingest_pb2
 from accrual.notify.v1 import notify_pb2
-from accrual.rules.v1 import rules_pb2
+from accrual.rules.v1 import rewards_pb2, rules_pb2
 from accrual_platform import auth
 from google.protobuf.descriptor import FileDescriptor
 from starlette.applications import Starlette
@@ -28,7 +28,7 @@ from accrual_gateway.openapi import build_openapi
 from accrual_gateway.upstream import Upstream
 
 DEFAULT_FILES = (ingest_pb2.DESCRIPTOR, identity_pb2.DESCRIPTOR, rules_pb2.DESCRIPTOR,
-                 notify_pb2.DESCRIPTOR)
+                 rewards_pb2.DESCRIPTOR, notify_pb2.DESCRIPTOR)
 API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 def create_app(addresses: Mapping[str, str], files: Sequence[FileDescriptor] | None = None, *,

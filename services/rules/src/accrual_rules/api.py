@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -162,11 +163,13 @@ def transaction_message(r: EntryRecord) -> rules_pb2.Transaction:
     return t
 
 
-def balance_message(b: Account, expiring: Iterable[Expiring] = ()) -> rules_pb2.Balance:
+def balance_message(b: Account, expiring: Iterable[Expiring] = (), held: decimal.Decimal | None = None
+                    ) -> rules_pb2.Balance:
     msg = rules_pb2.Balance(program_id=b.program_id, participant_id=b.participant_id,
                             available=decimal_str(b.available),
                             lifetime_earned=decimal_str(b.lifetime_earned), tier=b.tier or "",
-                            pending=decimal_str(b.pending), held="0", debt=decimal_str(b.debt))
+                            pending=decimal_str(b.pending), held=decimal_str(held or decimal.Decimal(0)),
+                            debt=decimal_str(b.debt))
     for e in expiring:
         item = msg.expiring.add(expires_on=e.last_day.isoformat(), points=decimal_str(e.points))
         item.expires_at.FromDatetime(e.expires_at)
@@ -444,7 +447,7 @@ class RulesServicer:
     def GetBalance(self, request: rules_pb2.GetBalanceRequest,
                    context: grpc.ServicerContext) -> rules_pb2.Balance:
         balance = self._svc.balance(auth.tenant_id(), request.program_id, request.participant_id)
-        return balance_message(balance.account, balance.expiring)
+        return balance_message(balance.account, balance.expiring, balance.held)
 
     def ListLots(self, request: rules_pb2.ListLotsRequest, context: grpc.ServicerContext) -> rules_pb2.ListLotsResponse:
         _known(rules_pb2.LotStatus, request.status, "status")

@@ -280,7 +280,8 @@ def restore(session: Session, dialect: str, tenant_id: str, account: Account, en
         after = dict(refilled)
         for entry, a in zip(entries, expiring, strict=True):
             changed = _write_allocations(session, tenant_id, entry["id"], [a], after, now)
-            after[a.lot_id] = replace(changed[0], status="EXPIRED")
+            # a lot the expiry run has not reached yet keeps its own remainder for that run
+            after[a.lot_id] = replace(changed[0], status="EXPIRED" if changed[0].remaining == 0 else changed[0].status)
         write_lots(session, [after[a.lot_id] for a in expiring], now)
     return plan, expired
 

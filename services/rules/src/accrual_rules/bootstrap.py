@@ -8,7 +8,7 @@ import grpc
 from accrual.identity.v1 import identity_pb2, identity_pb2_grpc
 from accrual.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from accrual.messages.v1 import messages_pb2
-from accrual.rules.v1 import rules_pb2_grpc
+from accrual.rules.v1 import rewards_pb2_grpc, rules_pb2_grpc
 from accrual_platform import clients, contract, errors, queue, structs
 from accrual_platform.db import Database, utcnow
 from accrual_platform.grpc_server import internal_metadata
@@ -21,6 +21,9 @@ from accrual_rules.api import RulesServicer
 from accrual_rules.event_points import EventInfo, EventPoints
 from accrual_rules.merging import merge_ledgers
 from accrual_rules.processing import Processor
+from accrual_rules.rewards_api import RewardsServicer
+from accrual_rules.rewards_service import RewardsService
+from accrual_rules.rewards_store import RewardsStore
 from accrual_rules.sandbox import Sandbox
 from accrual_rules.scheduler import Clock, TriggerScheduler
 from accrual_rules.service import RulesService
@@ -33,6 +36,8 @@ SCHEMA = storage.SCHEMA
 class RulesRuntime:
     name = "rules"
     service_full_name = "accrual.rules.v1.RulesService"
+    #: the rewards catalogue and redemptions (their own contract, rewards.proto) live here too
+    also_serves = ("accrual.rules.v1.RewardsService",)
     schema = SCHEMA
     queues = (queue.RULES_QUEUE,)
 
@@ -49,8 +54,10 @@ class RulesRuntime:
                                processes=settings.rule_eval_processes,
                                suspend_after=settings.rule_suspend_after_breaches)
         self.store = RulesStore(self.db)
+        rewards_store = RewardsStore(self.db)
         self.service = RulesService(self.store, self.sandbox, on_commit=self.relay.notify,
-                                    participant_exists=self._participant_exists)
+                                    participant_exists=self._participant_exists, held=rewards_store.held)
+        self.rewards = RewardsService(rewards_store, self.service, on_commit=self.relay.notify)
         self._identity: identity_pb2_grpc.IdentityServiceStub | None = None
         self._ingest: ingest_pb2_grpc.IngestServiceStub | None = None
         self._processor: Processor | None = None
@@ -102,10 +109,12 @@ class RulesRuntime:
         return TriggerScheduler(
             self.db, identity_pb2_grpc.IdentityServiceStub(clients.channel(self.settings.peer("identity"))),
             ingest_pb2_grpc.IngestServiceStub(clients.channel(self.settings.peer("ingest"))),
-            self.settings.internal_token, clock, on_commit=self.relay.notify, points=self.points)
+            self.settings.internal_token, clock, on_commit=self.relay.notify, points=self.points,
+            expire_holds=self.rewards.expire_holds)
 
     def register(self, server: grpc.Server) -> None:
         rules_pb2_grpc.add_RulesServiceServicer_to_server(RulesServicer(self.service, self.points), server)
+        rewards_pb2_grpc.add_RewardsServiceServicer_to_server(RewardsServicer(self.rewards), server)
 
     def declare_actors(self, broker: dramatiq.Broker) -> None:
         worker.declare_actors(broker, self.processor, self._merge)

@@ -71,6 +71,8 @@ class RunReport:
     #: per program: {"accepted": n, "duplicate": n, "error": n}
     by_program: dict[str, dict[str, int]] = field(default_factory=dict)
     bank: BankReport = field(default_factory=BankReport)
+    #: redemption holds released because their time to live passed
+    holds_released: int = 0
 
     def count(self, program_id: str, status: str) -> int:
         return self.by_program.get(program_id, {}).get(status, 0)
@@ -123,9 +125,11 @@ class LeaderLock:
 class TriggerScheduler:
     def __init__(self, db: Database, identity: Any, ingest: Any, internal_token: str,
                  clock: Clock = utcnow, on_commit: Callable[[], None] = lambda: None,
-                 points: EventPoints | None = None) -> None:
+                 points: EventPoints | None = None,
+                 expire_holds: Callable[[dt.datetime], int] | None = None) -> None:
         """``on_commit`` wakes the outbox relay after the bank jobs committed facts; ``points``
-        activates pending points when due."""
+        activates pending points when due; ``expire_holds(now)`` releases redemption holds past
+        their time to live (issue 23)."""
         self.db = db
         self._store = RulesStore(db)
         self.bank = BankJobs(self._store, on_commit)
@@ -134,6 +138,7 @@ class TriggerScheduler:
         self._ingest = ingest
         self._token = internal_token
         self._clock = clock
+        self._expire_holds = expire_holds
         self._lock = LeaderLock(db)
         self._run_lock = threading.Lock()
         self._aps: BackgroundScheduler | None = None
@@ -148,6 +153,8 @@ class TriggerScheduler:
             now = self._clock()
             # Activation first: a lot whose activation was late may already be due to expire.
             report.activated = self._points.activate_due(now)
+            if self._expire_holds is not None:  # first: released points go back to lots the run may expire
+                report.holds_released = self._expire_holds(now)
             self.bank.run(now, report.bank)
             today = now.astimezone(dt.UTC).date()
             for program in self._store.triggered_programs():

@@ -123,12 +123,19 @@ def _anyone(tenant_id: str, participant_id: str) -> bool:
     return True
 
 
+def _nothing_held(tenant_id: str, program_id: str, participant_id: str) -> decimal.Decimal:
+    return decimal.Decimal(0)
+
+
 class RulesService:
     def __init__(self, store: RulesStore, evaluator: sandbox.Sandbox, on_commit: Callable[[], None] = lambda: None,
-                 participant_exists: Callable[[str, str], bool] = _anyone) -> None:
+                 participant_exists: Callable[[str, str], bool] = _anyone,
+                 held: Callable[[str, str, str], decimal.Decimal] = _nothing_held) -> None:
         """``evaluator`` runs rule expressions (simulations and save-time checks);
         ``participant_exists(tenant, participant_id)`` asks identity (adjustments only go to
-        participants that exist); ``on_commit`` wakes the outbox relay."""
+        participants that exist); ``on_commit`` wakes the outbox relay; ``held(tenant,
+        program, participant)`` sums the participant's redemption holds."""
+        self.held = held
         self.store = store
         self.sandbox = evaluator
         self._on_commit = on_commit
@@ -391,7 +398,8 @@ class RulesService:
         account.tier = tier.name if tier else None
         timezone = program.bank().timezone
         return Balance(account, [Expiring(at, last_day(at, timezone), points) for at, points in
-                                 self.store.expiring(tenant_id, program.id, participant_id, EXPIRING_SHOWN)])
+                                 self.store.expiring(tenant_id, program.id, participant_id, EXPIRING_SHOWN)],
+                       self.held(tenant_id, program.id, participant_id))
 
     def lots(self, tenant_id: str, program_id: str, participant_id: str, status: str, page_size: int,
              page_token: str) -> tuple[list[LotRecord], str]:
@@ -514,6 +522,8 @@ class Expiring:
 class Balance:
     account: ledger.Account
     expiring: list[Expiring]
+    #: points of the participant's open redemption holds (not in ``account.available``)
+    held: decimal.Decimal = decimal.Decimal(0)
 
 
 #: How many upcoming expiries a balance shows.

@@ -174,6 +174,58 @@ lot_allocations = sa.Table(
     sa.Index("ix_lot_allocations_lot", "lot_id"),
 )
 
+# A program's rewards catalogue (issue 23). ``stock`` is the units left (None: unlimited),
+# taken by a hold and given back by a cancel, an expiry or a full refund.
+rewards = sa.Table(
+    "rewards", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("program_id", sa.String(36), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("cost_points", ExactDecimal(), nullable=False),
+    sa.Column("stock", sa.BigInteger),
+    sa.Column("limit_count", sa.Integer),
+    sa.Column("limit_period", sa.String(32)),
+    sa.Column("eligible_tiers", JsonType, nullable=False),
+    sa.Column("active_from", UtcDateTime()),
+    sa.Column("active_to", UtcDateTime()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_rewards_program", "tenant_id", "program_id", "created_at"),
+)
+
+# Redemptions: a hold is a REDEEM ledger entry (``hold_entry_id``) whose allocations took the
+# points from lots; releases and refunds are credit entries that restore them. Changed only
+# under the participant's balance row lock.
+redemptions = sa.Table(
+    "redemptions", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("program_id", sa.String(36), nullable=False),
+    sa.Column("participant_id", sa.String(36), nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=False),
+    sa.Column("payload_hash", sa.String(64), nullable=False),
+    sa.Column("reward_id", sa.String(36)),
+    sa.Column("state", sa.String(24), nullable=False),
+    sa.Column("points", ExactDecimal(), nullable=False),
+    sa.Column("captured_points", ExactDecimal(), nullable=False),
+    sa.Column("refunded_points", ExactDecimal(), nullable=False),
+    sa.Column("released_points", ExactDecimal(), nullable=False),
+    sa.Column("external_ref", sa.String(255), nullable=False),
+    sa.Column("hold_entry_id", sa.String(36), nullable=False),
+    sa.Column("hold_expires_at", UtcDateTime(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant_id", "program_id", "idempotency_key", name="uq_redemptions_key"),
+    sa.Index("ix_redemptions_participant", "tenant_id", "program_id", "participant_id", "created_at"),
+    sa.Index("ix_redemptions_reward", "reward_id", "participant_id", "created_at"),
+    # the scheduler's scan touches only holds
+    sa.Index("ix_redemptions_hold_expiry", "hold_expires_at", postgresql_where=sa.text("state = 'HELD'"),
+             sqlite_where=sa.text("state = 'HELD'")),
+)
+
 # The evaluation an event got, written in the same transaction as its ledger entries: a
 # redelivered message finds it and re-announces the same outcome instead of re-evaluating.
 event_evaluations = sa.Table(

@@ -84,11 +84,12 @@ Try:  curl -H "X-API-Key: {key}" http://{settings.gateway_host}:{settings.gatewa
 
 
 def _channels(settings: Settings) -> dict[str, str]:
-    names = {"ingest": "accrual.ingest.v1.IngestService",
-             "identity": "accrual.identity.v1.IdentityService",
-             "rules": "accrual.rules.v1.RulesService",
-             "notify": "accrual.notify.v1.NotifyService"}
-    return {full: settings.peer(short) for short, full in names.items()}
+    names = {"accrual.ingest.v1.IngestService": "ingest",
+             "accrual.identity.v1.IdentityService": "identity",
+             "accrual.rules.v1.RulesService": "rules",
+             "accrual.rules.v1.RewardsService": "rules",
+             "accrual.notify.v1.NotifyService": "notify"}
+    return {full: settings.peer(short) for full, short in names.items()}
 
 
 def _embedded_admin_key(settings: Settings) -> str:

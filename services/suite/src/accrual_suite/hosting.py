@@ -112,7 +112,8 @@ def start_server(settings: Settings, runtimes: Sequence[Runtime], authenticator:
     extra_threads = sum(getattr(r, "server_threads", 0) for r in runtimes)
     server, port = build_server([(r.service_full_name, r.register) for r in runtimes],
                                 f"{settings.grpc_host}:{settings.grpc_port}", interceptor,
-                                max_workers=DEFAULT_SERVER_THREADS + extra_threads)
+                                max_workers=DEFAULT_SERVER_THREADS + extra_threads,
+                                also_serving=[n for r in runtimes for n in getattr(r, "also_serves", ())])
     handlers: dict[str, listen.Handler] = {
         revocations.CHANNEL: getattr(authenticator, "evict", lambda key_id: None)}
     for r in runtimes:

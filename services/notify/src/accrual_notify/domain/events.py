@@ -22,6 +22,8 @@ WEBHOOK_TYPES: tuple[str, ...] = (
     "participant.created", "enrollment.created", "enrollment.reactivated", "tier.changed",
     "rule.suspended", "points.expired", "points.expiring", "points.pending", "points.activated",
     "points.reversed",
+    "redemption.held", "redemption.captured", "redemption.cancelled", "redemption.expired",
+    "redemption.refunded",
 )
 MAX_DESCRIPTION = 1000
 

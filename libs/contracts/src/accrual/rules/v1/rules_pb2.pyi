@@ -84,6 +84,9 @@ class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTRY_KIND_REVERSAL: _ClassVar[EntryKind]
     ENTRY_KIND_EXPIRE: _ClassVar[EntryKind]
     ENTRY_KIND_CANCEL: _ClassVar[EntryKind]
+    ENTRY_KIND_REDEEM: _ClassVar[EntryKind]
+    ENTRY_KIND_REDEEM_RELEASE: _ClassVar[EntryKind]
+    ENTRY_KIND_REDEEM_REFUND: _ClassVar[EntryKind]
 
 class LotStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -135,6 +138,9 @@ ENTRY_KIND_ADJUSTMENT: EntryKind
 ENTRY_KIND_REVERSAL: EntryKind
 ENTRY_KIND_EXPIRE: EntryKind
 ENTRY_KIND_CANCEL: EntryKind
+ENTRY_KIND_REDEEM: EntryKind
+ENTRY_KIND_REDEEM_RELEASE: EntryKind
+ENTRY_KIND_REDEEM_REFUND: EntryKind
 LOT_STATUS_UNSPECIFIED: LotStatus
 LOT_STATUS_PENDING: LotStatus
 LOT_STATUS_ACTIVE: LotStatus
