@@ -675,6 +675,10 @@ def test_redemptions_while_the_rules_service_is_killed_move_points_once(suite: t
             rng = random.Random(seed)
             done = []
             for n in range(10):
+                # Paced by the kills, so that the kills land while redemptions are in flight
+                # however fast the shoppers are on the day.
+                while kills < min(5, n // 2) and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 key = f"{person}-{n}"
                 r = _until_answered(client, f"/v1/programs/{pid}/participants/{person}/redemptions",
                                     {"idempotency_key": key, "points": str(rng.randint(5, 40))}, deadline)
