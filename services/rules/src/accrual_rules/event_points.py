@@ -274,10 +274,7 @@ class EventPoints:
             programs = tx.programs(tenant_id, {c.program_id for c in credits})
         now = utcnow()
         with self.store.ledger_transaction() as tx:
-            accounts = tx.lock_accounts(tenant_id, {(c.program_id, c.participant_id) for c in credits})
-            lots = tx.events.lots(tenant_id, event_id)
-            if not lots:
-                raise errors.Conflict(f"event {event_id} earned no points to cancel", reason="not_pending")
+            accounts, lots = _locked_with_lots(tx, tenant_id, event_id, credits, "cancel")
             if any(_was_active(lot, now) for lot in lots):
                 raise errors.Conflict(f"the points of event {event_id} are active already: reverse them "
                                       "with POST /v1/events/{event_id}/reversals", reason="not_pending")
@@ -310,10 +307,7 @@ class EventPoints:
             credits = self._completed_credits(tx, tenant_id, event_id)
         now = utcnow()
         with self.store.ledger_transaction() as tx:
-            accounts = tx.lock_accounts(tenant_id, {(c.program_id, c.participant_id) for c in credits})
-            lots = tx.events.lots(tenant_id, event_id)
-            if not lots:
-                raise errors.Conflict(f"event {event_id} earned no points to activate", reason="not_pending")
+            accounts, lots = _locked_with_lots(tx, tenant_id, event_id, credits, "activate")
             points = activate_lots(tx, tenant_id, accounts, [lot for lot in lots if lot.status == "PENDING"], now,
                                    early=True)
             balances = [accounts[k] for k in sorted(accounts)]
@@ -347,6 +341,17 @@ class EventPoints:
             if len(due) < batch:
                 break
         return done
+
+
+def _locked_with_lots(tx: LedgerTransaction, tenant_id: str, event_id: str, credits: Sequence[Credit],
+                      verb: str) -> tuple[dict[tuple[str, str], Account], list[LotRecord]]:
+    """Lock the accounts the event credited, then read its lots; 409 not_pending when it
+    earned none, since there is nothing to cancel or activate."""
+    accounts = tx.lock_accounts(tenant_id, {(c.program_id, c.participant_id) for c in credits})
+    lots = list(tx.events.lots(tenant_id, event_id))
+    if not lots:
+        raise errors.Conflict(f"event {event_id} earned no points to {verb}", reason="not_pending")
+    return accounts, lots
 
 
 def _was_active(lot: LotRecord, now: dt.datetime) -> bool:
